@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: install demo test test-nbs test-py export clean-nbs bench docs clean
+.PHONY: install demo test export clean-nbs bench docs readme sysdeps clean
 
 # Create the virtual environment and install the project (torch + torchvision as a matching pair
 # from the registry, everything else from settings.ini). Re-runs when the dependencies change.
@@ -20,12 +20,24 @@ $(STAMP): settings.ini setup.py pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages the tests use: Chromium + ChromeDriver (docs site test), poppler-utils (PDF report test).
+# Installed when missing (needs root, as on the project's machines).
+SYSDEPS_STAMP := $(VENV)/.sysdeps
+$(SYSDEPS_STAMP):
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v pdftoppm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver poppler-utils >/dev/null; \
+	else echo "warning: install chromium, chromium-driver and poppler-utils for the docs and report tests"; fi
+	@mkdir -p $(VENV) && touch $(SYSDEPS_STAMP)
+
+sysdeps: $(SYSDEPS_STAMP)
+
 # The main job on the committed sample: every stage that exists, into runs/demo/.
 demo: $(STAMP)
 	$(BIN)/accords-tem run --config configs/demo.yaml --out runs/demo
 
 # Notebook tests (nbdev_test), then the package and the notebooks must agree, then pytest.
-test: $(STAMP)
+test: $(STAMP) $(SYSDEPS_STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/python .ci/check_export.py
 	$(BIN)/python -m pytest tests/ -q
@@ -38,6 +50,14 @@ clean-nbs: $(STAMP)
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+# README.md from nbs/index.ipynb and the HTML site (_site/) from all notebooks; no Quarto needed.
+readme: $(STAMP)
+	$(BIN)/python tools/build_docs.py readme
+
+docs: $(STAMP)
+	$(BIN)/python tools/build_docs.py all --out _site
+	@echo "open _site/index.html"
 
 clean:
 	rm -rf runs/demo _docs _site
