@@ -1,0 +1,99 @@
+"""Stage 07: quality checks on fabricated run folders with known answers, and the PDF report rendered with poppler."""
+import json, shutil, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from accords_tem.core import load_config
+from accords_tem.reporting import (ReportConfig, RunData, build_report, check_calibration, check_unreadable, fake_run,
+                                   mean_iou_by_subset, pdf_pages, pdf_text, quality_checks, run_report)
+
+POPPLER = shutil.which('pdftoppm') and shutil.which('pdftotext')
+needs_poppler = pytest.mark.skipif(not POPPLER, reason='pdftoppm/pdftotext not found: install poppler-utils (make sysdeps)')
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    return fake_run(tmp_path_factory.mktemp('rep')/'run')
+
+
+def _folder(tmp_path, files:dict) -> Path:
+    for k, v in files.items():
+        (tmp_path/k).parent.mkdir(parents=True, exist_ok=True); (tmp_path/k).write_text(v)
+    return tmp_path
+
+
+def test_failure_row_fails_and_names_the_file(tmp_path):
+    d = _folder(tmp_path, {'failures.csv': 'stage,file,error,reason,time\n'
+                                           'io,GO_02/corrupt_0007.tif,ImageReadError,not a TIFF file,2026-11-24\n'})
+    r = check_unreadable(RunData(d), ReportConfig())
+    assert r['status'] == 'fail' and r['images'] == ['corrupt_0007.tif'] and 'corrupt_0007.tif' in r['reason']
+
+
+def test_missing_pixel_size_warns(tmp_path):
+    d = _folder(tmp_path, {'inventory.csv': 'file,magnification,nm_per_px,pixel_size_source\n'
+                                            'a.tif,2000,6.9,imagej\nb.tif,5000,,none\nc.tif,5000,2.8,imagej\n'})
+    r = check_calibration(RunData(d), ReportConfig())
+    assert (r['status'], r['images']) == ('warn', ['b.tif'])
+
+
+@pytest.mark.parametrize('metrics, expected', [
+    (dict(subset=['val', 'val', 'test', 'test'], cls=['GFM', 'carbonhole'] * 2, iou=[0.9, 0.7, 0.8, 0.6]), {'val': 0.8, 'test': 0.7}),
+    (dict(split=['val', 'test'], cls=['mean', 'mean'], metric='iou', value=[0.81, 0.79]), {'val': 0.81, 'test': 0.79}),
+    (dict(subset=['val', 'test'], iou_GFM=[0.5, 0.7], iou_carbonhole=[0.7, 0.9]), {'val': 0.6, 'test': 0.8}),
+])
+def test_mean_iou_by_subset(metrics, expected):
+    got = mean_iou_by_subset(pd.DataFrame(metrics))
+    assert got.keys() == expected.keys() and all(abs(got[k] - v) < 1e-9 for k, v in expected.items())
+
+
+def test_every_check_on_the_fabricated_run(run):
+    qc = {r['check']: r for r in quality_checks(run, ReportConfig())}
+    assert qc['images could not be read']['images'] == ['AC_UT_GO_02_01_UO_2000X_0099.tif']
+    want = {'missing calibration': ['AC_UT_GO_02_01_UO_2000X_0004.tif'], 'saturated images': ['AC_UT_GO_02_01_UO_5000X_0002.tif'],
+            'low-contrast images': ['AC_UT_GO_02_01_UO_10000X_0003.tif'], 'objects touching the border': ['AC_UT_GO_02_01_UO_2000X_0001'],
+            'empty or near-empty masks': ['AC_UT_GO_02_01_UO_5000X_0005'],
+            'low prediction confidence or high uncertainty': ['AC_UT_GO_02_01_UO_5000X_0005'],
+            'classifier predictions below confidence': ['AC_UT_GO_02_01_UO_10000X_0006.tif'],
+            'images judged unusable': ['AC_UT_GO_02_01_UO_10000X_0006.tif']}
+    for k, v in want.items(): assert (qc[k]['status'], qc[k]['images']) == ('warn', v), k
+    assert qc['validation-test metric gap']['status'] == 'warn' and '0.862' in qc['validation-test metric gap']['reason']
+    assert qc['class under-represented in a split']['status'] == 'warn' and 'carbonhole in val' in qc['class under-represented in a split']['reason']
+    assert qc['class overlap']['status'] == 'pass'
+    saved = json.loads((run/'qc.json').read_text())
+    assert saved['summary']['fail'] == 1 and len(saved['checks']) == len(qc)
+
+
+def test_empty_run_folder_says_not_run(tmp_path):
+    qc = quality_checks(tmp_path, ReportConfig())
+    assert {r['status'] for r in qc if r['check'] not in ('images could not be read', 'stages completed')} == {'skip'}
+    assert all('stage not run' in r['reason'] for r in qc if r['status'] == 'skip')
+
+
+@needs_poppler
+def test_report_pages_and_numbers(run, tmp_path):
+    t0 = time.time()
+    s = run_report(load_config(None), run)
+    pdf = Path(s['report'])
+    assert pdf.exists() and (run/'qc.json').exists() and s['fail'] == 1
+    pages = pdf_pages(pdf, tmp_path/'pages', dpi=40)
+    assert len(pages) >= 8
+    from PIL import Image
+    stds = [np.asarray(Image.open(p).convert('L'), float).std() for p in pages]
+    assert min(stds) > 3, f'blank page(s): {[i + 1 for i, v in enumerate(stds) if v <= 3]}'
+    txt = pdf_text(pdf)
+    for number in ['0.9012', '0.6777', '0.8412', '0.8333', 'AC_UT_GO_02_01_UO_2000X_0099.tif', 'not a TIFF file',
+                   'Flagged: AC_UT_GO_02_01_UO_5000X_0005', 'accords-tem run report']:
+        assert number in txt, number
+    assert 'could not be drawn' not in txt
+    assert time.time() - t0 < 30
+
+
+@needs_poppler
+def test_report_of_an_empty_run(tmp_path):
+    pdf = build_report(tmp_path, ReportConfig())
+    txt = pdf_text(pdf)
+    assert txt.count('Stage not run') >= 6 and 'could not be drawn' not in txt
+    assert not list(tmp_path.glob('.*.tmp*'))          # nothing half-written left behind
