@@ -226,6 +226,7 @@ def test_run_inventory(tmp_path):
     assert inv['pixel_size_source'].tolist() == ['imagej', 'none']
     assert inv['max'].tolist() == [IMG8.max(), IMG16.max()]                     # banded statistics (500 px bands)
     assert inv['mean'].iloc[1] == pytest.approx(IMG16.mean())
+    assert inv['std'].iloc[1] == pytest.approx(IMG16.std(), rel=1e-4)
     rows = FailureLog(tmp_path / 'run', 'io').rows()
     assert len(rows) == 1 and 'not a TIFF file' in rows[0]['reason']
     assert run_inventory(cfg, tmp_path / 'run')['skipped'] is True
