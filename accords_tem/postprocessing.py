@@ -123,11 +123,12 @@ def clean_labels(labels:np.ndarray, # 2-D ilastik labels (0 = unlabelled)
                  background:int=3, # label value given to pixels left unlabelled after the opening
                  fill_at:str='target', # 'target': resize then fill; 'original': fill then resize
                  steps:dict|None=None, # if a dict, the intermediates are put there ('resized', 'filled')
+                 counts:tuple|None=None, # `value_counts(labels)` when already known
                 ) -> tuple[np.ndarray, dict]:
     "Resize (nearest), fill gaps (nearest labelled pixel), open one class, reassign leftovers to background."
     labels = np.asarray(labels)
     small = resize_labels(labels, size)
-    v, c = value_counts(labels)
+    v, c = counts if counts is not None else value_counts(labels)
     present = v[v != 0]
     st = dict(unlabelled_before_orig=int(c[v == 0].sum()), unlabelled_before=int((small == 0).sum()))
     if fill_at == 'original': small = resize_labels(fill_unlabelled(labels), size)
@@ -163,7 +164,7 @@ def check_label_values(labels:np.ndarray, # labels as read
                        values:list[int], # configured ilastik label values
                        path=None, # file named in the error
                       ):
-    "Raise `IlastikFormatError` for an all-zero export, non-integer values or values outside the classes."
+    "Raise `IlastikFormatError` for an all-zero export, non-integer values or values outside the classes; else (values, counts)."
     labels = np.asarray(labels)
     if labels.dtype.kind == 'f':
         if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
@@ -181,6 +182,7 @@ def check_label_values(labels:np.ndarray, # labels as read
         raise IlastikFormatError(f'label values {[v for v, _ in bad]} ({sum(c for _, c in bad)} px) are not configured '
                                  f'classes (0 = unlabelled, configured {values}); add the class to `classes:` in the '
                                  'configuration or merge the label in ilastik', path)
+    return u, n
 
 def check_aspect(image_shape:tuple, # (H, W) of the image
                  label_shape:tuple, # (h, w) of the labels
@@ -310,17 +312,19 @@ def prepare_pair(pair:LabelPair, # label file + image
     from accords_tem.io import read_working
     sec = sec or cfg.section('postprocessing')
     values, opening, background = _resolve_classes(cfg, sec)
-    if pair.image is None: raise IlastikFormatError(f'no matching image: {pair.problem}', pair.labels)
+    if pair.image is None: raise AccordsError(f'no matching image: {pair.problem}', pair.labels)
     raw, warns = read_labels(pair.labels)
-    check_label_values(raw, values, pair.labels)
-    raw = raw.astype(np.uint8 if raw.max() < 256 else np.uint16)
+    counts = check_label_values(raw, values, pair.labels)
+    raw = raw.astype(np.uint8 if counts[0].max() < 256 else np.uint16, copy=False)
     src, kind = image_source(pair, run_dir, Path(cfg.data.root), sec.use_normalized)
     img = read_working(src, cfg.section('io'))
     check_aspect(img.shape, raw.shape, sec.aspect_tolerance, pair.labels)
     size = tuple(sec.size)
     steps = {}
-    clean, st = clean_labels(raw, size, opening_value=opening, radius=sec.opening_radius,
-                             background=background, fill_at=sec.fill_at, steps=steps)
+    try: clean, st = clean_labels(raw, size, opening_value=opening, radius=sec.opening_radius,
+                                  background=background, fill_at=sec.fill_at, steps=steps, counts=counts)
+    except ValueError as e:   # the few labelled pixels all fell between the sampled ones
+        raise IlastikFormatError(f'{e}; set postprocessing.fill_at: original to fill the gaps before resizing', pair.labels) from None
     ncfg = cfg.section('normalization')
     image = image_to_uint8(resize_image(img, size, sec.image_interpolation), ncfg.low, ncfg.high)
     onehot = to_onehot(clean, values)

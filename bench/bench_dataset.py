@@ -75,7 +75,7 @@ def child(mode: str, root: Path, out: Path) -> dict:
     "One measurement, in this (fresh) process."
     import cv2, h5py, numpy as np, pandas, scipy.ndimage, skimage.morphology, tifffile, matplotlib.pyplot  # noqa: F401
     from accords_tem.core import load_config
-    from accords_tem import postprocessing as pp
+    from accords_tem import postprocessing as pp, io, masks, normalization  # noqa: F401 (imports are not timed)
     rss0 = _rss_mb()
     n = len(list((root / 'ilastik').glob('*_Labels.h5')))
     t, c = time.perf_counter(), time.process_time()

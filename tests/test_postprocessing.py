@@ -253,3 +253,15 @@ def test_sixteen_bit_raw_image_is_scaled_to_uint8(demo):
     b = read_tem(demo/'run'/'dataset'/'images'/'AC_UT_GO_02_01_UO_2000X_0002.png')   # same picture, 16-bit x200
     assert b.dtype == np.uint8 and b.max() > 200 and b.min() < a.min()         # stretched to the full range
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+
+
+def test_labels_lost_in_resize_are_a_failure_naming_the_fix(tmp_path):
+    make_demo_inputs(tmp_path/'data', size=64, bad=False)
+    lab = np.zeros((64, 64), np.uint8); lab[10, 10] = 1                 # one pixel, between the sampled ones at 32x32
+    write_ilastik_h5(tmp_path/'data'/'ilastik'/'AC_UT_GO_02_01_UO_2000X_0001_Labels.h5', lab, 'yx')
+    s = run_postprocessing(_cfg(tmp_path/'data'), tmp_path/'run', progress=False)
+    assert (s['written'], s['failed']) == (3, 1)
+    row = FailureLog(tmp_path/'run', 'postprocessing').rows()[0]
+    assert row['error'] == 'IlastikFormatError' and 'fill_at: original' in row['reason']
+    s = run_postprocessing(_cfg(tmp_path/'data', fill_at='original'), tmp_path/'run', progress=False)
+    assert (s['written'], s['failed']) == (4, 0)
