@@ -237,7 +237,8 @@ def pair_labels(label_files:list, # *_Labels.h5 files
     label_files = [Path(p) for p in label_files]
     pairs, missing = pair_exports(label_files, [Path(p) for p in image_files])
     return [LabelPair(lf, Path(pairs[lf]), Path(pairs[lf]).stem, Path(pairs[lf]).parent.name) if lf in pairs
-            else LabelPair(lf, None, label_stem(lf), problem=missing.get(lf, 'no matching image')) for lf in label_files]
+            else LabelPair(lf, None, label_stem(lf), problem=missing.get(lf, 'no matching image').replace('_Probabilities.h5', '_Labels.h5'))
+            for lf in label_files]
 
 # %% ../nbs/03_postprocessing.ipynb #d81b9c53
 def read_labels(path:str|Path) -> tuple[np.ndarray, list[str]]:
