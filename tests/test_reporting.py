@@ -99,3 +99,18 @@ def test_report_of_an_empty_run(tmp_path):
     txt = pdf_text(pdf)
     assert txt.count('Stage not run') >= 6 and 'could not be drawn' not in txt
     assert not list(tmp_path.glob('.*.tmp*'))          # nothing half-written left behind
+
+
+@needs_poppler
+def test_damaged_files_do_not_break_the_report(tmp_path):
+    run = fake_run(tmp_path/'run')
+    (run/'unet'/'curves.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')                 # truncated figure
+    (run/'unet'/'metrics.csv').write_text('what,ever\n1,2\n')                            # unexpected columns
+    (run/'objects'/'objects.csv').write_text('')                                        # empty file
+    (run/'classifier'/'predictions.csv').write_text('image\nx.tif\n')                   # no probabilities
+    (run/'inventory.csv').write_text('file\n' + 'x' * 50 + '.tif\n')                    # no pixel size column
+    qc = {r['check']: r for r in quality_checks(run, ReportConfig())}
+    assert qc['validation-test metric gap']['status'] == 'warn' and qc['objects touching the border']['status'] == 'skip'
+    assert qc['classifier predictions below confidence']['status'] == 'skip'
+    txt = pdf_text(build_report(run, ReportConfig(), qc=list(qc.values())))
+    assert 'curves.png could not be read' in txt and 'Quality checks' in txt and 'Failures' in txt
