@@ -12,8 +12,10 @@ pairing, checks, bookkeeping and atomic writes), and peak memory: the peak of tr
 a fresh process so that peaks do not carry over. Memory that does not grow from n to 2n images shows that
 the stage streams.
 
-Stages are registered in STAGES: each entry makes its inputs once (`make`), runs the stage (`stage`) and the
-baseline (`baseline`). Stage 03 (postprocessing) can add its entry here.
+The inputs are made once (`make_pool`: 16-bit micrographs from accords_tem.synthetic.generate with their
+ilastik-style probabilities and class maps; a simple generator when synthetic is not installed) and shared by
+all stages. Stages are registered in STAGES: each entry names the stage function (`stage`, called with
+figures on or off) and its baseline (`baseline`). Stage 03 (postprocessing) can add its entry here.
 """
 from __future__ import annotations
 import argparse, json, multiprocessing as mp, os, platform, sys, tempfile, time
@@ -56,21 +58,36 @@ def probabilities(cls:np.ndarray, seed:int) -> np.ndarray:
     return p
 
 
-def make_data(root:Path, n:int, size:int, with_probs:bool):
-    "n images in root/GO_01/ (+ ilastik/ probabilities and ground_truth/ class maps)."
+def _generated(i:int, size:int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    "Image, class map, probabilities and generator name of image i: accords_tem.synthetic when installed, else `scene`."
+    try:
+        from accords_tem import synthetic
+        m = synthetic.generate(i, size=size, magnification=5000, dtype='uint16')
+        return m.image, m.classes, synthetic.fake_probabilities(m, np.random.default_rng(i)), 'accords_tem.synthetic.generate'
+    except ImportError:
+        img, cls = scene(size, i)
+        return img, cls, probabilities(cls, i), 'bench_prep.scene'
+
+
+def make_pool(pool:Path, n:int, size:int) -> str:
+    "n images in pool/GO_01/, their probabilities in pool/ilastik/ and class maps in pool/ground_truth/ (made once)."
     import cv2, tifffile
     from accords_tem.io import write_ilastik_h5
-    for sub in ['GO_01', 'ilastik', 'ground_truth']: (root/sub).mkdir(parents=True, exist_ok=True)
-    try:
-        from accords_tem.io import write_tem_tiff
-    except ImportError: write_tem_tiff = None
+    for sub in ['GO_01', 'ilastik', 'ground_truth']: (pool/sub).mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        stem = f'AC_UT_GO_01_01_UO_2000X_{i:04d}'
-        img, cls = scene(size, i)
-        tifffile.imwrite(root/'GO_01'/f'{stem}.tif', img)
-        if with_probs:
-            cv2.imwrite(str(root/'ground_truth'/f'{stem}_classes.png'), cls)
-            write_ilastik_h5(root/'ilastik'/f'{stem}_Probabilities.h5', probabilities(cls, i), 'yxc', compression=None)
+        stem = f'AC_UT_GO_01_01_UO_5000X_{i:04d}'
+        img, cls, p, how = _generated(i, size)
+        tifffile.imwrite(pool/'GO_01'/f'{stem}.tif', img)
+        cv2.imwrite(str(pool/'ground_truth'/f'{stem}_classes.png'), cls)
+        write_ilastik_h5(pool/'ilastik'/f'{stem}_Probabilities.h5', p, 'yxc', compression=None)
+    return how
+
+
+def make_data(root:Path, pool:Path, n:int):
+    "A data root with the first n images of the pool (hard links: no copies)."
+    for sub in ['GO_01', 'ilastik', 'ground_truth']:
+        (root/sub).mkdir(parents=True, exist_ok=True)
+        for f in sorted((pool/sub).iterdir())[:n]: os.link(f, root/sub/f.name)
 
 
 # ---------------------------------------------------------------- stage 01
@@ -143,10 +160,9 @@ def baseline_02(root:Path, out:Path):
 
 
 STAGES = {
-    '01': dict(name='normalization (CLAHE opencv)', make=dict(with_probs=False), stage=stage_01, baseline=baseline_01),
-    '01sk': dict(name='normalization (CLAHE skimage)', make=dict(with_probs=False), stage=stage_01_skimage,
-                 baseline=baseline_01_skimage),
-    '02': dict(name='masks', make=dict(with_probs=True), stage=stage_02, baseline=baseline_02),
+    '01': dict(name='normalization (CLAHE opencv)', stage=stage_01, baseline=baseline_01),
+    '01sk': dict(name='normalization (CLAHE skimage)', stage=stage_01_skimage, baseline=baseline_01_skimage),
+    '02': dict(name='masks', stage=stage_02, baseline=baseline_02),
 }
 
 
@@ -190,18 +206,21 @@ def main(argv=None):
     ap.add_argument('--figures', action='store_true', help='also time the stages with their figures (comparison/QA)')
     ap.add_argument('--json', type=Path, default=None, help='write the results here')
     a = ap.parse_args(argv)
-    print(f'# bench_prep: {a.size}x{a.size} px, batches {a.n}; {platform.processor() or platform.machine()}, '
-          f'{os.cpu_count()} CPUs, Python {platform.python_version()}')
     results = []
     with tempfile.TemporaryDirectory(prefix='bench_prep_') as tmp:
         tmp = Path(tmp)
+        t0 = time.perf_counter()
+        how = make_pool(tmp/'pool', max(a.n), a.size)
+        print(f'# bench_prep: {a.size}x{a.size} px 16-bit images from {how} ({time.perf_counter() - t0:.0f} s to make), '
+              f'batches {a.n}; {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, '
+              f'Python {platform.python_version()}', flush=True)
         for key in a.stages:
             st = STAGES[key]
             print(f'\n## {key} {st["name"]}')
             print(f'{"n":>3} {"variant":<22} {"s":>7} {"img/s":>7} {"ratio":>6} {"traced MB":>10} {"RSS MB":>8}')
             for n in a.n:
-                root = tmp/f'data_{key}_{n}'
-                make_data(root, n, a.size, **st['make'])
+                root = tmp/f'data_{n}'
+                if not root.exists(): make_data(root, tmp/'pool', n)
                 variants = [('baseline', 'baseline', False), ('stage', 'stage', False)]
                 if a.figures: variants.append(('stage + figures', 'stage', True))
                 base_s = None
