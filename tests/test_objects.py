@@ -161,3 +161,18 @@ def test_sam_source_without_checkpoint_says_what_to_download(tmp_path):
 def test_config_rejects_unknown_keys():
     with pytest.raises(Exception, match='nope'): ObjectsConfig(nope=1)
     with pytest.raises(Exception): ObjectsConfig(classifier='svm')
+
+def test_unet_mask_layout_is_found(tmp_path):
+    "U-Net predictions (unet.predict_images layout: masks/<stem>_<CLASS>.png) are preferred to the ilastik masks."
+    _toy(tmp_path/'data', tmp_path/'run')
+    for f in (tmp_path/'data'/'ground_truth').glob('*_classes.png'):
+        stem = f.name[:-len('_classes.png')]
+        from accords_tem.objects import _read_png
+        cm = _read_png(f)
+        for c, v in [('GFM', 1), ('carbonhole', 2)]:
+            (tmp_path/'run'/'unet'/'predictions'/'masks').mkdir(parents=True, exist_ok=True)
+            _write_png(((cm == v) * 255).astype(np.uint8), tmp_path/'run'/'unet'/'predictions'/'masks'/f'{stem}_{c}.png')
+    cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'objects.n_estimators': 10, 'objects.max_overlays': 0,
+                             'objects.coco': False})
+    s = run_objects(cfg, tmp_path/'run')
+    assert s['source'] == 'unet' and s['evaluation']['f1'] == pytest.approx(1.0)
