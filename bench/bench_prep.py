@@ -167,6 +167,16 @@ STAGES = {
 
 
 # ---------------------------------------------------------------- measurement (one fresh process each)
+def _peak_rss_mb() -> float:
+    "Peak resident size of this process (VmHWM: reset at exec, unlike ru_maxrss, which a spawned child inherits)."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
+    except OSError: pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(kind:str, key:str, root:str, out:str, figures:bool, trace:bool, q):
     try: _measure_here(kind, key, root, out, figures, trace, q)
     except BaseException as e:
@@ -179,14 +189,14 @@ def _measure_here(kind:str, key:str, root:str, out:str, figures:bool, trace:bool
     import accords_tem.normalization, accords_tem.masks  # noqa: F401
     fn = STAGES[key][kind]
     args = (Path(root), Path(out)) + ((figures,) if kind == 'stage' else ())
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = _peak_rss_mb()
     if trace: tracemalloc.start()
     t0 = time.perf_counter()
     n = fn(*args)
     dt = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] if trace else None
     q.put(dict(n=n, seconds=dt, traced_peak_mb=None if peak is None else peak / 2**20,
-               rss_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_after_imports_mb=rss0 / 1024))
+               rss_peak_mb=_peak_rss_mb(), rss_after_imports_mb=rss0))
 
 
 def measure(kind:str, key:str, root:Path, out:Path, figures:bool=False, trace:bool=False) -> dict:

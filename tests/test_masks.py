@@ -172,7 +172,7 @@ def test_run_masks_end_to_end(tmp_path):
     strict = ious.file.str.endswith('0001.tif') & (ious['class'] == 'GFM')   # threshold 0.9 cuts into p = 0.8 + noise
     assert len(ious) == 4 and ious[~strict].iou.min() == 1.0 and ious[strict].iou.iloc[0] < 0.5
     summ = pd.read_csv(tmp_path/'run'/'masks'/'iou_summary.csv').set_index('class')
-    assert summ.iou_micro['carbonhole'] == 1.0 and summ.iou_micro['GFM'] < 1 and summ.images.tolist() == [2, 2]
+    assert summ.iou_micro['carbonhole'] == 1.0 and summ.iou_micro['GFM'] < 1 and summ.images.tolist() == summ.scored.tolist() == [2, 2]
     t = pd.read_csv(tmp_path/'run'/'masks'/'masks.csv')
     row = t[(t['class'] == 'GFM') & t.file.str.endswith('0001.tif')].iloc[0]
     assert (row.threshold, row.threshold_from) == (0.9, 'image')
