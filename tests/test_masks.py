@@ -149,6 +149,7 @@ def _scene(root: Path):
         else: write_ilastik_h5(f, prob)
     write_ilastik_h5(root/'ilastik'/'orphan_Probabilities.h5', prob)
     write_ilastik_h5(root/'ilastik'/'AC_UT_GO_01_01_UO_2000X_0000_Labels.h5', cls[..., None])   # not ours: ignored
+    write_ilastik_h5(root/'ilastik'/'AC_UT_GO_01_01_UO_2000X_0000 Simple Segmentation.h5', cls[..., None])  # ignored too
 
 
 def test_run_masks_end_to_end(tmp_path):

@@ -109,6 +109,11 @@ def test_run_normalization_batch_failures_and_resume(tmp_path):
     assert len(FailureLog(tmp_path/'run', 'normalization').rows()) == 1   # re-run does not duplicate rows
     s3 = run_normalization(cfg, tmp_path/'run', force=True, progress=False)
     assert s3['written'] == 2
+    import os, time
+    later = time.time() + 5
+    os.utime(tmp_path/'data'/'G_02'/'b.tif', (later, later))   # a newer input is redone, the other skipped
+    s4 = run_normalization(cfg, tmp_path/'run', progress=False)
+    assert (s4['written'], s4['skipped']) == (1, 1)
 
 
 def test_minmax_method_output_is_the_minmax_image(tmp_path):
