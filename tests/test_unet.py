@@ -167,7 +167,8 @@ def test_augment_keeps_targets_binary():
 # ---- model, weights, training ---------------------------------------------------------------------------------
 def test_lite0_weights_all_keys():
     m, rep = build_model(UnetConfig(encoder='tu-tf_efficientnet_lite0', encoder_weights='imagenet'))
-    assert rep['missing'] == [] and rep['skipped_shape'] == [] and rep['loaded'] == len(m.encoder.state_dict())
+    assert rep['missing'] == [] and rep['skipped_shape'] == [] and rep['loaded'] == len(m.encoder.state_dict()) == 288
+    assert {k.split('.')[1] for k in rep['unexpected']} == {'conv_head', 'bn2', 'classifier'}   # the classification head only
     assert m.encoder.state_dict()['model.conv_stem.weight'].shape[1] == 1
 
 
