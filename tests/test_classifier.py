@@ -16,6 +16,14 @@ from accords_tem.classifier import (DEFAULT_TASKS, NOT_ASSESSABLE, ClassifierBun
                                     lite0_weights_file, load_labels, load_pretrained, masked_multitask_loss, match_value,
                                     multitask_split, pretrained_file, read_sheet, run_classifier)
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    "One torch thread: far faster on a shared CPU (restored after this module)."
+    old = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 HEADER = ['filename', 'Image Type', 'Num_particles', 'Num_materials', 'Morphology', 'Nanostructures', 'Usability']
 
 
@@ -176,7 +184,7 @@ def test_masked_loss_ignores_missing():
 
 def test_save_load_round_trip(tmp_path):
     st = NormStats(64, (0.5, 99.5), 0.45, 0.21, 3.9, 0.4)
-    b = ClassifierBundle.create('resnet18', DEFAULT_TASKS, st, ClassifierConfig(image_size=64, pretrained=False))
+    b = ClassifierBundle.create('resnet18', DEFAULT_TASKS, st, ClassifierConfig(image_size=64, pretrained=False, threads=1))
     imgs = [np.random.default_rng(i).integers(0, 4000, (70, 90)).astype(np.uint16) for i in range(4)]
     mags = [2000, 20000, None, 50000]
     p1 = b.predict(imgs, mags)
@@ -202,7 +210,7 @@ def test_run_classifier_and_cli(sample, tmp_path):
     cfg = load_config(None, {'data.root': str(sample), 'device': 'cpu', 'classifier.backbones': ['resnet18', 'resnet34'],
                              'classifier.weights': {'resnet18': str(tmp_path/'r18.pth'), 'resnet34': str(tmp_path/'no.pth')},
                              'classifier.image_size': 40, 'classifier.epochs': 1, 'classifier.batch_size': 4,
-                             'classifier.progress': False, 'classifier.thumbnail_size': 64})
+                             'classifier.progress': False, 'classifier.thumbnail_size': 64, 'classifier.threads': 1})
     run = tmp_path/'run'
     s = run_classifier(cfg, run)
     out = run/'classifier'
