@@ -1005,4 +1005,4 @@ def classify_main(argv:list[str]|None=None):
     out = Path(a.out)
     df = write_predictions(bundle, paths, out, FailureLog(out, 'classify'), thumbnails=not a.no_thumbnails)
     print(f'{len(df)} of {len(paths)} images classified -> {out/"predictions.csv"}')
-    return df
+    return 0 if len(df) else 1                                    # the exit status of the command

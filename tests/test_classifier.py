@@ -228,5 +228,7 @@ def test_run_classifier_and_cli(sample, tmp_path):
     assert json.loads((out/'model'/'bundle.json').read_text())['info']['pretrained'].endswith('r18.pth')
     assert s['n_labelled'] == 16 and not s['skipped']
     assert run_classifier(cfg, run)['skipped']                               # resumable
-    df = classify_main(['--model', str(out/'model'), '--images', str(sample/'G_04'), '--out', str(tmp_path/'cls')])
-    assert len(df) == 8 and (tmp_path/'cls'/'thumbnails').is_dir()
+    assert classify_main(['--model', str(out/'model'), '--images', str(sample/'G_04'), '--out', str(tmp_path/'cls')]) == 0
+    assert len(pd.read_csv(tmp_path/'cls'/'predictions.csv')) == 8 and (tmp_path/'cls'/'thumbnails').is_dir()
+    with pytest.raises(CheckpointMissingError, match='bundle.json'):
+        classify_main(['--model', str(tmp_path), '--images', str(sample/'G_04'), '--out', str(tmp_path/'cls2')])
