@@ -771,6 +771,7 @@ def metrics_table(long:pd.DataFrame) -> pd.DataFrame:
     num = [c for c in wide.columns if c.endswith(('accuracy', 'macro_f1'))]
     avg = wide[num].mean().to_frame('average').T
     out = pd.concat([wide, avg]).round(4)
+    out[['n_valid', 'n_classes_valid']] = out[['n_valid', 'n_classes_valid']].astype('Int64')
     out.index.name = 'task'
     return out.reset_index()
 
