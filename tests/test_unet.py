@@ -213,7 +213,8 @@ def test_save_load_and_predict_cli(tmp_path):
     for i, shape in enumerate([(64, 64), (100, 80)]):
         Image.fromarray((np.random.default_rng(i).random(shape) * 255).astype(np.uint8)).save(tmp_path/'imgs'/f'im{i}.png')
     (tmp_path/'imgs'/'broken.png').write_bytes(b'not a png')
-    df = unet.predict_main(['--model', str(tmp_path/'model'), '--images', str(tmp_path/'imgs'), '--out', str(tmp_path/'out'), '--tta', 'flips'])
+    assert unet.predict_main(['--model', str(tmp_path/'model'), '--images', str(tmp_path/'imgs'), '--out', str(tmp_path/'out'), '--tta', 'flips']) is None
+    df = pd.read_csv(tmp_path/'out'/'predictions.csv')
     assert sorted(df.image.unique()) == ['im0.png', 'im1.png']
     assert np.load(tmp_path/'out'/'probabilities'/'im1.npy').shape == (2, 100, 80)
     assert np.load(tmp_path/'out'/'uncertainty'/'im1.npy').shape == (2, 100, 80)
@@ -256,7 +257,7 @@ def test_eval_hrtem_tiny(tmp_path):
         Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).save(tmp_path/'hr'/'images'/f'a{i}.png')
         m = np.zeros((64, 64), np.uint8); m[10:30, 5:40] = 255
         Image.fromarray(m).save(tmp_path/'hr'/'masks'/f'a{i}.png')
-    r = unet.eval_hrtem_main(['--data', str(tmp_path/'hr'), '--folds', '2', '--out', str(tmp_path/'cv'), '--epochs', '1',
+    unet.eval_hrtem_main(['--data', str(tmp_path/'hr'), '--folds', '2', '--out', str(tmp_path/'cv'), '--epochs', '1',
                               '--encoder', 'resnet18', '--encoder-weights', 'none'])
     j = json.loads((tmp_path/'cv'/'hrtem_cv.json').read_text())
     assert len(j['dice_per_fold']) == 2 and {'dice_mean', 'iou_per_fold', 'encoder', 'epochs', 'device', 'seconds'} <= set(j)
