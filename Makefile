@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+# Threads spin-wait by default; passive waiting keeps a shared or busy CPU from thrashing.
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: install demo test export clean-nbs bench docs readme sysdeps clean
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter, MarkdownExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
 from pygments.formatters import HtmlFormatter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,8 @@ def clean_notebook(path: Path) -> nbformat.NotebookNode:
     for c in nb.cells:
         if c.cell_type == 'code':
             if re.search(r'^\s*#\s*\|\s*hide\b', c.source, re.M): continue
+            if re.search(r'^\s*#\s*\|\s*echo:\s*false', c.source, re.M):  # show the output only
+                c.metadata.setdefault('tags', []).append('remove_input')
             c.source = _DIRECTIVE.sub('', c.source).strip('\n')
             if not c.source and not c.outputs: continue
         elif c.cell_type == 'markdown':
@@ -54,7 +57,9 @@ def module_of(path: Path) -> str | None:
 def build_readme(out: Path = ROOT/'README.md'):
     "README.md from nbs/index.ipynb; figures go to README_files/."
     nb = clean_notebook(NBS/'index.ipynb')
-    body, res = MarkdownExporter().from_notebook_node(nb, resources={'output_files_dir': 'README_files'})
+    exporter = MarkdownExporter()
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}), enabled=True)
+    body, res = exporter.from_notebook_node(nb, resources={'output_files_dir': 'README_files'})
     files_dir = out.parent/'README_files'
     shutil.rmtree(files_dir, ignore_errors=True)
     for name, data in res.get('outputs', {}).items():
@@ -91,6 +96,7 @@ def build_site(out: Path = ROOT/'_site', api: bool = True) -> Path:
     cleaned = {p: clean_notebook(p) for p in pages}
     titles = {p: ('Home' if p.name == 'index.ipynb' else f'{p.stem.split("_")[0]} {notebook_title(cleaned[p])}') for p in pages}
     exporter = HTMLExporter(template_name='basic', exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}), enabled=True)
     (out/'style.css').write_text(_CSS + HtmlFormatter().get_style_defs('.highlight'), encoding='utf-8')
     if (NBS/'images').is_dir(): shutil.copytree(NBS/'images', out/'images')
     for p in pages:
