@@ -17,7 +17,7 @@ from torch import nn
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
-from .core import (_Section, AccordsError, LabelSheetError, ConfigError, CheckpointMissingError, Config,
+from .core import (_Section, SHEET_VOCABULARY, AccordsError, LabelSheetError, ConfigError, CheckpointMissingError, Config,
                               FailureLog, run_batch, atomic_path, save_json, save_csv, save_figure, get_device,
                               set_seed, device_description, prepare_run, outputs_fresh, config_hash, load_config)
 
@@ -31,15 +31,7 @@ __all__ = ['DEFAULT_TASKS', 'NOT_ASSESSABLE', 'BACKBONES', 'ISSUE_COLUMNS', 'tim
            'annotate_thumbnail', 'write_predictions', 'run_classifier', 'classify_main']
 
 # %% ../nbs/04_classifier.ipynb #337b310b
-DEFAULT_TASKS = {
-    'Num_particles': ['None', 'One', 'Part of one or more', 'Few (2...10)', 'Many (>10)', 'NA'],
-    'Num_materials': ['One', 'More than one', 'Obvious impurities or contamination', 'NA'],
-    'Morphology': ['Thick flat rigid', 'Thin flat or wavy with few kinks', 'Thin crumpled with many folds and kinks',
-                   'Combination', 'Other', 'Disorganised Graphene', 'NA'],
-    'Nanostructures': ['No', 'One', 'Few (<10)', 'Many (>10)', 'NA'],
-    'Usability': ['Yes', 'No'],
-    'Image Type': ['BF', 'DP', 'Combination', 'Other'],
-}
+DEFAULT_TASKS = SHEET_VOCABULARY   # the questions and answers of the sheets (core), one head per task
 NOT_ASSESSABLE = 'not assessable'
 BACKBONES = ('resnet18', 'resnet34', 'efficientnet_b0', 'convnext_tiny', 'tf_efficientnet_lite0')
 _ALIASES = {'efficientnet_lite0': 'tf_efficientnet_lite0', 'efficientnet-lite0': 'tf_efficientnet_lite0'}

@@ -16,7 +16,7 @@ import scipy.fft as sfft
 from pydantic import Field, field_validator
 from scipy import ndimage as ndi
 
-from .core import _Section, AccordsError, ConfigError, atomic_path, load_config, save_csv
+from .core import _Section, SHEET_VOCABULARY, AccordsError, ConfigError, atomic_path, load_config, save_csv
 
 # %% auto #0
 __all__ = ['CAMERA_PIXEL_NM', 'GFM', 'CARBONHOLE', 'UNDEFINED', 'MATERIAL_STYLES', 'NUM_TARGETS', 'MIN_FLAKE_PX', 'SHEET_COLUMNS',
@@ -532,15 +532,7 @@ def generate(seed:int|np.random.Generator=0, # seed (or generator) of this image
 
 # %% ../nbs/09_synthetic.ipynb #38c5f95d
 SHEET_COLUMNS = ['Image Type', 'Num_particles', 'Num_materials', 'Morphology', 'Nanostructures', 'Usability']
-SHEET_VOCAB = {     # text exactly as in the microscopists' sheets; 'NA' = not assessable / not answered
-    'Image Type': ['BF', 'DP', 'Combination', 'Other'],
-    'Num_particles': ['None', 'One', 'Part of one or more', 'Few (2...10)', 'Many (>10)', 'NA'],
-    'Num_materials': ['One', 'More than one', 'Obvious impurities or contamination', 'NA'],
-    'Morphology': ['Thick flat rigid', 'Thin flat or wavy with few kinks', 'Thin crumpled with many folds and kinks',
-                   'Combination', 'Other', 'Disorganised Graphene', 'NA'],
-    'Nanostructures': ['No', 'One', 'Few (<10)', 'Many (>10)', 'NA'],
-    'Usability': ['Yes', 'No'],
-}
+SHEET_VOCAB = SHEET_VOCABULARY   # text exactly as in the microscopists' sheets (core); 'NA' = not assessable / not answered
 SHEET_TYPOS = {     # misspellings found in real sheets (the classifier's sheet validation must catch them)
     'Thin flat or wavy with few kinks': 'Thin flat or wavy with few knks',
     'Many (>10)': 'many (>10)',
