@@ -34,7 +34,7 @@ class AugmentConfig(_Section):
     rot90: bool = True                    # 90 degree rotations
     brightness_contrast: float = 0.2      # +- limit of RandomBrightnessContrast; 0 turns it off
     noise_std: tuple[float, float] = (0.01, 0.05)  # GaussNoise std range (fraction of the range); (0, 0) off
-    scale: float = 0.15                   # scale jitter +- (magnification differences); 0 off
+    scale: float = 0.15                   # scale jitter: zoom by 1/(1+s) .. 1+s, as often in as out (magnification); 0 off
     blur_sigma: tuple[float, float] = (0.3, 1.2)   # GaussianBlur sigma range
     p: float = 0.3                        # probability of each photometric / geometric jitter
 
@@ -46,6 +46,7 @@ class UnetConfig(_Section):
     decoder_channels: list[int] = Field(default_factory=lambda: [256, 128, 64, 32, 16])
     split: tuple[float, float, float] = (0.7, 0.2, 0.1)   # train / val / test fractions, by image
     split_file: str|None = None           # a CSV with columns image, subset (train/val/test) overrides the split
+    stratify: bool = True                 # split each material alike, held-out images spread over its magnifications
     underrep_ratio: float = 0.5           # flag a subset whose class fraction < ratio x the overall fraction
     patch_size: int = 256
     stride: int = 128
@@ -59,6 +60,8 @@ class UnetConfig(_Section):
     lr: float = 1e-3
     weight_decay: float = 1e-2            # AdamW (decoupled) weight decay
     patience: int = 10                    # early stopping on validation mean IoU
+    monitor: Literal['mean_iou_tuned', 'mean_iou'] = 'mean_iou_tuned'  # best epoch, early stopping and lr plateau: mean IoU at
+                                          # each class's best threshold (the one saved), or at 0.5
     lr_patience: int = 4                  # ReduceLROnPlateau on validation mean IoU
     lr_factor: float = 5.0                # ... divides the learning rate by this
     schedule: Literal['plateau', 'one_cycle'] = 'plateau'  # constant lr + ReduceLROnPlateau, or fastai's one-cycle (no plateau)
@@ -155,19 +158,40 @@ def load_mask(path:str|os.PathLike, n_classes:int|None=None, shape:tuple|None=No
     return m
 
 # %% ../nbs/05a_seg_data.ipynb #06c7b21c
+def _allocate(total:int, sizes:list[int], rng) -> list[int]:
+    "Share `total` among groups in proportion to `sizes` (largest remainders, ties broken at random)."
+    q = np.array(sizes, float) * total / max(sum(sizes), 1); k = np.floor(q).astype(int)
+    rest = np.lexsort((rng.random(len(sizes)), -(q - k)))[:total - k.sum()]
+    k[rest] += 1
+    return k.tolist()
+
 def split_images(stems:list[str], # image names
                  fractions=(0.7, 0.2, 0.1), # train, val, test
-                 seed:int=42) -> pd.DataFrame:
-    "A table image -> subset (train/val/test), shuffled with `seed`."
+                 seed:int=42,
+                 groups:dict[str, str]|None=None, # image -> group (material): each group is split in the same proportions
+                 order:dict[str, float]|None=None, # image -> magnification: a group's held-out images are spread over it
+                ) -> pd.DataFrame:
+    "A table image -> subset (train/val/test), drawn with `seed`; stratified by `groups` and spread along `order` when given."
     stems = sorted(stems); n = len(stems)
-    rng = np.random.default_rng(seed); order = rng.permutation(n)
+    rng = np.random.default_rng(seed)
     n_val = int(round(fractions[1] * n)); n_test = int(round(fractions[2] * n))
     if n >= 3:
         n_val = max(n_val, int(fractions[1] > 0)); n_test = max(n_test, int(fractions[2] > 0))
-    n_train = n - n_val - n_test
-    subset = np.empty(n, object)
-    subset[order[:n_train]] = 'train'; subset[order[n_train:n_train + n_val]] = 'val'; subset[order[n_train + n_val:]] = 'test'
-    return pd.DataFrame({'image': stems, 'subset': subset})
+    g = pd.Series([(groups or {}).get(s, '') for s in stems], index=stems)
+    names = sorted(g.unique()); sizes = [int((g == k).sum()) for k in names]
+    k_val = _allocate(n_val, sizes, rng); k_test = _allocate(n_test, sizes, rng)
+    subset = pd.Series('train', index=stems, dtype=object)
+    for name, kv, kt in zip(names, k_val, k_test):
+        members = [s for s in stems if g[s] == name]
+        key = lambda s: (order or {}).get(s)
+        if order: members = sorted(members, key=lambda s: (key(s) is None, key(s) or 0, s))
+        else: members = [members[i] for i in rng.permutation(len(members))]
+        k = min(kv + kt, len(members))
+        # one held-out image from each of k consecutive stretches (of magnification, or of a shuffled list)
+        picks = [members[int(rng.choice(c))] for c in np.array_split(np.arange(len(members)), k) if len(c)] if k else []
+        roles = rng.permutation(['val'] * kv + ['test'] * kt)[:len(picks)]
+        subset[picks] = roles
+    return pd.DataFrame({'image': stems, 'subset': subset.values})
 
 def read_split(path:str|os.PathLike, stems:list[str]|None=None) -> pd.DataFrame:
     "A split file (CSV with columns image, subset); checks the subsets and that every image is known."
@@ -263,7 +287,7 @@ def make_augment(a:AugmentConfig, seed:int|None=None):
     t = []
     if a.flips: t += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
     if a.rot90: t += [A.RandomRotate90(p=0.5)]
-    if a.scale > 0: t += [A.Affine(scale=(1 - a.scale, 1 + a.scale), border_mode=cv2.BORDER_REFLECT_101, p=a.p)]
+    if a.scale > 0: t += [A.Affine(scale=(1 / (1 + a.scale), 1 + a.scale), balanced_scale=True, border_mode=cv2.BORDER_REFLECT_101, p=a.p)]
     if a.brightness_contrast > 0: t += [A.RandomBrightnessContrast(a.brightness_contrast, a.brightness_contrast, p=a.p)]
     if a.noise_std[1] > 0: t += [A.GaussNoise(std_range=tuple(a.noise_std), p=a.p)]
     if a.blur_sigma[1] > 0: t += [A.GaussianBlur(blur_limit=0, sigma_limit=tuple(a.blur_sigma), p=a.p)]

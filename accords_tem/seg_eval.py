@@ -216,7 +216,9 @@ def plot_history(hist:pd.DataFrame, class_names:list[str]):
     ax[0].plot(e, hist.train_loss, label='train'); ax[0].plot(e, hist.valid_loss, label='valid'); ax[0].set_title('loss'); ax[0].legend()
     for c in class_names:
         if f'iou_{c}' in hist: ax[1].plot(e, hist[f'iou_{c}'], label=c)
-    ax[1].plot(e, hist.mean_iou, 'k--', label='mean'); ax[1].set_title('validation IoU (threshold 0.5)'); ax[1].legend(); ax[1].set_ylim(0, 1)
+    ax[1].plot(e, hist.mean_iou, 'k--', label='mean')
+    if 'mean_iou_tuned' in hist: ax[1].plot(e, hist.mean_iou_tuned, 'k-', lw=2, label='mean, tuned thresholds')
+    ax[1].set_title('validation IoU (threshold 0.5; tuned)'); ax[1].legend(fontsize=8); ax[1].set_ylim(0, 1)
     if 'lr' in hist: ax[2].plot(e, hist.lr); ax[2].set_yscale('log'); ax[2].set_title('learning rate')
     for a in ax: a.set_xlabel('epoch')
     fig.tight_layout()

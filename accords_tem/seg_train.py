@@ -20,9 +20,9 @@ from .seg_data import UnetConfig, LossSpec
 
 # %% auto #0
 __all__ = ['SCORES', 'lite0_package_file', 'convert_lite0_keys', 'adapt_first_conv', 'load_encoder_weights', 'build_model',
-           'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats', 'scores', 'IoUMetric', 'AutocastCPU',
-           'LRHistory', 'cpu_has_bf16', 'resolve_precision', 'make_learner', 'fit', 'toy_dataset', 'ThresholdSearch',
-           'save_model', 'SegModel', 'load_model']
+           'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'IoUMetric',
+           'TunedIoU', 'AutocastCPU', 'LRHistory', 'cpu_has_bf16', 'resolve_precision', 'make_learner', 'fit',
+           'toy_dataset', 'save_model', 'SegModel', 'load_model']
 
 # %% ../nbs/05b_seg_train.ipynb #024f30b4
 def lite0_package_file() -> Path:
@@ -203,120 +203,6 @@ def scores(tp, fp, fn, tn, # (N, K) counts
     mean = {'cls': 'mean', **{k: float(v.mean()) for k, v in cols.items()}}
     return pd.concat([df, pd.DataFrame([mean])], ignore_index=True).assign(reduction=reduction)
 
-# %% ../nbs/05b_seg_train.ipynb #0bcbc71b
-from fastai.learner import Learner, Metric
-from fastai.callback.core import Callback
-from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback, ReduceLROnPlateau
-from fastai.callback.progress import CSVLogger
-from fastai.callback.fp16 import MixedPrecision
-from fastai.optimizer import Adam
-import fastai.callback.schedule   # Learner.fit_one_cycle
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
-
-class IoUMetric(Metric):
-    "Validation IoU (pooled over the validation set) of one class, or the mean over classes (`k=None`)."
-    def __init__(self, k:int|None, name:str, threshold:float=0.5, ignore:int=-1):
-        self.k, self._name, self.threshold, self.ignore = k, name, threshold, ignore
-    def reset(self): self.tp = self.fp = self.fn = 0
-    def accumulate(self, learn):
-        pred, targ = torch.sigmoid(learn.pred.float()).detach().cpu(), learn.y.detach().cpu()
-        tp, fp, fn, _ = seg_stats(pred, targ, self.threshold, self.ignore)
-        self.tp, self.fp, self.fn = self.tp + tp.sum(0), self.fp + fp.sum(0), self.fn + fn.sum(0)
-    @property
-    def value(self):
-        if isinstance(self.tp, int): return None
-        iou = (self.tp / (self.tp + self.fp + self.fn).clamp_min(1)).float()
-        iou[(self.tp + self.fp + self.fn) == 0] = 1.0
-        return float(iou.mean() if self.k is None else iou[self.k])
-    @property
-    def name(self): return self._name
-
-class AutocastCPU(MixedPrecision):
-    "fastai's MixedPrecision with a CPU bf16 autocast (no grad scaling: bf16 has fp32's range)."
-    def __init__(self): super().__init__(amp_mode='bf16')
-    def before_fit(self):
-        super().before_fit()
-        self.autocast = torch.autocast('cpu', dtype=torch.bfloat16)
-
-class LRHistory(Callback):
-    "Record the learning rate of each epoch (for the history and the curves)."
-    order = 60
-    def before_fit(self): self.lrs = []
-    def after_epoch(self): self.lrs.append(self.opt.hypers[-1]['lr'])
-
-def cpu_has_bf16() -> bool:
-    "True when the CPU runs bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."
-    try: flags = Path('/proc/cpuinfo').read_text()
-    except OSError: return False
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
-
-def resolve_precision(precision:str, device) -> str:
-    "The precision to train with: 'auto' -> fp16 on CUDA, bf16 on a bf16 CPU, else fp32."
-    dev = torch.device(device).type
-    if precision != 'auto': return precision
-    if dev == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
-    if dev == 'cpu' and cpu_has_bf16(): return 'bf16'
-    return 'fp32'
-
-# %% ../nbs/05b_seg_train.ipynb #3eca8c84
-def make_learner(model:nn.Module, train_ds, valid_ds, u:UnetConfig, # the unet section
-                 work_dir:str|os.PathLike, # where fastai keeps the best weights and the CSV log
-                 device=None, seed:int=42, epochs:int|None=None) -> Learner:
-    "A fastai Learner with the loss, metrics and callbacks of `u`."
-    device = torch.device(device or 'cpu')
-    kw = dict(num_workers=0, device=device)
-    g = torch.Generator().manual_seed(seed)
-    dls = DataLoaders(DataLoader(train_ds, bs=u.batch_size, shuffle=True, drop_last=len(train_ds) > u.batch_size, **kw),
-                      DataLoader(valid_ds, bs=u.batch_size, shuffle=False, **kw), device=device)
-    names = u.target_classes
-    metrics = [IoUMetric(k, f'iou_{c}', ignore=u.ignore_value) for k, c in enumerate(names)] + [IoUMetric(None, 'mean_iou', ignore=u.ignore_value)]
-    work_dir = Path(work_dir); work_dir.mkdir(parents=True, exist_ok=True)
-    cbs = [SaveModelCallback(monitor='mean_iou', comp=np.greater, fname='best', with_opt=False),
-           EarlyStoppingCallback(monitor='mean_iou', comp=np.greater, patience=u.patience),
-           ReduceLROnPlateau(monitor='mean_iou', comp=np.greater, patience=u.lr_patience, factor=u.lr_factor, min_lr=1e-6),
-           CSVLogger(fname='history.csv'), LRHistory()]
-    learn = Learner(dls, model.to(device), loss_func=make_loss(u), opt_func=partial(Adam, decouple_wd=True),
-                    lr=u.lr, wd=u.weight_decay, metrics=metrics, cbs=cbs, path=work_dir, model_dir='.')
-    prec = resolve_precision(u.precision, device)
-    if prec != 'fp32':
-        if device.type == 'cuda': learn.to_fp16() if prec == 'fp16' else learn.to_bf16()
-        elif device.type == 'cpu' and prec == 'bf16': learn.add_cb(AutocastCPU())
-    learn.precision, learn.schedule = prec, u.schedule
-    return learn
-
-def fit(learn:Learner, epochs:int, lr:float|None=None, progress:bool=True) -> pd.DataFrame:
-    "Train for up to `epochs` (early stopping may end it sooner); the best epoch's weights are loaded. Returns the history."
-    ctx = learn.no_bar() if not progress else _nullctx()
-    one_cycle = getattr(learn, 'schedule', 'plateau') == 'one_cycle'
-    with ctx, warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*autocast.*'); warnings.filterwarnings('ignore', message='.*GradScaler.*')
-        if one_cycle:   # the one-cycle schedule sets the lr every batch: no plateau callback beside it
-            with learn.removed_cbs(learn.cbs.filter(lambda c: isinstance(c, ReduceLROnPlateau))):
-                learn.fit_one_cycle(epochs, lr_max=lr or learn.lr)
-        else: learn.fit(epochs, lr=lr)
-    hist = pd.read_csv(learn.path/'history.csv')
-    lrs = learn.cbs.filter(lambda c: isinstance(c, LRHistory))[0].lrs
-    hist['lr'] = lrs[:len(hist)] + [np.nan] * (len(hist) - len(lrs))
-    return hist
-
-import contextlib
-def _nullctx(): return contextlib.nullcontext()
-
-# %% ../nbs/05b_seg_train.ipynb #f76f4e1e
-def toy_dataset(n:int=4, size:int=64, seed:int=0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    "Tiny images with exact targets: a bright disk (class 0) and a dark square (class 1) on noise."
-    from skimage.draw import disk
-    rng = np.random.default_rng(seed); ims, tgs = [], []
-    for _ in range(n):
-        im = rng.normal(128, 12, (size, size)); t = np.zeros((2, size, size), np.int8)
-        r = size // 6; cy, cx = rng.integers(r + 1, size - r - 1, 2)
-        rr, cc = disk((cy, cx), r, shape=im.shape); im[rr, cc] += 70; t[0, rr, cc] = 1
-        y0, x0 = rng.integers(0, size - r, 2); sq = (slice(y0, y0 + r), slice(x0, x0 + r))
-        im[sq] = rng.normal(40, 8, (r, r)); t[1][sq] = 1; t[0][sq] = 0
-        ims.append(np.clip(im, 0, 255).astype(np.uint8)); tgs.append(t)
-    return ims, tgs
-
 # %% ../nbs/05b_seg_train.ipynb #1fbd831e
 class ThresholdSearch:
     "Accumulate per-class histograms of probabilities of positive and negative pixels; search the IoU-best threshold."
@@ -358,6 +244,135 @@ class ThresholdSearch:
             t, v = self.search(k, coarse, refine)
             out[n] = dict(threshold=t, iou=v, iou_at_0_5=float(self.iou(k, 0.5)))
         return out
+
+# %% ../nbs/05b_seg_train.ipynb #0bcbc71b
+from fastai.learner import Learner, Metric
+from fastai.callback.core import Callback
+from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback, ReduceLROnPlateau
+from fastai.callback.progress import CSVLogger
+from fastai.callback.fp16 import MixedPrecision
+from fastai.optimizer import Adam
+import fastai.callback.schedule   # Learner.fit_one_cycle
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+
+class IoUMetric(Metric):
+    "Validation IoU (pooled over the validation set) of one class, or the mean over classes (`k=None`)."
+    def __init__(self, k:int|None, name:str, threshold:float=0.5, ignore:int=-1):
+        self.k, self._name, self.threshold, self.ignore = k, name, threshold, ignore
+    def reset(self): self.tp = self.fp = self.fn = 0
+    def accumulate(self, learn):
+        pred, targ = torch.sigmoid(learn.pred.float()).detach().cpu(), learn.y.detach().cpu()
+        tp, fp, fn, _ = seg_stats(pred, targ, self.threshold, self.ignore)
+        self.tp, self.fp, self.fn = self.tp + tp.sum(0), self.fp + fp.sum(0), self.fn + fn.sum(0)
+    @property
+    def value(self):
+        if isinstance(self.tp, int): return None
+        iou = (self.tp / (self.tp + self.fp + self.fn).clamp_min(1)).float()
+        iou[(self.tp + self.fp + self.fn) == 0] = 1.0
+        return float(iou.mean() if self.k is None else iou[self.k])
+    @property
+    def name(self): return self._name
+
+class TunedIoU(Metric):
+    "Validation mean IoU over classes, each class at its own best threshold (the stage's threshold search, every epoch)."
+    def __init__(self, n_classes:int, name:str='mean_iou_tuned', coarse=None, refine:float=0.01, ignore:int=-1):
+        self.n, self._name, self.coarse, self.refine, self.ignore = n_classes, name, coarse, refine, ignore
+    def reset(self): self.ts = ThresholdSearch(self.n, self.ignore)
+    def accumulate(self, learn):
+        self.ts.add(torch.sigmoid(learn.pred.float()).detach().cpu().numpy(), learn.y.detach().cpu().numpy())
+    @property
+    def value(self):
+        if not (self.ts.pos.sum() + self.ts.neg.sum()): return None
+        return float(np.mean([self.ts.search(k, self.coarse, self.refine)[1] for k in range(self.n)]))
+    @property
+    def name(self): return self._name
+
+class AutocastCPU(MixedPrecision):
+    "fastai's MixedPrecision with a CPU bf16 autocast (no grad scaling: bf16 has fp32's range)."
+    def __init__(self): super().__init__(amp_mode='bf16')
+    def before_fit(self):
+        super().before_fit()
+        self.autocast = torch.autocast('cpu', dtype=torch.bfloat16)
+
+class LRHistory(Callback):
+    "Record the learning rate of each epoch (for the history and the curves)."
+    order = 60
+    def before_fit(self): self.lrs = []
+    def after_epoch(self): self.lrs.append(self.opt.hypers[-1]['lr'])
+
+def cpu_has_bf16() -> bool:
+    "True when the CPU runs bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."
+    try: flags = Path('/proc/cpuinfo').read_text()
+    except OSError: return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+def resolve_precision(precision:str, device) -> str:
+    "The precision to train with: 'auto' -> fp16 on CUDA, bf16 on a bf16 CPU, else fp32."
+    dev = torch.device(device).type
+    if precision != 'auto': return precision
+    if dev == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+    if dev == 'cpu' and cpu_has_bf16(): return 'bf16'
+    return 'fp32'
+
+# %% ../nbs/05b_seg_train.ipynb #3eca8c84
+def make_learner(model:nn.Module, train_ds, valid_ds, u:UnetConfig, # the unet section
+                 work_dir:str|os.PathLike, # where fastai keeps the best weights and the CSV log
+                 device=None, seed:int=42, epochs:int|None=None) -> Learner:
+    "A fastai Learner with the loss, metrics and callbacks of `u`."
+    device = torch.device(device or 'cpu')
+    kw = dict(num_workers=0, device=device)
+    g = torch.Generator().manual_seed(seed)
+    dls = DataLoaders(DataLoader(train_ds, bs=u.batch_size, shuffle=True, drop_last=len(train_ds) > u.batch_size, **kw),
+                      DataLoader(valid_ds, bs=u.batch_size, shuffle=False, **kw), device=device)
+    names = u.target_classes
+    metrics = [IoUMetric(k, f'iou_{c}', ignore=u.ignore_value) for k, c in enumerate(names)] + [IoUMetric(None, 'mean_iou', ignore=u.ignore_value),
+               TunedIoU(len(names), coarse=u.threshold_coarse, refine=u.threshold_refine, ignore=u.ignore_value)]
+    work_dir = Path(work_dir); work_dir.mkdir(parents=True, exist_ok=True)
+    cbs = [SaveModelCallback(monitor=u.monitor, comp=np.greater, fname='best', with_opt=False),
+           EarlyStoppingCallback(monitor=u.monitor, comp=np.greater, patience=u.patience),
+           ReduceLROnPlateau(monitor=u.monitor, comp=np.greater, patience=u.lr_patience, factor=u.lr_factor, min_lr=1e-6),
+           CSVLogger(fname='history.csv'), LRHistory()]
+    learn = Learner(dls, model.to(device), loss_func=make_loss(u), opt_func=partial(Adam, decouple_wd=True),
+                    lr=u.lr, wd=u.weight_decay, metrics=metrics, cbs=cbs, path=work_dir, model_dir='.')
+    prec = resolve_precision(u.precision, device)
+    if prec != 'fp32':
+        if device.type == 'cuda': learn.to_fp16() if prec == 'fp16' else learn.to_bf16()
+        elif device.type == 'cpu' and prec == 'bf16': learn.add_cb(AutocastCPU())
+    learn.precision, learn.schedule = prec, u.schedule
+    return learn
+
+def fit(learn:Learner, epochs:int, lr:float|None=None, progress:bool=True) -> pd.DataFrame:
+    "Train for up to `epochs` (early stopping may end it sooner); the best epoch's weights are loaded. Returns the history."
+    ctx = learn.no_bar() if not progress else _nullctx()
+    one_cycle = getattr(learn, 'schedule', 'plateau') == 'one_cycle'
+    with ctx, warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*autocast.*'); warnings.filterwarnings('ignore', message='.*GradScaler.*')
+        if one_cycle:   # the one-cycle schedule sets the lr every batch: no plateau callback beside it
+            with learn.removed_cbs(learn.cbs.filter(lambda c: isinstance(c, ReduceLROnPlateau))):
+                learn.fit_one_cycle(epochs, lr_max=lr or learn.lr)
+        else: learn.fit(epochs, lr=lr)
+    hist = pd.read_csv(learn.path/'history.csv')
+    lrs = learn.cbs.filter(lambda c: isinstance(c, LRHistory))[0].lrs
+    hist['lr'] = lrs[:len(hist)] + [np.nan] * (len(hist) - len(lrs))
+    return hist
+
+import contextlib
+def _nullctx(): return contextlib.nullcontext()
+
+# %% ../nbs/05b_seg_train.ipynb #f76f4e1e
+def toy_dataset(n:int=4, size:int=64, seed:int=0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    "Tiny images with exact targets: a bright disk (class 0) and a dark square (class 1) on noise."
+    from skimage.draw import disk
+    rng = np.random.default_rng(seed); ims, tgs = [], []
+    for _ in range(n):
+        im = rng.normal(128, 12, (size, size)); t = np.zeros((2, size, size), np.int8)
+        r = size // 6; cy, cx = rng.integers(r + 1, size - r - 1, 2)
+        rr, cc = disk((cy, cx), r, shape=im.shape); im[rr, cc] += 70; t[0, rr, cc] = 1
+        y0, x0 = rng.integers(0, size - r, 2); sq = (slice(y0, y0 + r), slice(x0, x0 + r))
+        im[sq] = rng.normal(40, 8, (r, r)); t[1][sq] = 1; t[0][sq] = 0
+        ims.append(np.clip(im, 0, 255).astype(np.uint8)); tgs.append(t)
+    return ims, tgs
 
 # %% ../nbs/05b_seg_train.ipynb #d47a8310
 def save_model(model_dir:str|os.PathLike, model:nn.Module, u:UnetConfig, thresholds:dict|None=None,

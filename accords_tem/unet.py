@@ -13,14 +13,15 @@ import torch
 
 from .core import (Config, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
                               device_description, prepare_run, outputs_fresh, save_csv, save_json, save_npy, save_figure, atomic_path)
+from .io import parse_magnification
 from .seg_data import *
 from .seg_data import UnetConfig, AugmentConfig, LossSpec
 from .seg_train import *
 from .seg_eval import *
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'predict_images', 'predict_main', 'run_unet',
-           'write_toy_dataset']
+__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'predict_images', 'predict_main', 'split_strata',
+           'run_unet', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
 def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -178,6 +179,16 @@ def _load_dataset(run_dir:Path, cfg:Config, log:FailureLog, progress:bool=True):
     if not ok: raise AccordsError('no usable image/mask pair (see failures.csv)', run_dir/'dataset')
     return {t[0]: r[0] for t, r in ok}, {t[0]: r[1] for t, r in ok}, [t[1] for t, _ in ok] + [t[2] for t, _ in ok]
 
+def split_strata(run_dir:Path, stems:list[str]) -> tuple[dict, dict]:
+    "Material (stage 03's dataset/qc.csv) and magnification (from the name) of each image, for a stratified split."
+    qc = Path(run_dir)/'dataset'/'qc.csv'
+    groups = {}
+    if qc.exists():
+        q = pd.read_csv(qc, usecols=lambda c: c in ('stem', 'material'))
+        if {'stem', 'material'} <= set(q.columns): groups = dict(zip(q.stem.astype(str), q.material.astype(str)))
+    order = {s: m for s in stems if (m := parse_magnification(s)) is not None}
+    return groups, order
+
 def run_unet(cfg:Config, # run configuration (section `unet`)
              run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet/
              force:bool=False, # retrain even when unet/ is fresh
@@ -199,7 +210,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress)
     stems = sorted(imgs)
     # split and pixel counts
-    split = read_split(u.split_file, stems) if u.split_file else split_images(stems, u.split, cfg.seed)
+    split = (read_split(u.split_file, stems) if u.split_file else
+             split_images(stems, u.split, cfg.seed, *(split_strata(run_dir, stems) if u.stratify else (None, None))))
     split = split[split.image.isin(stems)].reset_index(drop=True); save_csv(split, out/'split.csv')
     counts = pixel_counts(masks, names); save_csv(counts, out/'pixel_counts.csv')
     sub = subset_counts(counts, split, names, u.underrep_ratio); save_csv(sub, out/'subset_counts.csv')
@@ -255,9 +267,10 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     def mean_iou(subset):
         r = metrics.query(f"subset == '{subset}' and reduction == 'pooled' and cls == 'mean'") if len(metrics) else metrics
         return round(float(r.iou.iloc[0]), 4) if len(r) else None
-    best = hist.mean_iou.max()
+    best = hist.mean_iou.max(); best_tuned = hist[u.monitor].max() if u.monitor in hist else np.nan
     summary = dict(stage='unet', images={k: len(v) for k, v in by.items()}, train_patches=len(train_ds), val_windows=len(valid_ds),
                    epochs_run=len(hist), best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
+                   best_val_monitor={u.monitor: round(float(best_tuned), 4) if pd.notna(best_tuned) else None},
                    thresholds={c: thr[c]['threshold'] for c in u.target_classes}, val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),

@@ -12,7 +12,7 @@ from torch import nn
 from accords_tem.core import CheckpointMissingError, ConfigError, load_config
 from accords_tem.seg_data import (UnetConfig, LossSpec, split_images, read_split, patch_origins, window_starts, make_target,
                                   target_indices, make_patch_dataset, make_augment, AugmentConfig, pixel_counts, subset_counts)
-from accords_tem.seg_train import (class_loss, make_loss, seg_stats, scores, ThresholdSearch, build_model, make_learner, fit,
+from accords_tem.seg_train import (class_loss, make_loss, seg_stats, scores, ThresholdSearch, TunedIoU, build_model, make_learner, fit,
                                    save_model, load_model, toy_dataset, convert_lite0_keys, adapt_first_conv, resolve_precision)
 from accords_tem.seg_eval import predict_tiled, blend_window, tile_starts, binarize, image_stats, metric_tables, overlay, error_map
 from accords_tem import unet
@@ -149,6 +149,46 @@ def test_split_patches_targets(tmp_path):
     assert (tg[:, 3] == -1).all() and (tg[0, :2] == 1).all() and (tg[1, :3] == 0).all()
 
 
+def test_stratified_split_covers_groups_and_magnifications():
+    "Each material gets 7/2/1 of its 10 images; its held-out images come from low, middle and high magnification."
+    mags = [2000, 3000, 5000, 8000, 10000, 15000, 20000, 30000, 50000, 100000]
+    stems = [f'{m}_{x}X' for m in ('GO', 'G', 'rGO') for x in mags]
+    groups = {s: s.split('_')[0] for s in stems}; order = {s: int(s.split('_')[1][:-1]) for s in stems}
+    for seed in range(10):
+        sp = split_images(stems, (0.7, 0.2, 0.1), seed, groups, order)
+        sp['g'] = sp.image.map(groups); sp['m'] = sp.image.map(order)
+        assert (sp.groupby('g').subset.value_counts().unstack()[['train', 'val', 'test']].values == [7, 2, 1]).all()
+        for g, d in sp[sp.subset != 'train'].groupby('g'):
+            ranks = sorted(mags.index(m) for m in d.m)
+            assert ranks[0] <= 3 and 4 <= ranks[1] <= 6 and ranks[2] >= 7, (seed, g, ranks)
+    # without groups it is the plain shuffle; a group too small for a held-out image keeps it in training
+    assert split_images(stems, seed=1).subset.value_counts().to_dict() == {'train': 21, 'val': 6, 'test': 3}
+    sp = split_images(['a1', 'a2', 'a3', 'a4', 'b1'], (0.6, 0.2, 0.2), 0, {'a1': 'a', 'a2': 'a', 'a3': 'a', 'a4': 'a', 'b1': 'b'})
+    assert sp.subset.value_counts().to_dict() == {'train': 3, 'val': 1, 'test': 1} and sp.set_index('image').subset['b1'] == 'train'
+
+
+def test_tuned_iou_metric_known_answer():
+    "Positives at probability 0.3, negatives at 0.1: IoU 0 at threshold 0.5 but 1 at the tuned threshold."
+    y = torch.zeros(2, 2, 8, 8); y[:, :, :4] = 1
+    logit = lambda p: float(np.log(p / (1 - p)))
+    pred = torch.where(y == 1, logit(0.3), logit(0.1))
+    class L: pass
+    learn = L(); learn.pred, learn.y = pred, y
+    m = TunedIoU(2); m.reset(); m.accumulate(learn)
+    assert m.value == pytest.approx(1.0)
+    m.reset(); assert m.value is None
+    pred2 = pred.clone(); pred2[:, 1] = logit(0.9)   # class 1 called positive everywhere: best IoU 0.5 at any threshold
+    learn.pred = pred2; m.reset(); m.accumulate(learn)
+    assert m.value == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_scale_augmentation_is_balanced():
+    "scale s zooms by 1/(1+s) .. 1+s, as often in as out."
+    import albumentations as A
+    aff = [t for t in make_augment(AugmentConfig(scale=1.0)).transforms if isinstance(t, A.Affine)][0]
+    assert aff.balanced_scale and aff.scale['x'] == pytest.approx((0.5, 2.0))
+
+
 def test_underrepresented_flag():
     ms = {'a': np.stack([np.ones((4, 4)), np.zeros((4, 4))]).astype(np.uint8), 'b': np.stack([np.ones((4, 4)), np.ones((4, 4))]).astype(np.uint8)}
     sc = subset_counts(pixel_counts(ms, ['GFM', 'carbonhole']), pd.DataFrame({'image': ['a', 'b'], 'subset': ['train', 'val']}), ['GFM', 'carbonhole'])
@@ -190,7 +230,7 @@ def test_training_runs_a_few_steps(tmp_path):
                          make_patch_dataset(ims[3:], tgs[3:], 64, 64, None), u, tmp_path)
     w0 = [p.detach().clone() for p in learn.model.parameters()][-1]
     h = fit(learn, 2, progress=False)
-    assert len(h) == 2 and np.isfinite(h.train_loss).all() and {'iou_GFM', 'iou_carbonhole', 'mean_iou', 'lr'} <= set(h.columns)
+    assert len(h) == 2 and np.isfinite(h.train_loss).all() and {'iou_GFM', 'iou_carbonhole', 'mean_iou', 'mean_iou_tuned', 'lr'} <= set(h.columns)
     assert (tmp_path/'best.pth').exists()
     assert not torch.equal(w0, list(learn.model.parameters())[-1].detach())
 
