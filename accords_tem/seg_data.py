@@ -64,7 +64,7 @@ class UnetConfig(_Section):
                                           # each class's best threshold (the one saved), or at 0.5
     lr_patience: int = 4                  # ReduceLROnPlateau on validation mean IoU
     lr_factor: float = 5.0                # ... divides the learning rate by this
-    schedule: Literal['plateau', 'one_cycle'] = 'plateau'  # constant lr + ReduceLROnPlateau, or fastai's one-cycle (no plateau)
+    schedule: Literal['plateau', 'one_cycle'] = 'plateau'  # constant lr + ReduceLROnPlateau + early stopping, or fastai's one-cycle (all epochs; best kept)
     precision: Literal['auto', 'fp32', 'fp16', 'bf16'] = 'auto'  # auto: fp16 on CUDA, bf16 autocast on a CPU that has it
     norm_mean: float = 0.5                # input = (pixel / 255 - mean) / std
     norm_std: float = 0.5

@@ -348,8 +348,8 @@ def fit(learn:Learner, epochs:int, lr:float|None=None, progress:bool=True) -> pd
     one_cycle = getattr(learn, 'schedule', 'plateau') == 'one_cycle'
     with ctx, warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*autocast.*'); warnings.filterwarnings('ignore', message='.*GradScaler.*')
-        if one_cycle:   # the one-cycle schedule sets the lr every batch: no plateau callback beside it
-            with learn.removed_cbs(learn.cbs.filter(lambda c: isinstance(c, ReduceLROnPlateau))):
+        if one_cycle:   # the one-cycle schedule sets the lr every batch and anneals to the end: no plateau, no early stop
+            with learn.removed_cbs(learn.cbs.filter(lambda c: isinstance(c, (ReduceLROnPlateau, EarlyStoppingCallback)))):
                 learn.fit_one_cycle(epochs, lr_max=lr or learn.lr)
         else: learn.fit(epochs, lr=lr)
     hist = pd.read_csv(learn.path/'history.csv')

@@ -235,6 +235,16 @@ def test_training_runs_a_few_steps(tmp_path):
     assert not torch.equal(w0, list(learn.model.parameters())[-1].detach())
 
 
+def test_one_cycle_runs_every_epoch(tmp_path):
+    "one_cycle anneals to the end: no early stop (even with patience 0) and no plateau; the best epoch is kept."
+    ims, tgs = toy_dataset(4, 64)
+    u = UnetConfig(**TINY, schedule='one_cycle', patience=0, epochs=3)
+    learn = make_learner(build_model(u)[0], make_patch_dataset(ims[:3], tgs[:3], 64, 64, None),
+                         make_patch_dataset(ims[3:], tgs[3:], 64, 64, None), u, tmp_path)
+    h = fit(learn, 3, progress=False)
+    assert len(h) == 3 and h.lr.notna().all()
+
+
 def test_precision_resolution():
     assert resolve_precision('fp32', 'cpu') == 'fp32'
     assert resolve_precision('auto', 'cpu') in ('bf16', 'fp32')
