@@ -181,6 +181,7 @@ def split_images(stems:list[str], # image names
     names = sorted(g.unique()); sizes = [int((g == k).sum()) for k in names]
     k_val = _allocate(n_val, sizes, rng); k_test = _allocate(n_test, sizes, rng)
     subset = pd.Series('train', index=stems, dtype=object)
+    t0, done = int(rng.integers(0, 1 << 16)), 0    # test picks rotate over the stretches from group to group
     for name, kv, kt in zip(names, k_val, k_test):
         members = [s for s in stems if g[s] == name]
         key = lambda s: (order or {}).get(s)
@@ -189,8 +190,9 @@ def split_images(stems:list[str], # image names
         k = min(kv + kt, len(members))
         # one held-out image from each of k consecutive stretches (of magnification, or of a shuffled list)
         picks = [members[int(rng.choice(c))] for c in np.array_split(np.arange(len(members)), k) if len(c)] if k else []
-        roles = rng.permutation(['val'] * kv + ['test'] * kt)[:len(picks)]
-        subset[picks] = roles
+        roles = np.roll(['test'] * kt + ['val'] * kv, (t0 + done) % max(len(picks), 1))[:len(picks)] if order else \
+                rng.permutation(['val'] * kv + ['test'] * kt)[:len(picks)]
+        subset[picks] = roles; done += kt
     return pd.DataFrame({'image': stems, 'subset': subset.values})
 
 def read_split(path:str|os.PathLike, stems:list[str]|None=None) -> pd.DataFrame:
