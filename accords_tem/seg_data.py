@@ -182,10 +182,10 @@ def split_images(stems:list[str], # image names
     k_val = _allocate(n_val, sizes, rng); k_test = _allocate(n_test, sizes, rng)
     subset = pd.Series('train', index=stems, dtype=object)
     t0, done = int(rng.integers(0, 1 << 16)), 0    # test picks rotate over the stretches from group to group
+    mag = order or {}
     for name, kv, kt in zip(names, k_val, k_test):
         members = [s for s in stems if g[s] == name]
-        key = lambda s: (order or {}).get(s)
-        if order: members = sorted(members, key=lambda s: (key(s) is None, key(s) or 0, s))
+        if order: members = sorted(members, key=lambda s: (mag.get(s) is None, mag.get(s) or 0, s))
         else: members = [members[i] for i in rng.permutation(len(members))]
         k = min(kv + kt, len(members))
         # one held-out image from each of k consecutive stretches (of magnification, or of a shuffled list)

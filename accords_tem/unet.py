@@ -267,10 +267,10 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     def mean_iou(subset):
         r = metrics.query(f"subset == '{subset}' and reduction == 'pooled' and cls == 'mean'") if len(metrics) else metrics
         return round(float(r.iou.iloc[0]), 4) if len(r) else None
-    best = hist.mean_iou.max(); best_tuned = hist[u.monitor].max() if u.monitor in hist else np.nan
+    best = hist.mean_iou.max(); best_monitor = hist[u.monitor].max() if u.monitor in hist else np.nan
     summary = dict(stage='unet', images={k: len(v) for k, v in by.items()}, train_patches=len(train_ds), val_windows=len(valid_ds),
                    epochs_run=len(hist), best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
-                   best_val_monitor={u.monitor: round(float(best_tuned), 4) if pd.notna(best_tuned) else None},
+                   best_val_monitor={u.monitor: round(float(best_monitor), 4) if pd.notna(best_monitor) else None},
                    thresholds={c: thr[c]['threshold'] for c in u.target_classes}, val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
