@@ -19,10 +19,10 @@ from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatErr
 # %% auto #0
 __all__ = ['PostprocessingConfig', 'resize_labels', 'resize_image', 'fill_unlabelled', 'open_class', 'value_counts',
            'clean_labels', 'to_onehot', 'onehot_check', 'check_label_values', 'check_aspect', 'colorize', 'label_stem',
-           'LabelPair', 'pair_labels', 'read_labels', 'image_to_uint8', 'image_source', 'ground_truth_path',
-           'gt_agreement', 'prepare_pair', 'output_paths', 'settings_hash', 'save_png', 'write_pair', 'overlay',
-           'plot_pair', 'plot_examples', 'plot_pixel_distribution', 'plot_intensity_by_class', 'run_postprocessing',
-           'make_demo_inputs']
+           'LabelPair', 'pair_labels', 'read_labels', 'image_to_uint8', 'dataset_image', 'image_source',
+           'ground_truth_path', 'gt_agreement', 'prepare_pair', 'output_paths', 'settings_hash', 'save_png',
+           'write_pair', 'overlay', 'plot_pair', 'plot_examples', 'plot_pixel_distribution', 'plot_intensity_by_class',
+           'run_postprocessing', 'make_demo_inputs']
 
 # %% ../nbs/03_postprocessing.ipynb #940ec231
 class PostprocessingConfig(_Section):
@@ -262,6 +262,14 @@ def image_to_uint8(img:np.ndarray, # micrograph (any real dtype)
     from accords_tem.normalization import minmax
     return np.clip(np.rint(minmax(img, low, high)), 0, 255).astype(np.uint8)
 
+def dataset_image(img:np.ndarray, # micrograph as read: stage 01's normalized image, or the raw one
+                  cfg:Config, # run configuration (sections `postprocessing` and `normalization`)
+                  sec:PostprocessingConfig|None=None, # stage settings (default: cfg's)
+                 ) -> np.ndarray:
+    "The dataset image: resized to `postprocessing.size`, then 8-bit (stage 01's min-max window unless already uint8)."
+    sec = sec or cfg.section('postprocessing'); ncfg = cfg.section('normalization')
+    return image_to_uint8(resize_image(img, tuple(sec.size), sec.image_interpolation), ncfg.low, ncfg.high)
+
 def image_source(pair:LabelPair, # the pair
                  run_dir:Path|None=None, # run folder (stage 01's normalized/ is looked up there)
                  root:Path|None=None, # data root the image was found under
@@ -326,8 +334,7 @@ def prepare_pair(pair:LabelPair, # label file + image
                                   background=background, fill_at=sec.fill_at, steps=steps, counts=counts)
     except ValueError as e:   # the few labelled pixels all fell between the sampled ones
         raise IlastikFormatError(f'{e}; set postprocessing.fill_at: original to fill the gaps before resizing', pair.labels) from None
-    ncfg = cfg.section('normalization')
-    image = image_to_uint8(resize_image(img, size, sec.image_interpolation), ncfg.low, ncfg.high)
+    image = dataset_image(img, cfg, sec)
     onehot = to_onehot(clean, values)
     names = cfg.class_names()
     row = dict(stem=pair.stem, material=pair.material, label_file=str(pair.labels), image_file=str(src),

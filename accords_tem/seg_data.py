@@ -15,9 +15,10 @@ from pydantic import Field, field_validator
 from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
 
 # %% auto #0
-__all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'read_gray', 'to_uint8', 'load_pairs',
-           'load_mask', 'split_images', 'read_split', 'pixel_counts', 'subset_counts', 'plot_pixel_counts',
-           'window_starts', 'patch_origins', 'make_augment', 'PatchDataset', 'make_patch_dataset']
+__all__ = ['SYNTHETIC_CLASSES', 'LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'read_gray',
+           'to_uint8', 'load_pairs', 'load_mask', 'split_images', 'read_split', 'synthetic_seed',
+           'synthetic_training_set', 'pixel_counts', 'subset_counts', 'plot_pixel_counts', 'window_starts',
+           'patch_origins', 'make_augment', 'PatchDataset', 'make_patch_dataset']
 
 # %% ../nbs/05a_seg_data.ipynb #b7b354df
 class LossSpec(_Section):
@@ -47,6 +48,7 @@ class UnetConfig(_Section):
     split: tuple[float, float, float] = (0.7, 0.2, 0.1)   # train / val / test fractions, by image
     split_file: str|None = None           # a CSV with columns image, subset (train/val/test) overrides the split
     stratify: bool = True                 # split each material alike, held-out images spread over its magnifications
+    synthetic_per_material: int = Field(0, ge=0)  # extra training images per material of `synthetic:` (exact ground truth); 0: none
     underrep_ratio: float = 0.5           # flag a subset whose class fraction < ratio x the overall fraction
     patch_size: int = 256
     stride: int = 128
@@ -208,6 +210,37 @@ def read_split(path:str|os.PathLike, stems:list[str]|None=None) -> pd.DataFrame:
         unknown = set(df.image) - set(stems)
         if unknown: raise ConfigError(f'{len(unknown)} images of the split file are not in the dataset, e.g. {sorted(unknown)[:3]}', path)
     return df[['image', 'subset']].reset_index(drop=True)
+
+# %% ../nbs/05a_seg_data.ipynb #1db83a53
+SYNTHETIC_CLASSES = {'GFM': 1, 'carbonhole': 2, 'undefined': 3}   # class names of synthetic.py's class maps -> values
+
+def synthetic_seed(sample_seed:int) -> int:
+    "The seed of the extra training images: derived from the sample's seed, never equal to it."
+    return int(np.random.SeedSequence([sample_seed, 0x5E6]).generate_state(1)[0])
+
+def synthetic_training_set(cfg, # run configuration (sections synthetic, normalization, postprocessing; classes)
+                           per_material:int, # images per material of `synthetic.materials`
+                          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
+    "Usable synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
+    from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM
+    from accords_tem.normalization import normalize
+    from accords_tem.postprocessing import dataset_image, resize_labels, to_onehot
+    names = cfg.class_names()
+    unknown = [n for n in names if n not in SYNTHETIC_CLASSES]
+    if unknown: raise ConfigError(f'unet.synthetic_per_material: synthetic ground truth knows the classes {list(SYNTHETIC_CLASSES)}, '
+                                  f'not {unknown}; set it to 0 for these classes')
+    scfg = cfg.section('synthetic'); ncfg, sec = cfg.section('normalization'), cfg.section('postprocessing')
+    seed = synthetic_seed(scfg.seed if scfg.seed is not None else cfg.seed)
+    scfg = scfg.model_copy(update=dict(images_per_material=per_material, unusable_fraction=0.0, uncalibrated=0))
+    imgs, masks, rows = {}, {}, []
+    for p, m, _ in render_plan(scfg, seed, cfg.calibration.camera_pixel_nm or CAMERA_PIXEL_NM):
+        name = f'synthetic_{p.stem}'
+        imgs[name] = dataset_image(normalize(m.image, ncfg)[ncfg.method] if sec.use_normalized else m.image, cfg, sec)
+        masks[name] = to_onehot(resize_labels(m.classes, tuple(sec.size)), [SYNTHETIC_CLASSES[n] for n in names])
+        rows.append(dict(image=name, seed=seed, **{k: m.record[k] for k in ('material', 'magnification', 'nm_per_px', 'support', 'dtype',
+                                                                           'dose_e_per_px', 'coverage_gfm', 'coverage_hole', 'coverage_film')}))
+    return imgs, masks, pd.DataFrame(rows)
+
 
 # %% ../nbs/05a_seg_data.ipynb #ad656058
 def pixel_counts(masks:dict[str, np.ndarray], # image -> (C, H, W) one-hot

@@ -24,8 +24,9 @@ __all__ = ['CAMERA_PIXEL_NM', 'GFM', 'CARBONHOLE', 'UNDEFINED', 'MATERIAL_STYLES
            'nm_per_px', 'transmission', 'smooth_noise', 'material_style', 'Flake', 'Particle', 'Scene', 'flake_polygon',
            'polygon_area', 'plan_scene', 'render_scene', 'illumination', 'image_formation', 'acquire', 'Micrograph',
            'ground_truth', 'generate', 'flake_morphology', 'describe', 'fake_probabilities', 'quantize_probabilities',
-           'fake_labels', 'label_sheet', 'write_sheet', 'SyntheticConfig', 'synthesize', 'sample_readme', 'make_sample',
-           'synthesize_main', 'display_image', 'class_overlay', 'plot_micrographs', 'plot_class_histograms']
+           'fake_labels', 'label_sheet', 'write_sheet', 'SyntheticConfig', 'render_plan', 'synthesize', 'sample_readme',
+           'make_sample', 'synthesize_main', 'display_image', 'class_overlay', 'plot_micrographs',
+           'plot_class_histograms']
 
 # %% ../nbs/09_synthetic.ipynb #900436a2
 CAMERA_PIXEL_NM = 14000.0   # effective detector pixel at 1x (nm); the default of core.CalibrationConfig.camera_pixel_nm
@@ -788,6 +789,22 @@ def _clear_previous(out:Path):
     for mat in old.material.unique():
         for p in (out/mat).glob(f'{mat}_labels.*'): p.unlink()
 
+def render_plan(scfg:SyntheticConfig, # what to make
+                seed:int, # seed of the plan and of every image
+                camera_pixel_nm:float=CAMERA_PIXEL_NM, # used when scfg.camera_pixel_nm is None
+                progress:bool=False):
+    "Render the planned micrographs one by one: yields (plan row, `Micrograph`, the image's generator)."
+    cpx = scfg.camera_pixel_nm or camera_pixel_nm
+    items = list(_plan(scfg, seed).itertuples())
+    if progress:
+        from fastprogress.fastprogress import progress_bar
+        items = progress_bar(items); items.comment = 'synthesizing'
+    for p in items:
+        rng = np.random.default_rng([seed, p.mi, p.k])
+        yield p, generate(rng, scfg.size, p.magnification, p.material, dtype=p.dtype, quality=p.quality,
+                          dose_range=scfg.dose_e_per_px, support=p.support, hole_diameter_nm=scfg.hole_diameter_nm,
+                          camera_pixel_nm=cpx), rng
+
 def synthesize(out:str|Path, # output folder (data_sample/ layout)
                scfg:SyntheticConfig|None=None, # what to make (None: the defaults)
                *,
@@ -799,21 +816,10 @@ def synthesize(out:str|Path, # output folder (data_sample/ layout)
     from accords_tem.io import write_tem_tiff, write_ilastik_h5
     scfg = scfg or SyntheticConfig()
     seed = scfg.seed if scfg.seed is not None else seed
-    cpx = scfg.camera_pixel_nm or camera_pixel_nm
     out = Path(out)
     _clear_previous(out)
-    plan = _plan(scfg, seed)
-    recs, flakes = [], []
-    items = list(plan.itertuples())
-    if progress:
-        from fastprogress.fastprogress import progress_bar
-        items = progress_bar(items); items.comment = 'synthesizing'
-    t_render = []
-    for p in items:
-        rng = np.random.default_rng([seed, p.mi, p.k])
-        m = generate(rng, scfg.size, p.magnification, p.material, dtype=p.dtype, quality=p.quality,
-                     dose_range=scfg.dose_e_per_px, support=p.support, hole_diameter_nm=scfg.hole_diameter_nm,
-                     camera_pixel_nm=cpx)
+    recs, flakes, t_render = [], [], []
+    for p, m, rng in render_plan(scfg, seed, camera_pixel_nm, progress):
         t_render.append(m.record['render_s'])
         img_path = out/p.material/f'{p.stem}.tif'
         write_tem_tiff(img_path, m.image, nm_per_px=m.record['nm_per_px'] if p.calibrated else None,

@@ -199,7 +199,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     u = cfg.section('unet'); run_dir = Path(run_dir); out = run_dir/'unet'
     names = cfg.class_names(); idx = target_indices(names, u.target_classes)
     colors = {c.name: c.color for c in cfg.classes}
-    h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names)
+    h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names) + (f"-{config_hash(cfg, 'synthetic')}" if u.synthetic_per_material else '')
     summary_path = out/'summary.json'
     inputs = sorted((run_dir/'dataset'/'masks').glob('*.npy')) + sorted((run_dir/'dataset'/'images').glob('*'))
     if not force and summary_path.exists() and outputs_fresh([summary_path, out/'model'/'model.safetensors', out/'metrics.csv'], inputs):
@@ -219,8 +219,15 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     flags = sub[sub.underrepresented & sub.cls.isin(u.target_classes)][['subset', 'cls']].values.tolist()
     by = {s: split.image[split.subset == s].tolist() for s in ('train', 'val', 'test')}
     if not by['train']: raise AccordsError('the split leaves no training image', out/'split.csv')
-    if not by['val']: by['val'] = by['train']   # too few images: validate on the training images (said in the summary)
-    tg = {s: make_target(masks[s], idx, u.ignore_value) for s in stems}
+    val_is_train = not by['val']
+    if val_is_train: by['val'] = by['train']   # too few images: validate on the training images (said in the summary)
+    n_images = {k: len(v) for k, v in by.items()}
+    (out/'synthetic.csv').unlink(missing_ok=True)
+    if u.synthetic_per_material:   # extra training images with exact ground truth (05a); val and test stay real
+        simgs, smasks, syn = synthetic_training_set(cfg, u.synthetic_per_material)
+        imgs.update(simgs); masks.update(smasks); by['train'] = by['train'] + list(simgs)
+        save_csv(syn, out/'synthetic.csv'); n_images['synthetic_train'] = len(syn)
+    tg = {s: make_target(masks[s], idx, u.ignore_value) for s in imgs}
     # training
     set_seed(cfg.seed); dev = get_device(cfg.device)
     ds = lambda ss, tr: make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
@@ -251,7 +258,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     mets, pis = [], []
     for subset in ('val', 'test'):
         st, extra = {}, []
-        for j, s in enumerate(by[subset] if subset == 'test' or by['val'] is not by['train'] else []):
+        for j, s in enumerate(by[subset] if subset == 'test' or not val_is_train else []):
             prob, unc = pred(s); pm = binarize(prob, thr_list); st[s] = image_stats(pm, tg[s], u.ignore_value)
             for k, c in enumerate(u.target_classes):
                 extra.append(dict(image=s, cls=c, confidence=float(np.abs(prob[k] - 0.5).mean() * 2), mean_uncertainty=float(unc[k].mean())))
@@ -268,13 +275,13 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         r = metrics.query(f"subset == '{subset}' and reduction == 'pooled' and cls == 'mean'") if len(metrics) else metrics
         return round(float(r.iou.iloc[0]), 4) if len(r) else None
     best = hist.mean_iou.max(); best_monitor = hist[u.monitor].max() if u.monitor in hist else np.nan
-    summary = dict(stage='unet', images={k: len(v) for k, v in by.items()}, train_patches=len(train_ds), val_windows=len(valid_ds),
+    summary = dict(stage='unet', images=n_images, train_patches=len(train_ds), val_windows=len(valid_ds),
                    epochs_run=len(hist), best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
                    best_val_monitor={u.monitor: round(float(best_monitor), 4) if pd.notna(best_monitor) else None},
                    thresholds={c: thr[c]['threshold'] for c in u.target_classes}, val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
-                   precision=learn.precision, val_is_train=by['val'] is by['train'], seconds=round(time.time() - t0, 1), config_hash=h)
+                   precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)
     save_json(summary, summary_path)
     return summary
 
