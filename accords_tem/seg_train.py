@@ -20,9 +20,9 @@ from .seg_data import UnetConfig, LossSpec
 
 # %% auto #0
 __all__ = ['SCORES', 'lite0_package_file', 'convert_lite0_keys', 'adapt_first_conv', 'load_encoder_weights', 'build_model',
-           'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'IoUMetric',
-           'TunedIoU', 'AutocastCPU', 'LRHistory', 'cpu_has_bf16', 'resolve_precision', 'make_learner', 'fit',
-           'toy_dataset', 'save_model', 'SegModel', 'load_model']
+           'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'leave_one_out',
+           'IoUMetric', 'TunedIoU', 'AutocastCPU', 'LRHistory', 'cpu_has_bf16', 'resolve_precision', 'make_learner',
+           'fit', 'toy_dataset', 'save_model', 'SegModel', 'load_model']
 
 # %% ../nbs/05b_seg_train.ipynb #024f30b4
 def lite0_package_file() -> Path:
@@ -221,10 +221,21 @@ class ThresholdSearch:
             self.neg[k] += np.bincount(b[t == 0], minlength=self.bins + 1)
         return self
 
+    @classmethod
+    def merge(cls, searches:list) -> ThresholdSearch:
+        "One search holding the pixels of all `searches` (e.g. one per image)."
+        out = cls(searches[0].pos.shape[0], searches[0].ignore)
+        for s in searches: out.pos += s.pos; out.neg += s.neg
+        return out
+
+    def counts(self, k:int, t:float) -> np.ndarray:
+        "TP, FP, FN of class `k` when pixels with probability >= t are called positive."
+        i = int(round(t * self.bins))
+        return np.array([self.pos[k, i:].sum(), self.neg[k, i:].sum(), self.pos[k, :i].sum()])
+
     def iou(self, k:int, t:float) -> float:
         "IoU of class `k` when pixels with probability >= t are called positive."
-        i = int(round(t * self.bins))
-        tp, fp = self.pos[k, i:].sum(), self.neg[k, i:].sum(); fn = self.pos[k, :i].sum()
+        tp, fp, fn = self.counts(k, t)
         return 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
 
     def search(self, k:int, coarse=None, refine:float=0.01) -> tuple[float, float]:
@@ -244,6 +255,17 @@ class ThresholdSearch:
             t, v = self.search(k, coarse, refine)
             out[n] = dict(threshold=t, iou=v, iou_at_0_5=float(self.iou(k, 0.5)))
         return out
+
+def leave_one_out(searches:list[ThresholdSearch], # one search per validation image
+                  k:int, coarse=None, refine:float=0.01) -> dict:
+    "Does tuning generalise? IoU of class `k` pooled over held-out images, each at the threshold tuned on the others, vs at 0.5."
+    tuned, fixed = np.zeros(3), np.zeros(3)
+    for i, s in enumerate(searches):
+        t, _ = ThresholdSearch.merge(searches[:i] + searches[i + 1:]).search(k, coarse, refine)
+        tuned += s.counts(k, t); fixed += s.counts(k, 0.5)
+    iou = lambda c: float(c[0] / c.sum()) if c.sum() else 1.0
+    return dict(loo_iou_tuned=iou(tuned), loo_iou_0_5=iou(fixed))
+
 
 # %% ../nbs/05b_seg_train.ipynb #0bcbc71b
 from fastai.learner import Learner, Metric

@@ -247,9 +247,11 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         if s not in preds: preds[s] = predict_tiled(model, imgs[s], **kw)
         return preds[s]
     # thresholds on the validation images
-    ts = ThresholdSearch(len(u.target_classes), u.ignore_value)
-    for s in by['val']: ts.add(pred(s)[0], tg[s])
-    thr = ts.result(u.target_classes, u.threshold_coarse, u.threshold_refine)
+    per_val = [ThresholdSearch(len(u.target_classes), u.ignore_value).add(pred(s)[0], tg[s]) for s in by['val']]
+    thr = ThresholdSearch.merge(per_val).result(u.target_classes, u.threshold_coarse, u.threshold_refine)
+    for k, c in enumerate(u.target_classes if len(per_val) > 1 else []):   # does the tuning carry over from image to image?
+        thr[c].update(leave_one_out(per_val, k, u.threshold_coarse, u.threshold_refine))
+        if u.threshold_fallback and thr[c]['loo_iou_tuned'] <= thr[c]['loo_iou_0_5']: thr[c].update(tuned=thr[c]['threshold'], threshold=0.5)
     thr_list = [thr[c]['threshold'] for c in u.target_classes]
     save_model(out/'model', model, u, thr, dict(encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
                                                 trained_on=len(by['train']), device=device_description(dev), precision=learn.precision))
