@@ -233,11 +233,12 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
     scfg = cfg.section('synthetic'); ncfg, sec = cfg.section('normalization'), cfg.section('postprocessing')
     seed = synthetic_seed(scfg.seed if scfg.seed is not None else cfg.seed)
     scfg = scfg.model_copy(update=dict(images_per_material=per_material, unusable_fraction=0.0, uncalibrated=0))
+    values = [SYNTHETIC_CLASSES[n] for n in names]
     imgs, masks, rows = {}, {}, []
     for p, m, _ in render_plan(scfg, seed, cfg.calibration.camera_pixel_nm or CAMERA_PIXEL_NM):
         name = f'synthetic_{p.stem}'
         imgs[name] = dataset_image(normalize(m.image, ncfg)[ncfg.method] if sec.use_normalized else m.image, cfg, sec)
-        masks[name] = to_onehot(resize_labels(m.classes, tuple(sec.size)), [SYNTHETIC_CLASSES[n] for n in names])
+        masks[name] = to_onehot(resize_labels(m.classes, tuple(sec.size)), values)
         rows.append(dict(image=name, seed=seed, **{k: m.record[k] for k in ('material', 'magnification', 'nm_per_px', 'support', 'dtype',
                                                                            'dose_e_per_px', 'coverage_gfm', 'coverage_hole', 'coverage_film')}))
     return imgs, masks, pd.DataFrame(rows)

@@ -21,8 +21,8 @@ from .seg_data import UnetConfig, LossSpec
 # %% auto #0
 __all__ = ['SCORES', 'lite0_package_file', 'convert_lite0_keys', 'adapt_first_conv', 'load_encoder_weights', 'build_model',
            'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'leave_one_out',
-           'IoUMetric', 'TunedIoU', 'AutocastCPU', 'LRHistory', 'cpu_has_bf16', 'resolve_precision', 'make_learner',
-           'fit', 'toy_dataset', 'save_model', 'SegModel', 'load_model']
+           'tune_thresholds', 'IoUMetric', 'TunedIoU', 'AutocastCPU', 'LRHistory', 'cpu_has_bf16', 'resolve_precision',
+           'make_learner', 'fit', 'toy_dataset', 'save_model', 'SegModel', 'load_model']
 
 # %% ../nbs/05b_seg_train.ipynb #024f30b4
 def lite0_package_file() -> Path:
@@ -204,6 +204,10 @@ def scores(tp, fp, fn, tn, # (N, K) counts
     return pd.concat([df, pd.DataFrame([mean])], ignore_index=True).assign(reduction=reduction)
 
 # %% ../nbs/05b_seg_train.ipynb #1fbd831e
+def _iou(tp, fp, fn) -> float:
+    "IoU from counts; 1 when there is nothing to find and nothing found."
+    return 1.0 if tp + fp + fn == 0 else float(tp / (tp + fp + fn))
+
 class ThresholdSearch:
     "Accumulate per-class histograms of probabilities of positive and negative pixels; search the IoU-best threshold."
     bins = 1000
@@ -235,8 +239,7 @@ class ThresholdSearch:
 
     def iou(self, k:int, t:float) -> float:
         "IoU of class `k` when pixels with probability >= t are called positive."
-        tp, fp, fn = self.counts(k, t)
-        return 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
+        return _iou(*self.counts(k, t))
 
     def search(self, k:int, coarse=None, refine:float=0.01) -> tuple[float, float]:
         "(threshold, IoU) of class `k`: best of the coarse grid, then refined around it."
@@ -263,8 +266,18 @@ def leave_one_out(searches:list[ThresholdSearch], # one search per validation im
     for i, s in enumerate(searches):
         t, _ = ThresholdSearch.merge(searches[:i] + searches[i + 1:]).search(k, coarse, refine)
         tuned += s.counts(k, t); fixed += s.counts(k, 0.5)
-    iou = lambda c: float(c[0] / c.sum()) if c.sum() else 1.0
-    return dict(loo_iou_tuned=iou(tuned), loo_iou_0_5=iou(fixed))
+    return dict(loo_iou_tuned=_iou(*tuned), loo_iou_0_5=_iou(*fixed))
+
+def tune_thresholds(searches:list[ThresholdSearch], # one search per validation image
+                    names:list[str], coarse=None, refine:float=0.01,
+                    fallback:bool=False, # keep 0.5 for a class whose tuned threshold loses the leave-one-out check
+                   ) -> dict:
+    "`result` on all images pooled, with the leave-one-image-out check of each class (two images or more)."
+    thr = ThresholdSearch.merge(searches).result(names, coarse, refine)
+    for k, c in enumerate(names if len(searches) > 1 else []):
+        thr[c].update(leave_one_out(searches, k, coarse, refine))
+        if fallback and thr[c]['loo_iou_tuned'] <= thr[c]['loo_iou_0_5']: thr[c].update(tuned=thr[c]['threshold'], threshold=0.5)
+    return thr
 
 
 # %% ../nbs/05b_seg_train.ipynb #0bcbc71b

@@ -248,10 +248,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         return preds[s]
     # thresholds on the validation images
     per_val = [ThresholdSearch(len(u.target_classes), u.ignore_value).add(pred(s)[0], tg[s]) for s in by['val']]
-    thr = ThresholdSearch.merge(per_val).result(u.target_classes, u.threshold_coarse, u.threshold_refine)
-    for k, c in enumerate(u.target_classes if len(per_val) > 1 else []):   # does the tuning carry over from image to image?
-        thr[c].update(leave_one_out(per_val, k, u.threshold_coarse, u.threshold_refine))
-        if u.threshold_fallback and thr[c]['loo_iou_tuned'] <= thr[c]['loo_iou_0_5']: thr[c].update(tuned=thr[c]['threshold'], threshold=0.5)
+    thr = tune_thresholds(per_val, u.target_classes, u.threshold_coarse, u.threshold_refine, u.threshold_fallback)
     thr_list = [thr[c]['threshold'] for c in u.target_classes]
     save_model(out/'model', model, u, thr, dict(encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
                                                 trained_on=len(by['train']), device=device_description(dev), precision=learn.precision))
