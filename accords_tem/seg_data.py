@@ -45,6 +45,8 @@ class UnetConfig(_Section):
     encoder: str = 'resnet34'             # any smp / timm encoder ('tu-tf_efficientnet_lite0', 'resnet34', ...)
     encoder_weights: str|None = 'imagenet'  # 'imagenet' (local cache / installed package), a .pth file, or null
     decoder_channels: list[int] = Field(default_factory=lambda: [256, 128, 64, 32, 16])
+    frame_gate: bool = False              # one gate per class from the encoder's pooled features, multiplied into its
+                                          # pixel probabilities: is the class in this tile at all (seg_train.GatedUnet)
     split: tuple[float, float, float] = (0.7, 0.2, 0.1)   # train / val / test fractions, by image
     split_file: str|None = None           # a CSV with columns image, subset (train/val/test) overrides the split
     stratify: bool = True                 # split each material alike, held-out images spread over its magnifications

@@ -19,10 +19,11 @@ from .core import CheckpointMissingError, ConfigError, AccordsError, save_json, 
 from .seg_data import UnetConfig, LossSpec
 
 # %% auto #0
-__all__ = ['SCORES', 'lite0_package_file', 'convert_lite0_keys', 'adapt_first_conv', 'load_encoder_weights', 'build_model',
-           'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'leave_one_out',
-           'tune_thresholds', 'IoUMetric', 'TunedIoU', 'AutocastCPU', 'LRHistory', 'cpu_has_bf16', 'resolve_precision',
-           'make_learner', 'fit', 'toy_dataset', 'save_model', 'SegModel', 'load_model']
+__all__ = ['SCORES', 'lite0_package_file', 'convert_lite0_keys', 'adapt_first_conv', 'gated_logits', 'GatedUnet',
+           'load_encoder_weights', 'build_model', 'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats',
+           'scores', 'ThresholdSearch', 'leave_one_out', 'tune_thresholds', 'IoUMetric', 'TunedIoU', 'AutocastCPU',
+           'LRHistory', 'cpu_has_bf16', 'resolve_precision', 'make_learner', 'fit', 'toy_dataset', 'save_model',
+           'SegModel', 'load_model']
 
 # %% ../nbs/05b_seg_train.ipynb #024f30b4
 def lite0_package_file() -> Path:
@@ -66,6 +67,21 @@ def adapt_first_conv(w:torch.Tensor, # (out, in, kh, kw) kernel of the first con
     if in_channels == 1: return w.sum(1, keepdim=True)
     reps = -(-in_channels // w.shape[1])
     return w.repeat(1, reps, 1, 1)[:, :in_channels] * (w.shape[1] / in_channels)
+
+# %% ../nbs/05b_seg_train.ipynb #249dec19
+def gated_logits(mask_logits:torch.Tensor, # (N, K, H, W) pixel logits
+                 gate_logits:torch.Tensor, # (N, K) one logit per image and class
+                ) -> torch.Tensor:
+    "Logit of sigmoid(mask) * sigmoid(gate), computed in float32 in log space (stable for large logits)."
+    logp = (F.logsigmoid(mask_logits.float()) + F.logsigmoid(gate_logits.float())[..., None, None]).clamp(max=-1e-7)
+    log1mp = torch.where(logp < -0.6931, torch.log1p(-torch.exp(logp)), torch.log(-torch.expm1(logp)))
+    return logp - log1mp
+
+class GatedUnet(smp.Unet):
+    "`smp.Unet` with `aux_params`: its classification head gates each class's pixel probabilities (see `gated_logits`)."
+    def forward(self, x):
+        masks, gates = super().forward(x)
+        return gated_logits(masks, gates)
 
 # %% ../nbs/05b_seg_train.ipynb #31526947
 def _read_state_dict(path:Path) -> dict:
@@ -128,11 +144,15 @@ def build_model(u:UnetConfig, # the unet section
                 n_classes:int|None=None, # outputs (default: number of target classes)
                 weights:bool=True, # load the pretrained encoder weights
                ) -> tuple[nn.Module, dict]:
-    "The U-Net of `u` (1 input channel, one logit per target class) and the encoder-weights report."
+    "The U-Net of `u` (1 input channel, one logit per target class; gated when `u.frame_gate`) and the encoder-weights report."
     n = n_classes or len(u.target_classes)
+    kw = dict(encoder_weights=None, in_channels=1, classes=n, decoder_channels=tuple(u.decoder_channels),
+              encoder_depth=len(u.decoder_channels))
     try:
-        model = smp.Unet(u.encoder, encoder_weights=None, in_channels=1, classes=n,
-                         decoder_channels=tuple(u.decoder_channels), encoder_depth=len(u.decoder_channels))
+        if u.frame_gate:
+            model = GatedUnet(u.encoder, aux_params=dict(classes=n, pooling='avg', dropout=0.2), **kw)
+            nn.init.constant_(model.classification_head[3].bias, 3.0)   # gates start open (0.95): a plain U-Net at first
+        else: model = smp.Unet(u.encoder, **kw)
     except Exception as e: raise ConfigError(f'unet.encoder {u.encoder!r}: cannot build the U-Net ({e})') from None
     report = load_encoder_weights(model, u.encoder, u.encoder_weights if weights else None)
     return model, report
@@ -438,8 +458,8 @@ def load_model(model_dir:str|os.PathLike, device='cpu') -> SegModel:
     for f in ('config.json', 'model.safetensors', 'thresholds.json', 'unet.json'):
         if not (d/f).exists():
             raise CheckpointMissingError(f'the model folder lacks {f}; point --model at a unet/model folder written by run_unet', d)
-    model = smp.from_pretrained(str(d)) if hasattr(smp, 'from_pretrained') else smp.Unet.from_pretrained(str(d))
     meta = json.loads((d/'unet.json').read_text())
     u = UnetConfig.model_validate(meta.pop('unet'))
+    model = GatedUnet.from_pretrained(str(d)) if u.frame_gate else smp.Unet.from_pretrained(str(d))
     thr = json.loads((d/'thresholds.json').read_text())['thresholds']
     return SegModel(model, u, thr, meta).to(device)
