@@ -15,10 +15,10 @@ from pydantic import Field, field_validator
 from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
 
 # %% auto #0
-__all__ = ['SYNTHETIC_CLASSES', 'LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'read_gray',
-           'to_uint8', 'load_pairs', 'load_mask', 'split_images', 'read_split', 'synthetic_seed',
-           'synthetic_training_set', 'pixel_counts', 'subset_counts', 'plot_pixel_counts', 'window_starts',
-           'patch_origins', 'make_augment', 'PatchDataset', 'make_patch_dataset']
+__all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'read_gray', 'to_uint8', 'load_pairs',
+           'load_mask', 'split_images', 'read_split', 'synthetic_seed', 'synthetic_training_set', 'pixel_counts',
+           'subset_counts', 'plot_pixel_counts', 'window_starts', 'patch_origins', 'make_augment', 'PatchDataset',
+           'make_patch_dataset']
 
 # %% ../nbs/05a_seg_data.ipynb #b7b354df
 class LossSpec(_Section):
@@ -215,8 +215,6 @@ def read_split(path:str|os.PathLike, stems:list[str]|None=None) -> pd.DataFrame:
     return df[['image', 'subset']].reset_index(drop=True)
 
 # %% ../nbs/05a_seg_data.ipynb #1db83a53
-SYNTHETIC_CLASSES = {'GFM': 1, 'carbonhole': 2, 'undefined': 3}   # class names of synthetic.py's class maps -> values
-
 def synthetic_seed(sample_seed:int) -> int:
     "The seed of the extra training images: derived from the sample's seed, never equal to it."
     return int(np.random.SeedSequence([sample_seed, 0x5E6]).generate_state(1)[0])
@@ -225,17 +223,17 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
                            per_material:int, # images per material of `synthetic.materials`
                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
     "Usable synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
-    from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM
+    from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM, CLASS_NAMES
     from accords_tem.normalization import normalize
     from accords_tem.postprocessing import dataset_image, resize_labels, to_onehot
-    names = cfg.class_names()
-    unknown = [n for n in names if n not in SYNTHETIC_CLASSES]
-    if unknown: raise ConfigError(f'unet.synthetic_per_material: synthetic ground truth knows the classes {list(SYNTHETIC_CLASSES)}, '
+    names, value_of = cfg.class_names(), {n: v for v, n in CLASS_NAMES.items()}
+    unknown = [n for n in names if n not in value_of]
+    if unknown: raise ConfigError(f'unet.synthetic_per_material: synthetic ground truth knows the classes {list(value_of)}, '
                                   f'not {unknown}; set it to 0 for these classes')
     scfg = cfg.section('synthetic'); ncfg, sec = cfg.section('normalization'), cfg.section('postprocessing')
     seed = synthetic_seed(scfg.seed if scfg.seed is not None else cfg.seed)
     scfg = scfg.model_copy(update=dict(images_per_material=per_material, unusable_fraction=0.0, uncalibrated=0))
-    values = [SYNTHETIC_CLASSES[n] for n in names]
+    values = [value_of[n] for n in names]
     imgs, masks, rows = {}, {}, []
     for p, m, _ in render_plan(scfg, seed, cfg.calibration.camera_pixel_nm or CAMERA_PIXEL_NM):
         name = f'synthetic_{p.stem}'

@@ -19,18 +19,19 @@ from scipy import ndimage as ndi
 from .core import _Section, SHEET_VOCABULARY, AccordsError, ConfigError, atomic_path, load_config, save_csv
 
 # %% auto #0
-__all__ = ['CAMERA_PIXEL_NM', 'GFM', 'CARBONHOLE', 'UNDEFINED', 'MATERIAL_STYLES', 'NUM_TARGETS', 'MIN_FLAKE_PX', 'SHEET_COLUMNS',
-           'SHEET_VOCAB', 'SHEET_TYPOS', 'THICK_LAYERS', 'CRUMPLED_RIDGES', 'NOT_ASSESSABLE_BELOW', 'DEFAULT_COLORS',
-           'nm_per_px', 'transmission', 'smooth_noise', 'material_style', 'Flake', 'Particle', 'Scene', 'flake_polygon',
-           'polygon_area', 'plan_scene', 'render_scene', 'illumination', 'image_formation', 'acquire', 'Micrograph',
-           'ground_truth', 'generate', 'flake_morphology', 'describe', 'fake_probabilities', 'quantize_probabilities',
-           'fake_labels', 'label_sheet', 'write_sheet', 'SyntheticConfig', 'render_plan', 'synthesize', 'sample_readme',
-           'make_sample', 'synthesize_main', 'display_image', 'class_overlay', 'plot_micrographs',
-           'plot_class_histograms']
+__all__ = ['CAMERA_PIXEL_NM', 'GFM', 'CARBONHOLE', 'UNDEFINED', 'CLASS_NAMES', 'MATERIAL_STYLES', 'NUM_TARGETS', 'MIN_FLAKE_PX',
+           'SHEET_COLUMNS', 'SHEET_VOCAB', 'SHEET_TYPOS', 'THICK_LAYERS', 'CRUMPLED_RIDGES', 'NOT_ASSESSABLE_BELOW',
+           'DEFAULT_COLORS', 'nm_per_px', 'transmission', 'smooth_noise', 'material_style', 'Flake', 'Particle',
+           'Scene', 'flake_polygon', 'polygon_area', 'plan_scene', 'render_scene', 'illumination', 'image_formation',
+           'acquire', 'Micrograph', 'ground_truth', 'generate', 'flake_morphology', 'describe', 'fake_probabilities',
+           'quantize_probabilities', 'fake_labels', 'label_sheet', 'write_sheet', 'SyntheticConfig', 'render_plan',
+           'synthesize', 'sample_readme', 'make_sample', 'synthesize_main', 'display_image', 'class_overlay',
+           'plot_micrographs', 'plot_class_histograms']
 
 # %% ../nbs/09_synthetic.ipynb #900436a2
 CAMERA_PIXEL_NM = 14000.0   # effective detector pixel at 1x (nm); the default of core.CalibrationConfig.camera_pixel_nm
 GFM, CARBONHOLE, UNDEFINED = 1, 2, 3   # class-map values = ilastik label values of the default classes
+CLASS_NAMES = {GFM: 'GFM', CARBONHOLE: 'carbonhole', UNDEFINED: 'undefined'}   # class-map value -> class name
 
 def nm_per_px(magnification:float, # nominal magnification (e.g. 2000 for 2,000x)
               camera_pixel_nm:float=CAMERA_PIXEL_NM, # effective detector pixel at 1x in nm
@@ -974,7 +975,7 @@ def plot_micrographs(ms:list, # Micrographs to show, one per row
     "Each micrograph beside its class map (painted over it) and its flake instances: the generator at a glance."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-    names = names or {GFM: 'GFM', CARBONHOLE: 'carbonhole', UNDEFINED: 'undefined'}
+    names = names or CLASS_NAMES
     colors = colors or DEFAULT_COLORS
     fig, axs = plt.subplots(len(ms), 3, figsize=(12, 4.15*len(ms)), squeeze=False)
     for row, m in zip(axs, ms):
@@ -999,7 +1000,7 @@ def plot_micrographs(ms:list, # Micrographs to show, one per row
 def plot_class_histograms(ms:list, colors:dict|None=None, names:dict|None=None):
     "Histogram of the (display-normalised) intensity per true class: vacuum brightest, film grey, flakes spread by layers."
     import matplotlib.pyplot as plt
-    names = names or {GFM: 'GFM', CARBONHOLE: 'carbonhole', UNDEFINED: 'undefined'}
+    names = names or CLASS_NAMES
     colors = colors or DEFAULT_COLORS
     fig, axs = plt.subplots(1, len(ms), figsize=(4*len(ms), 3), squeeze=False)
     for a, m in zip(axs[0], ms):
