@@ -44,6 +44,7 @@ STAGES = [
 EXTRA_COMMANDS = {
     'predict': ('accords_tem.unet:predict_main', 'segment new images with a trained U-Net'),
     'eval-hrtem': ('accords_tem.unet:eval_hrtem_main', 'cross-validate the U-Net on the real graphene HRTEM set'),
+    'cv-unet': ('accords_tem.unet:cv_unet_main', 'cross-validate the U-Net stage on a run\'s dataset (every image tested once)'),
     'classify': ('accords_tem.classifier:classify_main', 'categorize new images with a trained classifier'),
     'synthesize': ('accords_tem.synthetic:synthesize_main', 'generate synthetic TEM micrographs with ground truth'),
     'inspect': ('accords_tem.io:inspect_main', 'print shape, dtype, magnification and pixel size of image files'),

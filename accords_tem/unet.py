@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_unet.ipynb #b569b12b
 from __future__ import annotations
-import argparse, json, os, sys, tempfile, time
+import argparse, hashlib, json, os, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ from .seg_eval import *
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'predict_images', 'predict_main', 'split_strata',
-           'run_unet', 'write_toy_dataset']
+           'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image', 'cross_validate_unet',
+           'cv_unet_main', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
 def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -192,14 +193,18 @@ def split_strata(run_dir:Path, stems:list[str]) -> tuple[dict, dict]:
 def run_unet(cfg:Config, # run configuration (section `unet`)
              run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet/
              force:bool=False, # retrain even when unet/ is fresh
-             progress:bool=True) -> dict:
+             progress:bool=True,
+             split:pd.DataFrame|None=None, # a fixed image -> subset table (a cross-validation fold); default: unet.split_file or the seeded split
+             out:str|os.PathLike|None=None, # output folder (default RUN/unet)
+            ) -> dict:
     "Stage 05: split, train, tune thresholds, evaluate and draw; returns a short summary."
     from accords_tem.core import config_hash
     t0 = time.time()
-    u = cfg.section('unet'); run_dir = Path(run_dir); out = run_dir/'unet'
+    u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
     names = cfg.class_names(); idx = target_indices(names, u.target_classes)
     colors = {c.name: c.color for c in cfg.classes}
     h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names) + (f"-{config_hash(cfg, 'synthetic')}" if u.synthetic_per_material else '')
+    if split is not None: h += '-' + hashlib.sha1(split.sort_values('image').to_csv(index=False).encode()).hexdigest()[:12]
     summary_path = out/'summary.json'
     inputs = sorted((run_dir/'dataset'/'masks').glob('*.npy')) + sorted((run_dir/'dataset'/'images').glob('*'))
     if not force and summary_path.exists() and outputs_fresh([summary_path, out/'model'/'model.safetensors', out/'metrics.csv'], inputs):
@@ -210,7 +215,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress)
     stems = sorted(imgs)
     # split and pixel counts
-    split = (read_split(u.split_file, stems) if u.split_file else
+    split = (split.copy() if split is not None else read_split(u.split_file, stems) if u.split_file else
              split_images(stems, u.split, cfg.seed, *(split_strata(run_dir, stems) if u.stratify else (None, None))))
     split = split[split.image.isin(stems)].reset_index(drop=True); save_csv(split, out/'split.csv')
     counts = pixel_counts(masks, names); save_csv(counts, out/'pixel_counts.csv')
@@ -283,6 +288,115 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
                    precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)
     save_json(summary, summary_path)
     return summary
+
+# %% ../nbs/05_unet.ipynb #80769e35
+def cv_folds(stems:list[str], # image names
+             k:int, # number of folds
+             seed:int=42,
+             groups:dict[str, str]|None=None, # image -> group (material): each group is dealt over the folds in turn
+             order:dict[str, float]|None=None, # image -> magnification: a group is dealt in this order (else shuffled)
+            ) -> pd.DataFrame:
+    "A table image -> fold (0..k-1): each group dealt round-robin over the folds, along `order`, from a seeded start."
+    stems = sorted(stems)
+    if not 2 <= k <= len(stems): raise ConfigError(f'cross-validation needs 2 <= folds <= images ({len(stems)}), not {k}')
+    rng = np.random.default_rng(seed); start = int(rng.integers(0, k)); g = {s: (groups or {}).get(s, '') for s in stems}
+    fold = {}
+    for name in sorted(set(g.values())):
+        members = [s for s in stems if g[s] == name]
+        members = (sorted(members, key=lambda s: (order.get(s) is None, order.get(s) or 0, s)) if order
+                   else [members[i] for i in rng.permutation(len(members))])
+        for i, s in enumerate(members): fold[s] = (start + i) % k
+        # the next group goes on where this one stopped (fold sizes differ by at most one), one fold further when this one
+        # filled every fold alike: the groups' magnifications then fall into different folds
+        start += len(members) + (len(members) % k == 0)
+    return pd.DataFrame({'image': stems, 'fold': [fold[s] for s in stems]})
+
+def fold_split(folds:pd.DataFrame, # image -> fold (cv_folds)
+               fold:int, fractions=(0.7, 0.2, 0.1), # the configured split: its train:val proportion is kept
+               seed:int=42, groups:dict|None=None, order:dict|None=None) -> pd.DataFrame:
+    "The split of one fold: its images are the test set, the others are split into train and val (split_images)."
+    rest = folds.image[folds.fold != fold].tolist(); tr, va = fractions[0], fractions[1]
+    sp = split_images(rest, (tr / (tr + va), va / (tr + va), 0.0), seed + fold, groups, order)
+    test = pd.DataFrame({'image': folds.image[folds.fold == fold], 'subset': 'test'})
+    return pd.concat([sp, test]).sort_values('image').reset_index(drop=True)
+
+def summarize_cv(cv_dir:str|os.PathLike, # RUN/unet_cv with fold_*/ folders
+                 class_names:list[str], # the target classes
+                 groups:dict|None=None, order:dict|None=None, folds:int|None=None) -> dict:
+    "Gather the finished folds' test results: cv_per_image.csv, cv_metrics.csv, cv_per_image.png, cv_summary.json."
+    cv_dir = Path(cv_dir); done = sorted(int(p.parent.name.split('_')[1]) for p in cv_dir.glob('fold_*/summary.json'))
+    if not done: raise AccordsError('no finished fold (fold_*/summary.json) here', cv_dir)
+    per, mets = [], []
+    for f in done:
+        d = cv_dir/f'fold_{f}'; pi = pd.read_csv(d/'per_image.csv'); m = pd.read_csv(d/'metrics.csv')
+        per.append(pi[pi.subset == 'test'].assign(fold=f)); mets.append(m.assign(fold=f))
+    per = pd.concat(per, ignore_index=True)
+    per['material'] = per.image.map(groups or {}); per['magnification'] = per.image.map(order or {})
+    stats = {s: g.set_index('cls').loc[class_names, ['tp', 'fp', 'fn', 'tn']].to_numpy() for s, g in per.groupby('image', sort=False)}
+    m_all, _ = metric_tables(stats, class_names, 'test')
+    metrics = pd.concat([pd.concat(mets, ignore_index=True), m_all.assign(fold='all')], ignore_index=True)
+    save_csv(per, cv_dir/'cv_per_image.csv'); save_csv(metrics, cv_dir/'cv_metrics.csv')
+    save_figure(plot_cv_per_image(per, class_names), cv_dir/'cv_per_image.png')
+    pick = lambda subset, red='pooled': metrics.query(f"subset == '{subset}' and reduction == '{red}' and cls == 'mean' and fold != 'all'")
+    test_f, val_f = pick('test').iou.to_numpy(), pick('val').iou.to_numpy()
+    at = lambda red, c: round(float(m_all.query(f"reduction == '{red}' and cls == '{c}'").iou.iloc[0]), 4)
+    summary = dict(folds=folds or len(done), folds_done=done, images_tested=len(stats),
+                   test_mean_iou_per_fold=[round(float(x), 4) for x in test_f], val_mean_iou_per_fold=[round(float(x), 4) for x in val_f],
+                   test_mean_iou_fold_mean=round(float(test_f.mean()), 4), test_mean_iou_fold_sd=round(float(test_f.std(ddof=1)), 4) if len(test_f) > 1 else None,
+                   test_iou_all_images={c: at('pooled', c) for c in class_names + ['mean']},
+                   test_iou_all_images_per_image_mean={c: at('per_image', c) for c in class_names + ['mean']},
+                   reduction='test_iou_all_images: pooled over the pixels of every tested image (each image tested once, by the fold that held it out)')
+    save_json(summary, cv_dir/'cv_summary.json')
+    return summary
+
+def plot_cv_per_image(per:pd.DataFrame, class_names:list[str]):
+    "Test IoU of every image against its magnification, one panel per class; hollow: the class is absent from the image (IoU 1 or 0)."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, len(class_names), figsize=(5.5 * len(class_names), 4), squeeze=False)
+    mats = sorted(per.material.dropna().unique()) or ['']; marks = 'osD^vP*X'
+    for ax, c in zip(axs[0], class_names):
+        d = per[per.cls == c]
+        for j, mat in enumerate(mats):
+            e = d[d.material == mat] if mat else d
+            x = e.magnification.fillna(1).to_numpy(float); absent = (e.tp + e.fn == 0).to_numpy()
+            ax.scatter(x[~absent], e.iou[~absent], marker=marks[j % len(marks)], color=f'C{j}', label=mat or None)
+            ax.scatter(x[absent], e.iou[absent], marker=marks[j % len(marks)], facecolors='none', edgecolors=f'C{j}')
+        ax.set(xscale='log', ylim=(-0.03, 1.03), xlabel='magnification', ylabel='test IoU', title=c)
+        ax.grid(alpha=0.3)
+    if mats != ['']: axs[0][0].legend(title='material')
+    fig.suptitle('cross-validation: every image tested once'); fig.tight_layout()
+    return fig
+
+def cross_validate_unet(cfg:Config, # run configuration (section `unet`)
+                        run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet_cv/
+                        folds:int=5, only:list[int]|None=None, # run only these folds (the summary gathers every finished fold)
+                        force:bool=False, progress:bool=False) -> dict:
+    "k-fold cross-validation of stage 05 by image: every image tested once; returns the summary of the finished folds."
+    u = cfg.section('unet'); run_dir = Path(run_dir); out = run_dir/'unet_cv'
+    stems = sorted(p.stem for p in (run_dir/'dataset'/'masks').glob('*.npy'))
+    if not stems: raise AccordsError('no masks/*.npy: make the dataset first (stages 00-03)', run_dir/'dataset')
+    groups, order = split_strata(run_dir, stems) if u.stratify else (None, None)
+    table = cv_folds(stems, folds, cfg.seed, groups, order); save_csv(table, out/'folds.csv')
+    for f in range(folds):
+        if only is not None and f not in only: continue
+        run_unet(cfg, run_dir, force=force, progress=progress, split=fold_split(table, f, u.split, cfg.seed, groups, order), out=out/f'fold_{f}')
+    return summarize_cv(out, u.target_classes, *split_strata(run_dir, stems), folds=folds)
+
+def cv_unet_main(argv:list[str]|None=None):
+    "accords-tem cv-unet: k-fold cross-validation of the U-Net stage on a run's dataset (every image tested once)."
+    p = argparse.ArgumentParser(prog='accords-tem cv-unet', description=cv_unet_main.__doc__)
+    p.add_argument('--config', default='configs/default.yaml', help='YAML configuration (default: configs/default.yaml)')
+    p.add_argument('--out', required=True, help='run folder with dataset/ (stages 00-03); writes unet_cv/')
+    p.add_argument('--folds', type=int, default=5, help='number of folds (default 5)')
+    p.add_argument('--fold', type=int, action='append', help='run only this fold (repeatable); the summary gathers all finished folds')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.threads=1')
+    p.add_argument('--force', action='store_true', help='retrain folds that are already done')
+    a = p.parse_args(argv)
+    from accords_tem.cli import _overrides
+    s = cross_validate_unet(load_config(a.config, _overrides(a.set)), a.out, a.folds, a.fold, a.force, progress=False)
+    print(json.dumps(s, indent=1))
+    return 0
+
 
 # %% ../nbs/05_unet.ipynb #638ae8c2
 def write_toy_dataset(run_dir:str|os.PathLike, n:int=6, size:int=64, n_classes:int=3, seed:int=0) -> Path:
