@@ -75,6 +75,7 @@ class UnetConfig(_Section):
     threshold_coarse: list[float] = Field(default_factory=lambda: [round(0.05 * i, 2) for i in range(1, 20)])
     threshold_refine: float = 0.01        # refine around the best coarse threshold in steps of this
     threshold_fallback: bool = False      # keep 0.5 for a class whose tuned threshold loses to 0.5 in leave-one-image-out on validation
+    threshold_min_images: int = 0         # fewer validation images than this: keep 0.5 for every class (the search is still saved)
     tta: Literal['none', 'flips', 'd4'] = 'flips'   # test-time augmentation: none, 4 flips, or the 8 flips/rot90
     tile_size: int = 512                  # prediction tile (memory is bounded by it)
     tile_overlap: int = 128

@@ -291,12 +291,16 @@ def leave_one_out(searches:list[ThresholdSearch], # one search per validation im
 def tune_thresholds(searches:list[ThresholdSearch], # one search per validation image
                     names:list[str], coarse=None, refine:float=0.01,
                     fallback:bool=False, # keep 0.5 for a class whose tuned threshold loses the leave-one-out check
+                    min_images:int=0, # fewer validation images than this: keep 0.5 for every class (the search is still reported)
                    ) -> dict:
-    "`result` on all images pooled, with the leave-one-image-out check of each class (two images or more)."
+    "`result` on all images pooled, with the leave-one-image-out check of each class (two images or more); `rule` says which threshold is used and why."
     thr = ThresholdSearch.merge(searches).result(names, coarse, refine)
-    for k, c in enumerate(names if len(searches) > 1 else []):
-        thr[c].update(leave_one_out(searches, k, coarse, refine))
-        if fallback and thr[c]['loo_iou_tuned'] <= thr[c]['loo_iou_0_5']: thr[c].update(tuned=thr[c]['threshold'], threshold=0.5)
+    for k, c in enumerate(names):
+        if len(searches) > 1: thr[c].update(leave_one_out(searches, k, coarse, refine))
+        keep = (f'0.5: fewer than {min_images} validation images' if len(searches) < min_images else
+                '0.5: the tuned threshold lost the leave-one-out check' if fallback and thr[c].get('loo_iou_tuned', 1) <= thr[c].get('loo_iou_0_5', 0) else None)
+        if keep: thr[c].update(tuned=thr[c]['threshold'], threshold=0.5)
+        thr[c]['rule'] = keep or 'tuned'
     return thr
 
 

@@ -253,7 +253,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         return preds[s]
     # thresholds on the validation images
     per_val = [ThresholdSearch(len(u.target_classes), u.ignore_value).add(pred(s)[0], tg[s]) for s in by['val']]
-    thr = tune_thresholds(per_val, u.target_classes, u.threshold_coarse, u.threshold_refine, u.threshold_fallback)
+    thr = tune_thresholds(per_val, u.target_classes, u.threshold_coarse, u.threshold_refine, u.threshold_fallback, u.threshold_min_images)
     thr_list = [thr[c]['threshold'] for c in u.target_classes]
     save_model(out/'model', model, u, thr, dict(encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
                                                 trained_on=len(by['train']), device=device_description(dev), precision=learn.precision))
