@@ -337,7 +337,7 @@ def summarize_cv(cv_dir:str|os.PathLike, # RUN/unet_cv with fold_*/ folders
     metrics = pd.concat([pd.concat(mets, ignore_index=True), m_all.assign(fold='all')], ignore_index=True)
     save_csv(per, cv_dir/'cv_per_image.csv'); save_csv(metrics, cv_dir/'cv_metrics.csv')
     save_figure(plot_cv_per_image(per, class_names), cv_dir/'cv_per_image.png')
-    pick = lambda subset, red='pooled': metrics.query(f"subset == '{subset}' and reduction == '{red}' and cls == 'mean' and fold != 'all'")
+    pick = lambda subset: metrics.query(f"subset == '{subset}' and reduction == 'pooled' and cls == 'mean' and fold != 'all'")
     test_f, val_f = pick('test').iou.to_numpy(), pick('val').iou.to_numpy()
     at = lambda red, c: round(float(m_all.query(f"reduction == '{red}' and cls == '{c}'").iou.iloc[0]), 4)
     summary = dict(folds=folds or len(done), folds_done=done, images_tested=len(stats),
@@ -375,12 +375,13 @@ def cross_validate_unet(cfg:Config, # run configuration (section `unet`)
     u = cfg.section('unet'); run_dir = Path(run_dir); out = run_dir/'unet_cv'
     stems = sorted(p.stem for p in (run_dir/'dataset'/'masks').glob('*.npy'))
     if not stems: raise AccordsError('no masks/*.npy: make the dataset first (stages 00-03)', run_dir/'dataset')
-    groups, order = split_strata(run_dir, stems) if u.stratify else (None, None)
+    strata = split_strata(run_dir, stems)   # material and magnification: for the folds (when stratified) and the summary
+    groups, order = strata if u.stratify else (None, None)
     table = cv_folds(stems, folds, cfg.seed, groups, order); save_csv(table, out/'folds.csv')
     for f in range(folds):
         if only is not None and f not in only: continue
         run_unet(cfg, run_dir, force=force, progress=progress, split=fold_split(table, f, u.split, cfg.seed, groups, order), out=out/f'fold_{f}')
-    return summarize_cv(out, u.target_classes, *split_strata(run_dir, stems), folds=folds)
+    return summarize_cv(out, u.target_classes, *strata, folds=folds)
 
 def cv_unet_main(argv:list[str]|None=None):
     "accords-tem cv-unet: k-fold cross-validation of the U-Net stage on a run's dataset (every image tested once)."
