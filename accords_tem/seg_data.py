@@ -51,6 +51,7 @@ class UnetConfig(_Section):
     split_file: str|None = None           # a CSV with columns image, subset (train/val/test) overrides the split
     stratify: bool = True                 # split each material alike, held-out images spread over its magnifications
     synthetic_per_material: int = Field(0, ge=0)  # extra training images per material of `synthetic:` (exact ground truth); 0: none
+    synthetic_unusable_fraction: float = Field(0.0, ge=0, le=1)  # share of them rendered unusable (very low dose or out of focus)
     underrep_ratio: float = 0.5           # flag a subset whose class fraction < ratio x the overall fraction
     patch_size: int = 256
     stride: int = 128
@@ -222,8 +223,9 @@ def synthetic_seed(sample_seed:int) -> int:
 
 def synthetic_training_set(cfg, # run configuration (sections synthetic, normalization, postprocessing; classes)
                            per_material:int, # images per material of `synthetic.materials`
+                           unusable_fraction:float=0.0, # share rendered at very low dose or out of focus (0: all usable)
                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
-    "Usable synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
+    "Synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
     from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM, CLASS_NAMES
     from accords_tem.normalization import normalize
     from accords_tem.postprocessing import dataset_image, resize_labels, to_onehot
@@ -233,14 +235,14 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
                                   f'not {unknown}; set it to 0 for these classes')
     scfg = cfg.section('synthetic'); ncfg, sec = cfg.section('normalization'), cfg.section('postprocessing')
     seed = synthetic_seed(scfg.seed if scfg.seed is not None else cfg.seed)
-    scfg = scfg.model_copy(update=dict(images_per_material=per_material, unusable_fraction=0.0, uncalibrated=0))
+    scfg = scfg.model_copy(update=dict(images_per_material=per_material, unusable_fraction=unusable_fraction, uncalibrated=0))
     values = [value_of[n] for n in names]
     imgs, masks, rows = {}, {}, []
     for p, m, _ in render_plan(scfg, seed, cfg.calibration.camera_pixel_nm or CAMERA_PIXEL_NM):
         name = f'synthetic_{p.stem}'
         imgs[name] = dataset_image(normalize(m.image, ncfg)[ncfg.method] if sec.use_normalized else m.image, cfg, sec)
         masks[name] = to_onehot(resize_labels(m.classes, tuple(sec.size)), values)
-        rows.append(dict(image=name, seed=seed, **{k: m.record[k] for k in ('material', 'magnification', 'nm_per_px', 'support', 'dtype',
+        rows.append(dict(image=name, seed=seed, **{k: m.record[k] for k in ('material', 'magnification', 'nm_per_px', 'support', 'dtype', 'quality',
                                                                            'dose_e_per_px', 'coverage_gfm', 'coverage_hole', 'coverage_film')}))
     return imgs, masks, pd.DataFrame(rows)
 

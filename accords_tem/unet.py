@@ -229,7 +229,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     n_images = {k: len(v) for k, v in by.items()}
     (out/'synthetic.csv').unlink(missing_ok=True)
     if u.synthetic_per_material:   # extra training images with exact ground truth (05a); val and test stay real
-        simgs, smasks, syn = synthetic_training_set(cfg, u.synthetic_per_material)
+        simgs, smasks, syn = synthetic_training_set(cfg, u.synthetic_per_material, u.synthetic_unusable_fraction)
         imgs.update(simgs); masks.update(smasks); by['train'] = by['train'] + list(simgs)
         save_csv(syn, out/'synthetic.csv'); n_images['synthetic_train'] = len(syn)
     tg = {s: make_target(masks[s], idx, u.ignore_value) for s in imgs}
