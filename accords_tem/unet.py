@@ -20,9 +20,9 @@ from .seg_train import *
 from .seg_eval import *
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'predict_images', 'predict_main', 'split_strata',
-           'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image', 'cross_validate_unet',
-           'cv_unet_main', 'write_toy_dataset']
+__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'input_preparer', 'predict_images', 'predict_main',
+           'split_strata', 'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv',
+           'plot_cv_per_image', 'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
 def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -118,22 +118,32 @@ def eval_hrtem_main(argv:list[str]|None=None):
 # %% ../nbs/05_unet.ipynb #d16453a4
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.dm3', '.dm4')
 
-def _read_any(path:Path) -> np.ndarray:
-    "A micrograph as uint8 (stage 00's reader for TIFF/DM; min-max to 8 bit)."
-    try:
-        from accords_tem.io import read_tem
-        a = np.squeeze(read_tem(path))
-        if a.ndim == 3: a = a[..., :3].mean(-1)
-    except ImportError: a = read_gray(path)
-    return to_uint8(np.asarray(a))
+def _read_raw(path:Path) -> np.ndarray:
+    "A micrograph as stage 00 reads it (TIFF/DM/PNG/JPEG), 2-D (colour exports averaged)."
+    from accords_tem.io import read_tem
+    a = np.squeeze(read_tem(path))
+    return a[..., :3].mean(-1) if a.ndim == 3 else a
+
+def input_preparer(sm:SegModel, as_is:bool=False):
+    "image -> model input, as the model's dataset images were made (`preprocessing` in unet.json); identity (8-bit) when unknown or `as_is`."
+    prep = None if as_is else sm.info.get('preprocessing')
+    if not prep: return lambda raw: to_uint8(np.asarray(raw)) if np.asarray(raw).dtype != np.uint8 else np.asarray(raw)
+    from accords_tem.normalization import NormalizationConfig
+    from accords_tem.postprocessing import PostprocessingConfig
+    ncfg = NormalizationConfig.model_validate(prep['normalization'])
+    sec = PostprocessingConfig.model_validate(prep['postprocessing'])
+    return lambda raw: model_input(raw, ncfg, sec, prep['normalized'])
 
 def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model)
                    images:str|os.PathLike, # a folder of micrographs (or one file)
                    out:str|os.PathLike, # output folder
                    tta:str|None=None, tile:int|None=None, overlap:int|None=None, device:str='auto',
-                   figures:bool=True, progress:bool=True) -> pd.DataFrame:
+                   figures:bool=True, progress:bool=True,
+                   as_is:bool=False, # take the images as they are (already prepared like the dataset), at their own size
+                  ) -> pd.DataFrame:
     "Predict every image of `images` with the saved model; write masks, probabilities, uncertainty, overlays, predictions.csv."
     from PIL import Image
+    from accords_tem.postprocessing import resize_image
     dev = get_device(device); sm = load_model(model_dir, dev); u = sm.u
     out = Path(out); images = Path(images)
     files = [images] if images.is_file() else sorted(p for p in images.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -141,12 +151,16 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
     log = FailureLog(out, 'predict'); rows = []
     kw = dict(tile=tile or u.tile_size, overlap=u.tile_overlap if overlap is None else overlap, batch=u.pred_batch,
               tta=tta or u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
+    prepare = input_preparer(sm, as_is)
     def one(p:Path):
-        img = _read_any(p); prob, unc = predict_tiled(sm.model, img, **kw); masks = binarize(prob, sm.threshold_list())
+        raw = _read_raw(p); img = to_uint8(raw); x = prepare(raw)   # the model sees x; masks come back at the image's size
+        prob, unc = predict_tiled(sm.model, x, **kw)
+        if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
+        masks = binarize(prob, sm.threshold_list())
         for k, c in enumerate(sm.classes):
             with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray((masks[k] * 255).astype(np.uint8)).save(tmp, format='PNG')
             rows.append(dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(masks[k].sum()),
-                             fraction=float(masks[k].mean()), mean_uncertainty=float(unc[k].mean())))
+                             fraction=float(masks[k].mean()), mean_uncertainty=float(unc[k].mean()), model_input='x'.join(map(str, x.shape))))
         save_npy(prob.astype(np.float16), out/'probabilities'/f'{p.stem}.npy'); save_npy(unc.astype(np.float16), out/'uncertainty'/f'{p.stem}.npy')
         if figures:
             with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay(img, masks, sm.classes)).save(tmp, format='PNG')
@@ -163,8 +177,9 @@ def predict_main(argv:list[str]|None=None):
     p.add_argument('--tta', choices=list(TTA), default=None, help="test-time augmentation (default: the model's)")
     p.add_argument('--tile', type=int, default=None); p.add_argument('--overlap', type=int, default=None)
     p.add_argument('--device', default='auto'); p.add_argument('--no-figures', action='store_true')
+    p.add_argument('--as-is', action='store_true', help="images already prepared like the model's dataset: no normalization or resize")
     a = p.parse_args(argv)
-    try: df = predict_images(a.model, a.images, a.out, a.tta, a.tile, a.overlap, a.device, not a.no_figures)
+    try: df = predict_images(a.model, a.images, a.out, a.tta, a.tile, a.overlap, a.device, not a.no_figures, as_is=a.as_is)
     except AccordsError as e: sys.exit(f'accords-tem predict: {e}')
     print(f"{df.image.nunique() if len(df) else 0} images -> {a.out} (predictions.csv, masks/, probabilities/, uncertainty/, overlays/)")
 
@@ -189,6 +204,16 @@ def split_strata(run_dir:Path, stems:list[str]) -> tuple[dict, dict]:
         if {'stem', 'material'} <= set(q.columns): groups = dict(zip(q.stem.astype(str), q.material.astype(str)))
     order = {s: m for s in stems if (m := parse_magnification(s)) is not None}
     return groups, order
+
+def dataset_preprocessing(run_dir:Path, cfg:Config) -> dict|None:
+    "How stage 03 made the dataset images (stage 01's normalization or none, size, interpolation), from dataset/qc.csv; None when unknown."
+    qc = Path(run_dir)/'dataset'/'qc.csv'
+    if not qc.exists(): return None
+    src = set(pd.read_csv(qc, usecols=lambda c: c == 'image_source').get('image_source', pd.Series(dtype=str)).dropna())
+    if len(src) != 1: return None   # unknown or mixed: prediction takes images as they are
+    sec = cfg.section('postprocessing')
+    return dict(normalized=src == {'normalized'}, normalization=cfg.section('normalization').model_dump(mode='json'),
+                postprocessing=dict(size=list(sec.size), image_interpolation=sec.image_interpolation))
 
 def run_unet(cfg:Config, # run configuration (section `unet`)
              run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet/
@@ -256,7 +281,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     thr = tune_thresholds(per_val, u.target_classes, u.threshold_coarse, u.threshold_refine, u.threshold_fallback, u.threshold_min_images)
     thr_list = [thr[c]['threshold'] for c in u.target_classes]
     save_model(out/'model', model, u, thr, dict(encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
-                                                trained_on=len(by['train']), device=device_description(dev), precision=learn.precision))
+                                                trained_on=len(by['train']), device=device_description(dev), precision=learn.precision,
+                                                preprocessing=dataset_preprocessing(run_dir, cfg)))
     # evaluation and figures
     from PIL import Image
     mets, pis = [], []
