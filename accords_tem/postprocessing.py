@@ -263,11 +263,14 @@ def image_to_uint8(img:np.ndarray, # micrograph (any real dtype)
     return np.clip(np.rint(minmax(img, low, high)), 0, 255).astype(np.uint8)
 
 def dataset_image(img:np.ndarray, # micrograph as read: stage 01's normalized image, or the raw one
-                  cfg:Config, # run configuration (sections `postprocessing` and `normalization`)
-                  sec:PostprocessingConfig|None=None, # stage settings (default: cfg's)
+                  ncfg, # stage 01's NormalizationConfig (min-max window; the method when `normalize`)
+                  sec:PostprocessingConfig, # stage settings: size and interpolation
+                  normalize:bool=False, # apply stage 01's `normalization.method` first (a raw micrograph prepared like the dataset)
                  ) -> np.ndarray:
     "The dataset image: resized to `postprocessing.size`, then 8-bit (stage 01's min-max window unless already uint8)."
-    sec = sec or cfg.section('postprocessing'); ncfg = cfg.section('normalization')
+    if normalize:
+        from accords_tem.normalization import normalize as normalize_image
+        img = normalize_image(img, ncfg)[ncfg.method]
     return image_to_uint8(resize_image(img, tuple(sec.size), sec.image_interpolation), ncfg.low, ncfg.high)
 
 def image_source(pair:LabelPair, # the pair
@@ -334,7 +337,7 @@ def prepare_pair(pair:LabelPair, # label file + image
                                   background=background, fill_at=sec.fill_at, steps=steps, counts=counts)
     except ValueError as e:   # the few labelled pixels all fell between the sampled ones
         raise IlastikFormatError(f'{e}; set postprocessing.fill_at: original to fill the gaps before resizing', pair.labels) from None
-    image = dataset_image(img, cfg, sec)
+    image = dataset_image(img, cfg.section('normalization'), sec)
     onehot = to_onehot(clean, values)
     names = cfg.class_names()
     row = dict(stem=pair.stem, material=pair.material, label_file=str(pair.labels), image_file=str(src),

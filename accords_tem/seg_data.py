@@ -16,9 +16,9 @@ from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
 
 # %% auto #0
 __all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'read_gray', 'to_uint8', 'load_pairs',
-           'load_mask', 'split_images', 'read_split', 'synthetic_seed', 'model_input', 'synthetic_training_set',
-           'pixel_counts', 'subset_counts', 'plot_pixel_counts', 'window_starts', 'patch_origins', 'make_augment',
-           'PatchDataset', 'make_patch_dataset']
+           'load_mask', 'split_images', 'read_split', 'synthetic_seed', 'synthetic_training_set', 'pixel_counts',
+           'subset_counts', 'plot_pixel_counts', 'window_starts', 'patch_origins', 'make_augment', 'PatchDataset',
+           'make_patch_dataset']
 
 # %% ../nbs/05a_seg_data.ipynb #b7b354df
 class LossSpec(_Section):
@@ -221,24 +221,13 @@ def synthetic_seed(sample_seed:int) -> int:
     "The seed of the extra training images: derived from the sample's seed, never equal to it."
     return int(np.random.SeedSequence([sample_seed, 0x5E6]).generate_state(1)[0])
 
-def model_input(img:np.ndarray, # micrograph as read (any real dtype)
-                ncfg, # NormalizationConfig (stage 01)
-                sec, # PostprocessingConfig (stage 03): size and interpolation
-                normalized:bool=True, # apply stage 01's normalization first (as the dataset images were)
-               ) -> np.ndarray:
-    "A micrograph prepared like stage 03's dataset images: stage 01's `normalization.method`, resized to `postprocessing.size`, 8-bit."
-    from accords_tem.normalization import normalize
-    from accords_tem.postprocessing import resize_image, image_to_uint8
-    if normalized: img = normalize(img, ncfg)[ncfg.method]
-    return image_to_uint8(resize_image(img, tuple(sec.size), sec.image_interpolation), ncfg.low, ncfg.high)
-
 def synthetic_training_set(cfg, # run configuration (sections synthetic, normalization, postprocessing; classes)
                            per_material:int, # images per material of `synthetic.materials`
                            unusable_fraction:float=0.0, # share rendered at very low dose or out of focus (0: all usable)
                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
     "Synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
     from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM, CLASS_NAMES
-    from accords_tem.postprocessing import resize_labels, to_onehot
+    from accords_tem.postprocessing import dataset_image, resize_labels, to_onehot
     names, value_of = cfg.class_names(), {n: v for v, n in CLASS_NAMES.items()}
     unknown = [n for n in names if n not in value_of]
     if unknown: raise ConfigError(f'unet.synthetic_per_material: synthetic ground truth knows the classes {list(value_of)}, '
@@ -250,7 +239,7 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
     imgs, masks, rows = {}, {}, []
     for p, m, _ in render_plan(scfg, seed, cfg.calibration.camera_pixel_nm or CAMERA_PIXEL_NM):
         name = f'synthetic_{p.stem}'
-        imgs[name] = model_input(m.image, ncfg, sec, sec.use_normalized)
+        imgs[name] = dataset_image(m.image, ncfg, sec, normalize=sec.use_normalized)
         masks[name] = to_onehot(resize_labels(m.classes, tuple(sec.size)), values)
         rows.append(dict(image=name, seed=seed, **{k: m.record[k] for k in ('material', 'magnification', 'nm_per_px', 'support', 'dtype', 'quality',
                                                                            'dose_e_per_px', 'coverage_gfm', 'coverage_hole', 'coverage_film')}))

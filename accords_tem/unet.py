@@ -125,14 +125,14 @@ def _read_raw(path:Path) -> np.ndarray:
     return a[..., :3].mean(-1) if a.ndim == 3 else a
 
 def input_preparer(sm:SegModel, as_is:bool=False):
-    "image -> model input, as the model's dataset images were made (`preprocessing` in unet.json); identity (8-bit) when unknown or `as_is`."
+    "raw image -> model input, as the model's dataset images were made (`preprocessing` in unet.json); None when unknown or `as_is`."
     prep = None if as_is else sm.info.get('preprocessing')
-    if not prep: return lambda raw: to_uint8(np.asarray(raw)) if np.asarray(raw).dtype != np.uint8 else np.asarray(raw)
+    if not prep: return None
     from accords_tem.normalization import NormalizationConfig
-    from accords_tem.postprocessing import PostprocessingConfig
+    from accords_tem.postprocessing import PostprocessingConfig, dataset_image
     ncfg = NormalizationConfig.model_validate(prep['normalization'])
     sec = PostprocessingConfig.model_validate(prep['postprocessing'])
-    return lambda raw: model_input(raw, ncfg, sec, prep['normalized'])
+    return lambda raw: dataset_image(raw, ncfg, sec, normalize=prep['normalized'])
 
 def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model)
                    images:str|os.PathLike, # a folder of micrographs (or one file)
@@ -153,7 +153,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
               tta=tta or u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
     prepare = input_preparer(sm, as_is)
     def one(p:Path):
-        raw = _read_raw(p); img = to_uint8(raw); x = prepare(raw)   # the model sees x; masks come back at the image's size
+        raw = _read_raw(p); img = to_uint8(raw); x = prepare(raw) if prepare else img   # the model sees x; masks come back at the image's size
         prob, unc = predict_tiled(sm.model, x, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
         masks = binarize(prob, sm.threshold_list())
