@@ -17,8 +17,8 @@ from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
 # %% auto #0
 __all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'read_gray', 'to_uint8', 'load_pairs',
            'load_mask', 'split_images', 'read_split', 'synthetic_seed', 'synthetic_training_set', 'pixel_counts',
-           'subset_counts', 'plot_pixel_counts', 'window_starts', 'patch_origins', 'make_augment', 'PatchDataset',
-           'make_patch_dataset']
+           'subset_counts', 'plot_pixel_counts', 'window_starts', 'patch_origins', 'scaled_copies', 'make_augment',
+           'PatchDataset', 'make_patch_dataset']
 
 # %% ../nbs/05a_seg_data.ipynb #b7b354df
 class LossSpec(_Section):
@@ -52,6 +52,8 @@ class UnetConfig(_Section):
     stratify: bool = True                 # split each material alike, held-out images spread over its magnifications
     synthetic_per_material: int = Field(0, ge=0)  # extra training images per material of `synthetic:` (exact ground truth); 0: none
     synthetic_unusable_fraction: float = Field(0.0, ge=0, le=1)  # share of them rendered unusable (very low dose or out of focus)
+    train_scale_copies: list[float] = Field(default_factory=list)  # also train on each training image resized by these factors
+                                          # (0.5: a half-size copy, the whole frame's context in fewer patches, as tta_scales 0.5 sees it)
     underrep_ratio: float = 0.5           # flag a subset whose class fraction < ratio x the overall fraction
     patch_size: int = 256
     stride: int = 128
@@ -78,6 +80,8 @@ class UnetConfig(_Section):
     threshold_fallback: bool = False      # keep 0.5 for a class whose tuned threshold loses to 0.5 in leave-one-image-out on validation
     threshold_min_images: int = 0         # fewer validation images than this: keep 0.5 for every class (the search is still saved)
     tta: Literal['none', 'flips', 'd4'] = 'flips'   # test-time augmentation: none, 4 flips, or the 8 flips/rot90
+    tta_scales: list[float] = Field(default_factory=lambda: [1.0])  # multi-scale prediction: the image resized by each factor
+                                          # (0.5 = half size: more context per pixel), probabilities averaged (seg_eval.predict_scales)
     tile_size: int = 512                  # prediction tile (memory is bounded by it)
     tile_overlap: int = 128
     pred_batch: int = 4
@@ -88,6 +92,13 @@ class UnetConfig(_Section):
     @classmethod
     def _split_sums_to_one(cls, v):
         if abs(sum(v) - 1) > 1e-6 or min(v) < 0: raise ValueError(f'train/val/test fractions must be >= 0 and sum to 1, got {v}')
+        return v
+
+    @field_validator('tta_scales', 'train_scale_copies')
+    @classmethod
+    def _positive_scales(cls, v, info):
+        if (info.field_name == 'tta_scales' and not v) or (v and (min(v) <= 0 or max(v) > 4)):
+            raise ValueError(f'{info.field_name} must be factors in (0, 4], got {v}')
         return v
 
     @field_validator('target_classes')
@@ -318,6 +329,22 @@ def patch_origins(target:np.ndarray, # (K, H, W) target (1 = class, 0 = not, neg
         for x in window_starts(fg.shape[1], size, stride):
             if min_fg is None or fg[y:y + size, x:x + size].sum() > min_fg: out.append((y, x))
     return out
+
+# %% ../nbs/05a_seg_data.ipynb #3509b68b
+def scaled_copies(images:dict[str, np.ndarray], # name -> uint8 (H, W) image
+                  targets:dict[str, np.ndarray], # name -> int8 (K, H, W) target
+                  names:list[str], # the images to copy
+                  factors:list[float], # resize factors (1 is skipped)
+                 ) -> tuple[dict, dict]:
+    "Resized copies `name@factor` of images (area) and targets (nearest neighbour)."
+    import cv2
+    imgs, tgts = {}, {}
+    for f in (f for f in factors if f != 1):
+        for s in names:
+            H, W = images[s].shape; size = (max(int(round(W * f)), 1), max(int(round(H * f)), 1))
+            imgs[f'{s}@{f:g}'] = cv2.resize(images[s], size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+            tgts[f'{s}@{f:g}'] = np.stack([cv2.resize(t, size, interpolation=cv2.INTER_NEAREST) for t in targets[s]])
+    return imgs, tgts
 
 # %% ../nbs/05a_seg_data.ipynb #6fd0219e
 def make_augment(a:AugmentConfig, seed:int|None=None):

@@ -15,8 +15,8 @@ from torch import nn
 from .seg_train import seg_stats, scores, SegModel
 
 # %% auto #0
-__all__ = ['TTA', 'OVERLAY_COLORS', 'blend_window', 'tile_starts', 'predict_tiled', 'predict_batch', 'binarize', 'image_stats',
-           'metric_tables', 'overlay', 'error_map', 'plot_example', 'plot_errors', 'plot_history']
+__all__ = ['TTA', 'OVERLAY_COLORS', 'blend_window', 'tile_starts', 'predict_tiled', 'predict_batch', 'predict_scales', 'binarize',
+           'image_stats', 'metric_tables', 'overlay', 'error_map', 'plot_example', 'plot_errors', 'plot_history']
 
 # %% ../nbs/05c_seg_eval.ipynb #c5707971
 def blend_window(size:int) -> np.ndarray:
@@ -123,6 +123,29 @@ def predict_batch(model:nn.Module, images:list[np.ndarray], # uint8 (H, W) image
         pv = _tta_forward(model, x.to(device), TTA[tta]).float().cpu()[..., :H, :W]
     p = pv.mean(0).numpy()
     return p, (pv.std(0, unbiased=False).numpy() if pv.shape[0] > 1 else np.zeros_like(p))
+
+# %% ../nbs/05c_seg_eval.ipynb #d98ff608
+def predict_scales(model:nn.Module, # outputs K logits per pixel
+                   image:np.ndarray, # (H, W) image
+                   scales=(1.0,), # resize factors; probabilities are averaged at the image's size
+                   **kw, # predict_tiled's arguments (tile, overlap, batch, tta, mean, std, device, amp)
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    "Probabilities (K, H, W) averaged over `scales` (and TTA), and the std over all their variants."
+    from accords_tem.seg_data import to_uint8
+    from accords_tem.postprocessing import resize_image
+    if list(scales) == [1.0]: return predict_tiled(model, image, **kw)
+    img = to_uint8(np.asarray(image)); H, W = img.shape
+    p_sum = m2_sum = None
+    for s in scales:
+        size = (max(int(round(H * s)), 1), max(int(round(W * s)), 1))
+        x = img if size == (H, W) else resize_image(img, size, 'area' if s < 1 else 'linear')
+        p, u = predict_tiled(model, x, **kw)
+        if p.shape[1:] != (H, W): p, u = (np.stack([resize_image(a, (H, W), 'linear') for a in arr]) for arr in (p, u))
+        m2 = u * u + p * p   # E[p^2] over this scale's TTA variants
+        if p_sum is None: p_sum, m2_sum = p, m2
+        else: p_sum += p; m2_sum += m2
+    p = p_sum / len(scales)
+    return p, np.sqrt(np.clip(m2_sum / len(scales) - p * p, 0, None))
 
 # %% ../nbs/05c_seg_eval.ipynb #92d5f08e
 def binarize(prob:np.ndarray, thresholds:list[float]) -> np.ndarray:

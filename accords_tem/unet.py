@@ -140,6 +140,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                    tta:str|None=None, tile:int|None=None, overlap:int|None=None, device:str='auto',
                    figures:bool=True, progress:bool=True,
                    as_is:bool=False, # take the images as they are (already prepared like the dataset), at their own size
+                   scales:list[float]|None=None, # multi-scale factors (default: the model's `tta_scales`)
                   ) -> pd.DataFrame:
     "Predict every image of `images` with the saved model; write masks, probabilities, uncertainty, overlays, predictions.csv."
     from PIL import Image
@@ -154,7 +155,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
     prepare = input_preparer(sm, as_is)
     def one(p:Path):
         raw = _read_raw(p); img = to_uint8(raw); x = prepare(raw) if prepare else img   # the model sees x; masks come back at the image's size
-        prob, unc = predict_tiled(sm.model, x, **kw)
+        prob, unc = predict_scales(sm.model, x, scales or u.tta_scales, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
         masks = binarize(prob, sm.threshold_list())
         for k, c in enumerate(sm.classes):
@@ -178,8 +179,9 @@ def predict_main(argv:list[str]|None=None):
     p.add_argument('--tile', type=int, default=None); p.add_argument('--overlap', type=int, default=None)
     p.add_argument('--device', default='auto'); p.add_argument('--no-figures', action='store_true')
     p.add_argument('--as-is', action='store_true', help="images already prepared like the model's dataset: no normalization or resize")
+    p.add_argument('--tta-scales', type=float, nargs='+', default=None, help="multi-scale factors, e.g. 0.5 1 (default: the model's)")
     a = p.parse_args(argv)
-    try: df = predict_images(a.model, a.images, a.out, a.tta, a.tile, a.overlap, a.device, not a.no_figures, as_is=a.as_is)
+    try: df = predict_images(a.model, a.images, a.out, a.tta, a.tile, a.overlap, a.device, not a.no_figures, as_is=a.as_is, scales=a.tta_scales)
     except AccordsError as e: sys.exit(f'accords-tem predict: {e}')
     print(f"{df.image.nunique() if len(df) else 0} images -> {a.out} (predictions.csv, masks/, probabilities/, uncertainty/, overlays/)")
 
@@ -258,6 +260,9 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         imgs.update(simgs); masks.update(smasks); by['train'] = by['train'] + list(simgs)
         save_csv(syn, out/'synthetic.csv'); n_images['synthetic_train'] = len(syn)
     tg = {s: make_target(masks[s], idx, u.ignore_value) for s in imgs}
+    if u.train_scale_copies:   # resized copies of every training image (real and synthetic)
+        cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
+        imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)
     # training
     set_seed(cfg.seed); dev = get_device(cfg.device)
     ds = lambda ss, tr: make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
@@ -274,7 +279,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     kw = dict(tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
     preds = {}
     def pred(s):
-        if s not in preds: preds[s] = predict_tiled(model, imgs[s], **kw)
+        if s not in preds: preds[s] = predict_scales(model, imgs[s], u.tta_scales, **kw)
         return preds[s]
     # thresholds on the validation images
     per_val = [ThresholdSearch(len(u.target_classes), u.ignore_value).add(pred(s)[0], tg[s]) for s in by['val']]
