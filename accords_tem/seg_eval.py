@@ -125,27 +125,42 @@ def predict_batch(model:nn.Module, images:list[np.ndarray], # uint8 (H, W) image
     return p, (pv.std(0, unbiased=False).numpy() if pv.shape[0] > 1 else np.zeros_like(p))
 
 # %% ../nbs/05c_seg_eval.ipynb #d98ff608
+def _rows_resized(a:np.ndarray, # (h, w) float32 map
+                  H:int, W:int, y0:int, y1:int) -> np.ndarray:
+    "Rows y0:y1 of `a` resized bilinearly to (H, W), equal to OpenCV's resize, without resizing the other rows."
+    import cv2
+    h, w = a.shape
+    if (h, w) == (H, W): return a[y0:y1]
+    mx = (np.arange(W, dtype=np.float32) + 0.5) * (w / W) - 0.5
+    my = (np.arange(y0, y1, dtype=np.float32) + 0.5) * (h / H) - 0.5
+    return cv2.remap(a, np.ascontiguousarray(np.broadcast_to(mx, (y1 - y0, W))), np.ascontiguousarray(np.broadcast_to(my[:, None], (y1 - y0, W))),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
 def predict_scales(model:nn.Module, # outputs K logits per pixel
                    image:np.ndarray, # (H, W) image
                    scales=(1.0,), # resize factors; probabilities are averaged at the image's size
-                   **kw, # predict_tiled's arguments (tile, overlap, batch, tta, mean, std, device, amp)
+                   rows:int=512, # maps are combined this many rows at a time (no image-sized temporaries)
+                   **kw, # predict_tiled's arguments (tile, overlap, batch, tta, mean, std, device, amp, out_dir)
                   ) -> tuple[np.ndarray, np.ndarray]:
     "Probabilities (K, H, W) averaged over `scales` (and TTA), and the std over all their variants."
     from accords_tem.seg_data import to_uint8
     from accords_tem.postprocessing import resize_image
     if list(scales) == [1.0]: return predict_tiled(model, image, **kw)
     img = to_uint8(np.asarray(image)); H, W = img.shape
-    p_sum = m2_sum = None
+    res = []   # (p, u) of each scale at its own size
     for s in scales:
         size = (max(int(round(H * s)), 1), max(int(round(W * s)), 1))
-        x = img if size == (H, W) else resize_image(img, size, 'area' if s < 1 else 'linear')
-        p, u = predict_tiled(model, x, **kw)
-        if p.shape[1:] != (H, W): p, u = (np.stack([resize_image(a, (H, W), 'linear') for a in arr]) for arr in (p, u))
-        m2 = u * u + p * p   # E[p^2] over this scale's TTA variants
-        if p_sum is None: p_sum, m2_sum = p, m2
-        else: p_sum += p; m2_sum += m2
-    p = p_sum / len(scales)
-    return p, np.sqrt(np.clip(m2_sum / len(scales) - p * p, 0, None))
+        res.append(predict_tiled(model, img if size == (H, W) else resize_image(img, size, 'area' if s < 1 else 'linear'), **kw))
+    K = len(res[0][0])
+    full = next((r for r in res if r[0].shape[1:] == (H, W)), None)   # a full-size result becomes the output (in place)
+    p_out, u_out = full if full is not None else (np.empty((K, H, W), np.float32), np.empty((K, H, W), np.float32))
+    for k in range(K):
+        for y in range(0, H, rows):
+            y1 = min(y + rows, H)
+            ps = [_rows_resized(p[k], H, W, y, y1) for p, _ in res]; us = [_rows_resized(u[k], H, W, y, y1) for _, u in res]
+            pm = sum(ps) / len(res); m2 = sum(a * a + b * b for a, b in zip(ps, us)) / len(res)   # E[p], E[p^2] over all variants
+            p_out[k, y:y1], u_out[k, y:y1] = pm, np.sqrt(np.clip(m2 - pm * pm, 0, None))
+    return p_out, u_out
 
 # %% ../nbs/05c_seg_eval.ipynb #92d5f08e
 def binarize(prob:np.ndarray, thresholds:list[float]) -> np.ndarray:

@@ -31,7 +31,7 @@ def _rate(fn, n_images, min_time=3.0, min_reps=2):
 
 
 def throughput(model, u, device, batches=(1, 2, 4, 8), size=512, amp=None):
-    from accords_tem.seg_eval import predict_batch, predict_tiled
+    from accords_tem.seg_eval import predict_batch, predict_tiled, predict_scales
     from accords_tem.seg_train import cpu_has_bf16
     if amp is None: amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_has_bf16())
     rng = np.random.default_rng(0)
@@ -54,28 +54,33 @@ def throughput(model, u, device, batches=(1, 2, 4, 8), size=512, amp=None):
             else:
                 f = lambda: predict_batch(model, imgs, tta=tta, mean=u.norm_mean, std=u.norm_std, device=device, amp=amp)
             r[f'ours_{tta}_ips'] = _rate(f, bs)
+        if bs == 1:   # multi-scale (tta_scales [0.5, 1.0]) with flips: the default configuration's prediction
+            r['ours_flips_scales_ips'] = _rate(lambda: predict_scales(model, imgs[0], [0.5, 1.0], tile=u.tile_size, overlap=u.tile_overlap,
+                                                                      batch=u.pred_batch, tta='flips', mean=u.norm_mean, std=u.norm_std,
+                                                                      device=device, amp=amp), 1)
         r['ratio_no_tta'] = r['bare_model_ips'] / r['ours_none_ips']
         rows.append(r)
+        ms = f" | flips + scales 0.5, 1 {r['ours_flips_scales_ips']:.2f}" if 'ours_flips_scales_ips' in r else ''
         print(f"batch {bs}: bare model {r['bare_model_ips']:.2f} img/s | ours no TTA {r['ours_none_ips']:.2f} "
-              f"(bare/ours {r['ratio_no_tta']:.2f}x) | flips TTA {r['ours_flips_ips']:.2f} | d4 TTA {r['ours_d4_ips']:.2f}", flush=True)
+              f"(bare/ours {r['ratio_no_tta']:.2f}x) | flips TTA {r['ours_flips_ips']:.2f} | d4 TTA {r['ours_d4_ips']:.2f}{ms}", flush=True)
     return rows
 
 
 def big_image_child(args):
     "Run in a subprocess: predict one big image by tiles and report peak RSS."
     torch.set_num_threads(args.threads)
-    from accords_tem.seg_eval import predict_tiled
+    from accords_tem.seg_eval import predict_scales
     device = torch.device(args.device)
     model, u = _model(args.model, device)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     img = np.random.default_rng(0).integers(0, 255, (args.big, args.big), dtype=np.uint8)
     t0 = time.perf_counter()
-    prob, unc = predict_tiled(model, img, tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta='none', device=device,
-                              out_dir=args.memmap_dir)
+    prob, unc = predict_scales(model, img, args.scales, tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta='none',
+                               device=device, out_dir=args.memmap_dir)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(dict(size=args.big, seconds=round(dt, 1), peak_rss_mb=round(peak), rss_before_mb=round(rss0),
-                          tile=u.tile_size, overlap=u.tile_overlap, memmap=bool(args.memmap_dir), out_shape=list(prob.shape))))
+                          tile=u.tile_size, overlap=u.tile_overlap, memmap=bool(args.memmap_dir), scales=args.scales, out_shape=list(prob.shape))))
 
 
 def main(argv=None):
@@ -84,6 +89,7 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=2); p.add_argument('--device', default='cpu')
     p.add_argument('--batches', type=int, nargs='+', default=[1, 2, 4, 8])
     p.add_argument('--big', type=int, default=8192); p.add_argument('--memmap-dir', default=None)
+    p.add_argument('--scales', type=float, nargs='+', default=[1.0], help='tta_scales of the big-image prediction (e.g. 0.5 1)')
     p.add_argument('--skip-big', action='store_true'); p.add_argument('--skip-throughput', action='store_true')
     p.add_argument('--child', action='store_true', help=argparse.SUPPRESS); p.add_argument('--json', default=None)
     a = p.parse_args(argv)
@@ -103,12 +109,13 @@ def main(argv=None):
         cmd = [sys.executable, __file__, '--child', '--big', str(a.big), '--threads', str(a.threads), '--device', a.device]
         if a.model: cmd += ['--model', a.model]
         if a.memmap_dir: cmd += ['--memmap-dir', a.memmap_dir]
+        cmd += ['--scales'] + [str(v) for v in a.scales]
         r = subprocess.run(cmd, capture_output=True, text=True)
         line = [l for l in r.stdout.splitlines() if l.startswith('{')]
         if r.returncode or not line: print(r.stdout, r.stderr[-3000:]); sys.exit('big-image run failed')
         out['big_image'] = json.loads(line[-1])
         b = out['big_image']
-        print(f"{b['size']}x{b['size']} by {b['tile']}-px tiles (overlap {b['overlap']}): {b['seconds']} s, peak RSS {b['peak_rss_mb']} MB "
+        print(f"{b['size']}x{b['size']} by {b['tile']}-px tiles (overlap {b['overlap']}, scales {b['scales']}): {b['seconds']} s, peak RSS {b['peak_rss_mb']} MB "
               f"(model loaded: {b['rss_before_mb']} MB){' [memmap]' if b['memmap'] else ''} -> {'OK' if b['peak_rss_mb'] < 3072 else 'OVER'} the 3 GB limit")
     if a.json: Path(a.json).write_text(json.dumps(out, indent=2))
     return out
