@@ -336,14 +336,15 @@ def scaled_copies(images:dict[str, np.ndarray], # name -> uint8 (H, W) image
                   names:list[str], # the images to copy
                   factors:list[float], # resize factors (1 is skipped)
                  ) -> tuple[dict, dict]:
-    "Resized copies `name@factor` of images (area) and targets (nearest neighbour)."
+    "Resized copies `name@factor` of images (area down, bilinear up) and targets (nearest neighbour)."
     import cv2
+    from accords_tem.postprocessing import resize_image
     imgs, tgts = {}, {}
     for f in (f for f in factors if f != 1):
         for s in names:
-            H, W = images[s].shape; size = (max(int(round(W * f)), 1), max(int(round(H * f)), 1))
-            imgs[f'{s}@{f:g}'] = cv2.resize(images[s], size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-            tgts[f'{s}@{f:g}'] = np.stack([cv2.resize(t, size, interpolation=cv2.INTER_NEAREST) for t in targets[s]])
+            H, W = images[s].shape; h, w = max(int(round(H * f)), 1), max(int(round(W * f)), 1)
+            imgs[f'{s}@{f:g}'] = resize_image(images[s], (h, w), 'area' if f < 1 else 'linear')
+            tgts[f'{s}@{f:g}'] = np.stack([cv2.resize(t, (w, h), interpolation=cv2.INTER_NEAREST) for t in targets[s]])
     return imgs, tgts
 
 # %% ../nbs/05a_seg_data.ipynb #6fd0219e
