@@ -39,7 +39,10 @@ class ObjectsConfig(_Section):
     nested_frac: float = Field(0.9, gt=0, le=1)   # a mask this much inside a larger one is nested
     nested: Literal['outer', 'inner'] = 'outer'   # which of a nested pair is kept
     max_area_frac: float = Field(0.5, gt=0, le=1) # masks larger than this fraction of the image are background
-    split_touching: bool = True                   # split touching objects of a class mask (distance-transform watershed)
+    split_touching: bool|Literal['auto'] = 'auto' # cut a class mask into objects: auto = watershed, pieces joined unless they meet
+                                                  # at a neck (touching objects split, one irregular object kept); true: watershed
+                                                  # pieces as they are; false: connected components (masks already separated)
+    neck_ratio: float = Field(0.7, gt=0, le=1)    # auto: two pieces stay apart when their saddle < neck_ratio x the smaller radius
     watershed_h: float = Field(4.0, gt=0)         # h-maxima depth (px) of the distance transform used as markers
     opening_px: int = Field(1, ge=0)              # 3x3 binary openings of a class mask before its instances (0: none)
     # features
@@ -452,7 +455,7 @@ def image_objects(image:np.ndarray, # grey micrograph
     else:
         if class_map is None: raise AccordsError(f'no class masks for this image from source {source!r}')
         kw = dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
-                  opening=oc.opening_px)
+                  opening=oc.opening_px, neck_ratio=oc.neck_ratio)
         if instances is not None and values:
             lab, mcls = relabel(np.where(class_map == values[0], instances, 0).astype(np.int32), None, oc.min_area_px)
             mcls[1:] = values[0]

@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 from pydantic import Field
 
 from .core import _Section, AccordsError, CheckpointMissingError, ConfigError, atomic_path
+from .instances import merge_wide_necks
 
 # %% auto #0
 __all__ = ['SAM_MODELS', 'SamModelType', 'SamParams', 'checkpoint_help', 'load_sam', 'tiny_sam', 'model_key',
@@ -400,7 +401,9 @@ def sam_proposals(image:np.ndarray, # grey micrograph (any dtype) or RGB uint8
 
 # %% ../nbs/06_sam.ipynb #efc7c2fe
 def instances_from_mask(mask:np.ndarray, # binary mask of one class
-                        *, split:bool=True, h:float=2.0, min_area:int=30, speck_px:int=16, hole_px:int=64,
+                        *, split:bool|str=True, # True: watershed at h-maxima; 'auto': and join pieces not met at a neck; False: components
+                        h:float=2.0, min_area:int=30, speck_px:int=16, hole_px:int=64,
+                        neck_ratio:float=0.7, # 'auto': pieces stay apart when their saddle < neck_ratio x the smaller one's radius
                         opening:int=0, # iterations of a 3x3 binary opening first (cuts thin bridges and ragged edges)
                        ) -> np.ndarray:
     "Instance labels from a binary mask: opened, specks and small holes cleaned, components, touching objects split by watershed."
@@ -424,6 +427,7 @@ def instances_from_mask(mask:np.ndarray, # binary mask of one class
             extra = np.where(np.isin(lab, missing), lab + m, 0)
             markers = np.where(markers > 0, markers, extra)
         lab = watershed(-dist, markers, mask=mask)
+        if split == 'auto': lab = merge_wide_necks(lab, dist, neck_ratio)
     return relabel(lab, None, min_area)[0]
 
 def instances_from_classes(class_map:np.ndarray, # class values per pixel (0 = none)

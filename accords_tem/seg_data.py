@@ -10,15 +10,16 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
+from .instances import CENTRE_SCALE, centre_target
 
 # %% auto #0
-__all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'read_gray', 'to_uint8', 'load_pairs',
-           'load_mask', 'split_images', 'read_split', 'synthetic_seed', 'synthetic_training_set', 'pixel_counts',
-           'subset_counts', 'plot_pixel_counts', 'window_starts', 'patch_origins', 'scaled_copies', 'make_augment',
-           'PatchDataset', 'make_patch_dataset']
+__all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'add_centre_targets', 'read_instances',
+           'read_gray', 'to_uint8', 'load_pairs', 'load_mask', 'split_images', 'read_split', 'synthetic_seed',
+           'synthetic_training_set', 'pixel_counts', 'subset_counts', 'plot_pixel_counts', 'window_starts',
+           'patch_origins', 'scaled_copies', 'make_augment', 'PatchDataset', 'make_patch_dataset']
 
 # %% ../nbs/05a_seg_data.ipynb #b7b354df
 class LossSpec(_Section):
@@ -42,6 +43,13 @@ class AugmentConfig(_Section):
 class UnetConfig(_Section):
     "The `unet:` section: U-Net segmentation of the target classes."
     target_classes: list[str] = Field(default_factory=lambda: ['GFM', 'carbonhole'])  # by name, from `classes`
+    instance_classes: list[str] = Field(default_factory=list)  # target classes whose objects the model separates: one centre-map
+                                          # output each (05d_instances), instances by a seeded watershed
+    centre_weight: float = Field(1.0, gt=0)  # weight of each centre map's loss (BCE on the 0..1 map)
+    seed_threshold: float = Field(0.5, gt=0, lt=1)  # an object's core: centre map >= this (one seed per object)
+    min_seed_px: int = Field(4, ge=1)     # smaller seeds are noise
+    min_object_px: int = Field(16, ge=1)  # smaller predicted objects are dropped
+    predict_run_images: bool = True       # after training, predict every image of the run (RUN/unet/predict/: masks, instances)
     encoder: str = 'resnet34'             # any smp / timm encoder ('tu-tf_efficientnet_lite0', 'resnet34', ...)
     encoder_weights: str|None = 'imagenet'  # 'imagenet' (local cache / installed package), a .pth file, or null
     decoder_channels: list[int] = Field(default_factory=lambda: [256, 128, 64, 32, 16])
@@ -107,6 +115,17 @@ class UnetConfig(_Section):
         if not v: raise ValueError('at least one target class is needed')
         return v
 
+    @model_validator(mode='after')
+    def _instances_are_targets(self):
+        extra = [c for c in self.instance_classes if c not in self.target_classes]
+        if extra: raise ValueError(f'instance_classes {extra} are not among target_classes {self.target_classes}')
+        return self
+
+    @property
+    def n_outputs(self) -> int:
+        "Model outputs: one probability per target class, then one centre map per instance class."
+        return len(self.target_classes) + len(self.instance_classes)
+
     def loss_for(self, name:str) -> LossSpec:
         "The loss spec of class `name` (BCE + Dice where none is configured)."
         return self.losses.get(name, LossSpec())
@@ -127,6 +146,23 @@ def make_target(onehot:np.ndarray, # (C, H, W) one-hot mask
     t = (onehot[idx] > 0).astype(np.int8)
     t[:, onehot.max(0) == 0] = ignore_value
     return t
+
+# %% ../nbs/05a_seg_data.ipynb #1aa31719
+def add_centre_targets(target:np.ndarray, # (K, H, W) int8 target of the target classes
+                       channels:list[int], # which of the K channels are instance classes
+                       instances:np.ndarray|None=None, # (H, W) instance labels (None: connected components of each class)
+                       ignore_value:int=-1) -> np.ndarray:
+    "(K+J, H, W) int8: the class channels, then a centre map (x CENTRE_SCALE) per instance class."
+    if not channels: return target
+    return np.concatenate([target, np.stack([centre_target(target[k], instances, ignore_value) for k in channels])])
+
+def read_instances(path:str|os.PathLike, shape:tuple) -> np.ndarray:
+    "Instance labels of a dataset image (`dataset/instances/<stem>.tif`), checked against its image's shape."
+    import tifffile
+    try: a = tifffile.imread(path)
+    except Exception as e: raise ImageReadError(f'cannot read the instance labels ({type(e).__name__}: {e})', path) from None
+    if a.shape != tuple(shape): raise AccordsError(f'instance labels {a.shape} and image {tuple(shape)} differ in shape', path)
+    return a.astype(np.int64)
 
 # %% ../nbs/05a_seg_data.ipynb #75f8c609
 def read_gray(path:str|os.PathLike) -> np.ndarray:
@@ -235,6 +271,7 @@ def synthetic_seed(sample_seed:int) -> int:
 def synthetic_training_set(cfg, # run configuration (sections synthetic, normalization, postprocessing; classes)
                            per_material:int, # images per material of `synthetic.materials`
                            unusable_fraction:float=0.0, # share rendered at very low dose or out of focus (0: all usable)
+                           instances_out:dict|None=None, # filled with name -> flake instance labels at the dataset's size
                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
     "Synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
     from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM, CLASS_NAMES
@@ -251,7 +288,9 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
     for p, m, _ in render_plan(scfg, seed, cfg.calibration.camera_pixel_nm or CAMERA_PIXEL_NM):
         name = f'synthetic_{p.stem}'
         imgs[name] = dataset_image(m.image, ncfg, sec, normalize=sec.use_normalized)
-        masks[name] = to_onehot(resize_labels(m.classes, tuple(sec.size)), values)
+        size = tuple(sec.size) if sec.size else m.classes.shape
+        masks[name] = to_onehot(resize_labels(m.classes, size), values)
+        if instances_out is not None: instances_out[name] = resize_labels(m.instances, size)
         rows.append(dict(image=name, seed=seed, **{k: m.record[k] for k in ('material', 'magnification', 'nm_per_px', 'support', 'dtype', 'quality',
                                                                            'dose_e_per_px', 'coverage_gfm', 'coverage_hole', 'coverage_film')}))
     return imgs, masks, pd.DataFrame(rows)
@@ -321,9 +360,11 @@ def window_starts(n:int, # image length along one axis
     return s
 
 def patch_origins(target:np.ndarray, # (K, H, W) target (1 = class, 0 = not, negative = ignore)
-                  size:int=256, stride:int=128, min_fg:int|None=10) -> list[tuple[int, int]]:
+                  size:int=256, stride:int=128, min_fg:int|None=10,
+                  n_classes:int|None=None, # channels that are classes (the rest: centre maps); None: all
+                 ) -> list[tuple[int, int]]:
     "Top-left corners (y, x) of the windows kept: more than `min_fg` foreground pixels (None keeps all)."
-    fg = (target == 1).any(0)
+    fg = (target[:n_classes] == 1).any(0)
     out = []
     for y in window_starts(fg.shape[0], size, stride):
         for x in window_starts(fg.shape[1], size, stride):
@@ -365,13 +406,14 @@ import torch
 from torch.utils.data import Dataset
 
 class PatchDataset(Dataset):
-    "Windows of images and targets: x (1, S, S) float normalised, y (K, S, S) float (1, 0 or ignore)."
+    "Windows of images and targets: x (1, S, S) float normalised, y (K+J, S, S) float (classes: 1, 0 or ignore; centre maps: 0..1 or ignore)."
     def __init__(self, images:list[np.ndarray], # uint8 (H, W) images
-                 targets:list[np.ndarray], # int8 (K, H, W) targets
+                 targets:list[np.ndarray], # int8 (K+J, H, W) targets: K classes, then J centre maps (x CENTRE_SCALE)
                  origins:list[tuple[int, int, int]], # (image index, y, x) of each window
-                 size:int=256, augment=None, mean:float=0.5, std:float=0.5, ignore:int=-1):
+                 size:int=256, augment=None, mean:float=0.5, std:float=0.5, ignore:int=-1,
+                 n_classes:int|None=None): # K (None: every channel is a class)
         self.images, self.targets, self.origins, self.size, self.augment = images, targets, origins, size, augment
-        self.mean, self.std, self.ignore = mean, std, ignore
+        self.mean, self.std, self.ignore, self.n_classes = mean, std, ignore, n_classes
 
     def __len__(self): return len(self.origins)
 
@@ -381,9 +423,12 @@ class PatchDataset(Dataset):
         if self.augment is not None:   # cv2 wants uint8 masks: ignore (< 0) travels as 255
             r = self.augment(image=img, mask=np.ascontiguousarray(tgt.transpose(1, 2, 0).astype(np.uint8)))
             img, tgt = r['image'], r['mask'].transpose(2, 0, 1).astype(np.int16)
-            tgt[tgt > 1] = self.ignore
+            k = self.n_classes or len(tgt)
+            tgt[:k][tgt[:k] > 1] = self.ignore; tgt[k:][tgt[k:] > CENTRE_SCALE] = self.ignore
+        y = np.ascontiguousarray(tgt, dtype=np.float32)
+        if self.n_classes is not None: y[self.n_classes:] = np.where(y[self.n_classes:] >= 0, y[self.n_classes:] / CENTRE_SCALE, y[self.n_classes:])
         x_ = (torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)) / 255 - self.mean) / self.std
-        return x_[None], torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.float32))
+        return x_[None], torch.from_numpy(y)
 
 def _pad_to(a:np.ndarray, s:int, value=None) -> np.ndarray:
     "Pad the last two axes up to `s` (reflect for images, `value` for targets)."
@@ -393,7 +438,8 @@ def _pad_to(a:np.ndarray, s:int, value=None) -> np.ndarray:
     return np.pad(a, pad, mode='reflect') if value is None else np.pad(a, pad, constant_values=value)
 
 def make_patch_dataset(images:list[np.ndarray], targets:list[np.ndarray], size:int, stride:int,
-                       min_fg:int|None, augment=None, mean:float=0.5, std:float=0.5, ignore:int=-1) -> PatchDataset:
-    "Windows of every image (only those with more than `min_fg` target pixels unless None)."
-    origins = [(k, y, x) for k, t in enumerate(targets) for y, x in patch_origins(t, size, stride, min_fg)]
-    return PatchDataset(images, targets, origins, size, augment, mean, std, ignore)
+                       min_fg:int|None, augment=None, mean:float=0.5, std:float=0.5, ignore:int=-1,
+                       n_classes:int|None=None) -> PatchDataset:
+    "Windows of every image (only those with more than `min_fg` target pixels unless None); channels past `n_classes` are centre maps."
+    origins = [(k, y, x) for k, t in enumerate(targets) for y, x in patch_origins(t, size, stride, min_fg, n_classes)]
+    return PatchDataset(images, targets, origins, size, augment, mean, std, ignore, n_classes)

@@ -145,7 +145,7 @@ def build_model(u:UnetConfig, # the unet section
                 weights:bool=True, # load the pretrained encoder weights
                ) -> tuple[nn.Module, dict]:
     "The U-Net of `u` (1 input channel, one logit per target class; gated when `u.frame_gate`) and the encoder-weights report."
-    n = n_classes or len(u.target_classes)
+    n = n_classes or u.n_outputs
     kw = dict(encoder_weights=None, in_channels=1, classes=n, decoder_channels=tuple(u.decoder_channels),
               encoder_depth=len(u.decoder_channels))
     try:
@@ -191,8 +191,9 @@ class SegLoss(nn.Module):
         return sum(w * l(pred[:, k:k + 1], targ[:, k:k + 1]) for k, (l, w) in enumerate(zip(self.losses, self.weights)))
 
 def make_loss(u:UnetConfig) -> SegLoss:
-    "The class-specific loss of the unet section."
-    return SegLoss([u.loss_for(c) for c in u.target_classes], u.ignore_value)
+    "The class-specific loss of the unet section; each centre map (instance classes) adds a BCE on its 0..1 target."
+    centre = [LossSpec(kind='bce', weight=u.centre_weight)] * len(u.instance_classes)
+    return SegLoss([u.loss_for(c) for c in u.target_classes] + centre, u.ignore_value)
 
 # %% ../nbs/05b_seg_train.ipynb #4dc805d0
 def seg_stats(pred:torch.Tensor, # (N, K, H, W) probabilities or 0/1 masks
@@ -317,11 +318,11 @@ from fastai.data.load import DataLoader
 
 class IoUMetric(Metric):
     "Validation IoU (pooled over the validation set) of one class, or the mean over classes (`k=None`)."
-    def __init__(self, k:int|None, name:str, threshold:float=0.5, ignore:int=-1):
-        self.k, self._name, self.threshold, self.ignore = k, name, threshold, ignore
+    def __init__(self, k:int|None, name:str, threshold:float=0.5, ignore:int=-1, n_classes:int|None=None):
+        self.k, self._name, self.threshold, self.ignore, self.n = k, name, threshold, ignore, n_classes
     def reset(self): self.tp = self.fp = self.fn = 0
-    def accumulate(self, learn):
-        pred, targ = torch.sigmoid(learn.pred.float()).detach().cpu(), learn.y.detach().cpu()
+    def accumulate(self, learn):   # class channels only (centre maps follow them)
+        pred, targ = torch.sigmoid(learn.pred[:, :self.n].float()).detach().cpu(), learn.y[:, :self.n].detach().cpu()
         tp, fp, fn, _ = seg_stats(pred, targ, self.threshold, self.ignore)
         self.tp, self.fp, self.fn = self.tp + tp.sum(0), self.fp + fp.sum(0), self.fn + fn.sum(0)
     @property
@@ -339,7 +340,7 @@ class TunedIoU(Metric):
         self.n, self._name, self.coarse, self.refine, self.ignore = n_classes, name, coarse, refine, ignore
     def reset(self): self.ts = ThresholdSearch(self.n, self.ignore)
     def accumulate(self, learn):
-        self.ts.add(torch.sigmoid(learn.pred.float()).detach().cpu().numpy(), learn.y.detach().cpu().numpy())
+        self.ts.add(torch.sigmoid(learn.pred[:, :self.n].float()).detach().cpu().numpy(), learn.y[:, :self.n].detach().cpu().numpy())
     @property
     def value(self):
         if not (self.ts.pos.sum() + self.ts.neg.sum()): return None
@@ -385,7 +386,8 @@ def make_learner(model:nn.Module, train_ds, valid_ds, u:UnetConfig, # the unet s
     dls = DataLoaders(DataLoader(train_ds, bs=u.batch_size, shuffle=True, drop_last=len(train_ds) > u.batch_size, **kw),
                       DataLoader(valid_ds, bs=u.batch_size, shuffle=False, **kw), device=device)
     names = u.target_classes
-    metrics = [IoUMetric(k, f'iou_{c}', ignore=u.ignore_value) for k, c in enumerate(names)] + [IoUMetric(None, 'mean_iou', ignore=u.ignore_value),
+    K = len(names)
+    metrics = [IoUMetric(k, f'iou_{c}', ignore=u.ignore_value, n_classes=K) for k, c in enumerate(names)] + [IoUMetric(None, 'mean_iou', ignore=u.ignore_value, n_classes=K),
                TunedIoU(len(names), coarse=u.threshold_coarse, refine=u.threshold_refine, ignore=u.ignore_value)]
     work_dir = Path(work_dir); work_dir.mkdir(parents=True, exist_ok=True)
     cbs = [SaveModelCallback(monitor=u.monitor, comp=np.greater, fname='best', with_opt=False),

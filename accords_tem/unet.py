@@ -18,9 +18,11 @@ from .seg_data import *
 from .seg_data import UnetConfig, AugmentConfig, LossSpec
 from .seg_train import *
 from .seg_eval import *
+from .instances import instances_from_prediction
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'input_preparer', 'predict_images', 'predict_main',
+__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'instance_labels', 'save_instances',
+           'read_instances_with_classes', 'input_preparer', 'predict_images', 'predict_main', 'run_images',
            'split_strata', 'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv',
            'plot_cv_per_image', 'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
 
@@ -124,6 +126,35 @@ def _read_raw(path:Path) -> np.ndarray:
     a = np.squeeze(read_tem(path))
     return a[..., :3].mean(-1) if a.ndim == 3 else a
 
+def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilities
+                    centres:np.ndarray, # (J, H, W) centre maps of the model's instance classes
+                    masks:np.ndarray, # (K, H, W) binary masks at the model's thresholds
+                    cut=None, # mask -> labels for the other target classes (None: they get no instances)
+                   ) -> tuple[np.ndarray, list[str]]:
+    "One instance label image for an image (int32, 0 = background) and the class of each label 1..n."
+    u = sm.u
+    lab, names = instances_from_prediction(prob, centres, sm.classes, u.instance_classes, sm.threshold_list(),
+                                           seed_threshold=u.seed_threshold, min_seed=u.min_seed_px, min_area=u.min_object_px)
+    for k, c in enumerate(sm.classes):
+        if c in u.instance_classes or cut is None: continue
+        li = cut(masks[k].astype(bool) & (lab == 0))
+        n = int(li.max()); lab = np.where(li > 0, li + len(names), lab).astype(np.int32); names += [c] * n
+    return lab, names
+
+def save_instances(labels:np.ndarray, classes:list[str], path:Path):
+    "Instance labels as TIFF (uint16, uint32 past 65535 objects) and `<stem>.csv` (label, class) beside it, atomically."
+    import tifffile
+    dt = np.uint16 if labels.max() <= 65535 else np.uint32
+    with atomic_path(path) as tmp: tifffile.imwrite(tmp, labels.astype(dt), compression='zlib')
+    save_csv(pd.DataFrame(dict(label=np.arange(1, len(classes) + 1), cls=classes)), Path(path).with_suffix('.csv'))
+
+def read_instances_with_classes(path:Path) -> tuple[np.ndarray, list[str]]:
+    "Instance labels and the class of each label, as `save_instances` wrote them."
+    import tifffile
+    lab = tifffile.imread(path).astype(np.int32)
+    d = pd.read_csv(Path(path).with_suffix('.csv'))
+    return lab, d.sort_values('label')['cls'].astype(str).tolist()
+
 def input_preparer(sm:SegModel, as_is:bool=False):
     "raw image -> model input, as the model's dataset images were made (`preprocessing` in unet.json); None when unknown or `as_is`."
     prep = None if as_is else sm.info.get('preprocessing')
@@ -141,14 +172,17 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                    figures:bool=True, progress:bool=True,
                    as_is:bool=False, # take the images as they are (already prepared like the dataset), at their own size
                    scales:list[float]|None=None, # multi-scale factors (default: the model's `tta_scales`)
+                   cut=None, # mask -> instance labels, for target classes without a centre map (None: no instances for them)
+                   files:list|None=None, # the image files (default: every image under `images`)
                   ) -> pd.DataFrame:
-    "Predict every image of `images` with the saved model; write masks, probabilities, uncertainty, overlays, predictions.csv."
+    "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
     from PIL import Image
     from accords_tem.postprocessing import resize_image
     dev = get_device(device); sm = load_model(model_dir, dev); u = sm.u
     out = Path(out); images = Path(images)
-    files = [images] if images.is_file() else sorted(p for p in images.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = files if files is not None else [images] if images.is_file() else sorted(p for p in images.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files: raise AccordsError(f'no images ({", ".join(IMAGE_SUFFIXES)}) here', images)
+    K = len(sm.classes)
     log = FailureLog(out, 'predict'); rows = []
     kw = dict(tile=tile or u.tile_size, overlap=u.tile_overlap if overlap is None else overlap, batch=u.pred_batch,
               tta=tta or u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
@@ -157,11 +191,15 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
         raw = _read_raw(p); img = to_uint8(raw); x = prepare(raw) if prepare else img   # the model sees x; masks come back at the image's size
         prob, unc = predict_scales(sm.model, x, scales or u.tta_scales, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
+        prob, centres, unc = prob[:K], prob[K:], unc[:K]
         masks = binarize(prob, sm.threshold_list())
+        lab, lab_cls = instance_labels(sm, prob, centres, masks, cut)
+        save_instances(lab, lab_cls, out/'instances'/f'{p.stem}.tif')
         for k, c in enumerate(sm.classes):
             with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray((masks[k] * 255).astype(np.uint8)).save(tmp, format='PNG')
             rows.append(dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(masks[k].sum()),
-                             fraction=float(masks[k].mean()), mean_uncertainty=float(unc[k].mean()), model_input='x'.join(map(str, x.shape))))
+                             fraction=float(masks[k].mean()), mean_uncertainty=float(unc[k].mean()), model_input='x'.join(map(str, x.shape)),
+                             objects=lab_cls.count(c)))
         save_npy(prob.astype(np.float16), out/'probabilities'/f'{p.stem}.npy'); save_npy(unc.astype(np.float16), out/'uncertainty'/f'{p.stem}.npy')
         if figures:
             with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay(img, masks, sm.classes)).save(tmp, format='PNG')
@@ -197,6 +235,14 @@ def _load_dataset(run_dir:Path, cfg:Config, log:FailureLog, progress:bool=True):
     if not ok: raise AccordsError('no usable image/mask pair (see failures.csv)', run_dir/'dataset')
     return {t[0]: r[0] for t, r in ok}, {t[0]: r[1] for t, r in ok}, [t[1] for t, _ in ok] + [t[2] for t, _ in ok]
 
+def run_images(cfg:Config) -> list[Path]:
+    "The micrographs of a run: `data.image_glob` under `data.root`, ground truth left out."
+    from accords_tem.io import list_images
+    root = Path(cfg.data.root)
+    if not root.is_dir(): return []
+    gt = root/cfg.data.ground_truth if cfg.data.ground_truth else None
+    return [p for p in list_images(root, cfg.data.image_glob) if not (gt and gt in p.parents)]
+
 def split_strata(run_dir:Path, stems:list[str]) -> tuple[dict, dict]:
     "Material (stage 03's dataset/qc.csv) and magnification (from the name) of each image, for a stratified split."
     qc = Path(run_dir)/'dataset'/'qc.csv'
@@ -224,9 +270,9 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
              split:pd.DataFrame|None=None, # a fixed image -> subset table (a cross-validation fold); default: unet.split_file or the seeded split
              out:str|os.PathLike|None=None, # output folder (default RUN/unet)
             ) -> dict:
-    "Stage 05: split, train, tune thresholds, evaluate and draw; returns a short summary."
+    "Stage 05: split, train, tune thresholds, evaluate and draw, predict the run's images; returns a short summary."
     from accords_tem.core import config_hash
-    t0 = time.time()
+    t0 = time.time(); split_given = split
     u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
     names = cfg.class_names(); idx = target_indices(names, u.target_classes)
     colors = {c.name: c.color for c in cfg.classes}
@@ -255,21 +301,27 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     if val_is_train: by['val'] = by['train']   # too few images: validate on the training images (said in the summary)
     n_images = {k: len(v) for k, v in by.items()}
     (out/'synthetic.csv').unlink(missing_ok=True)
+    inst = {}   # instance labels: the dataset's (dataset/instances/<stem>.tif) and the synthetic images' exact ones
     if u.synthetic_per_material:   # extra training images with exact ground truth (05a); val and test stay real
-        simgs, smasks, syn = synthetic_training_set(cfg, u.synthetic_per_material, u.synthetic_unusable_fraction)
+        simgs, smasks, syn = synthetic_training_set(cfg, u.synthetic_per_material, u.synthetic_unusable_fraction, instances_out=inst)
         imgs.update(simgs); masks.update(smasks); by['train'] = by['train'] + list(simgs)
         save_csv(syn, out/'synthetic.csv'); n_images['synthetic_train'] = len(syn)
-    tg = {s: make_target(masks[s], idx, u.ignore_value) for s in imgs}
+    K, inst_idx = len(u.target_classes), [u.target_classes.index(c) for c in u.instance_classes]
+    if inst_idx:
+        for s in stems:
+            f = run_dir/'dataset'/'instances'/f'{s}.tif'
+            if f.exists(): inst[s] = read_instances(f, imgs[s].shape)
+    tg = {s: add_centre_targets(make_target(masks[s], idx, u.ignore_value), inst_idx, inst.get(s), u.ignore_value) for s in imgs}
     if u.train_scale_copies:   # resized copies of every training image (real and synthetic)
         cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
         imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)
     # training
     set_seed(cfg.seed); dev = get_device(cfg.device)
     ds = lambda ss, tr: make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
-                                           u.min_fg if tr else None, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value)
+                                           u.min_fg if tr else None, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value, K)
     train_ds, valid_ds = ds(by['train'], True), ds(by['val'], False)
     if len(train_ds) == 0: train_ds = make_patch_dataset([imgs[s] for s in by['train']], [tg[s] for s in by['train']], u.patch_size, u.stride,
-                                                         None, make_augment(u.augment, cfg.seed), u.norm_mean, u.norm_std, u.ignore_value)
+                                                         None, make_augment(u.augment, cfg.seed), u.norm_mean, u.norm_std, u.ignore_value, K)
     model, rep = build_model(u)
     with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
         learn = make_learner(model, train_ds, valid_ds, u, wd, device=dev, seed=cfg.seed)
@@ -282,7 +334,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         if s not in preds: preds[s] = predict_scales(model, imgs[s], u.tta_scales, **kw)
         return preds[s]
     # thresholds on the validation images
-    per_val = [ThresholdSearch(len(u.target_classes), u.ignore_value).add(pred(s)[0], tg[s]) for s in by['val']]
+    per_val = [ThresholdSearch(K, u.ignore_value).add(pred(s)[0][:K], tg[s][:K]) for s in by['val']]
     thr = tune_thresholds(per_val, u.target_classes, u.threshold_coarse, u.threshold_refine, u.threshold_fallback, u.threshold_min_images)
     thr_list = [thr[c]['threshold'] for c in u.target_classes]
     save_model(out/'model', model, u, thr, dict(encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
@@ -294,13 +346,14 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     for subset in ('val', 'test'):
         st, extra = {}, []
         for j, s in enumerate(by[subset] if subset == 'test' or not val_is_train else []):
-            prob, unc = pred(s); pm = binarize(prob, thr_list); st[s] = image_stats(pm, tg[s], u.ignore_value)
+            prob, unc = pred(s); prob, unc, tgk = prob[:K], unc[:K], tg[s][:K]
+            pm = binarize(prob, thr_list); st[s] = image_stats(pm, tgk, u.ignore_value)
             for k, c in enumerate(u.target_classes):
                 extra.append(dict(image=s, cls=c, confidence=float(np.abs(prob[k] - 0.5).mean() * 2), mean_uncertainty=float(unc[k].mean())))
                 with atomic_path(out/'predictions'/f'{s}_{c}.png') as tmp: Image.fromarray(pm[k].astype(np.uint8) * 255).save(tmp, format='PNG')
             if j < u.max_figures:
-                save_figure(plot_example(imgs[s], tg[s], pm, u.target_classes, f'{subset}: {s}', colors, unc), out/'overlays'/f'{subset}_{s}.png')
-                save_figure(plot_errors(imgs[s], tg[s], pm, u.target_classes, f'{subset}: {s}', u.ignore_value), out/'errors'/f'{subset}_{s}.png')
+                save_figure(plot_example(imgs[s], tgk, pm, u.target_classes, f'{subset}: {s}', colors, unc), out/'overlays'/f'{subset}_{s}.png')
+                save_figure(plot_errors(imgs[s], tgk, pm, u.target_classes, f'{subset}: {s}', u.ignore_value), out/'errors'/f'{subset}_{s}.png')
             preds.pop(s, None)
         m, pi = metric_tables(st, u.target_classes, subset); mets.append(m)
         pis.append(pi.merge(pd.DataFrame(extra), on=['image', 'cls'], how='left') if len(pi) else pi)
@@ -317,6 +370,12 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
                    precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)
+    if u.predict_run_images and split_given is None:   # every image of the run, for stage 06 (not for cross-validation folds)
+        files = run_images(cfg)
+        if files:
+            t1 = time.time(); (out/'predict').mkdir(parents=True, exist_ok=True)
+            pr = predict_images(out/'model', cfg.data.root, out/'predict', device=str(dev), figures=False, progress=False, files=files)
+            summary.update(predicted_images=int(pr.image.nunique()) if len(pr) else 0, predict_seconds=round(time.time() - t1, 1))
     save_json(summary, summary_path)
     return summary
 
