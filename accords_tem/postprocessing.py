@@ -28,7 +28,8 @@ __all__ = ['PostprocessingConfig', 'resize_labels', 'resize_image', 'fill_unlabe
 class PostprocessingConfig(_Section):
     "Stage 03 settings: ilastik labels -> one-hot masks paired with their images."
     labels_glob: str = '**/*_Labels.h5'                 # ilastik label exports, relative to data.root
-    size: tuple[int, int] = (512, 512)                  # target (height, width) of images and masks
+    size: tuple[int, int]|None = None                   # None: each image keeps its own size (native resolution, aspect kept);
+                                                        # or a fixed (height, width) for every image (squashes other aspects)
     fill_at: Literal['target', 'original'] = 'target'   # fill gaps after resizing (fast) or before (keeps 1-px scribbles)
     opening_class: str|None = 'carbonhole'              # class whose mask is opened (ilastik label 2 by default); null: none
     opening_radius: int = Field(2, ge=0)                # disk radius in px at the target size; 0: no opening
@@ -45,6 +46,7 @@ class PostprocessingConfig(_Section):
     @field_validator('size', mode='before')
     @classmethod
     def _size(cls, v):
+        if v is None: return v
         if isinstance(v, int): v = (v, v)
         if len(v) != 2 or any(int(s) < 8 for s in v): raise ValueError(f'size must be [height, width], each >= 8; got {v}')
         return v
@@ -267,11 +269,12 @@ def dataset_image(img:np.ndarray, # micrograph as read: stage 01's normalized im
                   sec:PostprocessingConfig, # stage settings: size and interpolation
                   normalize:bool=False, # apply stage 01's `normalization.method` first (a raw micrograph prepared like the dataset)
                  ) -> np.ndarray:
-    "The dataset image: resized to `postprocessing.size`, then 8-bit (stage 01's min-max window unless already uint8)."
+    "The dataset image: resized to `postprocessing.size` (None: kept at its size), then 8-bit (stage 01's min-max window unless already uint8)."
     if normalize:
         from accords_tem.normalization import normalize as normalize_image
         img = normalize_image(img, ncfg)[ncfg.method]
-    return image_to_uint8(resize_image(img, tuple(sec.size), sec.image_interpolation), ncfg.low, ncfg.high)
+    size = tuple(sec.size) if sec.size else np.asarray(img).shape[:2]
+    return image_to_uint8(resize_image(img, size, sec.image_interpolation), ncfg.low, ncfg.high)
 
 def image_source(pair:LabelPair, # the pair
                  run_dir:Path|None=None, # run folder (stage 01's normalized/ is looked up there)
@@ -331,7 +334,7 @@ def prepare_pair(pair:LabelPair, # label file + image
     src, kind = image_source(pair, run_dir, Path(cfg.data.root), sec.use_normalized)
     img = read_working(src, cfg.section('io'))
     check_aspect(img.shape, raw.shape, sec.aspect_tolerance, pair.labels)
-    size = tuple(sec.size)
+    size = tuple(sec.size) if sec.size else img.shape[:2]   # native: the image's own pixels (labels follow it)
     steps = {}
     try: clean, st = clean_labels(raw, size, opening_value=opening, radius=sec.opening_radius,
                                   background=background, fill_at=sec.fill_at, steps=steps, counts=counts)
@@ -552,7 +555,7 @@ def run_postprocessing(cfg:Config, # run configuration
     px = {n: int(qc[f'px_{n}'].sum()) if len(qc) else 0 for n in names}
     total = max(sum(px.values()), 1)
     info = dict(channels=names, classes=[dict(channel=i, **c.model_dump()) for i, c in enumerate(cfg.classes)],
-                size=list(sec.size), mask_format='masks/<stem>.npy: uint8 one-hot (C, H, W), channels in `channels` order',
+                size=list(sec.size) if sec.size else 'native', mask_format='masks/<stem>.npy: uint8 one-hot (C, H, W), channels in `channels` order',
                 image_format='images/<stem>.png: uint8 grayscale (H, W)', n_images=len(qc),
                 stems=qc['stem'].tolist() if len(qc) else [], pixels=px, pixel_fractions={n: px[n]/total for n in names},
                 image_sources=qc['image_source'].value_counts().to_dict() if len(qc) else {}, settings=settings)

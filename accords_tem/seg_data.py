@@ -147,7 +147,7 @@ def make_target(onehot:np.ndarray, # (C, H, W) one-hot mask
     t[:, onehot.max(0) == 0] = ignore_value
     return t
 
-# %% ../nbs/05a_seg_data.ipynb #1aa31719
+# %% ../nbs/05a_seg_data.ipynb #5bd46ea1
 def add_centre_targets(target:np.ndarray, # (K, H, W) int8 target of the target classes
                        channels:list[int], # which of the K channels are instance classes
                        instances:np.ndarray|None=None, # (H, W) instance labels (None: connected components of each class)

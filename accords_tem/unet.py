@@ -261,7 +261,7 @@ def dataset_preprocessing(run_dir:Path, cfg:Config) -> dict|None:
     if len(src) != 1: return None   # unknown or mixed: prediction takes images as they are
     sec = cfg.section('postprocessing')
     return dict(normalized=src == {'normalized'}, normalization=cfg.section('normalization').model_dump(mode='json'),
-                postprocessing=dict(size=list(sec.size), image_interpolation=sec.image_interpolation))
+                postprocessing=dict(size=list(sec.size) if sec.size else None, image_interpolation=sec.image_interpolation))
 
 def run_unet(cfg:Config, # run configuration (section `unet`)
              run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet/
