@@ -16,14 +16,16 @@ from pydantic import Field
 from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, load_config, run_batch, save_csv,
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
                               device_description)
+from .unet import read_instances_with_classes
 from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels,
                              relabel, instances_from_classes)
 
 # %% auto #0
-__all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'ObjectsConfig', 'object_features', 'majority_class', 'classifier_matrix',
-           'ObjectClassifier', 'size_stats', 'summarize', 'match_instances', 'rle_encode', 'rle_decode',
-           'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'image_objects',
-           'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure', 'evaluate_image', 'run_objects']
+__all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'majority_class',
+           'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'match_instances', 'rle_encode',
+           'rle_decode', 'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'model_instances',
+           'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure', 'evaluate_image',
+           'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -425,15 +427,20 @@ def read_class_map(cfg:Config, files:dict, shape:tuple) -> np.ndarray:
     if cm.shape != tuple(shape): raise AccordsError(f'class map {cm.shape} and image {tuple(shape)} differ in shape', files.get('*'))
     return cm
 
+SOURCE_FILES = dict(unet='RUN/unet/predict/masks/<stem>_<CLASS>.png and instances/<stem>.tif (stage 05, or accords-tem predict)',
+                    ilastik='RUN/masks/<CLASS>/<stem>.npy (stage 02)', ground_truth='<data root>/<ground_truth>/<stem>_classes.png')
+
 def pick_source(oc:ObjectsConfig, cfg:Config, run_dir:Path, stems:list[str]) -> str:
-    "The proposal source used: `sam`, or the first of unet -> ilastik -> ground_truth (from the configured one on) with masks."
-    if oc.source == 'sam': return 'sam'
-    chain = ['unet', 'ilastik', 'ground_truth']
-    for s in chain[chain.index(oc.source):]:
-        if any(_class_map_files(cfg, run_dir, st, s) for st in stems): return s
-    raise AccordsError(f"no class masks for objects: looked for source '{oc.source}' and the fallbacks "
-                       f"{chain[chain.index(oc.source)+1:]} (RUN/unet/<CLASS>/<stem>.npy, RUN/masks/<CLASS>/<stem>.npy, "
-                       f"<data root>/<ground_truth>/<stem>_classes.png); run stage 05 or 02 first, or set objects.source: sam", run_dir)
+    "The configured proposal source; an error when it has masks for none of the images (no silent fallback to another source)."
+    if oc.source == 'sam' or any(_class_map_files(cfg, run_dir, st, oc.source) for st in stems): return oc.source
+    others = [s for s in SOURCE_FILES if s != oc.source and any(_class_map_files(cfg, run_dir, st, s) for st in stems)]
+    raise AccordsError(f"objects.source is '{oc.source}' but no image has its masks ({SOURCE_FILES[oc.source]}); run that stage first"
+                       + (f", or set objects.source to one that has them: {others}" if others else ''), run_dir)
+
+def model_instances(run_dir:Path, stem:str) -> Path|None:
+    "The instance labels a U-Net prediction wrote for this image (RUN/unet/**/instances/<stem>.tif), or None."
+    hits = sorted((Path(run_dir)/'unet').glob(f'**/instances/{stem}.tif'))
+    return hits[0] if hits else None
 
 # %% ../nbs/06b_objects.ipynb #3f72eccf
 def image_objects(image:np.ndarray, # grey micrograph
@@ -442,20 +449,31 @@ def image_objects(image:np.ndarray, # grey micrograph
                   class_map:np.ndarray|None=None, # class values per pixel (None: unknown)
                   instances:np.ndarray|None=None, # exact flake instances (ground truth), used for the first object class
                   generator=None, # SAM generator when source == 'sam'
-                  spacing:float|None=None) -> tuple[np.ndarray, pd.DataFrame]:
+                  spacing:float|None=None,
+                  model_labels:tuple|None=None, # (instance labels, class per label, classes covered) of a model (`unet.read_instances_with_classes`)
+                 ) -> tuple[np.ndarray, pd.DataFrame]:
     "Instance labels and the feature table (with `mask_class`, `label_class`, `label_frac`) of one image."
     names = {c.label: c.name for c in cfg.classes}
     values = [cfg.class_by_name(n).label for n in oc.object_classes]
+    kw = dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
+              opening=oc.opening_px, neck_ratio=oc.neck_ratio)
     if source == 'sam':
         props = sam_proposals(image, generator, tile=oc.sam.tile, halo=oc.sam.halo, preprocess=oc.sam.preprocess,
                               clahe_clip=oc.sam.clahe_clip)
         props = clean_proposals(props, image.shape, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
                                 merge_iou=oc.merge_iou, nested_frac=oc.nested_frac, nested=oc.nested, max_area_frac=oc.max_area_frac)
         lab, mcls = paint_labels(props, image.shape, oc.min_area_px)
+    elif model_labels is not None:   # the model's objects for its instance classes; the other object classes cut from the masks
+        ml, mnames, covered = model_labels
+        keep = np.array([False] + [n in oc.object_classes for n in mnames])
+        lab, mcls = relabel(np.where(keep[ml], ml, 0).astype(np.int32),
+                            np.array([0] + [cfg.class_by_name(n).label if n in oc.object_classes else 0 for n in mnames]), oc.min_area_px)
+        rest_values = [v for v, n in zip(values, oc.object_classes) if n not in covered]
+        if rest_values and class_map is not None:
+            rest, rcls = instances_from_classes(np.where(lab > 0, 0, class_map), rest_values, **kw)
+            lab = np.where(rest > 0, rest + len(mcls) - 1, lab).astype(np.int32); mcls = np.concatenate([mcls, rcls[1:]])
     else:
         if class_map is None: raise AccordsError(f'no class masks for this image from source {source!r}')
-        kw = dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
-                  opening=oc.opening_px, neck_ratio=oc.neck_ratio)
         if instances is not None and values:
             lab, mcls = relabel(np.where(class_map == values[0], instances, 0).astype(np.int32), None, oc.min_area_px)
             mcls[1:] = values[0]
@@ -612,6 +630,8 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     mask_sources = [source] if source != 'sam' else ['unet', 'ilastik', 'ground_truth']
     todo = [p for p in images if source == 'sam' or _class_map_files(cfg, run_dir, p.stem, source)]
     skipped = len(images) - len(todo)
+    for p in images:   # an image without masks from the configured source is a failure of this stage, not silently skipped
+        if p not in todo: log.record(p, AccordsError(f"no masks from objects.source '{source}' ({SOURCE_FILES[source]})", p))
     if not same and (out/'state.json').exists(): (out/'state.json').unlink()   # written again once every image is done
 
     def one(path:Path):
@@ -620,7 +640,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         for s in mask_sources:
             files = _class_map_files(cfg, run_dir, stem, s)
             if files: break
-        inst_path = gt_dir/f'{stem}_instances.png' if (source == 'ground_truth' and gt_dir) else None
+        inst_path = gt_dir/f'{stem}_instances.png' if (source == 'ground_truth' and gt_dir) else model_instances(run_dir, stem) if source == 'unet' else None
         inputs = [path] + list(files.values()) + ([inst_path] if inst_path else [])
         lab_png, csv = out/'labels'/f'{stem}.png', out/'per_image'/f'{stem}.csv'
         if same and all(o.exists() and o.stat().st_mtime >= max(i.stat().st_mtime for i in inputs) for o in (lab_png, csv)):
@@ -628,8 +648,12 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         img = tio.read_tem(path)
         ps = tio.pixel_size(path, cfg.calibration)
         cm = read_class_map(cfg, files, img.shape) if files else None
-        inst = _read_png(inst_path) if inst_path and inst_path.exists() else None
-        lab, df = image_objects(img, oc, cfg, source=source, class_map=cm, instances=inst, generator=generator, spacing=ps.nm_per_px)
+        given = inst_path is not None and inst_path.suffix == '.tif'
+        inst = _read_png(inst_path) if inst_path and not given else None
+        ml = read_instances_with_classes(inst_path) if given else None
+        if ml is not None and ml[0].shape != img.shape: raise AccordsError(f'instance labels {ml[0].shape} and image {img.shape} differ in shape', inst_path)
+        lab, df = image_objects(img, oc, cfg, source=source, class_map=cm, instances=inst, generator=generator, spacing=ps.nm_per_px,
+                                model_labels=ml)
         gt_cls = gt_dir/f'{stem}_classes.png' if gt_dir else None
         if gt_cls is not None and gt_cls.exists() and len(df):   # the sample's truth: for labels_from=ground_truth
             names = {c.label: c.name for c in cfg.classes}

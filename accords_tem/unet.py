@@ -141,19 +141,20 @@ def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilitie
         n = int(li.max()); lab = np.where(li > 0, li + len(names), lab).astype(np.int32); names += [c] * n
     return lab, names
 
-def save_instances(labels:np.ndarray, classes:list[str], path:Path):
-    "Instance labels as TIFF (uint16, uint32 past 65535 objects) and `<stem>.csv` (label, class) beside it, atomically."
+def save_instances(labels:np.ndarray, classes:list[str], path:Path,
+                   covered:list[str]|None=None): # the classes whose objects these labels are (default: those in `classes`)
+    "Instance labels as TIFF (uint16, uint32 past 65535 objects) and `<stem>.json` (class of each label, classes covered), atomically."
     import tifffile
     dt = np.uint16 if labels.max() <= 65535 else np.uint32
     with atomic_path(path) as tmp: tifffile.imwrite(tmp, labels.astype(dt), compression='zlib')
-    save_csv(pd.DataFrame(dict(label=np.arange(1, len(classes) + 1), cls=classes)), Path(path).with_suffix('.csv'))
+    save_json(dict(classes=list(classes), covered=list(covered if covered is not None else dict.fromkeys(classes))), Path(path).with_suffix('.json'))
 
-def read_instances_with_classes(path:Path) -> tuple[np.ndarray, list[str]]:
-    "Instance labels and the class of each label, as `save_instances` wrote them."
+def read_instances_with_classes(path:Path) -> tuple[np.ndarray, list[str], list[str]]:
+    "Instance labels, the class of each label 1..n and the classes covered, as `save_instances` wrote them."
     import tifffile
     lab = tifffile.imread(path).astype(np.int32)
-    d = pd.read_csv(Path(path).with_suffix('.csv'))
-    return lab, d.sort_values('label')['cls'].astype(str).tolist()
+    meta = json.loads(Path(path).with_suffix('.json').read_text())
+    return lab, meta['classes'], meta['covered']
 
 def input_preparer(sm:SegModel, as_is:bool=False):
     "raw image -> model input, as the model's dataset images were made (`preprocessing` in unet.json); None when unknown or `as_is`."
@@ -194,7 +195,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
         prob, centres, unc = prob[:K], prob[K:], unc[:K]
         masks = binarize(prob, sm.threshold_list())
         lab, lab_cls = instance_labels(sm, prob, centres, masks, cut)
-        save_instances(lab, lab_cls, out/'instances'/f'{p.stem}.tif')
+        save_instances(lab, lab_cls, out/'instances'/f'{p.stem}.tif', sm.classes if cut else sm.u.instance_classes)
         for k, c in enumerate(sm.classes):
             with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray((masks[k] * 255).astype(np.uint8)).save(tmp, format='PNG')
             rows.append(dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(masks[k].sum()),

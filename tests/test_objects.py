@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from skimage import draw
 
-from accords_tem.core import load_config
+from accords_tem.core import load_config, AccordsError
 from accords_tem.objects import (ObjectsConfig, object_features, majority_class, ObjectClassifier, FEATURE_COLUMNS,
                                  size_stats, summarize, match_instances, rle_encode, rle_decode, coco_annotations,
                                  run_objects, _write_png)
@@ -115,13 +115,38 @@ def _toy(root, run_dir, seed=0):
             (run_dir/'masks'/c).mkdir(parents=True, exist_ok=True)
             np.save(run_dir/'masks'/c/f'{stem}.npy', (cls == v) ^ (rng.random((H, W)) < 0.002))
 
-@pytest.mark.parametrize('source', ['unet', 'ground_truth'])
+def test_missing_source_is_an_error(tmp_path):
+    "No silent fallback: source unet without U-Net output names what to run and the sources that do have masks."
+    _toy(tmp_path/'data', tmp_path/'run')
+    cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'objects.source': 'unet'})
+    with pytest.raises(AccordsError, match=r"objects.source is 'unet' but no image has its masks.*'ilastik'"): run_objects(cfg, tmp_path/'run')
+
+def test_model_instances_are_used(tmp_path):
+    "A U-Net with centre maps wrote instances/<stem>.tif: touching objects it separated stay separate, the mask is not re-cut."
+    from accords_tem.unet import save_instances
+    _toy(tmp_path/'data', tmp_path/'run')
+    stems = [f.name[:-len('_classes.png')] for f in (tmp_path/'data'/'ground_truth').glob('*_classes.png')]
+    from accords_tem.objects import _read_png
+    for stem in stems:
+        cm = _read_png(tmp_path/'data'/'ground_truth'/f'{stem}_classes.png'); inst = _read_png(tmp_path/'data'/'ground_truth'/f'{stem}_instances.png')
+        d = tmp_path/'run'/'unet'/'predict'
+        for c, v in [('GFM', 1), ('carbonhole', 2)]:
+            (d/'masks').mkdir(parents=True, exist_ok=True); _write_png(((cm == v) * 255).astype(np.uint8), d/'masks'/f'{stem}_{c}.png')
+        gfm = np.where(cm == 1, inst, 0)
+        ids = np.unique(gfm[gfm > 0]); lab = np.searchsorted(ids, gfm) + 1; lab[gfm == 0] = 0
+        save_instances(lab.astype(np.int32), ['GFM'] * len(ids), d/'instances'/f'{stem}.tif', ['GFM'])
+    cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'objects.n_estimators': 10, 'objects.max_overlays': 0, 'objects.coco': False,
+                             'objects.split_touching': False, 'objects.class_from': 'mask'})   # no cutting at all: the model's objects
+    s = run_objects(cfg, tmp_path/'run')
+    assert s['source'] == 'unet' and s['evaluation']['f1'] == pytest.approx(1.0) and s['counts']['carbonhole'] == 2
+
+@pytest.mark.parametrize('source', ['ilastik', 'ground_truth'])
 def test_run_objects(tmp_path, source):
     _toy(tmp_path/'data', tmp_path/'run')
     cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'objects.source': source, 'objects.n_estimators': 20,
                              'objects.max_overlays': 1})
     s = run_objects(cfg, tmp_path/'run')
-    assert s['source'] == ('ilastik' if source == 'unet' else 'ground_truth')   # unet masks absent: falls back
+    assert s['source'] == source
     out = tmp_path/'run'/'objects'
     ob = pd.read_csv(out/'objects.csv')
     assert (ob['class'] == 'GFM').sum() == 8 and (ob['class'] == 'carbonhole').sum() == 2
