@@ -152,3 +152,17 @@ def test_emps_train(tmp_path):
     img = read_gray(pairs[0][1]); oh = load_mask(pairs[0][2], 2, img.shape)
     assert make_target(oh, [0]).min() >= 0                                  # fully labelled
     print(f'emps-train: {s} in {time.time() - t0:.1f} s')
+
+
+def test_normalize_and_16bit(tmp_path):
+    "16-bit images: min-max to 8 bits by default (image_source raw), stage 01's method with normalize=True."
+    (tmp_path/'im').mkdir(); (tmp_path/'m').mkdir()
+    im = np.random.default_rng(0).integers(1000, 5000, (40, 60)).astype(np.uint16)
+    tifffile.imwrite(tmp_path/'im'/'a.tif', im); iio.imwrite(tmp_path/'m'/'a_LABEL.png', _two_disks())
+    s = import_masks(tmp_path/'im', tmp_path/'m', tmp_path/'r1', mask_suffix='_LABEL', progress=False, figures=False)
+    q = pd.read_csv(tmp_path/'r1'/'dataset'/'qc.csv')
+    out = iio.imread(tmp_path/'r1'/'dataset'/'images'/'a.png')
+    assert (s['images'], q.image_source[0], out.dtype, out.shape, out.min(), out.max()) == (1, 'raw', np.uint8, (40, 60), 0, 255)
+    import_masks(tmp_path/'im', tmp_path/'m', tmp_path/'r2', progress=False, figures=False, normalize=True)
+    assert pd.read_csv(tmp_path/'r2'/'dataset'/'qc.csv').image_source[0] == 'normalized'    # a_LABEL found without the suffix too
+    assert load_config(tmp_path/'r2'/'config.yaml').section('postprocessing').use_normalized is True
