@@ -340,8 +340,8 @@ def import_config(classes:list[str], # object classes, in channel order
     m.update(classes=objs, thresholds={c: m['thresholds'].get(c, m['default_threshold']) for c in objs}, overrides={}, overrides_file=None)
     d['postprocessing'].update(opening_class=None, background_class=BACKGROUND, use_normalized=bool(normalize))
     u = d['unet']
-    u.update(target_classes=objs, losses={c: u['losses'].get(c, dict(kind='bce_dice')) for c in objs},
-             synthetic_per_material=0, synthetic_unusable_fraction=0.0)
+    u.update(target_classes=objs, instance_classes=objs, losses={c: u['losses'].get(c, dict(kind='bce_dice')) for c in objs},
+             synthetic_per_material=0, synthetic_unusable_fraction=0.0)   # the objects' instances are known: learn where each ends
     o = d['objects']; o['object_classes'] = objs
     if o['source'] == 'ground_truth': o['source'] = 'unet'
     if o['labels_from'] == 'ground_truth': o['labels_from'] = 'masks'

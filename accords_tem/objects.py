@@ -4,7 +4,7 @@
 
 # %% ../nbs/06b_objects.ipynb #254ef932
 from __future__ import annotations
-import argparse, json, math, os
+import argparse, json, math, os, sys
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +17,7 @@ from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, load
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
                               device_description)
 from .unet import read_instances_with_classes
-from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels,
+from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels, instances_from_mask,
                              relabel, instances_from_classes)
 
 # %% auto #0
@@ -25,7 +25,7 @@ __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsCon
            'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'match_instances', 'rle_encode',
            'rle_decode', 'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'model_instances',
            'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure', 'evaluate_image',
-           'run_objects']
+           'predict_objects', 'predict_main', 'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -593,6 +593,70 @@ def evaluate_image(labels:np.ndarray, lab_cls:list[str], gt_instances:np.ndarray
     r['_ecd_pred'] = fp.loc[~fp.touches_border.astype(bool), col].tolist(); r['_ecd_gt'] = fg.loc[~fg.touches_border.astype(bool), col].tolist()
     r['_ious'] = r['mean_iou'] * r['tp'] if r['tp'] else 0.0
     return r
+
+# %% ../nbs/06b_objects.ipynb #31160f19
+def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage 05 (RUN/unet/model)
+                    images:str|os.PathLike, # a folder of micrographs (or one file)
+                    out:str|os.PathLike, # output folder
+                    *, nm_per_px:float|None=None, # pixel size for images whose metadata has none
+                    cfg:Config|None=None, # objects and calibration settings (default: the package defaults)
+                    **predict_kw, # passed to unet.predict_images (tta, tile, scales, device, figures, ...)
+                   ) -> pd.DataFrame:
+    "Masks, instances and measured objects of new images: writes instances/, objects.csv and summary.csv; returns the objects."
+    from accords_tem import io as tio
+    from accords_tem.unet import predict_images, IMAGE_SUFFIXES
+    cfg = cfg or load_config(None)
+    oc, out, images = cfg.section('objects'), Path(out), Path(images)
+    cut = lambda m: instances_from_mask(m, split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px,
+                                        hole_px=oc.hole_px, opening=oc.opening_px, neck_ratio=oc.neck_ratio)
+    files = [images] if images.is_file() else sorted(p for p in images.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+    preds = predict_images(model_dir, images, out, cut=cut, files=files, **predict_kw)
+    tables, recs = [], []
+    for p in files:
+        f = out/'instances'/f'{p.stem}.tif'
+        if not f.exists(): continue   # its failure is in failures.csv
+        lab, names, _ = read_instances_with_classes(f)
+        ps = tio.pixel_size(p, cfg.calibration)   # metadata wins; a given nm_per_px replaces estimates from the magnification
+        if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none'): ps = tio.PixelSize(float(nm_per_px), 'given')
+        nm, src = ps.nm_per_px, ps.source
+        df = object_features(lab, None, spacing=nm, ring_px=oc.ring_px, levels=oc.texture_levels)
+        df.insert(0, 'image', p.name); df.insert(1, 'stem', p.stem); df.insert(2, 'sample', ''); df.insert(3, 'class', [names[i - 1] for i in df['label']])
+        df['px_source'] = src if nm else 'none'
+        tables.append(df); recs.append(dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan))
+    objects = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'stem', 'sample', 'class', 'label'])
+    save_csv(objects.rename(columns={'label': 'object_id'}), out/'objects.csv')
+    classes = list(dict.fromkeys(preds.cls)) if len(preds) else []
+    size_class = classes[0] if classes else ''
+    summ = summarize(objects, pd.DataFrame(recs, columns=['image', 'sample', 'height', 'width', 'nm_per_px']), 'image', classes,
+                     size_class, size_class, oc.nano_nm, oc.exclude_border)
+    save_csv(summ, out/'summary.csv')
+    return objects
+
+def predict_main(argv:list[str]|None=None) -> int:
+    "accords-tem predict: segment new micrographs with a trained U-Net and measure their objects (masks, instances, objects.csv, summary.csv)."
+    from accords_tem.unet import TTA
+    p = argparse.ArgumentParser(prog='accords-tem predict', description=predict_main.__doc__)
+    p.add_argument('--model', required=True, help='model folder (RUN/unet/model)')
+    p.add_argument('--images', required=True, help='folder of micrographs (or one file)')
+    p.add_argument('--out', required=True, help='output folder')
+    p.add_argument('--nm-per-px', type=float, default=None, help='pixel size (nm) for images whose metadata has none')
+    p.add_argument('--config', default=None, help="objects and calibration settings (default: the package's)")
+    p.add_argument('--tta', choices=list(TTA), default=None, help="test-time augmentation (default: the model's)")
+    p.add_argument('--tile', type=int, default=None); p.add_argument('--overlap', type=int, default=None)
+    p.add_argument('--device', default='auto'); p.add_argument('--no-figures', action='store_true')
+    p.add_argument('--as-is', action='store_true', help="images already prepared like the model's dataset: no normalization or resize")
+    p.add_argument('--tta-scales', type=float, nargs='+', default=None, help="multi-scale factors, e.g. 0.5 1 (default: the model's)")
+    a = p.parse_args(argv)
+    try:
+        ob = predict_objects(a.model, a.images, a.out, nm_per_px=a.nm_per_px, cfg=load_config(a.config) if a.config else None,
+                             tta=a.tta, tile=a.tile, overlap=a.overlap, device=a.device, figures=not a.no_figures, as_is=a.as_is,
+                             scales=a.tta_scales)
+    except AccordsError as e: sys.exit(f'accords-tem predict: {e}')
+    n_img = ob.image.nunique() if len(ob) else 0
+    units = sorted(set(ob.unit)) if len(ob) else []
+    print(f"{len(ob)} objects in {n_img} images -> {a.out} (objects.csv, summary.csv, instances/, masks/, probabilities/, uncertainty/)"
+          + (f"; sizes in {', '.join(units)}" if units else ''))
+    return 0
 
 # %% ../nbs/06b_objects.ipynb #baad6869
 def _no_nan(o):

@@ -42,7 +42,7 @@ STAGES = [
 
 # Commands that are not pipeline stages: 'name': ('module:function taking argv', help)
 EXTRA_COMMANDS = {
-    'predict': ('accords_tem.unet:predict_main', 'segment new images with a trained U-Net'),
+    'predict': ('accords_tem.objects:predict_main', 'segment new images with a trained U-Net and measure their objects'),
     'eval-hrtem': ('accords_tem.unet:eval_hrtem_main', 'cross-validate the U-Net on the real graphene HRTEM set'),
     'cv-unet': ('accords_tem.unet:cv_unet_main', 'cross-validate the U-Net stage on a run\'s dataset (every image tested once)'),
     'classify': ('accords_tem.classifier:classify_main', 'categorize new images with a trained classifier'),

@@ -22,9 +22,9 @@ from .instances import instances_from_prediction
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'instance_labels', 'save_instances',
-           'read_instances_with_classes', 'input_preparer', 'predict_images', 'predict_main', 'run_images',
-           'split_strata', 'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv',
-           'plot_cv_per_image', 'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
+           'read_instances_with_classes', 'input_preparer', 'predict_images', 'run_images', 'split_strata',
+           'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image',
+           'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
 def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -208,21 +208,6 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
     df = pd.DataFrame(rows); save_csv(df, out/'predictions.csv')
     return df
 
-def predict_main(argv:list[str]|None=None):
-    "accords-tem predict: apply a trained U-Net to a folder of images (tiles + TTA), writing masks, probabilities, uncertainty (`predict_images` returns the table)."
-    p = argparse.ArgumentParser(prog='accords-tem predict', description=predict_main.__doc__)
-    p.add_argument('--model', required=True, help='model folder (RUN/unet/model)')
-    p.add_argument('--images', required=True, help='folder of micrographs (or one file)')
-    p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--tta', choices=list(TTA), default=None, help="test-time augmentation (default: the model's)")
-    p.add_argument('--tile', type=int, default=None); p.add_argument('--overlap', type=int, default=None)
-    p.add_argument('--device', default='auto'); p.add_argument('--no-figures', action='store_true')
-    p.add_argument('--as-is', action='store_true', help="images already prepared like the model's dataset: no normalization or resize")
-    p.add_argument('--tta-scales', type=float, nargs='+', default=None, help="multi-scale factors, e.g. 0.5 1 (default: the model's)")
-    a = p.parse_args(argv)
-    try: df = predict_images(a.model, a.images, a.out, a.tta, a.tile, a.overlap, a.device, not a.no_figures, as_is=a.as_is, scales=a.tta_scales)
-    except AccordsError as e: sys.exit(f'accords-tem predict: {e}')
-    print(f"{df.image.nunique() if len(df) else 0} images -> {a.out} (predictions.csv, masks/, probabilities/, uncertainty/, overlays/)")
 
 # %% ../nbs/05_unet.ipynb #bcf57ef7
 def _load_dataset(run_dir:Path, cfg:Config, log:FailureLog, progress:bool=True):

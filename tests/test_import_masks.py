@@ -120,6 +120,7 @@ def test_config_from_base_names_classes_everywhere(tmp_path):
     d = cfg.to_dict()
     assert [c['name'] for c in d['classes']] == ['particle', 'background']
     assert d['unet']['target_classes'] == ['particle'] and list(d['unet']['losses']) == ['particle']
+    assert d['unet']['instance_classes'] == ['particle']
     assert d['masks']['classes'] == ['particle'] and list(d['masks']['thresholds']) == ['particle']
     assert d['objects']['object_classes'] == ['particle'] and d['report']['size_classes'] == ['particle']
     assert d['report']['background_classes'] == ['background'] and d['postprocessing']['background_class'] == 'background'

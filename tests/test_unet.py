@@ -263,13 +263,21 @@ def test_save_load_and_predict_cli(tmp_path):
     for i, shape in enumerate([(64, 64), (100, 80)]):
         Image.fromarray((np.random.default_rng(i).random(shape) * 255).astype(np.uint8)).save(tmp_path/'imgs'/f'im{i}.png')
     (tmp_path/'imgs'/'broken.png').write_bytes(b'not a png')
-    assert unet.predict_main(['--model', str(tmp_path/'model'), '--images', str(tmp_path/'imgs'), '--out', str(tmp_path/'out'), '--tta', 'flips']) is None
+    from accords_tem.objects import predict_main
+    assert predict_main(['--model', str(tmp_path/'model'), '--images', str(tmp_path/'imgs'), '--out', str(tmp_path/'out'), '--tta', 'flips']) == 0
     df = pd.read_csv(tmp_path/'out'/'predictions.csv')
     assert sorted(df.image.unique()) == ['im0.png', 'im1.png']
     assert np.load(tmp_path/'out'/'probabilities'/'im1.npy').shape == (2, 100, 80)
     assert np.load(tmp_path/'out'/'uncertainty'/'im1.npy').shape == (2, 100, 80)
     assert (tmp_path/'out'/'masks'/'im1_carbonhole.png').exists() and (tmp_path/'out'/'overlays'/'im0.png').exists()
     assert 'broken.png' in (tmp_path/'out'/'failures.csv').read_text()
+    ob, sm_ = pd.read_csv(tmp_path/'out'/'objects.csv'), pd.read_csv(tmp_path/'out'/'summary.csv')
+    assert set(sm_.image) == {'im0.png', 'im1.png'} and set(ob.unit) <= {'px'}   # PNGs without metadata: sizes in px
+    import tifffile
+    assert tifffile.imread(tmp_path/'out'/'instances'/'im1.tif').shape == (100, 80)
+    assert predict_main(['--model', str(tmp_path/'model'), '--images', str(tmp_path/'imgs'/'im0.png'), '--out', str(tmp_path/'o2'), '--nm-per-px', '2.5']) == 0
+    ob2 = pd.read_csv(tmp_path/'o2'/'objects.csv')
+    assert len(ob2) == 0 or (set(ob2.unit) == {'nm'} and set(ob2.px_source) == {'given'})
 
 
 def test_overlay_and_error_colors():
