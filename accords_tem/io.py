@@ -687,10 +687,11 @@ def _edge_bar(rows:np.ndarray, tol:float, cap:int, span:float) -> int:
         if fv[i] >= 0.35: n, run, miss = i + 1, 0, 0; continue
         run += 1; miss += bool(f[i] < 0.9)
         if miss > 3 or run > 10: break
-    if not 2 <= n <= cap or n + 5 > len(rows): return 0        # rule 2 (and content left to compare with)
-    c = slice(n + 2, n + 10)                                    # the content, past a 2-row transition
+    if not 2 <= n <= cap or n + 4 > len(rows): return 0        # rule 2 (and content left to compare with)
+    c = slice(n + 1, n + 9)                                     # the content, past a 1-row transition
     clean = (fv[:n] >= 0.75).sum() >= 2 and fv[:n].mean() >= 0.5                              # rule 3
-    sharp = fv[c].mean() <= 0.08 and (f[c].mean() < 0.8 or abs(np.median(m[c]) - v) >= 0.2 * span)  # rule 4
+    sharp = (fv[c].mean() <= 0.08 and (np.abs(rows[c] - v) <= 3 * tol).mean() <= 0.4         # rule 4: a step, not a slope
+             and (f[c].mean() < 0.8 or abs(np.median(m[c]) - v) >= 0.2 * span))
     return n if clean and sharp else 0
 
 # %% ../nbs/00_io.ipynb #75649e02
