@@ -683,14 +683,16 @@ def _edge_bar(rows:np.ndarray, tol:float, cap:int, span:float) -> int:
     fv = (np.abs(rows - v) <= tol).mean(1)                     # share of each row at that value
     f, m = _window_mode(rows, tol)                              # each row's own commonest value and its share
     n = run = miss = 0
-    for i in range(len(rows)):                                  # rule 1: rows at v, across thin lines and blurred rows
+    for i in range(len(rows)):                                  # rule 1: rows at v, across lines and dense text
         if fv[i] >= 0.35: n, run, miss = i + 1, 0, 0; continue
         run += 1; miss += bool(f[i] < 0.9)
-        if miss > 3 or run > 10: break
+        if miss > 8 or run > 14: break
     if not 2 <= n <= cap or n + 4 > len(rows): return 0        # rule 2 (and content left to compare with)
     c = slice(n + 1, n + 9)                                     # the content, past a 1-row transition
     clean = (fv[:n] >= 0.75).sum() >= 2 and fv[:n].mean() >= 0.5                              # rule 3
-    sharp = (fv[c].mean() <= 0.08 and (np.abs(rows[c] - v) <= 3 * tol).mean() <= 0.4         # rule 4: a step, not a slope
+    cleaner = (fv[:n] >= 0.75).mean() >= 0.3 and fv[:n].mean() >= 0.6                       # a very uniform band...
+    sharp = (fv[c].mean() <= (0.15 if cleaner else 0.08)                                        # rule 4: a step...
+             and (np.abs(rows[c] - v) <= 3 * tol).mean() <= 0.4                                # ...not a slope
              and (f[c].mean() < 0.8 or abs(np.median(m[c]) - v) >= 0.2 * span))
     return n if clean and sharp else 0
 
