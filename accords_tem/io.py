@@ -689,7 +689,7 @@ def _edge_bar(rows:np.ndarray, tol:float, cap:int, span:float) -> int:
         if miss > 8 or run > 14: break
     if not 2 <= n <= cap or n + 4 > len(rows): return 0        # rule 2 (and content left to compare with)
     c = slice(n + 1, n + 9)                                     # the content, past a 1-row transition
-    clean = (fv[:n] >= 0.75).sum() >= 2 and fv[:n].mean() >= 0.5                              # rule 3
+    clean = (fv[:n] >= 0.75).sum() >= 2 and fv[:n].mean() >= 0.4                              # rule 3
     cleaner = (fv[:n] >= 0.75).mean() >= 0.3 and fv[:n].mean() >= 0.6                       # a very uniform band...
     sharp = (fv[c].mean() <= (0.15 if cleaner else 0.08)                                        # rule 4: a step...
              and (np.abs(rows[c] - v) <= 3 * tol).mean() <= 0.4                                # ...not a slope

@@ -353,7 +353,7 @@ def test_data_bars_on_real_figures():
         seg = iio.imread(EMPS / 'segmaps' / p.name)
         outside = np.concatenate([seg[:top].ravel(), seg[bottom:].ravel()])
         cut.append((p.name, (outside > 0).mean()))
-    assert 25 <= len(cut) <= 50, len(cut)                                     # 37 figures carry an instrument bar
+    assert 30 <= len(cut) <= 50, len(cut)                                     # 38 found when written, every one a bar
     assert max(f for _, f in cut) < 0.01, sorted(cut, key=lambda c: -c[1])[:3]
 
 
