@@ -5,9 +5,12 @@
 # %% ../nbs/08b_cli.ipynb #337e46ca
 from __future__ import annotations
 import argparse, sys
+from pathlib import Path
 import yaml
-from .core import AccordsError
+from .core import AccordsError, AllInputsFailed, FailureLog, all_failed_is_error, collect_batches
 from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
+
+DEFAULT_CONFIG = 'configs/default.yaml'
 
 def _overrides(pairs:list[str]) -> dict:
     out = {}
@@ -18,11 +21,17 @@ def _overrides(pairs:list[str]) -> dict:
     return out
 
 def _common(p:argparse.ArgumentParser):
-    p.add_argument('--config', default='configs/default.yaml', help='YAML configuration (default: configs/default.yaml)')
+    p.add_argument('--config', default=None, help=f'YAML configuration (default: RUN/config.yaml if it exists, else {DEFAULT_CONFIG})')
     p.add_argument('--out', required=True, help='run folder, e.g. runs/NAME')
     p.add_argument('--data', help='folder of input images and ilastik exports (overrides data.root)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.epochs=3')
     p.add_argument('--force', action='store_true', help='redo outputs that already exist')
+
+def config_path(config:str|None, out:str) -> str:
+    "The configuration a command uses: `--config`, else the run's own RUN/config.yaml if it exists, else configs/default.yaml."
+    if config: return config
+    own = Path(out)/'config.yaml'
+    return str(own) if own.exists() else DEFAULT_CONFIG
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='accords-tem', description='TEM image analysis of graphene-based materials.')
@@ -35,27 +44,50 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=help, add_help=False)
     return ap
 
-def main(argv:list[str]|None=None) -> int:
-    "Entry point of the `accords-tem` command."
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in EXTRA_COMMANDS:
-        try: return import_object(EXTRA_COMMANDS[argv[0]][0])(argv[1:]) or 0
-        except AccordsError as e: print(f'error: {e}', file=sys.stderr); return 2
-    args = build_parser().parse_args(argv)
-    try:
-        ov = _overrides(args.set)
-        if args.data: ov['data.root'] = args.data
-        from accords_tem.core import load_config
-        cfg = load_config(args.config, ov)
-        if args.data: cfg.data.root = str(__import__('pathlib').Path(args.data).resolve())
-        if args.command == 'run':
-            summary = run_pipeline(cfg, args.out, stages=args.stages, force=args.force)
-            return 0 if summary['ok'] else 1
-        stage = next(s for s in STAGES if s.command == args.command)
-        print(run_stage_function(stage, cfg, args.out, force=args.force))
-        return 0
-    except AccordsError as e:
-        print(f'error: {e}', file=sys.stderr); return 2
-
 # %% auto #0
-__all__ = ['build_parser', 'main']
+__all__ = ['DEFAULT_CONFIG', 'config_path', 'build_parser', 'main']
+
+# %% ../nbs/08b_cli.ipynb #8b390b62
+def _partial_summary(batches:list[dict]) -> str:
+    "The failure summary of the batches in which some, not all, inputs failed ('' when none did)."
+    groups = {}
+    for b in batches:
+        g = groups.setdefault((b['log'], b['stage']), dict(items=0, failed=0))
+        g['items'] += b['items']; g['failed'] += b['failed']
+    out = []
+    for (log, stage), g in groups.items():
+        if not g['failed']: continue
+        rows = FailureLog(Path(log).parent, stage).rows(stage)[-g['failed']:]
+        out.append(f"{g['failed']} of {g['items']} input(s) of stage '{stage}' failed; the others were processed ({log})\n"
+                   + failure_summary(rows))
+    return '\n'.join(out)
+
+def _run(argv:list[str]) -> int:
+    if argv and argv[0] in EXTRA_COMMANDS: return import_object(EXTRA_COMMANDS[argv[0]][0])(argv[1:]) or 0
+    args = build_parser().parse_args(argv)
+    ov = _overrides(args.set)
+    if args.data: ov['data.root'] = args.data
+    from accords_tem.core import load_config
+    path = config_path(args.config, args.out)
+    if not args.config and path != DEFAULT_CONFIG: print(f'configuration: {path} (the run\'s own)', file=sys.stderr)
+    cfg = load_config(path, ov)
+    if args.data: cfg.data.root = str(Path(args.data).resolve())
+    if args.command == 'run':
+        summary = run_pipeline(cfg, args.out, stages=args.stages, force=args.force)
+        return 0 if summary['ok'] else 1
+    stage = next(s for s in STAGES if s.command == args.command)
+    print(run_stage_function(stage, cfg, args.out, force=args.force))
+    return 0
+
+def main(argv:list[str]|None=None) -> int:
+    "Entry point of the `accords-tem` command; returns the exit status."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with all_failed_is_error(), collect_batches() as batches:
+        try: rc = _run(argv)
+        except AllInputsFailed as e:
+            print(f'error: {e}\n{failure_summary(e.rows)}', file=sys.stderr); return 1
+        except AccordsError as e:
+            print(f'error: {e}', file=sys.stderr); return 2
+    summary = _partial_summary([b for b in batches if b['failed'] < b['items']])
+    if summary: print(summary, file=sys.stderr)
+    return rc

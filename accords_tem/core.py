@@ -13,11 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['FAILURE_COLUMNS', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'AccordsError', 'ImageReadError', 'MetadataError',
-           'IlastikFormatError', 'LabelSheetError', 'ConfigError', 'CheckpointMissingError', 'atomic_write',
-           'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure', 'FailureLog', 'run_batch', 'ClassSpec',
-           'DataConfig', 'CalibrationConfig', 'section_model', 'Config', 'load_config', 'config_to_yaml', 'config_hash',
-           'get_device', 'set_seed', 'device_description', 'prepare_run', 'outputs_fresh']
+__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'AccordsError', 'ImageReadError',
+           'MetadataError', 'IlastikFormatError', 'LabelSheetError', 'ConfigError', 'CheckpointMissingError',
+           'AllInputsFailed', 'atomic_write', 'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure',
+           'FailureLog', 'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig',
+           'CalibrationConfig', 'section_model', 'Config', 'load_config', 'config_to_yaml', 'config_hash', 'get_device',
+           'set_seed', 'device_description', 'prepare_run', 'outputs_fresh']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -33,6 +34,12 @@ class IlastikFormatError(AccordsError): "An ilastik HDF5 export is missing a dat
 class LabelSheetError(AccordsError): "A label sheet cannot be parsed or does not match the images."
 class ConfigError(AccordsError): "The configuration has an unknown key or an invalid value."
 class CheckpointMissingError(AccordsError): "Model weights are not where the configuration says."
+
+class AllInputsFailed(AccordsError):
+    "Every input of a stage or command failed: nothing was produced (the reasons are in `rows`, as in failures.csv)."
+    def __init__(self, msg:str, path=None, rows:list[dict]|None=None):
+        super().__init__(msg, path)
+        self.rows = list(rows or [])
 
 # %% ../nbs/00_core.ipynb #e49da231
 @contextlib.contextmanager
@@ -127,11 +134,30 @@ class FailureLog:
         with atomic_write(self.path, 'w', encoding='utf-8', newline='') as f:
             w = csv.DictWriter(f, FAILURE_COLUMNS); w.writeheader(); w.writerows(keep)
 
+_BATCHES: list[list] = []    # open `collect_batches()` collectors
+ALL_FAILED_ENV = 'ACCORDS_TEM_ALL_FAILED'
+
+@contextlib.contextmanager
+def all_failed_is_error():
+    "Inside this block (and in notebook kernels started from it) `run_batch` raises `AllInputsFailed` when every input failed."
+    old = os.environ.get(ALL_FAILED_ENV); os.environ[ALL_FAILED_ENV] = 'error'
+    try: yield
+    finally:
+        if old is None: os.environ.pop(ALL_FAILED_ENV, None)
+        else: os.environ[ALL_FAILED_ENV] = old
+
+@contextlib.contextmanager
+def collect_batches():
+    "Collect the outcome of every `run_batch` call made inside the block: dicts with stage, items, failed, log path."
+    got = []; _BATCHES.append(got)
+    try: yield got
+    finally: _BATCHES.remove(got)
+
 def run_batch(fn, items, log:FailureLog|None=None, desc:str='', strict:bool=False, progress:bool=True,
               name=lambda o: o):
     "Call `fn` on each item; record failures in `log` and go on; return `[(item, result)]` of the successes."
     from fastprogress.fastprogress import progress_bar
-    out = []
+    out, failed = [], []
     items = list(items)
     it = progress_bar(items) if progress and len(items) > 1 else items
     if it is not items and desc: it.comment = desc
@@ -139,10 +165,16 @@ def run_batch(fn, items, log:FailureLog|None=None, desc:str='', strict:bool=Fals
         try: out.append((o, fn(o)))
         except AccordsError as e:
             if log is None: raise
-            log.record(name(o), e)
+            log.record(name(o), e); failed.append(str(name(o)))
         except Exception as e:
             if strict or log is None: raise
-            log.record(name(o), e)
+            log.record(name(o), e); failed.append(str(name(o)))
+    if log is not None:
+        for got in _BATCHES: got.append(dict(stage=log.stage, items=len(items), failed=len(failed), log=str(log.path)))
+    if items and not out and log is not None and os.environ.get(ALL_FAILED_ENV) == 'error':
+        rows = [r for r in log.rows(log.stage) if r['file'] in set(failed)]
+        raise AllInputsFailed(f"all {len(items)} input(s) of stage '{log.stage}' failed, nothing was produced; "
+                              f"the reasons are in {log.path}", rows=rows)
     return out
 
 # %% ../nbs/00_core.ipynb #3655f4d0

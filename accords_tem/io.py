@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, math, os, re, struct, sys, warnings, xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field
@@ -18,9 +18,10 @@ from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataErr
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY_COLUMNS', 'file_format', 'write_tem_tiff', 'read_tem',
            'to_float01', 'read_region', 'LazyTiff', 'open_tem_lazy', 'write_dm', 'parse_magnification', 'PixelSize',
-           'to_nm', 'read_metadata', 'read_pixel_size', 'pixel_size', 'axistags_json', 'write_ilastik_h5',
-           'reorder_axes', 'read_ilastik_h5', 'list_images', 'IOConfig', 'read_working', 'image_stats', 'inventory_row',
-           'inventory_figure', 'pixel_size_figure', 'run_inventory', 'inspect_main']
+           'to_nm', 'read_metadata', 'read_pixel_size', 'read_magnification', 'pixel_size', 'axistags_json',
+           'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'list_images', 'content_rows', 'IOConfig',
+           'read_working', 'image_stats', 'inventory_row', 'inventory_figure', 'pixel_size_figure', 'run_inventory',
+           'inspect_main']
 
 # %% ../nbs/00_io.ipynb #b6f112ab
 _MAGIC = [(b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff'), (b'II+\x00', 'tiff'), (b'MM\x00+', 'tiff'),
@@ -416,7 +417,9 @@ def _rational(v) -> float|None:
 def _tiff_meta(path:Path) -> dict:
     "Pixel size (and magnification) from the metadata of a TIFF's first page."
     import tifffile
-    out = dict(nm_per_px=None, source='none', magnification=None)
+    out = dict(nm_per_px=None, source='none', magnification=None, magnification_source='none')
+    def mag(v, src):
+        if v and not out['magnification']: out['magnification'], out['magnification_source'] = v, src
     try:
         with tifffile.TiffFile(path) as tif:
             pg = tif.pages[0]
@@ -428,12 +431,14 @@ def _tiff_meta(path:Path) -> dict:
                 for sec in ('Scan', 'EScan'):
                     nm = to_nm((fei.get(sec) or {}).get('PixelWidth'), 'm')
                     if nm: found.append((nm, 'fei')); break
+                mag(_fei_magnification(fei), 'fei')
             sem = tif.sem_metadata if tif.is_sem else None
             if sem:
                 for key in ('ap_image_pixel_size', 'ap_pixel_size'):
                     v = sem.get(key)
                     if isinstance(v, tuple) and len(v) >= 3 and to_nm(v[1], v[2]):
                         found.append((to_nm(v[1], v[2]), 'zeiss')); break
+                mag(_mag_from_text(sem.get('ap_mag')), 'zeiss')
             if tif.is_ome and tif.ome_metadata:
                 nm = _ome_pixel_size(tif.ome_metadata)
                 if nm: found.append((nm, 'ome'))
@@ -445,9 +450,7 @@ def _tiff_meta(path:Path) -> dict:
             if xres and int(unit) in (2, 3):
                 nm = (2.54e7 if int(unit) == 2 else 1e7) / xres
                 if _plausible(nm): found.append((nm, 'tiff-resolution'))
-            if ij.get('magnification') is not None:
-                with_mag = _as_mag(ij.get('magnification'))
-                if with_mag: out['magnification'] = with_mag
+            mag(_as_mag(ij.get('magnification')), 'imagej')
     except AccordsError: raise
     except Exception as e: raise _tiff_error(e, path) from None
     if found: out['nm_per_px'], out['source'] = found[0]
@@ -466,19 +469,41 @@ def _as_mag(v) -> int|None:
     except (TypeError, ValueError): return None
     return int(round(v)) if np.isfinite(v) and v >= 1 else None
 
+_MAG_TEXT = re.compile(r'([0-9]+(?:[.,][0-9]+)?)\s*([kKmM]?)\s*[xX×]')
+
+def _mag_from_text(v) -> int|None:
+    "Zeiss `AP_MAG` as tifffile gives it, ('Mag', '50.00 K X') or ('Mag', 500.0, 'X'), or text like '50.00 K X'."
+    if isinstance(v, (tuple, list)):
+        v = ' '.join(str(x) for x in (v[1:] if v and isinstance(v[0], str) and _as_mag(v[0]) is None else v))
+    if v is None or _as_mag(v): return _as_mag(v)
+    m = _MAG_TEXT.search(str(v))
+    return _as_mag(float(m.group(1).replace(',', '.')) * {'': 1, 'k': 1e3, 'm': 1e6}[m.group(2).lower()]) if m else None
+
+def _fei_magnification(fei:dict) -> int|None:
+    "FEI/Thermo: a magnification key if present, else [Image] MagCanvasRealWidth / horizontal field width (both in m)."
+    for sec in fei.values():
+        for k in ('Magnification', 'MagnificationX', 'Mag'):
+            if isinstance(sec, dict) and _as_mag(sec.get(k)): return _as_mag(sec.get(k))
+    canvas = _rational((fei.get('Image') or {}).get('MagCanvasRealWidth'))
+    for sec, key in (('Scan', 'HorFieldsize'), ('EScan', 'HorFieldsize'), ('Beam', 'HFW'), ('EBeam', 'HFW')):
+        hfw = _rational((fei.get(sec) or {}).get(key))
+        if canvas and hfw and hfw > 0: return _as_mag(canvas / hfw)
+    return None
+
 def _dm_meta(path:Path) -> dict:
     d = _dm_read(path, data=False)
-    out = dict(nm_per_px=None, source='none', magnification=None)
+    out = dict(nm_per_px=None, source='none', magnification=None, magnification_source='none')
     if d['pixelSize']:
         nm = to_nm(d['pixelSize'][-1], d['pixelUnit'][-1])
         if nm: out['nm_per_px'], out['source'] = nm, 'dm'
     for k, v in d['tags'].items():
-        if k.endswith('Microscope Info.Indicated Magnification') and _as_mag(v): out['magnification'] = _as_mag(v)
+        if k.endswith('Microscope Info.Indicated Magnification') and _as_mag(v):
+            out['magnification'], out['magnification_source'] = _as_mag(v), 'dm'
     return out
 
 def _pil_meta(path:Path, fmt:str) -> dict:
     "PNG pHYs / JPEG JFIF density (as Pillow's dpi), when plausible for a micrograph."
-    out = dict(nm_per_px=None, source='none', magnification=None)
+    out = dict(nm_per_px=None, source='none', magnification=None, magnification_source='none')
     try:
         from PIL import Image
         with Image.open(path) as im: dpi = im.info.get('dpi')
@@ -490,7 +515,7 @@ def _pil_meta(path:Path, fmt:str) -> dict:
 
 def read_metadata(path:str|os.PathLike, # micrograph
                  ) -> dict:
-    "Pixel size (nm/px), its source and the magnification stored in a micrograph's metadata (None where absent)."
+    "Pixel size (nm/px) and magnification stored in a micrograph's metadata, each with its source (None / 'none' where absent)."
     path = Path(path)
     fmt = file_format(path)
     if fmt == 'tiff': return _tiff_meta(path)
@@ -504,6 +529,15 @@ def read_pixel_size(path:str|os.PathLike, # micrograph
     m = read_metadata(path)
     return PixelSize(m['nm_per_px'], m['source'])
 
+def read_magnification(path:str|os.PathLike, # micrograph
+                       *, meta:dict|None=None, # output of `read_metadata(path)` if already read
+                      ) -> tuple[int|None, str]:
+    "Nominal magnification and its source: metadata first ('zeiss', 'fei', 'imagej', 'dm'), else the file name ('file-name'), else (None, 'none')."
+    meta = meta if meta is not None else read_metadata(path)
+    if meta.get('magnification'): return int(meta['magnification']), meta.get('magnification_source') or 'metadata'
+    mag = parse_magnification(path)
+    return (mag, 'file-name') if mag else (None, 'none')
+
 # %% ../nbs/00_io.ipynb #ec5991cf
 def pixel_size(path:str|os.PathLike, # micrograph
                calibration:CalibrationConfig|Config|None=None, # the config's calibration section (or the whole config)
@@ -514,7 +548,7 @@ def pixel_size(path:str|os.PathLike, # micrograph
     calibration = calibration or CalibrationConfig()
     meta = meta if meta is not None else read_metadata(path)
     if meta['nm_per_px']: return PixelSize(float(meta['nm_per_px']), meta['source'])
-    mag = meta.get('magnification') or parse_magnification(path)
+    mag = read_magnification(path, meta=meta)[0]
     if mag:
         if mag in calibration.nm_per_px: return PixelSize(float(calibration.nm_per_px[mag]), 'calibration-table')
         if calibration.camera_pixel_nm: return PixelSize(float(calibration.camera_pixel_nm) / mag, 'camera-pixel')
@@ -632,12 +666,82 @@ def list_images(root:str|os.PathLike, # folder searched
     return sorted((p for p in found if not any(part.startswith('.') for part in p.relative_to(root).parts)),
                   key=lambda p: p.relative_to(root).as_posix())
 
+# %% ../nbs/00_io.ipynb #5313aecd
+def _window_mode(a:np.ndarray, tol:float) -> tuple[np.ndarray, np.ndarray]:
+    "Per row of `a`: the largest share of its pixels inside one window [x, x + 2*tol], and that window's centre."
+    n, w = a.shape
+    lo = a.min()
+    s = np.sort(a - lo, axis=1)
+    flat = (s + np.arange(n)[:, None] * (s.max() + 2*tol + 1)).ravel()     # rows side by side, sorted within each
+    cnt = (np.searchsorted(flat, flat + 2*tol, side='right') - np.arange(flat.size)).reshape(n, w)
+    j = cnt.argmax(1)
+    return cnt[np.arange(n), j] / w, s[np.arange(n), j] + lo + tol
+
+def _edge_bar(rows:np.ndarray, tol:float, cap:int, span:float) -> int:
+    "Height of a data bar at the start of `rows` (ordered from the image edge inward); 0 when there is none."
+    v = _window_mode(rows[:24].reshape(1, -1), tol)[1][0]     # the bar's background: the commonest value near the edge
+    fv = (np.abs(rows - v) <= tol).mean(1)                     # share of each row at that value
+    f, m = _window_mode(rows, tol)                              # each row's own commonest value and its share
+    n = run = miss = 0
+    for i in range(len(rows)):                                  # rule 1: rows at v, across lines and dense text
+        if fv[i] >= 0.35: n, run, miss = i + 1, 0, 0; continue
+        run += 1; miss += bool(f[i] < 0.9)
+        if miss > 8 or run > 14: break
+    if not 2 <= n <= cap or n + 4 > len(rows): return 0        # rule 2 (and content left to compare with)
+    c = slice(n + 1, n + 9)                                     # the content, past a 1-row transition
+    clean = (fv[:n] >= 0.75).sum() >= 2 and fv[:n].mean() >= 0.4                              # rule 3
+    cleaner = (fv[:n] >= 0.75).mean() >= 0.3 and fv[:n].mean() >= 0.6                       # a very uniform band...
+    sharp = (fv[c].mean() <= (0.15 if cleaner else 0.08)                                        # rule 4: a step...
+             and (np.abs(rows[c] - v) <= 3 * tol).mean() <= 0.4                                # ...not a slope
+             and (f[c].mean() < 0.8 or abs(np.median(m[c]) - v) >= 0.2 * span))
+    return n if clean and sharp else 0
+
+# %% ../nbs/00_io.ipynb #75649e02
+def _gray_rows(a) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 3: a = a.mean(-1)
+    bad = ~np.isfinite(a)
+    if bad.any(): a[bad] = (a[~bad].min() - 1) if (~bad).any() else 0.0     # NaN/inf rows: one uniform value
+    return a
+
+def content_rows(image:np.ndarray, # 2-D micrograph (array, memory map or `LazyTiff`; colour: channels last)
+                 *,
+                 data_bar:str='auto', # 'auto': find data bars at the top and bottom edge; 'none': keep every row
+                 crop:tuple[int,int]|None=None, # rows to cut at the (top, bottom), set by hand; overrides detection
+                ) -> tuple[int, int]:
+    "(start, stop) such that `image[start:stop]` is the micrograph without its data bars; (0, H) when there are none."
+    H = image.shape[0]
+    if crop is not None:
+        top, bottom = (int(v) for v in crop)
+        if top < 0 or bottom < 0 or top + bottom >= H:
+            raise ValueError(f'crop={tuple(crop)} (rows cut at top, bottom) does not fit an image {H} rows high')
+        return top, H - bottom
+    if data_bar not in ('auto', 'none'): raise ValueError(f"data_bar must be 'auto' or 'none', got {data_bar!r}")
+    if data_bar == 'none' or H < 16: return 0, H
+    cap, step = H // 4, max(1, -(-image.shape[1] // 1024))     # a bar is at most a quarter of the height; <= 1024 columns
+    mid = _gray_rows(image[H//2 - H//8: H//2 + H//8 + 1, ::step])
+    lo, hi = np.percentile(mid, [0.5, 99.5])                    # the content's grey-level range sets the tolerance
+    tol = 0.02 * (hi - lo)
+    if np.dtype(image.dtype).kind in 'ui': tol = float(np.floor(tol))
+    ext = min(H, cap + 12)
+    top = _edge_bar(_gray_rows(image[:ext, ::step]), tol, cap, hi - lo)
+    bottom = _edge_bar(_gray_rows(image[H - ext:, ::step])[::-1], tol, cap, hi - lo)
+    return top, H - bottom
+
 # %% ../nbs/00_io.ipynb #2a7937fe
 class IOConfig(_Section):
     "Configuration of stage 00 (reading images and the inventory)."
     working_dtype: Literal['native', 'float32'] = 'native'  # what `read_working` returns: native dtype, or `to_float01`
     max_pixels_in_memory: int = Field(64_000_000, ge=1)   # larger images are read in bands of rows
     thumbnails: int = Field(24, ge=0)                      # thumbnails in RUN/inventory.jpg (0: no figures)
+    data_bar: Literal['auto', 'none'] = 'auto'             # info/scale bars at the top or bottom edge: 'auto' finds them
+                                                           # (`content_rows`) and leaves them out; 'none' keeps every row
+    crop_rows: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]|None = None  # [top, bottom] rows to cut
+                                                           # by hand (overrides data_bar); None: as data_bar says
+
+    def content_rows(self, image) -> tuple[int, int]:
+        "`content_rows(image)` with this section's `data_bar` and `crop_rows`."
+        return content_rows(image, data_bar=self.data_bar, crop=self.crop_rows)
 
 def read_working(path:str|os.PathLike, io_cfg:IOConfig|None=None, *, page:int=0) -> np.ndarray:
     "A micrograph in the configured working dtype (`io.working_dtype`: 'native' or 'float32' via `to_float01`)."
@@ -645,9 +749,9 @@ def read_working(path:str|os.PathLike, io_cfg:IOConfig|None=None, *, page:int=0)
     return to_float01(a) if (io_cfg or IOConfig()).working_dtype == 'float32' else a
 
 # %% ../nbs/00_io.ipynb #8ee23142
-INVENTORY_COLUMNS = ['file', 'material', 'format', 'width', 'height', 'dtype', 'bit_depth', 'effective_bits',
-                     'magnification', 'nm_per_px', 'pixel_size_source', 'min', 'max', 'mean', 'std', 'saturated_fraction',
-                     'zero_fraction']
+INVENTORY_COLUMNS = ['file', 'material', 'format', 'width', 'height', 'content_top', 'content_bottom', 'dtype',
+                     'bit_depth', 'effective_bits', 'magnification', 'magnification_source', 'nm_per_px',
+                     'pixel_size_source', 'min', 'max', 'mean', 'std', 'saturated_fraction', 'zero_fraction']
 
 def _stats_update(acc:dict, a:np.ndarray):
     a = np.asarray(a)
@@ -665,17 +769,18 @@ def image_stats(img, # 2-D array, memmap or `LazyTiff`
                 dtype=None, # dtype whose range defines saturation (default: the image's)
                 band:int|None=None, # rows read at a time (None: all at once)
                 thumb_step:int|None=None, # also return a thumbnail of every `thumb_step`-th pixel (key '_thumb')
+                rows:tuple[int,int]|None=None, # only these rows [start, stop), e.g. `content_rows(img)`; None: all
                ) -> dict:
     "min, max, mean, effective bits, saturated and zero fractions of an image, read in bands of rows."
     dtype = np.dtype(dtype or img.dtype)
     acc = dict(n=0, nfin=0, sum=0.0, sumsq=0.0, min=np.inf, max=-np.inf, at_max=0, zeros=0, ge1=0)
-    H = img.shape[0]
-    band = band or H
+    y0, y1 = rows or (0, img.shape[0])
+    band = band or max(1, y1 - y0)
     thumb = []
-    for y in range(0, H, band):
-        chunk = np.asarray(img[y:y+band])
+    for y in range(y0, y1, band):
+        chunk = np.asarray(img[y:min(y+band, y1)])
         _stats_update(acc, chunk)
-        if thumb_step: thumb.append(chunk[(-y) % thumb_step::thumb_step, ::thumb_step])
+        if thumb_step: thumb.append(chunk[(y0 - y) % thumb_step::thumb_step, ::thumb_step])
     extra = {'_thumb': np.concatenate(thumb)} if thumb_step else {}
     if acc['nfin'] == 0: return dict(min=np.nan, max=np.nan, mean=np.nan, std=np.nan, effective_bits=None, saturated_fraction=np.nan,
                                      zero_fraction=np.nan, **extra)
@@ -696,7 +801,7 @@ def image_stats(img, # 2-D array, memmap or `LazyTiff`
 # %% ../nbs/00_io.ipynb #84fdf2bd
 def inventory_row(path:Path, root:Path, calibration:CalibrationConfig|None=None, io_cfg:IOConfig|None=None,
                   thumb_px:int=0) -> dict:
-    "One inventory row for `path` (and, if `thumb_px`, a small thumbnail under the key '_thumb')."
+    "One inventory row for `path` (and, if `thumb_px`, a small thumbnail under the key '_thumb'); statistics of the content rows."
     io_cfg = io_cfg or IOConfig()
     fmt = file_format(path)
     meta = read_metadata(path)
@@ -708,12 +813,14 @@ def inventory_row(path:Path, root:Path, calibration:CalibrationConfig|None=None,
     else: img, band = read_tem(path), None
     H, W = img.shape
     ps = pixel_size(path, calibration, meta=meta)
-    mag = meta.get('magnification') or parse_magnification(path)
+    mag, mag_src = read_magnification(path, meta=meta)
+    top, bottom = io_cfg.content_rows(img)
     rel = path.relative_to(root) if path.is_relative_to(root) else path
     row = dict(file=rel.as_posix(), material=rel.parent.name if len(rel.parts) > 1 else '', format=fmt,
-               width=W, height=H, dtype=str(img.dtype), bit_depth=img.dtype.itemsize * 8, magnification=mag,
+               width=W, height=H, content_top=top, content_bottom=bottom, dtype=str(img.dtype),
+               bit_depth=img.dtype.itemsize * 8, magnification=mag, magnification_source=mag_src,
                nm_per_px=float(f'{ps.nm_per_px:.6g}') if ps.nm_per_px else None, pixel_size_source=ps.source)
-    st = image_stats(img, band=band, thumb_step=max(1, max(H, W) // thumb_px) if thumb_px else None)
+    st = image_stats(img, band=band, thumb_step=max(1, max(H, W) // thumb_px) if thumb_px else None, rows=(top, bottom))
     for k in ('mean', 'std'):
         if np.isfinite(st[k]): st[k] = round(st[k], 3)
     for k in ('saturated_fraction', 'zero_fraction'):
@@ -811,13 +918,18 @@ def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibratio
 
 # %% ../nbs/00_io.ipynb #5c577c94
 def inspect_main(argv:list[str]|None=None) -> int:
-    "`accords-tem inspect`: print shape, dtype, magnification and pixel size of image files."
+    "`accords-tem inspect`: print shape, dtype, magnification, pixel size and data bar of image files."
     ap = argparse.ArgumentParser(prog='accords-tem inspect', description=inspect_main.__doc__)
     ap.add_argument('files', nargs='+', help='micrographs (TIFF, PNG, JPEG, DM3, DM4) or ilastik .h5 files')
     ap.add_argument('--config', default=None, help='configuration file (for its calibration table)')
     ap.add_argument('--page', type=int, default=0, help='page of multi-page files')
+    ap.add_argument('--data-bar', choices=['auto', 'none'], default=None, help='find data bars (default: io.data_bar, auto)')
+    ap.add_argument('--crop', nargs=2, type=int, metavar=('TOP', 'BOTTOM'), help='rows to cut at the top and bottom by hand')
     args = ap.parse_args(argv)
     cfg = load_config(args.config) if args.config else None
+    io_cfg = cfg.section('io') if cfg else IOConfig()
+    if args.data_bar: io_cfg.data_bar = args.data_bar
+    if args.crop: io_cfg.crop_rows = tuple(args.crop)
     bad = 0
     for f in args.files:
         p = Path(f)
@@ -826,13 +938,23 @@ def inspect_main(argv:list[str]|None=None) -> int:
             meta = read_metadata(p)
             lz = open_tem_lazy(p, page=args.page)
             ps = pixel_size(p, cfg, meta=meta)
-            mag = meta.get('magnification') or parse_magnification(p)
+            mag, mag_src = read_magnification(p, meta=meta)
             size = f'{ps.nm_per_px:.4g} nm/px' if ps.nm_per_px else 'px (no calibration)'
             print(f"{p}: {file_format(p)} {lz.shape[1]} x {lz.shape[0]} {np.dtype(lz.dtype)}, "
-                  f"magnification {f'{mag}x' if mag else 'unknown'}, pixel size {size} [{ps.source}]")
-        except AccordsError as e:
+                  f"magnification {f'{mag}x [{mag_src}]' if mag else 'unknown'}, pixel size {size} [{ps.source}], "
+                  f"{_bar_text(io_cfg, lz)}")
+        except (AccordsError, ValueError) as e:
             bad += 1; print(f'{e}', file=sys.stderr)
-    return 1 if bad else 0
+    if bad: print(f'{bad} of {len(args.files)} file(s) could not be read', file=sys.stderr)
+    return 1 if bad == len(args.files) else 0         # exit status 1 only when nothing could be read
+
+def _bar_text(io_cfg:IOConfig, img) -> str:
+    H = img.shape[0]
+    top, bottom = io_cfg.content_rows(img)
+    how = 'set by hand' if io_cfg.crop_rows else 'found'
+    cut = [f'top {top} rows' for _ in [0] if top] + [f'bottom {H - bottom} rows' for _ in [0] if bottom < H]
+    return f"data bar {' and '.join(cut)} ({how}; content rows {top}-{bottom})" if cut else 'no data bar'
+
 
 def _inspect_h5(p:Path) -> str:
     import h5py

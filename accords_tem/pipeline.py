@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, atomic_path, config_to_yaml,
+from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml,
                               load_config, prepare_run, save_json)
 
 # %% auto #0
@@ -174,7 +174,8 @@ def run_pipeline(config:str|os.PathLike|Config, # configuration file or loaded c
             results.append(dict(stage=st.key, status='skipped', seconds=0.0)); say(f"{head}: up to date, skipped"); continue
         say(f"{head} ...", flush=True)
         t0 = time.time()
-        try: execute_stage(st, run_dir, nbs, force=force, pcfg=pcfg)
+        try:
+            with all_failed_is_error(): execute_stage(st, run_dir, nbs, force=force, pcfg=pcfg)   # the kernel inherits it
         except StageFailed as e:
             dt = time.time() - t0
             log.record(st.notebook, e); failed = failed or st.key
@@ -200,7 +201,7 @@ def failure_summary(rows:list[dict]) -> str:
     return '\n'.join(lines)
 
 def run_stage_function(stage:Stage|str, cfg:Config, run_dir:str|os.PathLike, force:bool=False):
-    "Call a stage's function directly (no papermill), e.g. from a scheduler or the CLI."
+    "Call a stage's function directly (no papermill), e.g. from a scheduler or the CLI; `AllInputsFailed` if every input failed."
     if isinstance(stage, str): stage = select_stages([stage], STAGES)[0]
     run_dir = prepare_run(cfg, Path(run_dir).resolve()) if not (Path(run_dir)/'config.yaml').exists() else Path(run_dir).resolve()
-    return import_object(stage.func)(cfg, run_dir, force=force)
+    with all_failed_is_error(): return import_object(stage.func)(cfg, run_dir, force=force)

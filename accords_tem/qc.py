@@ -247,8 +247,17 @@ def _read_image(p:Path):
     from PIL import Image
     return np.asarray(Image.open(p))
 
+def _content(a:np.ndarray, run:RunData) -> np.ndarray:
+    "The content rows of an image: data bars cut (`io.content_rows` with the run's `io` section)."
+    try:
+        from accords_tem.io import IOConfig
+        io_cfg = run.config.section('io') if run.config is not None else IOConfig()
+    except (ImportError, AccordsError): return a
+    top, bottom = io_cfg.content_rows(a)
+    return a[top:bottom]
+
 def image_table(run:RunData, rc:ReportConfig) -> pd.DataFrame|None:
-    "Per-image intensity statistics: from the inventory when it has them, else read from the raw images."
+    "Per-image intensity statistics of the content rows: from the inventory when it has them, else read from the raw images."
     if getattr(run, '_image_table', None) is not None: return run._image_table
     inv, rows = run.inventory, []
     run._unread = []
@@ -265,7 +274,7 @@ def image_table(run:RunData, rc:ReportConfig) -> pd.DataFrame|None:
         files = run.image_files()
         if not files: return None
         for stem, p in files.items():
-            try: rows.append(dict(image=p.name, **intensity_stats(_read_image(p), rc.max_pixels)))
+            try: rows.append(dict(image=p.name, **intensity_stats(_content(_read_image(p), run), rc.max_pixels)))
             except Exception: run._unread.append(p.name)     # unreadable files are check_unreadable's business
         df = pd.DataFrame(rows, columns=['image', 'saturated_fraction', 'saturated_end', 'rms_contrast'])
     else: return None

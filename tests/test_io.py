@@ -2,6 +2,7 @@
 import json, warnings
 from pathlib import Path
 
+import cv2
 import h5py
 import imageio.v3 as iio
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 import tifffile
 
 from accords_tem.core import AccordsError, CalibrationConfig, FailureLog, IlastikFormatError, ImageReadError, load_config
-from accords_tem.io import (LazyTiff, PixelSize, file_format, inspect_main, list_images, open_tem_lazy, parse_magnification,
-                            pixel_size, read_ilastik_h5, read_metadata, read_pixel_size, read_region, read_tem,
-                            run_inventory, to_float01, write_dm, write_ilastik_h5, write_tem_tiff)
+from accords_tem.io import (IOConfig, LazyTiff, PixelSize, content_rows, file_format, image_stats, inspect_main, list_images,
+                            open_tem_lazy, parse_magnification, pixel_size, read_ilastik_h5, read_magnification, read_metadata,
+                            read_pixel_size, read_region, read_tem, run_inventory, to_float01, write_dm, write_ilastik_h5,
+                            write_tem_tiff)
 
 RNG = np.random.default_rng(1)
 IMG16 = RNG.integers(0, 60000, (37, 53), dtype=np.uint16)
@@ -155,6 +157,29 @@ def test_read_pixel_size(tmp_path, name, make, expected):
 def test_dm_magnification(tmp_path):
     write_dm(tmp_path / 'a.dm4', IMG16, nm_per_px=0.3, magnification=150000)
     assert read_metadata(tmp_path / 'a.dm4')['magnification'] == 150000
+    assert read_magnification(tmp_path / 'a.dm4') == (150000, 'dm')
+
+
+ZEISS_MAG = '\r\n0\r\n\r\nAP_PIXEL_SIZE\r\nPixel Size = 7.344 nm\r\nAP_MAG\r\nMag = 50.00 K X\r\n'
+FEI_MAG = ('[User]\r\nDate=1/1/2026\r\n[Beam]\r\nHFW=1.28e-05\r\n[Scan]\r\nPixelWidth=1.25e-08\r\nHorFieldsize=1.28e-05\r\n'
+           '[Image]\r\nResolutionX=1024\r\nMagCanvasRealWidth=0.128\r\n')
+
+
+@pytest.mark.parametrize('name,tag,text,mag,nm', [
+    ('zeiss_200X.tif', 34118, ZEISS_MAG, (50000, 'zeiss'), PixelSize(7.344, 'zeiss')),           # the tag beats the name
+    ('zeiss_k.tif', 34118, ZEISS_MAG.replace('50.00 K X', '2.50 K X'), (2500, 'zeiss'), PixelSize(7.344, 'zeiss')),
+    ('zeiss_x.tif', 34118, ZEISS_MAG.replace('50.00 K X', '500 X'), (500, 'zeiss'), PixelSize(7.344, 'zeiss')),
+    ('fei_sfeg.tif', 34680, FEI_MAG, (10000, 'fei'), PixelSize(12.5, 'fei')),                     # 0.128 m / 12.8 um
+    ('fei_helios.tif', 34682, FEI_MAG, (10000, 'fei'), PixelSize(12.5, 'fei')),
+    ('fei_nocanvas_300X.tif', 34682, FEI_MAG.replace('MagCanvasRealWidth=0.128', 'MagCanvasRealWidth='), (300, 'file-name'),
+     PixelSize(12.5, 'fei'))])
+def test_magnification_from_tags(tmp_path, capsys, name, tag, text, mag, nm):
+    tifffile.imwrite(tmp_path / name, IMG16, extratags=[(tag, 's', 0, text, True)])
+    assert read_magnification(tmp_path / name) == mag
+    got = read_pixel_size(tmp_path / name)
+    assert got.source == nm.source and got.nm_per_px == pytest.approx(nm.nm_per_px)
+    assert inspect_main([str(tmp_path / name)]) == 0
+    assert f'magnification {mag[0]}x [{mag[1]}]' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('name,kw,expected', [
@@ -244,5 +269,125 @@ def test_inspect_main(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'magnification 200x' in out and '[camera-pixel]' in out and '53 x 37 uint16' in out
     (tmp_path / 'e.tif').write_bytes(b'')
-    assert inspect_main([str(tmp_path / 'e.tif')]) == 1
+    assert inspect_main([str(tmp_path / 'e.tif')]) == 1                        # nothing could be read
     assert 'e.tif: the file is empty' in capsys.readouterr().err
+    assert inspect_main([str(tmp_path / 'e.tif'), str(tmp_path / 'AC_UT_G_04_01_UO_200X_0001.tif')]) == 0   # partial
+    assert '1 of 2 file(s) could not be read' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- data bars
+def _micrograph(H=480, W=640, seed=0):
+    "Noise and dark disks: something a TEM could have taken, with no bar."
+    r = np.random.default_rng(seed)
+    a = np.clip(r.normal(140, 25, (H, W)), 0, 255)
+    for _ in range(12):
+        cv2.circle(a, (int(r.integers(0, W)), int(r.integers(0, H))), int(r.integers(8, 70)), float(r.integers(20, 80)), -1)
+    return np.clip(a + r.normal(0, 6, a.shape), 0, 255).astype(np.uint8)
+
+
+def _bar(a, rows, value, text_value, where='bottom'):
+    a = a.copy()
+    H = a.shape[0]
+    sl = slice(H - rows, H) if where == 'bottom' else slice(0, rows)
+    a[sl] = value
+    y = (H - rows + rows // 2 + 6) if where == 'bottom' else rows // 2 + 6
+    cv2.putText(a, 'SEI 5.0kV X50,000 100nm WD 8.1mm', (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, text_value, 1)
+    return a
+
+
+
+@pytest.mark.parametrize('rows,value,text,where,expected', [
+    (56, 0, 255, 'bottom', (0, 424)), (30, 255, 0, 'bottom', (0, 450)), (40, 0, 255, 'top', (40, 480)),
+    (64, 90, 250, 'bottom', (0, 416)), (12, 0, 255, 'bottom', (0, 468))])
+def test_data_bar_found(rows, value, text, where, expected):
+    assert content_rows(_bar(_micrograph(), rows, value, text, where)) == expected
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_natural_images_not_cut(seed):
+    a = _micrograph(seed=seed)
+    assert content_rows(a) == (0, 480)
+    clipped = a.copy(); cv2.circle(clipped, (320, 560), 200, 0, -1)                  # a clipped dark region at the edge
+    assert content_rows(clipped) == (0, 480)
+    assert content_rows(np.clip(a.astype(int) * 3 - 250, 0, 255).astype(np.uint8)) == (0, 480)   # heavy clipping everywhere
+
+
+def test_data_bar_by_hand_and_off():
+    a = _bar(_micrograph(), 56, 0, 255)
+    assert content_rows(a, data_bar='none') == (0, 480)
+    assert content_rows(a, crop=(0, 60)) == (0, 420) and content_rows(_micrograph(), crop=(3, 4)) == (3, 476)
+    assert IOConfig(crop_rows=[2, 50]).content_rows(a) == (2, 430) and IOConfig(data_bar='none').content_rows(a) == (0, 480)
+    with pytest.raises(ValueError, match='does not fit'): content_rows(a, crop=(300, 200))
+    assert image_stats(a, rows=content_rows(a))['zero_fraction'] == image_stats(a[:424])['zero_fraction']
+
+
+def test_data_bar_in_the_inventory_and_inspect(tmp_path, capsys):
+    root = tmp_path / 'data'
+    a = _bar(_micrograph(), 56, 0, 255).astype(np.uint16) * 16
+    (root / 'S').mkdir(parents=True)
+    tifffile.imwrite(root / 'S' / 'sem_1.tif', a, extratags=[(34118, 's', 0, ZEISS_MAG, True)])
+    write_tem_tiff(root / 'S' / 'plain_2000X_2.tif', _micrograph(seed=3))
+    cfg = load_config(overrides={'data.root': str(root), 'io.thumbnails': 0})
+    run_inventory(cfg, tmp_path / 'run')
+    inv = pd.read_csv(tmp_path / 'run' / 'inventory.csv').set_index('file')
+    assert inv.loc['S/sem_1.tif', ['content_top', 'content_bottom', 'magnification']].tolist() == [0, 424, 50000]
+    assert inv.loc['S/sem_1.tif', 'magnification_source'] == 'zeiss' and inv.loc['S/plain_2000X_2.tif', 'magnification_source'] == 'file-name'
+    assert inv.loc['S/plain_2000X_2.tif', ['content_top', 'content_bottom']].tolist() == [0, 480]
+    assert inv.loc['S/sem_1.tif', 'zero_fraction'] < 0.01                       # the black bar is not "clipped black"
+    assert inspect_main([str(root / 'S' / 'sem_1.tif')]) == 0
+    out = capsys.readouterr().out
+    assert 'magnification 50000x [zeiss], pixel size 7.344 nm/px [zeiss], data bar bottom 56 rows (found; content rows 0-424)' in out
+
+
+EMPS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'emps-train'
+
+
+@pytest.mark.skipif(not (EMPS / 'images').is_dir(), reason='../shared/data/emps-train not present')
+def test_data_bars_on_real_figures():
+    "366 real EM figure crops (Yildirim & Cole 2021): every cut must be a bar, i.e. hold (almost) no annotated particle."
+    cut = []
+    for p in sorted((EMPS / 'images').glob('*.png')):
+        a = read_tem(p)
+        top, bottom = content_rows(a)
+        if (top, bottom) == (0, a.shape[0]): continue
+        seg = iio.imread(EMPS / 'segmaps' / p.name)
+        outside = np.concatenate([seg[:top].ravel(), seg[bottom:].ravel()])
+        cut.append((p.name, (outside > 0).mean()))
+    assert 30 <= len(cut) <= 50, len(cut)                                     # 38 found when written, every one a bar
+    assert max(f for _, f in cut) < 0.01, sorted(cut, key=lambda c: -c[1])[:3]
+
+
+# ---------------------------------------------------------------- exit codes of the command (stage 00 and inspect)
+def _cli(capsys, *args):
+    from accords_tem.cli import main
+    rc = main(list(args))
+    got = capsys.readouterr()
+    return rc, got.out, got.err
+
+
+def test_cli_all_failed_exits_1_partial_exits_0(tmp_path, capsys):
+    bad, mixed = tmp_path / 'bad', tmp_path / 'mixed'
+    for root in (bad, mixed):
+        (root / 'G').mkdir(parents=True)
+        (root / 'G' / 'x_2000X_1.tif').write_text('not an image'); (root / 'G' / 'y_2000X_2.tif').write_bytes(b'')
+    write_tem_tiff(mixed / 'G' / 'y_2000X_2.tif', IMG8)
+    cfg = tmp_path / 'c.yaml'; cfg.write_text('data: {ground_truth: null}\nio: {thumbnails: 0}\n')
+    rc, out, err = _cli(capsys, 'inventory', '--config', str(cfg), '--data', str(bad), '--out', str(tmp_path / 'r1'))
+    assert rc == 1 and "all 2 input(s) of stage 'io' failed" in err and 'failures.csv' in err and 'x_2000X_1.tif' in err, err
+    assert len(FailureLog(tmp_path / 'r1', 'io').rows()) == 2
+    rc, out, err = _cli(capsys, 'inventory', '--config', str(cfg), '--data', str(mixed), '--out', str(tmp_path / 'r2'))
+    assert rc == 0 and "1 of 2 input(s) of stage 'io' failed; the others were processed" in err, err
+    assert pd.read_csv(tmp_path / 'r2' / 'inventory.csv')['file'].tolist() == ['G/y_2000X_2.tif']
+    assert _cli(capsys, 'inspect', str(bad / 'G' / 'x_2000X_1.tif'), str(bad / 'G' / 'y_2000X_2.tif'))[0] == 1
+    s = run_inventory(load_config(cfg, {'data.root': str(bad)}), tmp_path / 'r3')      # a library call: a summary, no error
+    assert (s['read'], s['failed']) == (0, 2)
+
+
+def test_cli_uses_the_run_config(tmp_path, capsys):
+    (tmp_path / 'd' / 'G').mkdir(parents=True)
+    write_tem_tiff(tmp_path / 'd' / 'G' / 'mine_5000X_1.tif', IMG8)
+    run = tmp_path / 'run'; run.mkdir()
+    (run / 'config.yaml').write_text(f"name: own\ndata: {{root: '{tmp_path / 'd'}', ground_truth: null}}\nio: {{thumbnails: 0}}\n")
+    rc, out, err = _cli(capsys, 'inventory', '--out', str(run))
+    assert rc == 0 and "(the run's own)" in err
+    assert pd.read_csv(run / 'inventory.csv')['file'].tolist() == ['G/mine_5000X_1.tif']

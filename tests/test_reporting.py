@@ -8,7 +8,7 @@ import pytest
 
 from accords_tem.core import config_hash, load_config
 from accords_tem.reporting import (ReportConfig, RunData, build_report, fake_run, pdf_pages, pdf_text, quality_checks, run_report)
-from accords_tem.qc import check_calibration, check_unreadable, mean_iou_by_subset
+from accords_tem.qc import check_calibration, check_contrast, check_saturation, check_unreadable, mean_iou_by_subset
 
 POPPLER = shutil.which('pdftoppm') and shutil.which('pdftotext')
 needs_poppler = pytest.mark.skipif(not POPPLER, reason='pdftoppm/pdftotext not found: install poppler-utils (make sysdeps)')
@@ -30,6 +30,35 @@ def test_failure_row_fails_and_names_the_file(tmp_path):
                                            'io,GO_02/corrupt_0007.tif,ImageReadError,not a TIFF file,2026-11-24\n'})
     r = check_unreadable(RunData(d), ReportConfig())
     assert r['status'] == 'fail' and r['images'] == ['corrupt_0007.tif'] and 'corrupt_0007.tif' in r['reason']
+
+
+def _sem_with_bar(seed:int, bar_value:int=0) -> np.ndarray:
+    "A 12-bit SEM-like image with a 48-row data bar (uniform, white text and a scale bar) at the bottom."
+    import cv2
+    a = np.random.default_rng(seed).normal(2000, 300, (300, 400)).clip(1, 4000).astype(np.uint16)
+    text = np.zeros(a.shape, np.uint8)
+    cv2.putText(text, 'EHT = 5.00 kV   Mag = 50.00 K X', (10, 275), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1)
+    cv2.line(text, (300, 285), (380, 285), 255, 3)
+    a[252:] = bar_value; a[text > 0] = 4095
+    return a
+
+
+@pytest.mark.parametrize('bar_value', [0, 4095])
+def test_data_bars_are_not_saturation(tmp_path, bar_value):
+    import tifffile
+    from accords_tem.io import run_inventory
+    raw = tmp_path / 'raw'; raw.mkdir()
+    for i in range(4): tifffile.imwrite(raw / f'sem_{i}.tif', _sem_with_bar(i, bar_value))
+    (tmp_path / 'inventory.csv').write_text('file,nm_per_px\n' + ''.join(f'{raw}/sem_{i}.tif,7.344\n' for i in range(4)))
+    assert check_saturation(RunData(tmp_path), ReportConfig())['status'] == 'pass'          # raw images read, bars cut
+    (tmp_path / 'config.yaml').write_text('io: {data_bar: none}\n')
+    r = check_saturation(RunData(tmp_path), ReportConfig())
+    assert r['status'] == 'fail' and len(r['images']) == 4                                    # with the bars: "clipped"
+    cfg = load_config(None, {'data.root': str(raw), 'data.image_glob': '*.tif', 'data.ground_truth': None, 'io.thumbnails': 0})
+    run_inventory(cfg, tmp_path / 'run')
+    assert pd.read_csv(tmp_path / 'run' / 'inventory.csv')['content_bottom'].tolist() == [252] * 4
+    for check in (check_saturation, check_contrast):                                          # stage 00's statistics
+        assert check(RunData(tmp_path / 'run'), ReportConfig())['status'] == 'pass'
 
 
 def test_missing_pixel_size_warns(tmp_path):
