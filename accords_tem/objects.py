@@ -594,7 +594,7 @@ def evaluate_image(labels:np.ndarray, lab_cls:list[str], gt_instances:np.ndarray
     r['_ious'] = r['mean_iou'] * r['tp'] if r['tp'] else 0.0
     return r
 
-# %% ../nbs/06b_objects.ipynb #31160f19
+# %% ../nbs/06b_objects.ipynb #abc196bc
 def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage 05 (RUN/unet/model)
                     images:str|os.PathLike, # a folder of micrographs (or one file)
                     out:str|os.PathLike, # output folder
