@@ -610,7 +610,8 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
     cut = lambda m: instances_from_mask(m, split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px,
                                         hole_px=oc.hole_px, opening=oc.opening_px, neck_ratio=oc.neck_ratio)
     files = [images] if images.is_file() else sorted(p for p in images.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
-    preds = predict_images(model_dir, images, out, cut=cut, files=files, **predict_kw)
+    io = cfg.section('io')
+    preds = predict_images(model_dir, images, out, cut=cut, files=files, data_bar=io.data_bar, crop=io.crop_rows, **predict_kw)
     tables, recs = [], []
     for p in files:
         f = out/'instances'/f'{p.stem}.tif'
@@ -646,9 +647,13 @@ def predict_main(argv:list[str]|None=None) -> int:
     p.add_argument('--device', default='auto'); p.add_argument('--no-figures', action='store_true')
     p.add_argument('--as-is', action='store_true', help="images already prepared like the model's dataset: no normalization or resize")
     p.add_argument('--tta-scales', type=float, nargs='+', default=None, help="multi-scale factors, e.g. 0.5 1 (default: the model's)")
+    p.add_argument('--data-bar', choices=['auto', 'none'], default=None, help='leave out data bars at the top/bottom edge (default: io.data_bar)')
+    p.add_argument('--crop', type=int, nargs=2, metavar=('TOP', 'BOTTOM'), default=None, help='rows to cut at the top and bottom by hand')
     a = p.parse_args(argv)
     try:
-        ob = predict_objects(a.model, a.images, a.out, nm_per_px=a.nm_per_px, cfg=load_config(a.config) if a.config else None,
+        ov = {**({'io.data_bar': a.data_bar} if a.data_bar else {}), **({'io.crop_rows': list(a.crop)} if a.crop else {})}
+        cfg = load_config(a.config, ov)
+        ob = predict_objects(a.model, a.images, a.out, nm_per_px=a.nm_per_px, cfg=cfg,
                              tta=a.tta, tile=a.tile, overlap=a.overlap, device=a.device, figures=not a.no_figures, as_is=a.as_is,
                              scales=a.tta_scales)
     except AccordsError as e: sys.exit(f'accords-tem predict: {e}')
@@ -712,6 +717,8 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         img = tio.read_tem(path)
         ps = tio.pixel_size(path, cfg.calibration)
         cm = read_class_map(cfg, files, img.shape) if files else None
+        r0, r1 = cfg.section('io').content_rows(img)   # data bars hold no objects
+        if cm is not None and (r0, r1) != (0, img.shape[0]): cm = cm.copy(); cm[:r0] = 0; cm[r1:] = 0
         given = inst_path is not None and inst_path.suffix == '.tif'
         inst = _read_png(inst_path) if inst_path and not given else None
         ml = read_instances_with_classes(inst_path) if given else None

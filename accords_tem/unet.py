@@ -19,6 +19,7 @@ from .seg_data import UnetConfig, AugmentConfig, LossSpec
 from .seg_train import *
 from .seg_eval import *
 from .instances import instances_from_prediction
+from .io import content_rows
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'instance_labels', 'save_instances',
@@ -175,6 +176,8 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                    scales:list[float]|None=None, # multi-scale factors (default: the model's `tta_scales`)
                    cut=None, # mask -> instance labels, for target classes without a centre map (None: no instances for them)
                    files:list|None=None, # the image files (default: every image under `images`)
+                   data_bar:str='auto', # 'auto': data bars at the top/bottom edge are found and left out ('none': keep all rows)
+                   crop:tuple[int, int]|None=None, # rows to cut at the (top, bottom) by hand (overrides data_bar)
                   ) -> pd.DataFrame:
     "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
     from PIL import Image
@@ -189,9 +192,13 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
               tta=tta or u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
     prepare = input_preparer(sm, as_is)
     def one(p:Path):
-        raw = _read_raw(p); img = to_uint8(raw); x = prepare(raw) if prepare else img   # the model sees x; masks come back at the image's size
+        full = _read_raw(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
+        raw = full[r0:r1]; img = to_uint8(raw); x = prepare(raw) if prepare else img   # the model sees x; masks come back at the image's size
         prob, unc = predict_scales(sm.model, x, scales or u.tta_scales, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
+        if (r0, r1) != (0, full.shape[0]):   # bar rows: no class, no object
+            pad = lambda a: np.pad(a, ((0, 0), (r0, full.shape[0] - r1), (0, 0)))
+            prob, unc, img = pad(prob), pad(unc), to_uint8(full)
         prob, centres, unc = prob[:K], prob[K:], unc[:K]
         masks = binarize(prob, sm.threshold_list())
         lab, lab_cls = instance_labels(sm, prob, centres, masks, cut)
@@ -200,7 +207,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
             with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray((masks[k] * 255).astype(np.uint8)).save(tmp, format='PNG')
             rows.append(dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(masks[k].sum()),
                              fraction=float(masks[k].mean()), mean_uncertainty=float(unc[k].mean()), model_input='x'.join(map(str, x.shape)),
-                             objects=lab_cls.count(c)))
+                             objects=lab_cls.count(c), content_rows=f'{r0}-{r1}'))
         save_npy(prob.astype(np.float16), out/'probabilities'/f'{p.stem}.npy'); save_npy(unc.astype(np.float16), out/'uncertainty'/f'{p.stem}.npy')
         if figures:
             with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay(img, masks, sm.classes)).save(tmp, format='PNG')
@@ -360,7 +367,9 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         files = run_images(cfg)
         if files:
             t1 = time.time(); (out/'predict').mkdir(parents=True, exist_ok=True)
-            pr = predict_images(out/'model', cfg.data.root, out/'predict', device=str(dev), figures=False, progress=False, files=files)
+            io = cfg.section('io')
+            pr = predict_images(out/'model', cfg.data.root, out/'predict', device=str(dev), figures=False, progress=False, files=files,
+                                data_bar=io.data_bar, crop=io.crop_rows)
             summary.update(predicted_images=int(pr.image.nunique()) if len(pr) else 0, predict_seconds=round(time.time() - t1, 1))
     save_json(summary, summary_path)
     return summary
