@@ -604,22 +604,24 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
                    ) -> pd.DataFrame:
     "Masks, instances and measured objects of new images: writes instances/, objects.csv and summary.csv; returns the objects."
     from accords_tem import io as tio
-    from accords_tem.unet import predict_images, IMAGE_SUFFIXES
+    from accords_tem.unet import predict_images, image_files
     cfg = cfg or load_config(None)
     oc, out, images = cfg.section('objects'), Path(out), Path(images)
     cut = lambda m: instances_from_mask(m, split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px,
                                         hole_px=oc.hole_px, opening=oc.opening_px, neck_ratio=oc.neck_ratio)
-    files = [images] if images.is_file() else sorted(p for p in images.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(images)
     io = cfg.section('io')
-    preds = predict_images(model_dir, images, out, cut=cut, files=files, data_bar=io.data_bar, crop=io.crop_rows, **predict_kw)
+    def nm_of(p:Path) -> float|None:   # metadata wins; a given nm_per_px replaces estimates from the magnification
+        ps = tio.pixel_size(p, cfg.calibration)
+        return float(nm_per_px) if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none') else ps.nm_per_px
+    preds = predict_images(model_dir, images, out, cut=cut, files=files, data_bar=io.data_bar, crop=io.crop_rows, pixel_size=nm_of, **predict_kw)
     tables, recs = [], []
     for p in files:
         f = out/'instances'/f'{p.stem}.tif'
         if not f.exists(): continue   # its failure is in failures.csv
         lab, names, _ = read_instances_with_classes(f)
-        ps = tio.pixel_size(p, cfg.calibration)   # metadata wins; a given nm_per_px replaces estimates from the magnification
-        if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none'): ps = tio.PixelSize(float(nm_per_px), 'given')
-        nm, src = ps.nm_per_px, ps.source
+        ps = tio.pixel_size(p, cfg.calibration)
+        nm, src = nm_of(p), ('given' if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none') else ps.source)
         df = object_features(lab, None, spacing=nm, ring_px=oc.ring_px, levels=oc.texture_levels)
         df.insert(0, 'image', p.name); df.insert(1, 'stem', p.stem); df.insert(2, 'sample', ''); df.insert(3, 'class', [names[i - 1] for i in df['label']])
         df['px_source'] = src if nm else 'none'

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatError, ImageReadError,
                               FailureLog, run_batch, atomic_write, save_json, save_csv, save_npy, save_figure,
@@ -19,7 +19,7 @@ from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatErr
 # %% auto #0
 __all__ = ['PostprocessingConfig', 'resize_labels', 'resize_image', 'fill_unlabelled', 'open_class', 'value_counts',
            'clean_labels', 'to_onehot', 'onehot_check', 'check_label_values', 'check_aspect', 'colorize', 'label_stem',
-           'LabelPair', 'pair_labels', 'read_labels', 'image_to_uint8', 'dataset_image', 'image_source',
+           'LabelPair', 'pair_labels', 'read_labels', 'dataset_size', 'image_to_uint8', 'dataset_image', 'image_source',
            'ground_truth_path', 'gt_agreement', 'prepare_pair', 'output_paths', 'settings_hash', 'save_png',
            'write_pair', 'overlay', 'plot_pair', 'plot_examples', 'plot_pixel_distribution', 'plot_intensity_by_class',
            'run_postprocessing', 'make_demo_inputs']
@@ -30,6 +30,8 @@ class PostprocessingConfig(_Section):
     labels_glob: str = '**/*_Labels.h5'                 # ilastik label exports, relative to data.root
     size: tuple[int, int]|None = None                   # None: each image keeps its own size (native resolution, aspect kept);
                                                         # or a fixed (height, width) for every image (squashes other aspects)
+    nm_per_px: float|None = Field(None, gt=0)           # or resample every image to this pixel size (nm/px), from its own
+                                                        # (metadata, else calibration); aspect kept; None: no resampling
     fill_at: Literal['target', 'original'] = 'target'   # fill gaps after resizing (fast) or before (keeps 1-px scribbles)
     opening_class: str|None = 'carbonhole'              # class whose mask is opened (ilastik label 2 by default); null: none
     opening_radius: int = Field(2, ge=0)                # disk radius in px at the target size; 0: no opening
@@ -42,6 +44,12 @@ class PostprocessingConfig(_Section):
     ilastik_resolution: Literal['original', 'target'] = 'original'  # original: same shape as the image in the ilastik project
     preview: bool = True                                # write masks/<stem>.png colour previews
     examples: int = Field(3, ge=0)                      # images shown in examples.png
+
+    @model_validator(mode='after')
+    def _one_scale_rule(self):
+        if self.size is not None and self.nm_per_px is not None:
+            raise ValueError('set either size (a fixed height, width) or nm_per_px (one pixel size), not both')
+        return self
 
     @field_validator('size', mode='before')
     @classmethod
@@ -255,6 +263,18 @@ def read_labels(path:str|Path) -> tuple[np.ndarray, list[str]]:
     a = a[..., 0]
     return a, [str(x.message) for x in w]
 
+def dataset_size(shape:tuple, # (H, W) of the image
+                 sec:PostprocessingConfig, # `size` or `nm_per_px` (or neither: the image's own size)
+                 px_nm:float|None=None, # the image's pixel size (nm/px)
+                ) -> tuple[int, int]:
+    "The (height, width) of an image in the dataset: a fixed `size`, or resampled to `nm_per_px`, else its own."
+    if sec.size: return tuple(sec.size)
+    if sec.nm_per_px is None: return tuple(shape[:2])
+    if not px_nm: raise AccordsError(f'postprocessing.nm_per_px is {sec.nm_per_px} but this image has no pixel size '
+                                     '(no metadata and no calibration for its magnification)')
+    f = float(px_nm) / sec.nm_per_px
+    return max(int(round(shape[0] * f)), 1), max(int(round(shape[1] * f)), 1)
+
 def image_to_uint8(img:np.ndarray, # micrograph (any real dtype)
                    low:float=0.0, high:float=100.0, # percentile window for non-uint8 images (stage 01's min-max)
                   ) -> np.ndarray:
@@ -268,12 +288,13 @@ def dataset_image(img:np.ndarray, # micrograph as read: stage 01's normalized im
                   ncfg, # stage 01's NormalizationConfig (min-max window; the method when `normalize`)
                   sec:PostprocessingConfig, # stage settings: size and interpolation
                   normalize:bool=False, # apply stage 01's `normalization.method` first (a raw micrograph prepared like the dataset)
+                  px_nm:float|None=None, # the image's pixel size (nm/px), needed when `sec.nm_per_px` is set
                  ) -> np.ndarray:
-    "The dataset image: resized to `postprocessing.size` (None: kept at its size), then 8-bit (stage 01's min-max window unless already uint8)."
+    "The dataset image: resized to `dataset_size` (by default its own size), then 8-bit (stage 01's min-max window unless already uint8)."
     if normalize:
         from accords_tem.normalization import normalize as normalize_image
         img = normalize_image(img, ncfg)[ncfg.method]
-    size = tuple(sec.size) if sec.size else np.asarray(img).shape[:2]
+    size = dataset_size(np.asarray(img).shape[:2], sec, px_nm)
     return image_to_uint8(resize_image(img, size, sec.image_interpolation), ncfg.low, ncfg.high)
 
 def image_source(pair:LabelPair, # the pair
@@ -334,13 +355,18 @@ def prepare_pair(pair:LabelPair, # label file + image
     src, kind = image_source(pair, run_dir, Path(cfg.data.root), sec.use_normalized)
     img = read_working(src, cfg.section('io'))
     check_aspect(img.shape, raw.shape, sec.aspect_tolerance, pair.labels)
-    size = tuple(sec.size) if sec.size else img.shape[:2]   # native: the image's own pixels (labels follow it)
+    px = None
+    if sec.nm_per_px:
+        from accords_tem.io import pixel_size
+        px = pixel_size(pair.image, cfg.calibration).nm_per_px
+    try: size = dataset_size(img.shape[:2], sec, px)   # by default the image's own pixels (labels follow it)
+    except AccordsError as e: raise AccordsError(str(e), pair.image) from None
     steps = {}
     try: clean, st = clean_labels(raw, size, opening_value=opening, radius=sec.opening_radius,
                                   background=background, fill_at=sec.fill_at, steps=steps, counts=counts)
     except ValueError as e:   # the few labelled pixels all fell between the sampled ones
         raise IlastikFormatError(f'{e}; set postprocessing.fill_at: original to fill the gaps before resizing', pair.labels) from None
-    image = dataset_image(img, cfg.section('normalization'), sec)
+    image = dataset_image(img, cfg.section('normalization'), sec, px_nm=px)
     onehot = to_onehot(clean, values)
     names = cfg.class_names()
     row = dict(stem=pair.stem, material=pair.material, label_file=str(pair.labels), image_file=str(src),

@@ -275,7 +275,7 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
     "Synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
     from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM, CLASS_NAMES
-    from accords_tem.postprocessing import dataset_image, resize_labels, to_onehot
+    from accords_tem.postprocessing import dataset_image, dataset_size, resize_labels, to_onehot
     names, value_of = cfg.class_names(), {n: v for v, n in CLASS_NAMES.items()}
     unknown = [n for n in names if n not in value_of]
     if unknown: raise ConfigError(f'unet.synthetic_per_material: synthetic ground truth knows the classes {list(value_of)}, '
@@ -287,8 +287,9 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
     imgs, masks, rows = {}, {}, []
     for p, m, _ in render_plan(scfg, seed, cfg.calibration.camera_pixel_nm or CAMERA_PIXEL_NM):
         name = f'synthetic_{p.stem}'
-        imgs[name] = dataset_image(m.image, ncfg, sec, normalize=sec.use_normalized)
-        size = tuple(sec.size) if sec.size else m.classes.shape
+        px = m.record['nm_per_px']
+        imgs[name] = dataset_image(m.image, ncfg, sec, normalize=sec.use_normalized, px_nm=px)
+        size = dataset_size(m.classes.shape, sec, px)
         masks[name] = to_onehot(resize_labels(m.classes, size), values)
         if instances_out is not None: instances_out[name] = resize_labels(m.instances, size)
         rows.append(dict(image=name, seed=seed, **{k: m.record[k] for k in ('material', 'magnification', 'nm_per_px', 'support', 'dtype', 'quality',

@@ -22,7 +22,7 @@ from .instances import instances_from_prediction
 from .io import content_rows
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'instance_labels', 'save_instances',
+__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
            'read_instances_with_classes', 'input_preparer', 'predict_images', 'run_images', 'split_strata',
            'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image',
            'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
@@ -121,6 +121,16 @@ def eval_hrtem_main(argv:list[str]|None=None):
 # %% ../nbs/05_unet.ipynb #d16453a4
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.dm3', '.dm4')
 
+def image_files(images:Path) -> list[Path]:
+    "One image file, or the micrographs under a folder (any depth), sorted."
+    images = Path(images)
+    return [images] if images.is_file() else sorted(p for p in images.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+
+def _metadata_nm(path:Path) -> float|None:
+    "The pixel size (nm/px) stored in the file, or None."
+    from accords_tem.io import read_metadata
+    return read_metadata(path)['nm_per_px']
+
 def _read_raw(path:Path) -> np.ndarray:
     "A micrograph as stage 00 reads it (TIFF/DM/PNG/JPEG), 2-D (colour exports averaged)."
     from accords_tem.io import read_tem
@@ -165,7 +175,7 @@ def input_preparer(sm:SegModel, as_is:bool=False):
     from accords_tem.postprocessing import PostprocessingConfig, dataset_image
     ncfg = NormalizationConfig.model_validate(prep['normalization'])
     sec = PostprocessingConfig.model_validate(prep['postprocessing'])
-    return lambda raw: dataset_image(raw, ncfg, sec, normalize=prep['normalized'])
+    return lambda raw, px_nm=None: dataset_image(raw, ncfg, sec, normalize=prep['normalized'], px_nm=px_nm)
 
 def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model)
                    images:str|os.PathLike, # a folder of micrographs (or one file)
@@ -178,22 +188,25 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                    files:list|None=None, # the image files (default: every image under `images`)
                    data_bar:str='auto', # 'auto': data bars at the top/bottom edge are found and left out ('none': keep all rows)
                    crop:tuple[int, int]|None=None, # rows to cut at the (top, bottom) by hand (overrides data_bar)
+                   pixel_size=None, # path -> nm/px or None, for a model trained at one pixel size (default: the file's metadata)
                   ) -> pd.DataFrame:
     "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
     from PIL import Image
     from accords_tem.postprocessing import resize_image
     dev = get_device(device); sm = load_model(model_dir, dev); u = sm.u
     out = Path(out); images = Path(images)
-    files = files if files is not None else [images] if images.is_file() else sorted(p for p in images.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = files if files is not None else image_files(images)
     if not files: raise AccordsError(f'no images ({", ".join(IMAGE_SUFFIXES)}) here', images)
     K = len(sm.classes)
     log = FailureLog(out, 'predict'); rows = []
     kw = dict(tile=tile or u.tile_size, overlap=u.tile_overlap if overlap is None else overlap, batch=u.pred_batch,
               tta=tta or u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
     prepare = input_preparer(sm, as_is)
+    resample = bool(((sm.info.get('preprocessing') or {}).get('postprocessing') or {}).get('nm_per_px'))
     def one(p:Path):
         full = _read_raw(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
-        raw = full[r0:r1]; img = to_uint8(raw); x = prepare(raw) if prepare else img   # the model sees x; masks come back at the image's size
+        raw = full[r0:r1]; img = to_uint8(raw)   # the model sees x; masks come back at the image's size
+        x = prepare(raw, (pixel_size or _metadata_nm)(p) if resample else None) if prepare else img
         prob, unc = predict_scales(sm.model, x, scales or u.tta_scales, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
         if (r0, r1) != (0, full.shape[0]):   # bar rows: no class, no object
@@ -254,7 +267,7 @@ def dataset_preprocessing(run_dir:Path, cfg:Config) -> dict|None:
     if len(src) != 1: return None   # unknown or mixed: prediction takes images as they are
     sec = cfg.section('postprocessing')
     return dict(normalized=src == {'normalized'}, normalization=cfg.section('normalization').model_dump(mode='json'),
-                postprocessing=dict(size=list(sec.size) if sec.size else None, image_interpolation=sec.image_interpolation))
+                postprocessing=dict(size=list(sec.size) if sec.size else None, nm_per_px=sec.nm_per_px, image_interpolation=sec.image_interpolation))
 
 def run_unet(cfg:Config, # run configuration (section `unet`)
              run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet/
