@@ -74,7 +74,7 @@ def instances_from_centres(fg:np.ndarray, # (H, W) bool class mask (probability 
     return relabel_sequential(lab, min_area)
 
 def relabel_sequential(lab:np.ndarray, min_area:int=1) -> np.ndarray:
-    "Labels numbered 1..n (in order of first label), those smaller than `min_area` px removed."
+    "Labels numbered 1..n in the order of the old labels, those smaller than `min_area` px removed."
     lab = np.asarray(lab)
     n = int(lab.max()) if lab.size else 0
     size = np.bincount(lab.ravel(), minlength=n + 1); keep = size >= max(min_area, 1); keep[0] = False
