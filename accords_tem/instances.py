@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 # %% auto #0
 __all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'centre_target', 'instances_from_centres',
-           'relabel_sequential', 'instances_from_prediction', 'merge_wide_necks']
+           'relabel_sequential', 'instances_from_prediction', 'merge_wide_necks', 'fill_object_holes']
 
 # %% ../nbs/05d_instances.ipynb #9e245766
 CENTRE_SCALE = 100   # centre maps travel as int8 0..100 in training targets (uint8 through augmentation)
@@ -127,3 +127,23 @@ def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = ba
         if s >= neck_ratio * min(r[i], r[j]): parent[root(i)] = root(j)
     roots = np.array([root(i) for i in range(n + 1)]); roots[0] = 0
     return relabel_sequential(roots[lab])
+
+# %% ../nbs/05d_instances.ipynb #239ad88e
+def fill_object_holes(labels:np.ndarray, # (H, W) instance labels
+                      max_px:int, # background pieces smaller than this (px) may be holes
+                     ) -> np.ndarray:
+    "Instance labels with each small background piece enclosed by a single object given to that object."
+    lab = np.asarray(labels)
+    if max_px <= 0 or not lab.any(): return lab
+    bg, n = ndi.label(lab == 0)
+    if n == 0: return lab
+    small = np.bincount(bg.ravel(), minlength=n + 1) < max_px; small[0] = False
+    small[np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))] = False   # open to the image edge: not a hole
+    if not small.any(): return lab
+    a = np.concatenate([bg[1:].ravel(), bg[:-1].ravel(), bg[:, 1:].ravel(), bg[:, :-1].ravel()])
+    b = np.concatenate([lab[:-1].ravel(), lab[1:].ravel(), lab[:, :-1].ravel(), lab[:, 1:].ravel()])
+    k = small[a] & (b > 0)
+    owner = np.zeros(n + 1, np.int64); lo = np.full(n + 1, np.iinfo(np.int64).max); hi = np.zeros(n + 1, np.int64)
+    np.minimum.at(lo, a[k], b[k]); np.maximum.at(hi, a[k], b[k])
+    one = small & (lo == hi); owner[one] = hi[one]
+    return np.where(owner[bg] > 0, owner[bg], lab).astype(lab.dtype)

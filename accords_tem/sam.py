@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from pydantic import Field
 
 from .core import _Section, AccordsError, CheckpointMissingError, ConfigError, atomic_path
-from .instances import merge_wide_necks
+from .instances import merge_wide_necks, fill_object_holes
 
 # %% auto #0
 __all__ = ['SAM_MODELS', 'SamModelType', 'SamParams', 'checkpoint_help', 'load_sam', 'tiny_sam', 'model_key',
@@ -406,10 +406,11 @@ def instances_from_mask(mask:np.ndarray, # binary mask of one class
                         neck_ratio:float=0.7, # 'auto': pieces stay apart when their saddle < neck_ratio x the smaller one's radius
                         opening:int=0, # iterations of a 3x3 binary opening first (cuts thin bridges and ragged edges)
                        ) -> np.ndarray:
-    "Instance labels from a binary mask: opened, specks and small holes cleaned, components, touching objects split by watershed."
+    "Instance labels from a binary mask: opened, specks removed, components, touching objects split, each object's small holes filled."
     mask = np.asarray(mask).astype(bool)
     if opening > 0: mask = ndi.binary_opening(mask, np.ones((3, 3), bool), iterations=opening)
-    mask = clean_mask(mask, speck_px=speck_px, hole_px=hole_px)
+    mask = clean_mask(mask, speck_px=speck_px, hole_px=min(speck_px, hole_px))   # noise-sized pieces and holes; larger holes
+                                                                                  # are filled per object below, after the cut
     lab, n = ndi.label(mask)
     if split and n:
         from skimage.morphology import h_maxima
@@ -428,6 +429,7 @@ def instances_from_mask(mask:np.ndarray, # binary mask of one class
             markers = np.where(markers > 0, markers, extra)
         lab = watershed(-dist, markers, mask=mask)
         if split == 'auto': lab = merge_wide_necks(lab, dist, neck_ratio)
+    lab = fill_object_holes(lab, hole_px)   # a pocket between touching objects is not a hole in either
     return relabel(lab, None, min_area)[0]
 
 def instances_from_classes(class_map:np.ndarray, # class values per pixel (0 = none)
