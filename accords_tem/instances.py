@@ -128,7 +128,7 @@ def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = ba
     roots = np.array([root(i) for i in range(n + 1)]); roots[0] = 0
     return relabel_sequential(roots[lab])
 
-# %% ../nbs/05d_instances.ipynb #239ad88e
+# %% ../nbs/05d_instances.ipynb #55c39d20
 def fill_object_holes(labels:np.ndarray, # (H, W) instance labels
                       max_px:int, # background pieces smaller than this (px) may be holes
                      ) -> np.ndarray:
