@@ -409,8 +409,10 @@ def instances_from_mask(mask:np.ndarray, # binary mask of one class
     "Instance labels from a binary mask: opened, specks removed, components, touching objects split, each object's small holes filled."
     mask = np.asarray(mask).astype(bool)
     if opening > 0: mask = ndi.binary_opening(mask, np.ones((3, 3), bool), iterations=opening)
-    # noise-sized pieces first (holes of a few pixels: single flipped pixels; for a plain watershed, every hole under speck_px);
-    # larger holes are filled per object after the cut, so that pockets between touching particles stay background
+    # specks and pinholes (< 4 px) first; larger holes are filled per object after the cut, so that pockets between touching
+    # particles stay background. A plain watershed is fragmented by any hole: there holes under speck_px go first.
+    # (emps-train ground truth with 1-px gaps, auto: pinholes first F1 0.971 / count -4.4 %, none first 0.981 / -2.2 %, but then
+    # pinholes of thresholded masks split flakes)
     mask = clean_mask(mask, speck_px=speck_px, hole_px=min(speck_px, hole_px) if split is True else min(4, hole_px))
     lab, n = ndi.label(mask)
     if split and n:

@@ -143,7 +143,7 @@ def test_model_instances_are_used(tmp_path):
 @pytest.mark.parametrize('source', ['ilastik', 'ground_truth'])
 def test_run_objects(tmp_path, source):
     _toy(tmp_path/'data', tmp_path/'run')
-    cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'objects.source': source, 'objects.n_estimators': 20,
+    cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'objects.source': source, 'objects.n_estimators': 20, 'objects.class_from': 'mask',
                              'objects.max_overlays': 1})
     s = run_objects(cfg, tmp_path/'run')
     assert s['source'] == source
