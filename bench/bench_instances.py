@@ -198,6 +198,14 @@ def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args
                               "project's instance-aware U-Net (train on train_ids, predict test_ids at native scale)")
 
 # ---------------------------------------------------------------- driver
+def strict(o):
+    "NaN -> None and numpy scalars -> Python, recursively (strict JSON)."
+    if isinstance(o, dict): return {str(k): strict(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [strict(v) for v in o]
+    if isinstance(o, np.generic): o = o.item()
+    if isinstance(o, float) and not np.isfinite(o): return None
+    return o
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data', type=Path, default=DATA, help='emps-train folder (images/, segmaps/)')
@@ -276,7 +284,7 @@ def main(argv=None):
             summary.append(row)
     sm = pd.DataFrame(summary)
     cols = ['method', 'fold', 'n_images', 'n_train', 'n_gt', 'n_pred', 'precision', 'recall', 'f1', 'count_err_pooled',
-            'count_abs_err_median', 'D50_gt', 'D50_pred', 'D50_err', 'pixel_iou', 'train_cpu_s', 'predict_cpu_s_per_image']
+            'count_abs_err_median', 'D50_gt', 'D50_pred', 'D50_err', 'pixel_iou', 'tp_ties', 'train_cpu_s', 'predict_cpu_s_per_image']
     with pd.option_context('display.width', 250, 'display.max_columns', 40, 'display.float_format', '{:.3f}'.format):
         for name, g in sm.groupby('method', sort=False): print(f'\n== {name}\n' + g[cols].to_string(index=False))
     print(f'\n{conv}\nData: emps-train, Yildirim & Cole, J. Chem. Inf. Model. 2021, doi:10.1021/acs.jcim.0c01455')
@@ -289,7 +297,7 @@ def main(argv=None):
                 fold_test_ids={str(k): folds[k] for k in run_folds},
                 citation='B. Yildirim, J. M. Cole, J. Chem. Inf. Model. 2021, doi:10.1021/acs.jcim.0c01455',
                 summary=json.loads(sm.to_json(orient='records')))
-    (a.out/f'summary_{tag}.json').write_text(json.dumps(meta, indent=1))
+    (a.out/f'summary_{tag}.json').write_text(json.dumps(strict(meta), indent=1))
     print(f'wrote {a.out}/summary_{tag}.csv, per_image_{tag}.csv, summary_{tag}.json')
     return sm
 
