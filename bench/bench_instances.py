@@ -24,7 +24,8 @@ Methods:
                   (SGD, lr 0.2, weight decay 1e-5, batch 8, diam_mean 30, min_train_masks 5, channels [0,0]) except
                   n_epochs (CPU), then its size model (style -> diameter regression) estimates each test image's
                   diameter as Cellpose does. No weights are downloaded (HF_HUB_OFFLINE=1, pretrained_model=False).
-  accords         hook for the project's own instance model: `predict_accords` (not implemented yet).
+  accords         the project's default path (README): import-masks -> train-unet (U-Net + centre maps, the run's own
+                  config.yaml) -> predict; `--accords-epochs` overrides unet.epochs.
 
 Metrics (every method the same way; the convention of `objects.evaluate_image`): predicted and true instances are
 matched one-to-one at IoU 0.5 (`objects.match_instances` with the threshold just above 0.5, so that a merge of two equal
@@ -192,10 +193,34 @@ def predict_cellpose(train_ids, test_ids, fold_dir:Path, args, root:Path) -> tup
                      test_diameters=per[:, 2].tolist())
 
 # ---------------------------------------------------------------- the project's own model (hook)
-def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args) -> dict[str, np.ndarray]:
-    "Train the project's instance model on `train_ids` (images/instances under `args.data`), return {test id: instance labels}."
-    raise NotImplementedError('the `accords` method is a hook: fill bench/bench_instances.py:predict_accords with the '
-                              "project's instance-aware U-Net (train on train_ids, predict test_ids at native scale)")
+def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args) -> tuple[dict, dict]:
+    """The project's README path on one fold, with its defaults: `import-masks` (the training images and their instance maps)
+    -> `train-unet` on the run's config.yaml (U-Net with a centre map per object class; a seeded 1/6 of the training images
+    validate) -> `predict` on the test images. A finished training in OUT/foldK/accords is resumed, not repeated."""
+    import torch
+    from accords_tem.core import load_config
+    from accords_tem.import_masks import import_masks
+    from accords_tem.unet import run_unet, read_instances_with_classes
+    from accords_tem.objects import predict_objects
+    if args.threads: torch.set_num_threads(args.threads)
+    run = Path(fold_dir)/'accords'
+    for name, ids, sub in (('train_images', train_ids, 'images'), ('train_masks', train_ids, 'segmaps'), ('test_images', test_ids, 'images')):
+        d = run/'links'/name; d.mkdir(parents=True, exist_ok=True)
+        for i in ids:
+            if not (d/f'{i}.png').exists(): os.symlink(Path(args.data).resolve()/sub/f'{i}.png', d/f'{i}.png')
+    if not (run/'config.yaml').exists():   # imported once: a re-run keeps the dataset (and so the trained model) as it is
+        import_masks(run/'links'/'train_images', run/'links'/'train_masks', run, ['particle'], figures=False, progress=False)
+    cfg = load_config(run/'config.yaml', {'unet.epochs': args.accords_epochs} if args.accords_epochs else None)
+    val = set(np.random.default_rng(args.seed).permutation(sorted(train_ids))[:max(1, len(train_ids) // 6)].tolist())
+    split = pd.DataFrame(dict(image=sorted(train_ids), subset=['val' if i in val else 'train' for i in sorted(train_ids)]))
+    c0 = time.process_time()
+    s = run_unet(cfg, run, progress=False, split=split)
+    c1 = time.process_time()
+    predict_objects(run/'unet'/'model', run/'links'/'test_images', run/'predict', cfg=cfg, figures=False, progress=False)
+    c2 = time.process_time()
+    out = {i: read_instances_with_classes(run/'predict'/'instances'/f'{i}.tif')[0] for i in test_ids}
+    return out, dict(train_cpu_s=np.nan if s.get('skipped') else c1 - c0, train_wall_s=s.get('seconds'), epochs=s.get('epochs_run'),
+                     val_mean_iou=s.get('val_mean_iou'), predict_cpu_s_per_image=(c2 - c1) / len(test_ids), device=s.get('device'))
 
 # ---------------------------------------------------------------- driver
 def strict(o):
@@ -224,6 +249,7 @@ def main(argv=None):
     ap.add_argument('--cp-diameter', choices=['size-model', 'train-mean'], default='size-model')
     ap.add_argument('--reuse', action='store_true', help='cellpose: rescore OUT/foldK/cellpose_predictions.npz when present (timings: see that run)')
     ap.add_argument('--min-area', type=int, help='override objects.min_area_px for the gt-* methods (default: the config default)')
+    ap.add_argument('--accords-epochs', type=int, default=None, help="accords: unet.epochs (default: the config's)")
     ap.add_argument('--out', type=Path, default=Path('/tmp/bench_instances'))
     a = ap.parse_args(argv)
     import torch
@@ -259,8 +285,7 @@ def main(argv=None):
                         p = dict(np.load(saved)); t = dict(train_cpu_s=np.nan, predict_cpu_s_per_image=np.nan, reused=str(saved))
                     elif meth == 'cellpose': p, t = predict_cellpose(trn, test, a.out/f'fold{k}', a, a.data)
                     else:
-                        c = time.process_time(); p = predict_accords(trn, test, a.out/f'fold{k}', a)
-                        t = dict(train_cpu_s=np.nan, predict_cpu_s_per_image=(time.process_time() - c) / len(test))
+                        p, t = predict_accords(trn, test, a.out/f'fold{k}', a)
                 except NotImplementedError as e:
                     print(f'[{meth}] skipped: {e}', flush=True); continue
                 preds, tinfo = {meth: p}, {meth: t}
