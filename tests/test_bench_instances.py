@@ -60,9 +60,6 @@ def test_gt_methods_on_touching_pair():
     assert bi.gt_variants('gt-binary', gt, oc)['gt-binary:cc'].max() == 1  # merged without splitting
     assert bi.gt_variants('gt-instances', gt, oc)['gt-instances'].max() == 2
 
-def test_accords_hook_not_implemented():
-    with pytest.raises(NotImplementedError): bi.predict_accords([], [], Path('.'), None)
-
 @pytest.mark.skipif(not bi.DATA.exists(), reason='emps-train data absent')
 def test_reads_emps():
     ids = bi.list_ids(bi.DATA)
