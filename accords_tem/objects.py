@@ -602,7 +602,8 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
                     cfg:Config|None=None, # objects and calibration settings (default: the package defaults)
                     **predict_kw, # passed to unet.predict_images (tta, tile, scales, device, figures, ...)
                    ) -> pd.DataFrame:
-    "Masks, instances and measured objects of new images: writes instances/, objects.csv and summary.csv; returns the objects."
+    "Masks, instances and measured objects of new images: writes instances/, objects.csv, summary.csv, objects_overlays/; returns the objects."
+    from PIL import Image
     from accords_tem import io as tio
     from accords_tem.unet import predict_images, image_files
     cfg = cfg or load_config(None)
@@ -626,6 +627,11 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
         df.insert(0, 'image', p.name); df.insert(1, 'stem', p.stem); df.insert(2, 'sample', ''); df.insert(3, 'class', [names[i - 1] for i in df['label']])
         df['px_source'] = src if nm else 'none'
         tables.append(df); recs.append(dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan))
+        if predict_kw.get('figures', True):   # each object's contour in its class colour
+            from accords_tem.unet import _read_raw
+            col = {c.name: _hex_rgb(c.color) for c in cfg.classes}
+            colors = np.array([[0, 0, 0]] + [col.get(n, np.array([255, 255, 0], np.uint8)) for n in names], np.uint8)
+            with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay_image(_read_raw(p), lab, colors)).save(tmp, format='PNG')
     objects = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'stem', 'sample', 'class', 'label'])
     save_csv(objects.rename(columns={'label': 'object_id'}), out/'objects.csv')
     classes = list(dict.fromkeys(preds.cls)) if len(preds) else []

@@ -275,6 +275,7 @@ def test_save_load_and_predict_cli(tmp_path):
     assert set(sm_.image) == {'im0.png', 'im1.png'} and set(ob.unit) <= {'px'}   # PNGs without metadata: sizes in px
     import tifffile
     assert tifffile.imread(tmp_path/'out'/'instances'/'im1.tif').shape == (100, 80)
+    assert (tmp_path/'out'/'objects_overlays'/'im1.png').exists()
     assert predict_main(['--model', str(tmp_path/'model'), '--images', str(tmp_path/'imgs'/'im0.png'), '--out', str(tmp_path/'o2'), '--nm-per-px', '2.5']) == 0
     ob2 = pd.read_csv(tmp_path/'o2'/'objects.csv')
     assert len(ob2) == 0 or (set(ob2.unit) == {'nm'} and set(ob2.px_source) == {'given'})
