@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 # Threads spin-wait by default; passive waiting keeps a shared or busy CPU from thrashing.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install demo test export clean-nbs bench docs readme sysdeps clean
+.PHONY: install demo test export clean-nbs bench bench-deps docs readme sysdeps clean
 
 # Create the virtual environment and install the project (torch + torchvision as a matching pair
 # from the registry, everything else from settings.ini). Re-runs when the dependencies change.
@@ -49,6 +49,12 @@ export: $(STAMP)
 
 clean-nbs: $(STAMP)
 	$(BIN)/nbdev_clean
+
+# Cellpose 3 (CPnet, trainable from scratch on a CPU; cellpose 4 is the large SAM-based model) for bench/bench_instances.py.
+# Installed without its dependency pins: it declares numpy<2.1 and runs with the environment's numpy 2.x.
+bench-deps: $(STAMP)
+	$(BIN)/python -m pip install --no-deps "cellpose>=3.1,<4" fastremap fill_voids natsort roifile
+	$(BIN)/python -m pip install numba
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done

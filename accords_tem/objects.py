@@ -314,8 +314,8 @@ def match_instances(pred:np.ndarray, # predicted instance labels
         inter = np.bincount(pm[pred[both]] * n_g + gm[gt[both]], minlength=n_p * n_g).reshape(n_p, n_g).astype(float)
         ap = np.bincount(pm[pred[pred > 0]], minlength=n_p); ag = np.bincount(gm[gt[gt > 0]], minlength=n_g)
         m = inter / (ap[:, None] + ag[None] - inter)
-        if iou >= 0.5:
-            r, c = np.nonzero(m >= iou)   # unique above 0.5
+        if iou >= 0.5:   # above 0.5 a pair is unique; at exactly 0.5 one object could pair with two halves, so strictly above
+            r, c = np.nonzero(m > iou if iou == 0.5 else m >= iou)
         else:
             from scipy.optimize import linear_sum_assignment
             r, c = linear_sum_assignment(-m); keep = m[r, c] >= iou; r, c = r[keep], c[keep]

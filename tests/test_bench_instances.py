@@ -38,7 +38,7 @@ def test_metrics_known_answers():
     merged = (gt > 0).astype(np.int32); merged[gt == 3] = 2                     # 1+2 merged into one object
     r2 = bi.image_metrics(merged, gt)
     assert (r2['n_pred'], r2['tp'], r2['fp'], r2['fn']) == (2, 1, 1, 2) and np.isclose(r2['count_err'], 2 / 3 - 1)
-    assert r2['tp_ties'] == 2     # the merge has IoU exactly 0.5 with both halves: `>= 0.5` alone would match it twice
+    assert r2['tp_ties'] == 0     # IoU exactly 0.5 with both halves: objects.match_instances pairs strictly above 0.5, so no tie
     p = bi.pool([r, r2])
     assert (p['tp'], p['n_pred'], p['n_gt']) == (4, 5, 6) and np.isclose(p['f1'], 8 / 11)
     assert np.isclose(p['count_err_pooled'], 5 / 6 - 1) and np.isclose(p['count_abs_err_median'], (0 + 1 / 3) / 2)

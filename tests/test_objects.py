@@ -201,3 +201,10 @@ def test_unet_mask_layout_is_found(tmp_path):
                              'objects.coco': False})
     s = run_objects(cfg, tmp_path/'run')
     assert s['source'] == 'unet' and s['evaluation']['f1'] == pytest.approx(1.0)
+
+def test_match_instances_is_one_to_one_at_half():
+    "An object that is exactly the union of two equal true objects (IoU 0.5 with each) matches neither, not both."
+    gt = np.zeros((10, 20), np.int32); gt[:, :10] = 1; gt[:, 10:] = 2
+    r = match_instances((gt > 0).astype(np.int32), gt, 0.5)
+    assert (r['tp'], r['fp'], r['fn']) == (0, 1, 2)
+    assert match_instances(gt, gt, 0.5)['tp'] == 2
