@@ -34,7 +34,8 @@ class ObjectsConfig(_Section):
     object_classes: list[str] = Field(default_factory=lambda: ['GFM', 'carbonhole'])  # classes that form objects
     sam: SamParams = Field(default_factory=SamParams)
     # clean-up of proposals (px)
-    min_area_px: int = Field(80, ge=1)            # objects smaller than this are dropped (80 px: ~10 px equivalent diameter)
+    min_area_px: int = Field(16, ge=1)            # objects smaller than this are dropped (16 px: ~4.5 px equivalent diameter;
+                                                  # a larger floor cuts off the small end of the size distribution)
     speck_px: int = Field(16, ge=0)               # connected pieces smaller than this are removed from a mask
     hole_px: int = Field(64, ge=0)                # holes smaller than this are filled
     merge_iou: float = Field(0.8, gt=0, le=1)     # masks with IoU >= this are one object

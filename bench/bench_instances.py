@@ -15,10 +15,11 @@ Methods:
                   smaller than `objects.min_area_px` dropped). Upper bound / sanity check.
   gt-binary       the true instances as ONE binary mask (touching particles merged), cut into objects by the project's
                   object cutting for class masks (`sam.instances_from_classes` with the default `ObjectsConfig`), once
-                  with `split_touching=True` (distance-transform watershed, h = `watershed_h`) and once with
-                  `split=False` (connected components): rows `gt-binary:split` and `gt-binary:cc`.
+                  with the default `split_touching: auto` (watershed pieces joined unless they meet at a neck), with
+                  `split=True` (plain distance-transform watershed, h = `watershed_h`) and with `split=False` (connected
+                  components): rows `gt-binary:auto`, `gt-binary:split` and `gt-binary:cc`.
   gt-binary-gaps  the same, but where two particles touch a 1-px gap is erased first (a mask "whose touching objects
-                  are already separated", issue 16 item 3: counts must come back within 2 %): `gt-binary-gaps:split|cc`.
+                  are already separated", issue 16 item 3: counts must come back within 2 %): `gt-binary-gaps:auto|split|cc`.
   cellpose        Cellpose 3 (`cellpose>=3.1,<4`, the CPnet res-U-Net) trained FROM SCRATCH on each fold's training
                   images, with the settings of its command line `cellpose --train --pretrained_model None --train_size`
                   (SGD, lr 0.2, weight decay 1e-5, batch 8, diam_mean 30, min_train_masks 5, channels [0,0]) except
@@ -132,17 +133,18 @@ def gap_mask(gt:np.ndarray) -> np.ndarray:
     gt = np.asarray(gt)
     return (gt > 0) & ~(ndi.maximum_filter(gt, size=3) > gt)
 
-def cut_binary(mask:np.ndarray, oc:ObjectsConfig, split:bool) -> np.ndarray:
+def cut_binary(mask:np.ndarray, oc:ObjectsConfig, split:bool|str) -> np.ndarray:
     "The project's object cutting of a class mask (stage 06 for sources without instances), defaults from `oc`."
     lab, _ = instances_from_classes(mask.astype(np.uint8), [1], split=split, h=oc.watershed_h, min_area=oc.min_area_px,
-                                    speck_px=oc.speck_px, hole_px=oc.hole_px, opening=oc.opening_px)
+                                    speck_px=oc.speck_px, hole_px=oc.hole_px, opening=oc.opening_px, neck_ratio=oc.neck_ratio)
     return lab
 
 def gt_variants(method:str, gt:np.ndarray, oc:ObjectsConfig) -> dict[str, np.ndarray]:
     "Predictions of a ground-truth method: {row name: instance labels}."
     if method == 'gt-instances': return {'gt-instances': relabel(gt.astype(np.int32), None, oc.min_area_px)[0]}
     mask = gt > 0 if method == 'gt-binary' else gap_mask(gt)
-    return {f'{method}:split': cut_binary(mask, oc, True), f'{method}:cc': cut_binary(mask, oc, False)}
+    return {f'{method}:auto': cut_binary(mask, oc, 'auto'), f'{method}:split': cut_binary(mask, oc, True),
+            f'{method}:cc': cut_binary(mask, oc, False)}
 
 # ---------------------------------------------------------------- Cellpose from scratch
 CP_SETTINGS = dict(SGD=True, learning_rate=0.2, weight_decay=1e-5, batch_size=8, diam_mean=30.0, min_train_masks=5,

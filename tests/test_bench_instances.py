@@ -54,10 +54,11 @@ def test_ecd_matches_object_features():
 
 def test_gt_methods_on_touching_pair():
     from accords_tem.objects import ObjectsConfig
-    oc = ObjectsConfig(); gt = two_touching()
+    oc = ObjectsConfig(min_area_px=80); gt = two_touching()
     v = bi.gt_variants('gt-binary-gaps', gt, oc)
     assert v['gt-binary-gaps:cc'].max() == 2                           # the 60-px border object is below min_area_px (80)
     assert bi.gt_variants('gt-binary', gt, oc)['gt-binary:cc'].max() == 1  # merged without splitting
+    assert v['gt-binary-gaps:auto'].max() == 2                         # separated: not split further
     assert bi.gt_variants('gt-instances', gt, oc)['gt-instances'].max() == 2
 
 @pytest.mark.skipif(not bi.DATA.exists(), reason='emps-train data absent')
