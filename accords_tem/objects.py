@@ -24,8 +24,8 @@ from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, 
 __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'majority_class',
            'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'match_instances', 'rle_encode',
            'rle_decode', 'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'model_instances',
-           'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure', 'evaluate_image',
-           'predict_objects', 'predict_main', 'run_objects']
+           'cut_options', 'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure',
+           'evaluate_image', 'predict_objects', 'predict_main', 'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -444,6 +444,11 @@ def model_instances(run_dir:Path, stem:str) -> Path|None:
     return hits[0] if hits else None
 
 # %% ../nbs/06b_objects.ipynb #3f72eccf
+def cut_options(oc:ObjectsConfig) -> dict:
+    "The `sam.instances_from_mask` options of the objects section: how a class mask is cut into objects."
+    return dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
+                opening=oc.opening_px, neck_ratio=oc.neck_ratio)
+
 def image_objects(image:np.ndarray, # grey micrograph
                   oc:ObjectsConfig, cfg:Config,
                   *, source:str, # 'sam' or a class-mask source
@@ -456,8 +461,7 @@ def image_objects(image:np.ndarray, # grey micrograph
     "Instance labels and the feature table (with `mask_class`, `label_class`, `label_frac`) of one image."
     names = {c.label: c.name for c in cfg.classes}
     values = [cfg.class_by_name(n).label for n in oc.object_classes]
-    kw = dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
-              opening=oc.opening_px, neck_ratio=oc.neck_ratio)
+    kw = cut_options(oc)
     if source == 'sam':
         props = sam_proposals(image, generator, tile=oc.sam.tile, halo=oc.sam.halo, preprocess=oc.sam.preprocess,
                               clahe_clip=oc.sam.clahe_clip)
@@ -609,30 +613,28 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
     from accords_tem.unet import predict_images, image_files
     cfg = cfg or load_config(None)
     oc, out, images = cfg.section('objects'), Path(out), Path(images)
-    cut = lambda m: instances_from_mask(m, split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px,
-                                        hole_px=oc.hole_px, opening=oc.opening_px, neck_ratio=oc.neck_ratio)
+    cut = lambda m: instances_from_mask(m, **cut_options(oc))
     files = image_files(images)
     io = cfg.section('io')
-    def nm_of(p:Path) -> float|None:   # metadata wins; a given nm_per_px replaces estimates from the magnification
+    def px_of(p:Path):   # metadata wins; a given nm_per_px replaces estimates from the magnification
         ps = tio.pixel_size(p, cfg.calibration)
-        return float(nm_per_px) if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none') else ps.nm_per_px
-    preds = predict_images(model_dir, images, out, cut=cut, files=files, data_bar=io.data_bar, crop=io.crop_rows, pixel_size=nm_of, **predict_kw)
+        return tio.PixelSize(float(nm_per_px), 'given') if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none') else ps
+    preds = predict_images(model_dir, images, out, cut=cut, files=files, data_bar=io.data_bar, crop=io.crop_rows,
+                           pixel_size=lambda p: px_of(p).nm_per_px, **predict_kw)
     tables, recs = [], []
     for p in files:
         f = out/'instances'/f'{p.stem}.tif'
         if not f.exists(): continue   # its failure is in failures.csv
         lab, names, _ = read_instances_with_classes(f)
-        ps = tio.pixel_size(p, cfg.calibration)
-        nm, src = nm_of(p), ('given' if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none') else ps.source)
+        nm, src = px_of(p)
         df = object_features(lab, None, spacing=nm, ring_px=oc.ring_px, levels=oc.texture_levels)
         df.insert(0, 'image', p.name); df.insert(1, 'stem', p.stem); df.insert(2, 'sample', ''); df.insert(3, 'class', [names[i - 1] for i in df['label']])
         df['px_source'] = src if nm else 'none'
         tables.append(df); recs.append(dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan))
         if predict_kw.get('figures', True):   # each object's contour in its class colour
             from accords_tem.unet import _read_raw
-            col = {c.name: _hex_rgb(c.color) for c in cfg.classes}
-            colors = np.array([[0, 0, 0]] + [col.get(n, np.array([255, 255, 0], np.uint8)) for n in names], np.uint8)
-            with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay_image(_read_raw(p), lab, colors)).save(tmp, format='PNG')
+            rgb = overlay_image(_read_raw(p), lab, _label_colors(names, cfg))
+            with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(rgb).save(tmp, format='PNG')
     objects = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'stem', 'sample', 'class', 'label'])
     save_csv(objects.rename(columns={'label': 'object_id'}), out/'objects.csv')
     classes = list(dict.fromkeys(preds.cls)) if len(preds) else []
