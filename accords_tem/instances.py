@@ -8,8 +8,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 # %% auto #0
-__all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'centre_target', 'instances_from_centres',
-           'relabel_sequential', 'instances_from_prediction', 'merge_wide_necks', 'fill_object_holes']
+__all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'centre_target', 'relabel_sequential',
+           'merge_wide_necks', 'instances_from_centres', 'instances_from_prediction', 'fill_object_holes']
 
 # %% ../nbs/05d_instances.ipynb #9e245766
 CENTRE_SCALE = 100   # centre maps travel as int8 0..100 in training targets (uint8 through augmentation)
@@ -52,27 +52,7 @@ def centre_target(class_target:np.ndarray, # (H, W) int8: 1 = class, 0 = not, ne
     t[class_target < 0] = ignore
     return t
 
-# %% ../nbs/05d_instances.ipynb #e231ac8f
-def instances_from_centres(fg:np.ndarray, # (H, W) bool class mask (probability >= the class's threshold)
-                           centre:np.ndarray, # (H, W) predicted centre map in [0, 1]
-                           *, seed_threshold:float=0.5, # core of an object: centre >= this
-                           min_seed:int=4, # seeds smaller than this (px) are dropped
-                           min_area:int=1, # objects smaller than this (px) are dropped
-                          ) -> np.ndarray:
-    "(H, W) int32 instance labels: seeded watershed of the centre map over the class mask."
-    from skimage.segmentation import watershed
-    fg = np.asarray(fg).astype(bool)
-    if not fg.any(): return np.zeros(fg.shape, np.int32)
-    seeds, n = ndi.label(fg & (centre >= seed_threshold))
-    if n and min_seed > 1:
-        size = np.bincount(seeds.ravel(), minlength=n + 1); size[0] = 0
-        keep = size >= min_seed; keep[0] = False
-        seeds = np.where(keep[seeds], seeds, 0)
-    lab = watershed(-centre.astype(np.float32), seeds, mask=fg) if seeds.any() else np.zeros(fg.shape, np.int32)
-    rest, m = ndi.label(fg & (lab == 0))   # mask pieces without a seed: objects of their own
-    lab = np.where(rest > 0, rest + lab.max(), lab)
-    return relabel_sequential(lab, min_area)
-
+# %% ../nbs/05d_instances.ipynb #caafa41f
 def relabel_sequential(lab:np.ndarray, min_area:int=1) -> np.ndarray:
     "Labels numbered 1..n in the order of the old labels, those smaller than `min_area` px removed."
     lab = np.asarray(lab)
@@ -81,28 +61,8 @@ def relabel_sequential(lab:np.ndarray, min_area:int=1) -> np.ndarray:
     new = np.zeros(n + 1, np.int32); new[keep] = np.arange(1, int(keep.sum()) + 1)
     return new[lab]
 
-# %% ../nbs/05d_instances.ipynb #1376bdaf
-def instances_from_prediction(prob:np.ndarray, # (K, H, W) class probabilities (the target classes, in order)
-                              centres:np.ndarray, # (J, H, W) centre maps of the instance classes
-                              classes:list[str], # the K target classes
-                              instance_classes:list[str], # the J instance classes (a subset of `classes`)
-                              thresholds:list[float], # the K class thresholds
-                              *, seed_threshold:float=0.5, min_seed:int=4, min_area:int=1,
-                             ) -> tuple[np.ndarray, list[str]]:
-    "Instance labels over all instance classes (int32, 0 = background) and the class name of each label 1..n."
-    lab = np.zeros(prob.shape[1:], np.int32); names = []
-    for j, c in enumerate(instance_classes):
-        k = classes.index(c)
-        li = instances_from_centres(prob[k] >= thresholds[k], centres[j], seed_threshold=seed_threshold,
-                                    min_seed=min_seed, min_area=min_area)
-        free = (li > 0) & (lab == 0)   # where instance classes overlap, the earlier class keeps its pixels
-        li = relabel_sequential(np.where(free, li, 0), min_area)
-        lab[li > 0] = li[li > 0] + len(names); names += [c] * int(li.max())
-    return lab, names
-
-# %% ../nbs/05d_instances.ipynb #caafa41f
 def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = background)
-                     dist:np.ndarray, # (H, W) distance to the mask's edge
+                     dist:np.ndarray, # (H, W) distance to the mask's edge, or a centre map
                      neck_ratio:float=0.7, # keep two pieces apart when saddle < neck_ratio x the smaller piece's radius
                     ) -> np.ndarray:
     "Join neighbouring pieces whose shared boundary is not a narrow neck; labels renumbered 1..n."
@@ -127,6 +87,54 @@ def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = ba
         if s >= neck_ratio * min(r[i], r[j]): parent[root(i)] = root(j)
     roots = np.array([root(i) for i in range(n + 1)]); roots[0] = 0
     return relabel_sequential(roots[lab])
+
+# %% ../nbs/05d_instances.ipynb #e231ac8f
+def instances_from_centres(fg:np.ndarray, # (H, W) bool class mask (probability >= the class's threshold)
+                           centre:np.ndarray, # (H, W) predicted centre map in [0, 1]
+                           *, seed_threshold:float=0.3, # a piece of the mask is an object only where its centre map reaches this
+                           seed_fraction:float=0.5, # seeds: centre >= this fraction of the peak of their piece of the mask
+                           join_ratio:float=0.7, # join pieces whose boundary value >= this x the lower peak (0: never)
+                           sigma:float=1.0, # smoothing of the centre map (px)
+                           min_seed:int=4, # seeds smaller than this (px) are dropped
+                           min_area:int=1, # objects smaller than this (px) are dropped
+                          ) -> np.ndarray:
+    "(H, W) int32 instance labels: seeded watershed of the centre map over the class mask, pieces of one object joined."
+    from skimage.segmentation import watershed
+    fg = np.asarray(fg).astype(bool)
+    if not fg.any(): return np.zeros(fg.shape, np.int32)
+    c = np.asarray(centre, np.float32)
+    if sigma > 0: c = ndi.gaussian_filter(c, sigma)
+    piece, n = ndi.label(fg)
+    peak = np.zeros(n + 1, np.float32); np.maximum.at(peak, piece.ravel(), c.ravel())
+    seeds, n = ndi.label(fg & (c >= np.maximum(seed_threshold, seed_fraction * peak)[piece]))
+    if n and min_seed > 1:
+        size = np.bincount(seeds.ravel(), minlength=n + 1)
+        keep = size >= min_seed; keep[0] = False
+        seeds = np.where(keep[seeds], seeds, 0)
+    if not seeds.any(): return np.zeros(fg.shape, np.int32)
+    lab = watershed(-c, seeds, mask=fg)   # pieces of the mask without a seed stay 0
+    if join_ratio > 0: lab = merge_wide_necks(lab, c, join_ratio)
+    return relabel_sequential(lab, min_area)
+
+
+# %% ../nbs/05d_instances.ipynb #1376bdaf
+def instances_from_prediction(prob:np.ndarray, # (K, H, W) class probabilities (the target classes, in order)
+                              centres:np.ndarray, # (J, H, W) centre maps of the instance classes
+                              classes:list[str], # the K target classes
+                              instance_classes:list[str], # the J instance classes (a subset of `classes`)
+                              thresholds:list[float], # the K class thresholds
+                              min_area:int=1, # objects smaller than this (px) are dropped
+                              **decode, # the other settings of `instances_from_centres`
+                             ) -> tuple[np.ndarray, list[str]]:
+    "Instance labels over all instance classes (int32, 0 = background) and the class name of each label 1..n."
+    lab = np.zeros(prob.shape[1:], np.int32); names = []
+    for j, c in enumerate(instance_classes):
+        k = classes.index(c)
+        li = instances_from_centres(prob[k] >= thresholds[k], centres[j], min_area=min_area, **decode)
+        free = (li > 0) & (lab == 0)   # where instance classes overlap, the earlier class keeps its pixels
+        li = relabel_sequential(np.where(free, li, 0), min_area)
+        lab[li > 0] = li[li > 0] + len(names); names += [c] * int(li.max())
+    return lab, names
 
 # %% ../nbs/05d_instances.ipynb #55c39d20
 def fill_object_holes(labels:np.ndarray, # (H, W) instance labels

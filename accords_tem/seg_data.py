@@ -46,7 +46,10 @@ class UnetConfig(_Section):
     instance_classes: list[str] = Field(default_factory=list)  # target classes whose objects the model separates: one centre-map
                                           # output each (05d_instances), instances by a seeded watershed
     centre_weight: float = Field(1.0, gt=0)  # weight of each centre map's loss (BCE on the 0..1 map)
-    seed_threshold: float = Field(0.5, gt=0, lt=1)  # an object's core: centre map >= this (one seed per object)
+    seed_threshold: float = Field(0.3, gt=0, lt=1)  # a piece of the class mask is an object only where its centre map reaches this
+    seed_fraction: float = Field(0.5, gt=0, le=1)  # seeds: centre map >= this fraction of the peak of their piece of the mask
+    join_ratio: float = Field(0.7, ge=0)   # join two pieces whose shared boundary's centre value >= this x the lower peak (0: never)
+    centre_sigma: float = Field(1.0, ge=0)  # smoothing of the predicted centre map before decoding (px)
     min_seed_px: int = Field(4, ge=1)     # smaller seeds are noise
     min_object_px: int = Field(16, ge=1)  # smaller predicted objects are dropped
     predict_run_images: bool = True       # after training, predict every image of the run (RUN/unet/predict/: masks, instances)

@@ -145,7 +145,8 @@ def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilitie
     "One instance label image for an image (int32, 0 = background) and the class of each label 1..n."
     u = sm.u
     lab, names = instances_from_prediction(prob, centres, sm.classes, u.instance_classes, sm.threshold_list(),
-                                           seed_threshold=u.seed_threshold, min_seed=u.min_seed_px, min_area=u.min_object_px)
+                                           min_area=u.min_object_px, seed_threshold=u.seed_threshold, seed_fraction=u.seed_fraction,
+                                           join_ratio=u.join_ratio, sigma=u.centre_sigma, min_seed=u.min_seed_px)
     for k, c in enumerate(sm.classes):
         if c in u.instance_classes or cut is None: continue
         li = cut(masks[k].astype(bool) & (lab == 0))
