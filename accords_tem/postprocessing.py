@@ -331,11 +331,13 @@ def ground_truth_path(cfg:Config, stem:str) -> Path|None:
 def gt_agreement(clean:np.ndarray, # final labels at the target size
                  gap:np.ndarray, # pixels that were unlabelled (after the resize)
                  gt_path:Path|None, # exact class map, any size with the same aspect
+                 rows:tuple[float, float]=(0.0, 1.0), # the part of its height that `clean` covers (data bars cut)
                 ) -> dict:
     "Share of pixels whose final label is the true class: everywhere, and on the pixels that were gaps."
     if gt_path is None: return dict(gt_accuracy=None, gt_accuracy_gaps=None)
     from accords_tem.io import read_tem
-    gt = resize_labels(read_tem(gt_path), clean.shape)
+    gt = read_tem(gt_path); h = gt.shape[0]
+    gt = resize_labels(gt[round(rows[0] * h):round(rows[1] * h)], clean.shape)
     ok = gt == clean
     return dict(gt_accuracy=round(float(ok.mean()), 5), gt_accuracy_gaps=round(float(ok[gap].mean()), 5) if gap.any() else None)
 
@@ -350,11 +352,13 @@ def prepare_pair(pair:LabelPair, # label file + image
     values, opening, background = _resolve_classes(cfg, sec)
     if pair.image is None: raise AccordsError(f'no matching image: {pair.problem}', pair.labels)
     raw, warns = read_labels(pair.labels)
-    counts = check_label_values(raw, values, pair.labels)
-    raw = raw.astype(np.uint8 if counts[0].max() < 256 else np.uint16, copy=False)
     src, kind = image_source(pair, run_dir, Path(cfg.data.root), sec.use_normalized)
     img = read_working(src, cfg.section('io'))
     check_aspect(img.shape, raw.shape, sec.aspect_tolerance, pair.labels)
+    H, (r0, r1) = img.shape[0], cfg.section('io').content_rows(img)   # data bars: not trained on (prediction leaves them out too)
+    if (r0, r1) != (0, H): img, raw = img[r0:r1], raw[round(r0 * raw.shape[0] / H):round(r1 * raw.shape[0] / H)]
+    counts = check_label_values(raw, values, pair.labels)
+    raw = raw.astype(np.uint8 if counts[0].max() < 256 else np.uint16, copy=False)
     px = None
     if sec.nm_per_px:
         from accords_tem.io import pixel_size
@@ -370,7 +374,7 @@ def prepare_pair(pair:LabelPair, # label file + image
     onehot = to_onehot(clean, values)
     names = cfg.class_names()
     row = dict(stem=pair.stem, material=pair.material, label_file=str(pair.labels), image_file=str(src),
-               image_source=kind, orig_h=raw.shape[0], orig_w=raw.shape[1], h=size[0], w=size[1], **st)
+               image_source=kind, content_rows=f'{r0}-{r1}', orig_h=raw.shape[0], orig_w=raw.shape[1], h=size[0], w=size[1], **st)
     lost = [names[values.index(v)] for v in row.pop('lost_in_resize')]
     counts = onehot.reshape(len(values), -1).sum(1)
     for n, c in zip(names, counts): row[f'px_{n}'] = int(c)
@@ -388,8 +392,9 @@ def prepare_pair(pair:LabelPair, # label file + image
     if abs(raw.shape[1] / raw.shape[0] - size[1] / size[0]) / (size[1] / size[0]) > sec.aspect_tolerance: flags.append('aspect_changed')
     if raw.shape[0] < size[0] or raw.shape[1] < size[1]: flags.append('upsampled')
     if any('axistags' in w for w in warns): flags.append('no_axistags')
+    if (r0, r1) != (0, H): flags.append('data_bar_cut')
     row['flags'] = ';'.join(flags)
-    row.update(gt_agreement(clean, steps['resized'] == 0, ground_truth_path(cfg, pair.stem)))
+    row.update(gt_agreement(clean, steps['resized'] == 0, ground_truth_path(cfg, pair.stem), (r0 / H, r1 / H)))
     hist = np.stack([np.bincount(image[m.astype(bool)], minlength=256) for m in onehot])
     return dict(row=row, image=image, raw=raw, resized=steps['resized'], filled=steps['filled'], clean=clean,
                 onehot=onehot, hist=hist, source=src)
