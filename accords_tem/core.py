@@ -19,7 +19,8 @@ __all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MOD
            'atomic_write', 'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure', 'FailureLog',
            'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig', 'CalibrationConfig',
            'section_model', 'Config', 'check_class_names', 'load_config', 'config_to_yaml', 'config_hash', 'get_device',
-           'set_seed', 'device_description', 'prepare_run', 'outputs_fresh', 'run_lock', 'clean_temporaries']
+           'set_seed', 'device_description', 'prepare_run', 'outputs_fresh', 'run_lock', 'clean_temporaries',
+           'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -63,10 +64,10 @@ def _output_mode(path:Path) -> int:
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
-def _write_error(e:OSError, path:Path, tmp) -> OSError|AccordsError:
+def _write_error(e:OSError, path:Path, tmp=None) -> OSError|AccordsError:
     "An `OutputWriteError` naming `path` for a disk-full / read-only / permission error while writing it (others unchanged)."
-    if e.errno not in _WRITE_ERRNOS or (e.filename is not None and str(e.filename) not in (str(tmp), str(path), str(path.parent))):
-        return e
+    if e.errno not in _WRITE_ERRNOS or (tmp is not None and e.filename is not None and str(e.filename) not in (str(tmp), str(path))):
+        return e                                  # not a write error, or about another file (an input read inside the block)
     return OutputWriteError(f'cannot write the output ({e.strerror}); free disk space or choose a writable output folder', path)
 
 @contextlib.contextmanager
@@ -76,7 +77,7 @@ def _temp_beside(path:Path, prefix:str, suffix:str):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
         os.fchmod(fd, _output_mode(path))
-    except OSError as e: raise _write_error(e, path, None) from e
+    except OSError as e: raise _write_error(e, path) from e
     try: yield fd, tmp
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
@@ -470,7 +471,7 @@ def run_lock(run_dir:str|os.PathLike):
     "Hold `RUN/.accords-tem.lock` while writing into a run folder; `RunLockedError` if a live process holds it."
     run_dir = Path(run_dir)
     try: run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise _write_error(e, run_dir, None) from e
+    except OSError as e: raise _write_error(e, run_dir) from e
     lock, me = run_dir/LOCK_NAME, dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S'))
     for _ in range(2):
         try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
@@ -483,7 +484,7 @@ def run_lock(run_dir:str|os.PathLike):
                                      f"writing into this run folder; wait until it ends, or delete {lock.name} if it is not "
                                      "running any more", run_dir) from None
             lock.unlink(missing_ok=True); continue          # stale: its process is gone
-        except OSError as e: raise _write_error(e, lock, None) from e
+        except OSError as e: raise _write_error(e, lock) from e
         with os.fdopen(fd, 'w') as f: json.dump(me, f)
         break
     else: raise RunLockedError('the run folder lock could not be taken (another process took it meanwhile)', run_dir)
@@ -499,4 +500,21 @@ def clean_temporaries(folder:str|os.PathLike) -> list[Path]:
         if p.is_file() and _TMP_RE.match(p.name):
             with contextlib.suppress(FileNotFoundError): p.unlink(); gone.append(p)
     return gone
+
+
+# %% ../nbs/00_core.ipynb #8ddf38be
+def load_weights(path:str|os.PathLike, # .safetensors, or a torch file (.pth, .pt, .bin)
+                ) -> dict:
+    "The state dict stored in `path`; errors name the file when it is missing, truncated or damaged."
+    path = Path(path)
+    if not path.is_file(): raise CheckpointMissingError('model file not found', path)
+    try:
+        if path.suffix == '.safetensors':
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        import torch
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise CheckpointDamagedError(f'cannot be read as model weights ({type(e).__name__}: {e}); the file is truncated or '
+                                     'damaged: copy it again, or train the model again', path) from None
 
