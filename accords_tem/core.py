@@ -458,6 +458,7 @@ def outputs_fresh(outputs, inputs) -> bool:
 # %% ../nbs/00_core.ipynb #8c19325b
 LOCK_NAME = '.accords-tem.lock'
 _TMP_RE = re.compile(r'^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^./]+)?$')   # tempfile.mkstemp names of atomic_write / atomic_path
+_TMP_DIR_RE = re.compile(r'^\.(tmp|work)[A-Za-z0-9_]{8}$')         # TemporaryDirectory(prefix='.tmp' | '.work') of the stages
 
 def _pid_alive(pid:int) -> bool:
     try: os.kill(pid, 0)
@@ -494,11 +495,15 @@ def run_lock(run_dir:str|os.PathLike):
             if json.loads(lock.read_text()).get('pid') == me['pid']: lock.unlink()
 
 def clean_temporaries(folder:str|os.PathLike) -> list[Path]:
-    "Remove the hidden temporaries that killed `atomic_write`/`atomic_path` writes left under `folder`; the removed paths."
+    "Remove the hidden temporaries (files and work folders) that killed writes left under `folder`; the removed paths."
+    import shutil
     gone = []
-    for p in Path(folder).rglob('.*.tmp*'):
+    for p in sorted(Path(folder).rglob('.*')):
+        if any(q in gone for q in p.parents): continue
         if p.is_file() and _TMP_RE.match(p.name):
             with contextlib.suppress(FileNotFoundError): p.unlink(); gone.append(p)
+        elif p.is_dir() and _TMP_DIR_RE.match(p.name):
+            shutil.rmtree(p, ignore_errors=True); gone.append(p)
     return gone
 
 
