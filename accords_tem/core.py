@@ -58,9 +58,8 @@ def _umask() -> int:
     return old
 
 def _output_mode(path:Path) -> int:
-    "Permissions a plain `open(path, 'w')` would give: the existing file's, else 0o666 less the umask."
-    try: return path.stat().st_mode & 0o7777
-    except OSError: return 0o666 & ~_umask()
+    "Permissions of an output: 0o666 less the umask, as `open(path, 'w')` gives a new file (re-runs mend older 0600 files)."
+    return 0o666 & ~_umask()
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 

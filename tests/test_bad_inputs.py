@@ -217,10 +217,13 @@ def test_outputs_get_umask_permissions(tmp_path, umask, mode):
         assert (tmp_path/f).stat().st_mode & 0o777 == mode, f
 
 
-def test_replaced_file_keeps_its_mode(tmp_path):
-    p = tmp_path/'shared.csv'; p.write_text('x'); p.chmod(0o664)
-    save_csv(pd.DataFrame({'a': [1]}), p)
-    assert p.stat().st_mode & 0o777 == 0o664
+def test_rerun_mends_0600_outputs(tmp_path):
+    "An output written 0600 by an earlier version gets the umask's permissions when it is written again."
+    p = tmp_path/'shared.csv'; p.write_text('x'); p.chmod(0o600)
+    old = os.umask(0o022)
+    try: save_csv(pd.DataFrame({'a': [1]}), p)
+    finally: os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644
 
 
 # ---------------------------------------------------------------- 7. file names are never glob patterns
