@@ -108,7 +108,6 @@ def _atomic_path(path:Path):
         yield Path(tmp)
         os.replace(tmp, path)
 
-
 # %% ../nbs/00_core.ipynb #501f7a1e
 def save_json(obj, path:str|os.PathLike):
     "Write `obj` as indented JSON, atomically."
@@ -353,7 +352,6 @@ def check_class_names(cfg:Config, path=None):
     if bad: raise ConfigError('; '.join(bad) + f"; the configured classes are {known} (fix the spelling, or add the "
                               "class under `classes:`)", path)
 
-
 # %% ../nbs/00_core.ipynb #2d68338f
 def _deep_update(base:dict, upd:dict) -> dict:
     out = dict(base)
@@ -505,7 +503,6 @@ def clean_temporaries(folder:str|os.PathLike) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True); gone.append(p)
     return gone
 
-
 # %% ../nbs/00_core.ipynb #8ddf38be
 def load_weights(path:str|os.PathLike, # .safetensors, or a torch file (.pth, .pt, .bin)
                 ) -> dict:
@@ -521,4 +518,3 @@ def load_weights(path:str|os.PathLike, # .safetensors, or a torch file (.pth, .p
     except Exception as e:
         raise CheckpointDamagedError(f'cannot be read as model weights ({type(e).__name__}: {e}); the file is truncated or '
                                      'damaged: copy it again, or train the model again', path) from None
-
