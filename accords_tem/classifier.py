@@ -572,7 +572,8 @@ class ClassifierBundle:
         if not (path/'bundle.json').is_file() or not (path/'model.pth').is_file():
             raise CheckpointMissingError('not a saved classifier: expected bundle.json and model.pth in this folder '
                                          '(RUN/classifier/model/ after accords-tem train-classifier)', path)
-        meta = json.loads((path/'bundle.json').read_text(encoding='utf-8'))
+        try: meta = json.loads((path/'bundle.json').read_text(encoding='utf-8'))
+        except (ValueError, OSError) as e: raise CheckpointDamagedError(f'cannot be read ({e}); the file is damaged', path/'bundle.json') from None
         st = meta['stats']; st['clip'] = tuple(st['clip'])
         b = cls.create(meta['backbone'], meta['tasks'], NormStats(**st), ClassifierConfig.model_validate(meta['config']), meta.get('info'))
         try: b.model.load_state_dict(load_weights(path/'model.pth'))

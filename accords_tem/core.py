@@ -196,6 +196,7 @@ def run_batch(fn, items, log:FailureLog|None=None, desc:str='', strict:bool=Fals
     if it is not items and desc: it.comment = desc
     for o in it:
         try: out.append((o, fn(o)))
+        except (OutputWriteError, RunLockedError): raise      # the output side is broken: no use trying the next input
         except AccordsError as e:
             if log is None: raise
             log.record(name(o), e); failed.append(str(name(o)))

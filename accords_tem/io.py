@@ -183,6 +183,8 @@ def _dm_read(path:Path, page:int=0, data:bool=True) -> dict:
         if a.ndim == 3:
             if not -a.shape[0] <= page < a.shape[0]:
                 raise ImageReadError(f'image {page} asked for, but the DM stack has {a.shape[0]} images', path)
+            if page == 0 and a.shape[0] > 1:
+                warnings.warn(f'{path}: a DM stack of {a.shape[0]} images; only the first is used (pass page= to read_tem)', stacklevel=4)
             a = a[page]
         elif page != 0: raise ImageReadError(f'image {page} asked for, but the DM file holds one image', path)
         d['data'] = a

@@ -462,10 +462,13 @@ def load_model(model_dir:str|os.PathLike, device='cpu') -> SegModel:
         if not (d/f).exists():
             raise CheckpointMissingError(f'the model folder lacks {f}; point --model at a unet/model folder written by run_unet', d)
     load_weights(d/'model.safetensors')                      # a truncated or damaged file: an error that names it
-    meta = json.loads((d/'unet.json').read_text())
-    u = UnetConfig.model_validate(meta.pop('unet'))
-    try: model = GatedUnet.from_pretrained(str(d)) if u.frame_gate else smp.Unet.from_pretrained(str(d))
-    except Exception as e: raise CheckpointDamagedError(f'the model cannot be rebuilt from config.json and model.safetensors '
-                                                        f'({type(e).__name__}: {e})', d) from None
-    thr = json.loads((d/'thresholds.json').read_text())['thresholds']
+    def js(f):
+        try: return json.loads((d/f).read_text())
+        except (ValueError, OSError) as e: raise CheckpointDamagedError(f'cannot be read ({e}); the file is damaged', d/f) from None
+    meta, thr = js('unet.json'), js('thresholds.json')
+    try:
+        u, thr = UnetConfig.model_validate(meta.pop('unet')), thr['thresholds']
+        model = GatedUnet.from_pretrained(str(d)) if u.frame_gate else smp.Unet.from_pretrained(str(d))
+    except Exception as e: raise CheckpointDamagedError(f'the model cannot be rebuilt from config.json, unet.json, thresholds.json '
+                                                        f'and model.safetensors ({type(e).__name__}: {e})', d) from None
     return SegModel(model, u, thr, meta).to(device)

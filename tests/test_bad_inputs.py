@@ -335,3 +335,23 @@ def test_second_command_into_a_running_folder_is_refused(tmp_path):
     rc, out, err = _cli('inventory', '--config', str(c), '--out', str(run))      # its process is gone: the lock is taken over
     assert rc == 0, err
     assert (run/'inventory.csv').exists() and not (run/'.accords-tem.lock').exists()
+
+
+def test_damaged_bundle_json_names_the_file(tmp_path):
+    from accords_tem.classifier import DEFAULT_TASKS, ClassifierBundle, ClassifierConfig, NormStats
+    ClassifierBundle.create('resnet18', DEFAULT_TASKS, NormStats(40, (0.5, 99.5), 0.45, 0.21, 3.9, 0.4),
+                            ClassifierConfig(image_size=40, pretrained=False, threads=1)).save(tmp_path/'m')
+    f = tmp_path/'m'/'bundle.json'; f.write_text(f.read_text()[:50])
+    with pytest.raises(CheckpointDamagedError, match=r'bundle\.json: cannot be read'): ClassifierBundle.load(tmp_path/'m')
+
+
+def test_full_disk_stops_a_batch(tmp_path, monkeypatch):
+    "A full disk is not a fault of the input: the batch stops at once instead of recording every image as failed."
+    from accords_tem.core import run_batch
+    seen = []
+    def write(i):
+        seen.append(i)
+        with atomic_write(tmp_path/f'{i}.bin') as f: raise OSError(errno.ENOSPC, 'No space left on device')
+    with pytest.raises(OutputWriteError, match=r'0\.bin: cannot write the output'):
+        run_batch(write, range(5), FailureLog(tmp_path, 'x'), progress=False)
+    assert seen == [0] and FailureLog(tmp_path, 'x').rows() == []
