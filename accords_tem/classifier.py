@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
 from .core import (_Section, SHEET_VOCABULARY, AccordsError, LabelSheetError, ConfigError, CheckpointMissingError, Config,
+                              CheckpointDamagedError, load_weights,
                               FailureLog, run_batch, atomic_path, save_json, save_csv, save_figure, get_device,
                               set_seed, device_description, prepare_run, outputs_fresh, config_hash, load_config)
 
@@ -207,6 +208,7 @@ class LabelSet:
     issues: pd.DataFrame         # sheet, row, filename, column, value, kind, suggestion, mapped_to
     unlabelled: list             # image paths in the sheets' folders that no row names
     tasks: dict                  # task -> vocabulary
+    failed: list = field(default_factory=list)  # LabelSheetError of each sheet that could not be read (the others are used)
 
     def report(self) -> pd.DataFrame:
         "Per column: values matched, mapped, unmatched (with suggestions) and empty; missing images and images without labels."
@@ -259,14 +261,19 @@ def image_magnification(path:str|os.PathLike) -> int|None:
 def load_labels(sheets:list, # label sheet files; each is tied to the folder it lies in
                 cfg:ClassifierConfig|None=None, # tasks, vocabularies, value_map
                 image_pattern:str='*.tif', # which files in a sheet's folder are micrographs
+                log:FailureLog|None=None, # where a sheet that cannot be read is recorded
                ) -> LabelSet:
-    "Read, merge and validate label sheets: canonical labels per task, and every issue found."
+    "Read, merge and validate label sheets: canonical labels per task, and every issue found; a bad sheet is skipped (all bad: error)."
     cfg = cfg or ClassifierConfig()
-    recs, issues, unlabelled = [], [], []
+    recs, issues, unlabelled, failed = [], [], [], []
     def issue(sheet, row, fn, col, val, kind, sugg=None, mapped=None):
         issues.append(dict(sheet=str(sheet), row=row, filename=fn, column=col, value=val, kind=kind, suggestion=sugg, mapped_to=mapped))
     for sheet in sorted(Path(s) for s in sheets):
-        df = read_sheet(sheet, cfg.filename_column)
+        try: df = read_sheet(sheet, cfg.filename_column)
+        except LabelSheetError as e:
+            failed.append(e); issue(sheet, None, None, 'sheet', e.reason, 'unreadable_sheet')
+            if log is not None: log.record(sheet, e)
+            continue
         folder = sheet.parent
         cols = {_col_key(c): c for c in df.columns}
         fcol = cols[_col_key(cfg.filename_column)]
@@ -301,7 +308,9 @@ def load_labels(sheets:list, # label sheet files; each is tied to the folder it 
     table['magnification'] = table['magnification'].astype('Float64')
     issues = pd.DataFrame(issues, columns=ISSUE_COLUMNS)
     issues['row'] = issues['row'].astype('Int64')
-    return LabelSet(table, issues, unlabelled, dict(cfg.tasks))
+    if failed and len(failed) == len(sheets):
+        raise LabelSheetError(f"none of the {len(sheets)} label sheet(s) could be read: " + '; '.join(map(str, failed)))
+    return LabelSet(table, issues, unlabelled, dict(cfg.tasks), failed)
 
 def find_sheets(root:str|os.PathLike, # data folder searched recursively
                 pattern:str='**/*_labels.*', # the data section's sheet_glob
@@ -415,10 +424,7 @@ class TEMClassifier(nn.Module):
 
 # %% ../nbs/04_classifier.ipynb #0ab16eb3
 def _load_state_file(path:Path) -> dict:
-    if path.suffix == '.safetensors':
-        from safetensors.torch import load_file
-        sd = load_file(str(path))
-    else: sd = torch.load(path, map_location='cpu', weights_only=True)
+    sd = load_weights(path)
     for k in ('state_dict', 'model', 'model_state_dict'):
         if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict): sd = sd[k]
     if not isinstance(sd, dict): raise CheckpointMissingError('is not a state dict of tensors', path)
@@ -566,10 +572,12 @@ class ClassifierBundle:
         if not (path/'bundle.json').is_file() or not (path/'model.pth').is_file():
             raise CheckpointMissingError('not a saved classifier: expected bundle.json and model.pth in this folder '
                                          '(RUN/classifier/model/ after accords-tem train-classifier)', path)
-        meta = json.loads((path/'bundle.json').read_text(encoding='utf-8'))
+        try: meta = json.loads((path/'bundle.json').read_text(encoding='utf-8'))
+        except (ValueError, OSError) as e: raise CheckpointDamagedError(f'cannot be read ({e}); the file is damaged', path/'bundle.json') from None
         st = meta['stats']; st['clip'] = tuple(st['clip'])
         b = cls.create(meta['backbone'], meta['tasks'], NormStats(**st), ClassifierConfig.model_validate(meta['config']), meta.get('info'))
-        b.model.load_state_dict(torch.load(path/'model.pth', map_location='cpu', weights_only=True))
+        try: b.model.load_state_dict(load_weights(path/'model.pth'))
+        except RuntimeError as e: raise CheckpointDamagedError(f'does not fit the classifier of bundle.json ({e})', path/'model.pth') from None
         b.model.to(device).eval()
         return b
 
@@ -713,9 +721,14 @@ def _train(data, backbone, cfg, device, base, seed):
                                             [p for n, p in m.named_parameters() if not n.startswith('encoder.')]])
         if not cfg.progress: learn.remove_cb(ProgressCallback); learn.logger = lambda *a, **k: None
         t0, c0 = time.time(), time.process_time()
-        learn.fit_one_cycle(cfg.epochs, lr_max=[cfg.lr * cfg.backbone_lr_mult, cfg.lr], wd=cfg.weight_decay,
-                            cbs=[EarlyStoppingCallback(monitor=monitor, patience=cfg.patience),
-                                 SaveModelCallback(monitor=monitor, fname='best', with_opt=False)])
+        try:
+            learn.fit_one_cycle(cfg.epochs, lr_max=[cfg.lr * cfg.backbone_lr_mult, cfg.lr], wd=cfg.weight_decay,
+                                cbs=[EarlyStoppingCallback(monitor=monitor, patience=cfg.patience),
+                                     SaveModelCallback(monitor=monitor, fname='best', with_opt=False)])
+        except FileNotFoundError as e:    # SaveModelCallback saves only on a finite improvement: no epoch had a finite loss
+            if 'best' not in str(e): raise
+            raise AccordsError(f'training of {backbone} gave no finite {monitor} in any epoch, so no model was saved; '
+                               'check the labelled images for invalid values (failures.csv) and lower classifier.lr') from None
         info['train_seconds'] = round(time.time() - t0, 1)           # wall clock
         info['train_cpu_seconds'] = round(time.process_time() - c0, 1)  # CPU time of this process (all threads)
     names = learn.recorder.metric_names[1:-1]
@@ -915,7 +928,7 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
     if not sheets: raise LabelSheetError(f'no label sheets matching {cfg.data.sheet_glob!r}: put <material>_labels.csv '
                                          'next to the images of each material folder', root)
     t0 = time.time()
-    labels = load_labels(sheets, ccfg, pattern)
+    labels = load_labels(sheets, ccfg, pattern, log)
     save_csv(labels.report(), out/'validation_report.csv'); save_csv(labels.issues, out/'label_issues.csv')
     for r in labels.issues[labels.issues.kind == 'missing_image'].itertuples():
         log.record(Path(r.sheet).parent/r.filename, LabelSheetError(f'named in {Path(r.sheet).name} row {r.row}, but the file is not in the folder'))
@@ -963,7 +976,7 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
     for bb in trained:
         g = long[(long.backbone == timm_name(bb)) & (long.n_classes_valid >= 2)]
         beats[bb] = {r.task: bool(r.macro_f1 > r.baseline_macro_f1) for r in g.itertuples()}
-    summary = dict(stage='classifier', config_hash=h, n_sheets=len(sheets), n_labelled=len(table), n_train=len(data.train_idx),
+    summary = dict(stage='classifier', config_hash=h, n_sheets=len(sheets), n_sheets_failed=len(labels.failed), n_labelled=len(table), n_train=len(data.train_idx),
                    n_valid=len(data.valid_idx), n_predicted=len(preds), backbones=list(trained),
                    issues=labels.issues.kind.value_counts().to_dict(), failures=len(log.rows('classifier')),
                    device=device_description(device), train_seconds={bb: b.info.get('train_seconds') for bb, b in trained.items()},

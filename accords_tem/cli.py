@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse, sys
 from pathlib import Path
 import yaml
-from .core import AccordsError, AllInputsFailed, FailureLog, all_failed_is_error, collect_batches
+from .core import (AccordsError, AllInputsFailed, FailureLog, all_failed_is_error, clean_temporaries, collect_batches,
+                              run_lock)
 from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
 
 DEFAULT_CONFIG = 'configs/default.yaml'
@@ -72,11 +73,14 @@ def _run(argv:list[str]) -> int:
     if not args.config and path != DEFAULT_CONFIG: print(f'configuration: {path} (the run\'s own)', file=sys.stderr)
     cfg = load_config(path, ov)
     if args.data: cfg.data.root = str(Path(args.data).resolve())
-    if args.command == 'run':
-        summary = run_pipeline(cfg, args.out, stages=args.stages, force=args.force)
-        return 0 if summary['ok'] else 1
-    stage = next(s for s in STAGES if s.command == args.command)
-    print(run_stage_function(stage, cfg, args.out, force=args.force))
+    with run_lock(args.out):                      # one command at a time writes into a run folder
+        gone = clean_temporaries(args.out)
+        if gone: print(f'removed {len(gone)} temporary file(s) left by an interrupted write', file=sys.stderr)
+        if args.command == 'run':
+            summary = run_pipeline(cfg, args.out, stages=args.stages, force=args.force)
+            return 0 if summary['ok'] else 1
+        stage = next(s for s in STAGES if s.command == args.command)
+        print(run_stage_function(stage, cfg, args.out, force=args.force))
     return 0
 
 def main(argv:list[str]|None=None) -> int:
@@ -87,6 +91,8 @@ def main(argv:list[str]|None=None) -> int:
         except AllInputsFailed as e:
             print(f'error: {e}\n{failure_summary(e.rows)}', file=sys.stderr); return 1
         except AccordsError as e:
+            print(f'error: {e}', file=sys.stderr); return 2
+        except OSError as e:                      # a full disk, a read-only folder, ...: the message names the file
             print(f'error: {e}', file=sys.stderr); return 2
     summary = _partial_summary([b for b in batches if b['failed'] < b['items']])
     if summary: print(summary, file=sys.stderr)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #8bb3cc1d
 from __future__ import annotations
-import contextlib, csv, datetime, hashlib, io as _io, json, os, random, tempfile
+import contextlib, csv, datetime, errno, hashlib, io as _io, json, os, random, re, socket, tempfile, time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,12 +13,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'AccordsError', 'ImageReadError',
-           'MetadataError', 'IlastikFormatError', 'LabelSheetError', 'ConfigError', 'CheckpointMissingError',
-           'AllInputsFailed', 'atomic_write', 'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure',
-           'FailureLog', 'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig',
-           'CalibrationConfig', 'section_model', 'Config', 'load_config', 'config_to_yaml', 'config_hash', 'get_device',
-           'set_seed', 'device_description', 'prepare_run', 'outputs_fresh']
+__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'CLASS_KEYS', 'LOCK_NAME', 'AccordsError',
+           'ImageReadError', 'MetadataError', 'IlastikFormatError', 'LabelSheetError', 'ConfigError',
+           'CheckpointMissingError', 'CheckpointDamagedError', 'OutputWriteError', 'RunLockedError', 'AllInputsFailed',
+           'atomic_write', 'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure', 'FailureLog',
+           'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig', 'CalibrationConfig',
+           'section_model', 'Config', 'check_class_names', 'load_config', 'config_to_yaml', 'config_hash', 'get_device',
+           'set_seed', 'device_description', 'prepare_run', 'outputs_fresh', 'run_lock', 'clean_temporaries',
+           'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -34,6 +36,9 @@ class IlastikFormatError(AccordsError): "An ilastik HDF5 export is missing a dat
 class LabelSheetError(AccordsError): "A label sheet cannot be parsed or does not match the images."
 class ConfigError(AccordsError): "The configuration has an unknown key or an invalid value."
 class CheckpointMissingError(AccordsError): "Model weights are not where the configuration says."
+class CheckpointDamagedError(AccordsError): "A model file exists but cannot be read (truncated or damaged)."
+class OutputWriteError(AccordsError): "An output cannot be written: the disk is full, the folder read-only, ..."
+class RunLockedError(AccordsError): "Another accords-tem process is writing into the same run folder."
 
 class AllInputsFailed(AccordsError):
     "Every input of a stage or command failed: nothing was produced (the reasons are in `rows`, as in failures.csv)."
@@ -42,22 +47,55 @@ class AllInputsFailed(AccordsError):
         self.rows = list(rows or [])
 
 # %% ../nbs/00_core.ipynb #e49da231
+def _umask() -> int:
+    "The process umask (read without changing it where /proc tells it)."
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except OSError: pass
+    old = os.umask(0o022); os.umask(old)
+    return old
+
+def _output_mode(path:Path) -> int:
+    "Permissions of an output: 0o666 less the umask, as `open(path, 'w')` gives a new file (re-runs mend older 0600 files)."
+    return 0o666 & ~_umask()
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+def _write_error(e:OSError, path:Path, tmp=None) -> OSError|AccordsError:
+    "An `OutputWriteError` naming `path` for a disk-full / read-only / permission error while writing it (others unchanged)."
+    if e.errno not in _WRITE_ERRNOS or (tmp is not None and e.filename is not None and str(e.filename) not in (str(tmp), str(path))):
+        return e                                  # not a write error, or about another file (an input read inside the block)
+    return OutputWriteError(f'cannot write the output ({e.strerror}); free disk space or choose a writable output folder', path)
+
+@contextlib.contextmanager
+def _temp_beside(path:Path, prefix:str, suffix:str):
+    "Create a temporary file beside `path` (mode as open() would give); yields (fd, tmp); errors name `path`."
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+        os.fchmod(fd, _output_mode(path))
+    except OSError as e: raise _write_error(e, path) from e
+    try: yield fd, tmp
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        if isinstance(e, OSError):
+            err = _write_error(e, path, tmp)
+            if err is not e: raise err from e
+        raise
+
 @contextlib.contextmanager
 def atomic_write(path:str|os.PathLike, # destination file
                  mode:str='wb', # 'wb' for bytes, 'w' for text
                  **kwargs):
     "Open a temporary file beside `path`; on success rename it to `path`, on error remove it."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+    with _temp_beside(path, f".{path.name}.", ".tmp") as (fd, tmp):
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
 
 def atomic_path(path:str|os.PathLike) -> contextlib.AbstractContextManager:
     "Context manager yielding a temporary path beside `path` (same suffix) for libraries that want a file name; renamed on success."
@@ -65,15 +103,10 @@ def atomic_path(path:str|os.PathLike) -> contextlib.AbstractContextManager:
 
 @contextlib.contextmanager
 def _atomic_path(path:Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
+    with _temp_beside(path, f".{path.stem}.", f".tmp{path.suffix}") as (fd, tmp):
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
 
 # %% ../nbs/00_core.ipynb #501f7a1e
 def save_json(obj, path:str|os.PathLike):
@@ -163,6 +196,7 @@ def run_batch(fn, items, log:FailureLog|None=None, desc:str='', strict:bool=Fals
     if it is not items and desc: it.comment = desc
     for o in it:
         try: out.append((o, fn(o)))
+        except (OutputWriteError, RunLockedError): raise      # the output side is broken: no use trying the next input
         except AccordsError as e:
             if log is None: raise
             log.record(name(o), e); failed.append(str(name(o)))
@@ -289,6 +323,36 @@ class Config(_Section):
             elif name in self.sections: d[name] = self.sections[name]
         return d
 
+# %% ../nbs/00_core.ipynb #e7e07fe0
+CLASS_KEYS = {
+    'masks': ('classes', 'thresholds', 'overrides.*'),
+    'postprocessing': ('opening_class', 'background_class'),
+    'unet': ('target_classes', 'instance_classes', 'losses'),
+    'objects': ('object_classes',),
+    'report': ('background_classes', 'size_classes'),
+}
+
+def _class_names_in(v) -> list:
+    if v is None: return []
+    if isinstance(v, str): return [v]
+    return list(v.keys() if isinstance(v, dict) else v)
+
+def check_class_names(cfg:Config, path=None):
+    "Raise `ConfigError` when a key of `CLASS_KEYS` names a class that `cfg.classes` does not define."
+    known, bad = cfg.class_names(), []
+    for sec, keys in CLASS_KEYS.items():
+        if section_model(sec) is None: continue
+        s = cfg.section(sec)
+        for key in keys:
+            attr, _, each = key.partition('.')
+            v = getattr(s, attr)
+            names = [n for x in (v.values() if each else [v]) for n in _class_names_in(x)]
+            unknown = list(dict.fromkeys(str(n) for n in names if n not in known))
+            if unknown: bad.append(f"'{sec}.{attr}' names unknown class{'es' * (len(unknown) > 1)} "
+                                   f"{', '.join(map(repr, unknown))}")
+    if bad: raise ConfigError('; '.join(bad) + f"; the configured classes are {known} (fix the spelling, or add the "
+                              "class under `classes:`)", path)
+
 # %% ../nbs/00_core.ipynb #2d68338f
 def _deep_update(base:dict, upd:dict) -> dict:
     out = dict(base)
@@ -337,6 +401,7 @@ def load_config(path:str|os.PathLike|None=None, # YAML file; None: the defaults
         if section_model(k) is not None:
             try: cfg.section(k)
             except ConfigError as e: raise ConfigError(e.reason, path) from None
+    check_class_names(cfg, path)
     return cfg
 
 def config_to_yaml(cfg:Config) -> str:
@@ -387,3 +452,70 @@ def outputs_fresh(outputs, inputs) -> bool:
     if not outputs or not all(o.exists() for o in outputs): return False
     newest_in = max((i.stat().st_mtime for i in inputs if i.exists()), default=0)
     return min(o.stat().st_mtime for o in outputs) >= newest_in
+
+# %% ../nbs/00_core.ipynb #8c19325b
+LOCK_NAME = '.accords-tem.lock'
+_TMP_RE = re.compile(r'^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^./]+)?$')   # tempfile.mkstemp names of atomic_write / atomic_path
+_TMP_DIR_RE = re.compile(r'^\.(tmp|work)[A-Za-z0-9_]{8}$')         # TemporaryDirectory(prefix='.tmp' | '.work') of the stages
+
+def _pid_alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    except OSError: return False
+    return True
+
+@contextlib.contextmanager
+def run_lock(run_dir:str|os.PathLike):
+    "Hold `RUN/.accords-tem.lock` while writing into a run folder; `RunLockedError` if a live process holds it."
+    run_dir = Path(run_dir)
+    try: run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise _write_error(e, run_dir) from e
+    lock, me = run_dir/LOCK_NAME, dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S'))
+    for _ in range(2):
+        try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            try: other = json.loads(lock.read_text())
+            except (OSError, ValueError): other = {}
+            pid = other.get('pid')
+            if isinstance(pid, int) and (other.get('host') != me['host'] or _pid_alive(pid)):
+                raise RunLockedError(f"another accords-tem (pid {pid} on {other.get('host')}, started {other.get('started')}) is "
+                                     f"writing into this run folder; wait until it ends, or delete {lock.name} if it is not "
+                                     "running any more", run_dir) from None
+            lock.unlink(missing_ok=True); continue          # stale: its process is gone
+        except OSError as e: raise _write_error(e, lock) from e
+        with os.fdopen(fd, 'w') as f: json.dump(me, f)
+        break
+    else: raise RunLockedError('the run folder lock could not be taken (another process took it meanwhile)', run_dir)
+    try: yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            if json.loads(lock.read_text()).get('pid') == me['pid']: lock.unlink()
+
+def clean_temporaries(folder:str|os.PathLike) -> list[Path]:
+    "Remove the hidden temporaries (files and work folders) that killed writes left under `folder`; the removed paths."
+    import shutil
+    gone = []
+    for p in sorted(Path(folder).rglob('.*')):
+        if any(q in gone for q in p.parents): continue
+        if p.is_file() and _TMP_RE.match(p.name):
+            with contextlib.suppress(FileNotFoundError): p.unlink(); gone.append(p)
+        elif p.is_dir() and _TMP_DIR_RE.match(p.name):
+            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+    return gone
+
+# %% ../nbs/00_core.ipynb #8ddf38be
+def load_weights(path:str|os.PathLike, # .safetensors, or a torch file (.pth, .pt, .bin)
+                ) -> dict:
+    "The state dict stored in `path`; errors name the file when it is missing, truncated or damaged."
+    path = Path(path)
+    if not path.is_file(): raise CheckpointMissingError('model file not found', path)
+    try:
+        if path.suffix == '.safetensors':
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        import torch
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise CheckpointDamagedError(f'cannot be read as model weights ({type(e).__name__}: {e}); the file is truncated or '
+                                     'damaged: copy it again, or train the model again', path) from None

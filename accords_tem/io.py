@@ -16,12 +16,12 @@ from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataErr
                               prepare_run, run_batch, save_csv, save_figure, save_json)
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY_COLUMNS', 'file_format', 'write_tem_tiff', 'read_tem',
-           'to_float01', 'read_region', 'LazyTiff', 'open_tem_lazy', 'write_dm', 'parse_magnification', 'PixelSize',
-           'to_nm', 'read_metadata', 'read_pixel_size', 'read_magnification', 'pixel_size', 'axistags_json',
-           'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'list_images', 'content_rows', 'IOConfig',
-           'read_working', 'image_stats', 'inventory_row', 'inventory_figure', 'pixel_size_figure', 'run_inventory',
-           'inspect_main']
+__all__ = ['IMAGE_SUFFIXES', 'MIN_IMAGE_SIDE', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY_COLUMNS', 'file_format', 'write_tem_tiff',
+           'read_tem', 'check_pixels', 'to_float01', 'read_region', 'LazyTiff', 'open_tem_lazy', 'write_dm',
+           'parse_magnification', 'PixelSize', 'to_nm', 'read_metadata', 'read_pixel_size', 'read_magnification',
+           'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'list_images',
+           'content_rows', 'IOConfig', 'read_working', 'image_stats', 'inventory_row', 'inventory_figure',
+           'pixel_size_figure', 'run_inventory', 'inspect_main']
 
 # %% ../nbs/00_io.ipynb #b6f112ab
 _MAGIC = [(b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff'), (b'II+\x00', 'tiff'), (b'MM\x00+', 'tiff'),
@@ -121,6 +121,13 @@ def _check_tiff_page(page, path, size:int):
 def _tiff_error(e:Exception, path) -> ImageReadError:
     return ImageReadError(f'cannot be read as a TIFF ({type(e).__name__}: {e}); the file may be truncated or damaged', path)
 
+def _warn_pages(tif, page:int, path):
+    "A multi-page TIFF read without naming a page: the first page is used, and a warning names the file and the count."
+    if page != 0 or len(tif.pages) < 2: return
+    n = sum(1 for p in tif.pages if not getattr(p, 'is_reduced', False))   # reduced-resolution previews do not count
+    if n > 1: warnings.warn(f'{path}: a multi-page TIFF with {n} images; only the first is used '
+                            '(pass page= to read_tem, or save each image as its own file)', stacklevel=4)
+
 def _tiff_page(tif, page:int, path):
     n = len(tif.pages)
     if not -n <= page < n: raise ImageReadError(f'page {page} asked for, but the TIFF has {n} page(s)', path)
@@ -133,6 +140,7 @@ def _read_tiff(path:Path, page:int=0) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tif:
             pg = _tiff_page(tif, page, path)
+            _warn_pages(tif, page, path)
             with warnings.catch_warnings():
                 warnings.simplefilter('error')  # tifffile warns (instead of failing) on some damaged files
                 a = pg.asarray()
@@ -175,6 +183,8 @@ def _dm_read(path:Path, page:int=0, data:bool=True) -> dict:
         if a.ndim == 3:
             if not -a.shape[0] <= page < a.shape[0]:
                 raise ImageReadError(f'image {page} asked for, but the DM stack has {a.shape[0]} images', path)
+            if page == 0 and a.shape[0] > 1:
+                warnings.warn(f'{path}: a DM stack of {a.shape[0]} images; only the first is used (pass page= to read_tem)', stacklevel=4)
             a = a[page]
         elif page != 0: raise ImageReadError(f'image {page} asked for, but the DM file holds one image', path)
         d['data'] = a
@@ -191,12 +201,30 @@ def read_tem(path:str|os.PathLike, # TIFF, PNG, JPEG, DM3 or DM4 micrograph
     "Read one micrograph as a 2-D grayscale array in its native dtype (RGB -> luminance)."
     path = Path(path)
     fmt = file_format(path)
-    if fmt == 'tiff': return _read_tiff(path, page)
+    if fmt == 'tiff': return check_pixels(_read_tiff(path, page), path)
     if fmt in ('png', 'jpeg'):
         if page != 0: raise ImageReadError(f'page {page} asked for, but a {fmt.upper()} has one image', path)
-        return _read_pil_like(path, fmt)
-    if fmt in ('dm3', 'dm4'): return _read_dm(path, page)
+        return check_pixels(_read_pil_like(path, fmt), path)
+    if fmt in ('dm3', 'dm4'): return check_pixels(_read_dm(path, page), path)
     raise ImageReadError(f'{fmt.upper()} is not a micrograph format; ilastik files are read with read_ilastik_h5', path)
+
+MIN_IMAGE_SIDE = 2   # px: smaller images hold nothing to measure
+
+def check_pixels(a:np.ndarray, # a 2-D image as read
+                 path=None, # its file (named in the error)
+                ) -> np.ndarray:
+    "`a` itself, or an `ImageReadError` for an image too small to use or with NaN/inf pixels (the one check for every reader)."
+    if a.ndim != 2 or min(a.shape) < MIN_IMAGE_SIDE:
+        size = 'x'.join(map(str, a.shape[::-1])) if a.ndim else '0x0'
+        raise ImageReadError(f'image too small: {size} px (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px are needed)', path)
+    if a.dtype.kind in 'fc':
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad: raise _nonfinite_error(bad, a.size, path)
+    return a
+
+def _nonfinite_error(bad:int, n:int, path) -> ImageReadError:
+    return ImageReadError(f'{bad} NaN/inf pixels ({bad / max(n, 1):.2%} of the image): the file holds invalid values; '
+                          'export it again from the microscope software', path)
 
 # %% ../nbs/00_io.ipynb #3774c03d
 def to_float01(img:np.ndarray, # image of any real dtype
@@ -756,6 +784,7 @@ INVENTORY_COLUMNS = ['file', 'material', 'format', 'width', 'height', 'content_t
 def _stats_update(acc:dict, a:np.ndarray):
     a = np.asarray(a)
     fin = a[np.isfinite(a)] if a.dtype.kind == 'f' else a
+    acc['nonfinite'] += a.size - fin.size
     if fin.size == 0: return
     mx = fin.max()
     f64 = fin.astype(np.float64)
@@ -773,7 +802,7 @@ def image_stats(img, # 2-D array, memmap or `LazyTiff`
                ) -> dict:
     "min, max, mean, effective bits, saturated and zero fractions of an image, read in bands of rows."
     dtype = np.dtype(dtype or img.dtype)
-    acc = dict(n=0, nfin=0, sum=0.0, sumsq=0.0, min=np.inf, max=-np.inf, at_max=0, zeros=0, ge1=0)
+    acc = dict(n=0, nfin=0, sum=0.0, sumsq=0.0, min=np.inf, max=-np.inf, at_max=0, zeros=0, ge1=0, nonfinite=0)
     y0, y1 = rows or (0, img.shape[0])
     band = band or max(1, y1 - y0)
     thumb = []
@@ -783,12 +812,11 @@ def image_stats(img, # 2-D array, memmap or `LazyTiff`
         if thumb_step: thumb.append(chunk[(y0 - y) % thumb_step::thumb_step, ::thumb_step])
     extra = {'_thumb': np.concatenate(thumb)} if thumb_step else {}
     if acc['nfin'] == 0: return dict(min=np.nan, max=np.nan, mean=np.nan, std=np.nan, effective_bits=None, saturated_fraction=np.nan,
-                                     zero_fraction=np.nan, **extra)
-    if acc['nfin'] == 0: return dict(min=np.nan, max=np.nan, mean=np.nan, std=np.nan, effective_bits=None, saturated_fraction=np.nan, zero_fraction=np.nan)
+                                     zero_fraction=np.nan, nonfinite=acc['nonfinite'], **extra)
     n = acc['n']
     mean = acc['sum'] / acc['nfin']
     out = dict(min=acc['min'], max=acc['max'], mean=mean, std=math.sqrt(max(0.0, acc['sumsq'] / acc['nfin'] - mean * mean)),
-               zero_fraction=acc['zeros'] / n)
+               zero_fraction=acc['zeros'] / n, nonfinite=acc['nonfinite'])
     if dtype.kind in 'ui':
         eb = max(1, int(math.ceil(math.log2(acc['max'] + 1)))) if acc['max'] > 0 else 1
         out['effective_bits'] = eb
@@ -821,6 +849,8 @@ def inventory_row(path:Path, root:Path, calibration:CalibrationConfig|None=None,
                bit_depth=img.dtype.itemsize * 8, magnification=mag, magnification_source=mag_src,
                nm_per_px=float(f'{ps.nm_per_px:.6g}') if ps.nm_per_px else None, pixel_size_source=ps.source)
     st = image_stats(img, band=band, thumb_step=max(1, max(H, W) // thumb_px) if thumb_px else None, rows=(top, bottom))
+    bad = st.pop('nonfinite')
+    if bad: raise _nonfinite_error(bad, (bottom - top) * W, path)        # big images are read here only, in bands
     for k in ('mean', 'std'):
         if np.isfinite(st[k]): st[k] = round(st[k], 3)
     for k in ('saturated_fraction', 'zero_fraction'):

@@ -5,6 +5,7 @@
 # %% ../nbs/01_normalization.ipynb #a88b6481
 from __future__ import annotations
 import gc, os, time
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Literal
 
@@ -164,7 +165,7 @@ def normalized_image_path(run_dir:str|os.PathLike, # run folder
                           stem:str, # image stem
                          ) -> Path|None:
     "The normalized image of `stem` in a run (any material folder), or None (used by later stages)."
-    hits = [p for p in sorted((Path(run_dir)/'normalized').glob(f'**/{stem}.*'))
+    hits = [p for p in sorted((Path(run_dir)/'normalized').glob(f'**/{glob_escape(stem)}.*'))
             if p.suffix in ('.png', '.tif') and 'figures' not in p.relative_to(Path(run_dir)/'normalized').parts]
     return hits[0] if hits else None
 

@@ -5,6 +5,7 @@
 # %% ../nbs/06b_objects.ipynb #254ef932
 from __future__ import annotations
 import argparse, json, math, os, sys
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +14,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from pydantic import Field
 
-from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, load_config, run_batch, save_csv,
+from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, collect_batches, load_config, run_batch, save_csv,
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
                               device_description)
 from .unet import read_instances_with_classes
@@ -25,7 +26,7 @@ __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsCon
            'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'match_instances', 'rle_encode',
            'rle_decode', 'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'model_instances',
            'cut_options', 'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure',
-           'evaluate_image', 'predict_objects', 'predict_main', 'run_objects']
+           'evaluate_image', 'predict_objects', 'predict_main', 'predict_summary', 'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -402,16 +403,17 @@ def _class_map_files(cfg:Config, run_dir:Path, stem:str, source:str) -> dict:
         return {'*': p} if p.exists() else {}
     base = run_dir/('unet' if source == 'unet' else 'masks')
     if not base.exists(): return {}
-    out = {}
+    out, st = {}, glob_escape(stem)                 # file names are never patterns: 'a[1]' must find a[1].png
     for c in cfg.classes:
-        for name in (f'{stem}.npy', f'{stem}.png', f'{stem}_Probabilities.npy', f'{stem}_Probabilities.png'):
-            hits = sorted(p for p in base.glob(f'**/{c.name}/{name}') if '/qa/' not in p.as_posix())
+        cn = glob_escape(c.name)
+        for name in (f'{st}.npy', f'{st}.png', f'{st}_Probabilities.npy', f'{st}_Probabilities.png'):
+            hits = sorted(p for p in base.glob(f'**/{cn}/{name}') if '/qa/' not in p.as_posix())
             if hits: out[c.name] = hits[0]; break
         if c.name not in out:   # unet.predict_images layout: masks/<stem>_<CLASS>.png
-            hits = sorted(base.glob(f'**/masks/{stem}_{c.name}.png'))
+            hits = sorted(base.glob(f'**/masks/{st}_{cn}.png'))
             if hits: out[c.name] = hits[0]
     if not out:
-        hits = sorted(base.glob(f'**/{stem}_classes.png'))
+        hits = sorted(base.glob(f'**/{st}_classes.png'))
         if hits: out['*'] = hits[0]
     return out
 
@@ -440,7 +442,7 @@ def pick_source(oc:ObjectsConfig, cfg:Config, run_dir:Path, stems:list[str]) -> 
 
 def model_instances(run_dir:Path, stem:str) -> Path|None:
     "The instance labels a U-Net prediction wrote for this image (RUN/unet/**/instances/<stem>.tif), or None."
-    hits = sorted((Path(run_dir)/'unet').glob(f'**/instances/{stem}.tif'))
+    hits = sorted((Path(run_dir)/'unet').glob(f'**/instances/{glob_escape(stem)}.tif'))
     return hits[0] if hits else None
 
 # %% ../nbs/06b_objects.ipynb #3f72eccf
@@ -664,15 +666,23 @@ def predict_main(argv:list[str]|None=None) -> int:
     try:
         ov = {**({'io.data_bar': a.data_bar} if a.data_bar else {}), **({'io.crop_rows': list(a.crop)} if a.crop else {})}
         cfg = load_config(a.config, ov)
-        ob = predict_objects(a.model, a.images, a.out, nm_per_px=a.nm_per_px, cfg=cfg,
-                             tta=a.tta, tile=a.tile, overlap=a.overlap, device=a.device, figures=not a.no_figures, as_is=a.as_is,
-                             scales=a.tta_scales)
+        with collect_batches() as batches:
+            ob = predict_objects(a.model, a.images, a.out, nm_per_px=a.nm_per_px, cfg=cfg,
+                                 tta=a.tta, tile=a.tile, overlap=a.overlap, device=a.device, figures=not a.no_figures, as_is=a.as_is,
+                                 scales=a.tta_scales)
     except AccordsError as e: sys.exit(f'accords-tem predict: {e}')
     n_img = ob.image.nunique() if len(ob) else 0
     units = sorted(set(ob.unit)) if len(ob) else []
     print(f"{len(ob)} objects in {n_img} images -> {a.out} (objects.csv, summary.csv, instances/, masks/, probabilities/, uncertainty/)"
           + (f"; sizes in {', '.join(units)}" if units else ''))
+    print(predict_summary(batches))
     return 0
+
+def predict_summary(batches:list[dict]) -> str:
+    "The one line `accords-tem predict` ends with: 'N images: K ok, F failed (see failures.csv)'."
+    b = [x for x in batches if x['stage'] == 'predict']
+    n, f = sum(x['items'] for x in b), sum(x['failed'] for x in b)
+    return f"{n} images: {n - f} ok, {f} failed" + (f" (see {b[-1]['log']})" if f else '')
 
 # %% ../nbs/06b_objects.ipynb #baad6869
 def _no_nan(o):

@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 import segmentation_models_pytorch as smp
 
-from .core import CheckpointMissingError, ConfigError, AccordsError, save_json, save_csv, atomic_path
+from .core import CheckpointMissingError, CheckpointDamagedError, ConfigError, AccordsError, load_weights, save_json, save_csv, atomic_path
 from .seg_data import UnetConfig, LossSpec
 
 # %% auto #0
@@ -85,10 +85,7 @@ class GatedUnet(smp.Unet):
 
 # %% ../nbs/05b_seg_train.ipynb #31526947
 def _read_state_dict(path:Path) -> dict:
-    if path.suffix == '.safetensors':
-        from safetensors.torch import load_file
-        return load_file(str(path))
-    sd = torch.load(path, map_location='cpu', weights_only=True)
+    sd = load_weights(path)
     for k in ('state_dict', 'model', 'model_state_dict'):
         if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict): sd = sd[k]
     return sd
@@ -464,8 +461,14 @@ def load_model(model_dir:str|os.PathLike, device='cpu') -> SegModel:
     for f in ('config.json', 'model.safetensors', 'thresholds.json', 'unet.json'):
         if not (d/f).exists():
             raise CheckpointMissingError(f'the model folder lacks {f}; point --model at a unet/model folder written by run_unet', d)
-    meta = json.loads((d/'unet.json').read_text())
-    u = UnetConfig.model_validate(meta.pop('unet'))
-    model = GatedUnet.from_pretrained(str(d)) if u.frame_gate else smp.Unet.from_pretrained(str(d))
-    thr = json.loads((d/'thresholds.json').read_text())['thresholds']
+    load_weights(d/'model.safetensors')                      # a truncated or damaged file: an error that names it
+    def js(f):
+        try: return json.loads((d/f).read_text())
+        except (ValueError, OSError) as e: raise CheckpointDamagedError(f'cannot be read ({e}); the file is damaged', d/f) from None
+    meta, thr = js('unet.json'), js('thresholds.json')
+    try:
+        u, thr = UnetConfig.model_validate(meta.pop('unet')), thr['thresholds']
+        model = GatedUnet.from_pretrained(str(d)) if u.frame_gate else smp.Unet.from_pretrained(str(d))
+    except Exception as e: raise CheckpointDamagedError(f'the model cannot be rebuilt from config.json, unet.json, thresholds.json '
+                                                        f'and model.safetensors ({type(e).__name__}: {e})', d) from None
     return SegModel(model, u, thr, meta).to(device)

@@ -5,6 +5,7 @@
 # %% ../nbs/09_synthetic.ipynb #d8f11159
 from __future__ import annotations
 import argparse, math, re, sys, time
+from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -788,7 +789,7 @@ def _clear_previous(out:Path):
                   out/'ground_truth'/f'{r.stem}_classes.png', out/'ground_truth'/f'{r.stem}_instances.png'):
             p.unlink(missing_ok=True)
     for mat in old.material.unique():
-        for p in (out/mat).glob(f'{mat}_labels.*'): p.unlink()
+        for p in (out/mat).glob(f'{glob_escape(mat)}_labels.*'): p.unlink()
 
 def render_plan(scfg:SyntheticConfig, # what to make
                 seed:int, # seed of the plan and of every image

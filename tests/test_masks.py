@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from accords_tem.core import ConfigError, FailureLog, IlastikFormatError, load_config
+from accords_tem.core import ClassSpec, ConfigError, FailureLog, IlastikFormatError, load_config
 from accords_tem.io import write_ilastik_h5
 from accords_tem.masks import (MasksConfig, check_probabilities, export_kind, iou, masks_for_export, pair_exports,
                                run_masks, target_classes, threshold_masks, threshold_table)
@@ -81,7 +81,7 @@ def test_threshold_lookup_order():
 
 
 def test_target_classes_by_name_follow_label_order():
-    cfg = load_config(None, {'classes': [{'name': 'hole', 'label': 2}, {'name': 'flake', 'label': 1}]})
+    cfg = load_config(None).model_copy(update=dict(classes=[ClassSpec(name='hole', label=2), ClassSpec(name='flake', label=1)]))
     assert target_classes(cfg, MasksConfig()) == [('flake', 0), ('hole', 1)]
     assert target_classes(cfg, MasksConfig(classes=['hole'])) == [('hole', 1)]
     with pytest.raises(ConfigError): target_classes(cfg, MasksConfig(classes=['GFM']))

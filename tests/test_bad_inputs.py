@@ -1,0 +1,357 @@
+"""Bad inputs and faults of issue 18 (items 3-7 and the weaker points): each test reproduces one fault with small files
+written here; it failed before the fix and passes after it."""
+import contextlib, errno, io as _io, json, os, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+import tifffile
+import torch
+import yaml
+
+from accords_tem import core
+from accords_tem.core import (CheckpointDamagedError, ConfigError, FailureLog, ImageReadError, LabelSheetError, OutputWriteError,
+                              atomic_path, atomic_write, load_config, save_csv, save_json, save_npy)
+from accords_tem.io import read_tem, write_tem_tiff
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    old = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _cli(*args):
+    from accords_tem.cli import main
+    out, err = _io.StringIO(), _io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main(list(args))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _nan_tif(path, shape=(40, 40), n=3):
+    a = np.random.default_rng(0).random(shape).astype(np.float32)
+    a.flat[:n] = np.nan
+    write_tem_tiff(path, a)
+    return path
+
+
+def _gray(path, bright=False, size=40, seed=0):
+    rng = np.random.default_rng(seed)
+    tifffile.imwrite(path, (rng.normal(0.7 if bright else 0.3, 0.05, (size, size)) * 60000).clip(0, 65535).astype(np.uint16))
+    return path
+
+
+def _config(tmp_path, root, **extra) -> Path:
+    d = {'data': {'root': str(root), 'ground_truth': None}, 'io': {'thumbnails': 0}, 'normalization': {'figures': False}}
+    for k, v in extra.items(): d.setdefault(k, {}).update(v)
+    p = tmp_path/'c.yaml'; p.write_text(yaml.safe_dump(d))
+    return p
+
+
+# ---------------------------------------------------------------- 3. NaN/inf pixels, reported per image where images are read
+
+def test_read_tem_reports_nan_pixels(tmp_path):
+    with pytest.raises(ImageReadError, match=r'bad\.tif: 3 NaN/inf pixels'): read_tem(_nan_tif(tmp_path/'bad.tif'))
+    a = np.ones((8, 8), np.float32); a[0, 0] = np.inf
+    write_tem_tiff(tmp_path/'inf.tif', a)
+    with pytest.raises(ImageReadError, match='1 NaN/inf pixels'): read_tem(tmp_path/'inf.tif')
+
+
+def test_normalize_records_nan_image(tmp_path):
+    from accords_tem.normalization import run_normalization
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True)
+    _nan_tif(root/'bad_2000X_1.tif'); _gray(root/'good_2000X_2.tif')
+    cfg = load_config(_config(tmp_path, tmp_path/'data'))
+    run_normalization(cfg, tmp_path/'run', progress=False)
+    rows = FailureLog(tmp_path/'run', '').rows('normalization')
+    assert len(rows) == 1 and 'bad_2000X_1.tif' in rows[0]['file'] and '3 NaN/inf pixels' in rows[0]['reason']
+    assert not list((tmp_path/'run'/'normalized').rglob('bad_2000X_1.*'))          # not turned into a black image
+
+
+def test_inventory_counts_nan_in_bands(tmp_path):
+    "A big image is read lazily in bands; its NaN pixels are found there too."
+    from accords_tem.io import IOConfig, inventory_row
+    p = _nan_tif(tmp_path/'big.tif', (64, 64), n=5)
+    with pytest.raises(ImageReadError, match='5 NaN/inf pixels'):
+        inventory_row(p, tmp_path, io_cfg=IOConfig(max_pixels_in_memory=1000, data_bar='none'))
+
+
+def test_predict_reader_reports_nan(tmp_path):
+    "`predict` reads its images through unet._read_raw: NaN pixels are an error naming the file, not black."
+    from accords_tem.unet import _read_raw
+    with pytest.raises(ImageReadError, match=r'x\.tif: 3 NaN/inf pixels'): _read_raw(_nan_tif(tmp_path/'x.tif'))
+
+
+HEADER = ['filename', 'Image Type', 'Num_particles', 'Num_materials', 'Morphology', 'Nanostructures', 'Usability']
+
+
+def _sheet_folder(folder:Path, mat:str, n:int=6, nan_at:int|None=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [HEADER]
+    for i in range(n):
+        name = f'AC_UT_{mat}_01_UO_{(2000, 20000)[i % 2]}X_{i:04d}.tif'
+        many = i % 3 == 0
+        if i == nan_at: _nan_tif(folder/name)
+        else: _gray(folder/name, many, seed=i)
+        rows.append([name, 'BF', 'Many (>10)' if many else 'One', 'One', 'Thick flat rigid', 'No', 'Yes' if many else 'No'])
+    return rows
+
+
+def _classifier_cfg(root, **over):
+    return load_config(None, {'data.root': str(root), 'data.ground_truth': None, 'device': 'cpu',
+                              'classifier.backbones': ['resnet18'], 'classifier.pretrained': False, 'classifier.image_size': 40,
+                              'classifier.epochs': 1, 'classifier.batch_size': 4, 'classifier.progress': False,
+                              'classifier.thumbnail_size': 64, 'classifier.threads': 1, 'classifier.cv_folds': 0, **over})
+
+
+def test_label_sheet_nan_image_is_a_failure_row(tmp_path):
+    from accords_tem.classifier import run_classifier
+    root = tmp_path/'data'
+    for mat, nan_at in (('GO_02', 2), ('G_04', None)):
+        rows = _sheet_folder(root/mat, mat, nan_at=nan_at)
+        (root/mat/f'{mat}_labels.csv').write_text('\n'.join(','.join(r) for r in rows) + '\n')
+    s = run_classifier(_classifier_cfg(root), tmp_path/'run')
+    assert s['n_labelled'] == 11 and not s['skipped']
+    rows = FailureLog(tmp_path/'run', '').rows('classifier')
+    assert any('AC_UT_GO_02_01_UO_2000X_0002.tif' in r['file'] and 'NaN/inf pixels' in r['reason'] for r in rows), rows
+    pr = pd.read_csv(tmp_path/'run'/'classifier'/'predictions.csv')
+    assert 'AC_UT_GO_02_01_UO_2000X_0002.tif' not in set(pr.filename)
+
+
+def test_classify_never_gives_nan_probabilities(tmp_path):
+    from accords_tem.classifier import DEFAULT_TASKS, ClassifierBundle, ClassifierConfig, NormStats, classify_main
+    b = ClassifierBundle.create('resnet18', DEFAULT_TASKS, NormStats(40, (0.5, 99.5), 0.45, 0.21, 3.9, 0.4),
+                                ClassifierConfig(image_size=40, pretrained=False, threads=1, progress=False))
+    b.save(tmp_path/'model')
+    imgs = tmp_path/'imgs'; imgs.mkdir()
+    _gray(imgs/'a_20000X_1.tif'); _gray(imgs/'b_20000X_2.tif', True); _nan_tif(imgs/'c_20000X_3.tif')
+    assert classify_main(['--model', str(tmp_path/'model'), '--images', str(imgs), '--out', str(tmp_path/'out'), '--no-thumbnails']) == 0
+    pr = pd.read_csv(tmp_path/'out'/'predictions.csv')
+    assert sorted(pr.filename) == ['a_20000X_1.tif', 'b_20000X_2.tif']
+    assert pr[[f'{t}_prob' for t in DEFAULT_TASKS]].notna().all().all()             # 20000X: every task assessable
+    rows = FailureLog(tmp_path/'out', '').rows('classify')
+    assert len(rows) == 1 and 'c_20000X_3.tif' in rows[0]['file'] and 'NaN/inf pixels' in rows[0]['reason']
+
+
+# ---------------------------------------------------------------- 4. bad label sheets are per-file failures
+
+def _bad_sheets(root:Path):
+    "GO_02: no filename column; G_04: an empty CSV; rGO_01: a corrupt .xlsm."
+    for mat in ('GO_02', 'G_04', 'rGO_01'): _sheet_folder(root/mat, mat)
+    (root/'GO_02'/'GO_02_labels.csv').write_text('file name,Usability\na.tif,Yes\n')
+    (root/'G_04'/'G_04_labels.csv').write_text('')
+    (root/'rGO_01'/'rGO_01_labels.xlsm').write_bytes(b'PK\x03\x04 this is not a workbook')
+
+
+def test_load_labels_skips_bad_sheets(tmp_path):
+    from accords_tem.classifier import find_sheets, load_labels
+    root = tmp_path/'data'; _bad_sheets(root)
+    rows = _sheet_folder(root/'GOOD', 'GOOD')
+    (root/'GOOD'/'GOOD_labels.csv').write_text('\n'.join(','.join(r) for r in rows) + '\n')
+    log = FailureLog(tmp_path/'run', 'classifier')
+    ls = load_labels(find_sheets(root), image_pattern='*.tif', log=log)
+    assert len(ls.table) == 6 and set(ls.table.material) == {'GOOD'} and len(ls.failed) == 3
+    files = {Path(r['file']).name: r['reason'] for r in log.rows()}
+    assert set(files) == {'GO_02_labels.csv', 'G_04_labels.csv', 'rGO_01_labels.xlsm'}
+    assert "no 'filename' column" in files['GO_02_labels.csv'] and 'empty' in files['G_04_labels.csv']
+    assert (ls.issues.kind == 'unreadable_sheet').sum() == 3
+
+
+def test_stage_04_runs_on_the_good_sheets(tmp_path):
+    root = tmp_path/'data'; _bad_sheets(root)
+    for mat in ('A_1', 'B_2'):
+        rows = _sheet_folder(root/mat, mat)
+        (root/mat/f'{mat}_labels.csv').write_text('\n'.join(','.join(r) for r in rows) + '\n')
+    c = _config(tmp_path, root, classifier=dict(backbones=['resnet18'], pretrained=False, image_size=40, epochs=1, batch_size=4,
+                                                progress=False, thumbnail_size=64, threads=1, cv_folds=0))
+    p = yaml.safe_load(c.read_text()); p['device'] = 'cpu'; c.write_text(yaml.safe_dump(p))
+    rc, out, err = _cli('train-classifier', '--config', str(c), '--out', str(tmp_path/'run'))
+    assert rc == 0, err
+    assert "'n_labelled': 12" in out and "'n_sheets_failed': 3" in out, out
+    fails = pd.read_csv(tmp_path/'run'/'failures.csv')
+    assert {'GO_02_labels.csv', 'G_04_labels.csv', 'rGO_01_labels.xlsm'} <= {Path(f).name for f in fails.file}
+
+
+def test_stage_04_all_sheets_bad_is_an_error(tmp_path):
+    root = tmp_path/'data'; _bad_sheets(root)
+    c = _config(tmp_path, root)
+    rc, out, err = _cli('train-classifier', '--config', str(c), '--out', str(tmp_path/'run'))
+    assert rc != 0 and 'none of the 3 label sheet(s) could be read' in err and 'rGO_01_labels.xlsm' in err, err
+    assert len(FailureLog(tmp_path/'run', '').rows('classifier')) == 3
+
+
+# ---------------------------------------------------------------- 5. class names in the configuration checked at load time
+
+@pytest.mark.parametrize('key,value', [('objects.object_classes', ['GFM', 'carbonhoel']), ('report.size_classes', ['gfm']),
+                                       ('unet.target_classes', ['GFM', 'hole']), ('postprocessing.opening_class', 'holes'),
+                                       ('masks.thresholds', {'GMF': 0.4}), ('report.background_classes', ['undefind'])])
+def test_class_name_typo_is_a_load_error(tmp_path, key, value):
+    sec, k = key.split('.')
+    p = tmp_path/'c.yaml'; p.write_text(yaml.safe_dump({sec: {k: value}}))
+    with pytest.raises(ConfigError, match=rf"c\.yaml: '{key}' names unknown class") as e: load_config(p)
+    assert "the configured classes are ['GFM', 'carbonhole', 'undefined']" in str(e.value)
+
+
+def test_objects_typo_fails_before_any_output(tmp_path):
+    "A typo in objects.object_classes used to replace objects.csv with an empty one and exit 0."
+    c = _config(tmp_path, tmp_path, objects={'object_classes': ['GFM', 'carbonhoel']})
+    rc, out, err = _cli('objects', '--config', str(c), '--out', str(tmp_path/'run'))
+    assert rc == 2 and "'objects.object_classes' names unknown class 'carbonhoel'" in err, err
+    assert not (tmp_path/'run'/'objects').exists()
+
+
+# ---------------------------------------------------------------- 6. permissions as the umask gives them
+
+@pytest.mark.parametrize('umask,mode', [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_outputs_get_umask_permissions(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        save_csv(pd.DataFrame({'a': [1]}), tmp_path/'t.csv'); save_npy(np.zeros(2), tmp_path/'a.npy'); save_json({}, tmp_path/'j.json')
+        with atomic_path(tmp_path/'img.png') as tmp: tmp.write_bytes(b'x')
+        write_tem_tiff(tmp_path/'i.tif', np.zeros((4, 4), np.uint8))
+    finally: os.umask(old)
+    for f in ('t.csv', 'a.npy', 'j.json', 'img.png', 'i.tif'):
+        assert (tmp_path/f).stat().st_mode & 0o777 == mode, f
+
+
+def test_rerun_mends_0600_outputs(tmp_path):
+    "An output written 0600 by an earlier version gets the umask's permissions when it is written again."
+    p = tmp_path/'shared.csv'; p.write_text('x'); p.chmod(0o600)
+    old = os.umask(0o022)
+    try: save_csv(pd.DataFrame({'a': [1]}), p)
+    finally: os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------- 7. file names are never glob patterns
+
+@pytest.mark.parametrize('stem', ['img[1]', 'a]b', 'x*y', 'what?'])
+def test_names_with_glob_characters_are_found(tmp_path, stem):
+    from accords_tem.normalization import normalized_image_path
+    from accords_tem.objects import _class_map_files, model_instances
+    (tmp_path/'normalized'/'G').mkdir(parents=True); (tmp_path/'normalized'/'G'/f'{stem}.png').write_bytes(b'x')
+    assert normalized_image_path(tmp_path, stem) == tmp_path/'normalized'/'G'/f'{stem}.png'
+    (tmp_path/'unet'/'predict'/'instances').mkdir(parents=True)
+    (tmp_path/'unet'/'predict'/'instances'/f'{stem}.tif').write_bytes(b'x')
+    assert model_instances(tmp_path, stem) == tmp_path/'unet'/'predict'/'instances'/f'{stem}.tif'
+    (tmp_path/'unet'/'predict'/'masks').mkdir(parents=True)
+    for c in ('GFM', 'carbonhole'): (tmp_path/'unet'/'predict'/'masks'/f'{stem}_{c}.png').write_bytes(b'x')
+    files = _class_map_files(load_config(None), tmp_path, stem, 'unet')
+    assert set(files) == {'GFM', 'carbonhole'} and files['GFM'].name == f'{stem}_GFM.png'
+
+
+# ---------------------------------------------------------------- weaker points
+
+def test_damaged_classifier_model_names_the_file(tmp_path):
+    from accords_tem.classifier import DEFAULT_TASKS, ClassifierBundle, ClassifierConfig, NormStats
+    b = ClassifierBundle.create('resnet18', DEFAULT_TASKS, NormStats(40, (0.5, 99.5), 0.45, 0.21, 3.9, 0.4),
+                                ClassifierConfig(image_size=40, pretrained=False, threads=1))
+    b.save(tmp_path/'m')
+    f = tmp_path/'m'/'model.pth'; f.write_bytes(f.read_bytes()[:5000])
+    with pytest.raises(CheckpointDamagedError, match=r'model\.pth: cannot be read as model weights'): ClassifierBundle.load(tmp_path/'m')
+
+
+def test_damaged_unet_model_names_the_file(tmp_path):
+    from safetensors.torch import save_file
+    from accords_tem.seg_train import load_model
+    d = tmp_path/'model'; d.mkdir()
+    for f in ('config.json', 'thresholds.json'): (d/f).write_text('{}')
+    (d/'unet.json').write_text('{"unet": {}}')
+    save_file({'w': torch.zeros(1000)}, d/'model.safetensors')
+    b = (d/'model.safetensors').read_bytes(); (d/'model.safetensors').write_bytes(b[:len(b) // 2])
+    with pytest.raises(CheckpointDamagedError, match=r'model\.safetensors: cannot be read as model weights'): load_model(d)
+
+
+def test_full_disk_is_a_clear_cli_error(tmp_path, monkeypatch):
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True); _gray(root/'a_2000X_1.tif')
+    c = _config(tmp_path, tmp_path/'data')
+    def full(fd): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(core.os, 'fsync', full)
+    rc, out, err = _cli('inventory', '--config', str(c), '--out', str(tmp_path/'run'))
+    assert rc == 2 and 'cannot write the output (No space left on device)' in err and 'config.yaml' in err, err
+    assert 'Traceback' not in err
+    assert not [p for p in (tmp_path/'run').iterdir() if p.name != '.accords-tem.lock' and p.name.endswith('.tmp')]
+
+
+def test_read_only_output_is_a_clear_cli_error(tmp_path, monkeypatch):
+    "A read-only folder (simulated: the tests run as root, who may write anywhere)."
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True); _gray(root/'a_2000X_1.tif')
+    c = _config(tmp_path, tmp_path/'data')
+    real = core.tempfile.mkstemp
+    def ro(*a, **k):
+        if str(k.get('dir', '')).startswith(str(tmp_path/'run')): raise OSError(errno.EROFS, 'Read-only file system', k['dir'])
+        return real(*a, **k)
+    monkeypatch.setattr(core.tempfile, 'mkstemp', ro)
+    rc, out, err = _cli('inventory', '--config', str(c), '--out', str(tmp_path/'run'))
+    assert rc == 2 and 'config.yaml: cannot write the output (Read-only file system)' in err, err
+
+
+def test_image_too_small(tmp_path):
+    import imageio.v3 as iio
+    iio.imwrite(tmp_path/'dot.png', np.zeros((1, 1), np.uint8))
+    with pytest.raises(ImageReadError, match=r'dot\.png: image too small: 1x1 px'): read_tem(tmp_path/'dot.png')
+
+
+def test_multipage_tiff_warns_and_reads_page_1(tmp_path):
+    tifffile.imwrite(tmp_path/'s.tif', np.stack([np.full((8, 9), k, np.uint8) for k in (1, 2)]), photometric='minisblack')
+    with pytest.warns(UserWarning, match=r's\.tif: a multi-page TIFF with 2 images; only the first is used'):
+        a = read_tem(tmp_path/'s.tif')
+    assert (a == 1).all()
+
+
+def test_predict_summary_line():
+    from accords_tem.objects import predict_summary
+    b = [dict(stage='predict', items=16, failed=8, log='/o/failures.csv')]
+    assert predict_summary(b) == '16 images: 8 ok, 8 failed (see /o/failures.csv)'
+    assert predict_summary([dict(stage='predict', items=3, failed=0, log='x')]) == '3 images: 3 ok, 0 failed'
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True); _gray(root/'a_2000X_1.tif')
+    c = _config(tmp_path, tmp_path/'data')
+    run = tmp_path/'run'; (run/'normalized'/'G').mkdir(parents=True)
+    stale = [run/'.inventory.csv.ab12_xyz.tmp', run/'normalized'/'G'/'.a_2000X_1.k3j4l5m6.tmp.png']
+    for p in stale: p.write_bytes(b'half')
+    rc, out, err = _cli('inventory', '--config', str(c), '--out', str(run))
+    assert rc == 0, err
+    assert not any(p.exists() for p in stale) and 'removed 2 temporary file(s)' in err
+
+
+def test_second_command_into_a_running_folder_is_refused(tmp_path):
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True); _gray(root/'a_2000X_1.tif')
+    c = _config(tmp_path, tmp_path/'data')
+    run = tmp_path/'run'; run.mkdir()
+    import socket
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        (run/'.accords-tem.lock').write_text(json.dumps(dict(pid=other.pid, host=socket.gethostname(), started='now')))
+        rc, out, err = _cli('inventory', '--config', str(c), '--out', str(run))
+        assert rc == 2 and f'another accords-tem (pid {other.pid}' in err, err
+        assert not (run/'inventory.csv').exists()
+    finally: other.kill(); other.wait()
+    rc, out, err = _cli('inventory', '--config', str(c), '--out', str(run))      # its process is gone: the lock is taken over
+    assert rc == 0, err
+    assert (run/'inventory.csv').exists() and not (run/'.accords-tem.lock').exists()
+
+
+def test_damaged_bundle_json_names_the_file(tmp_path):
+    from accords_tem.classifier import DEFAULT_TASKS, ClassifierBundle, ClassifierConfig, NormStats
+    ClassifierBundle.create('resnet18', DEFAULT_TASKS, NormStats(40, (0.5, 99.5), 0.45, 0.21, 3.9, 0.4),
+                            ClassifierConfig(image_size=40, pretrained=False, threads=1)).save(tmp_path/'m')
+    f = tmp_path/'m'/'bundle.json'; f.write_text(f.read_text()[:50])
+    with pytest.raises(CheckpointDamagedError, match=r'bundle\.json: cannot be read'): ClassifierBundle.load(tmp_path/'m')
+
+
+def test_full_disk_stops_a_batch(tmp_path, monkeypatch):
+    "A full disk is not a fault of the input: the batch stops at once instead of recording every image as failed."
+    from accords_tem.core import run_batch
+    seen = []
+    def write(i):
+        seen.append(i)
+        with atomic_write(tmp_path/f'{i}.bin') as f: raise OSError(errno.ENOSPC, 'No space left on device')
+    with pytest.raises(OutputWriteError, match=r'0\.bin: cannot write the output'):
+        run_batch(write, range(5), FailureLog(tmp_path, 'x'), progress=False)
+    assert seen == [0] and FailureLog(tmp_path, 'x').rows() == []
