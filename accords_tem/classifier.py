@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from .core import (_Section, SHEET_VOCABULARY, AccordsError, LabelSheetError, ConfigError, CheckpointMissingError, Config,
                               CheckpointDamagedError, load_weights,
                               FailureLog, run_batch, atomic_path, save_json, save_csv, save_figure, get_device,
-                              set_seed, device_description, prepare_run, outputs_fresh, config_hash, load_config)
+                              set_seed, device_description, prepare_run, InputRecord, config_hash, load_config)
 
 # %% auto #0
 __all__ = ['DEFAULT_TASKS', 'NOT_ASSESSABLE', 'BACKBONES', 'ISSUE_COLUMNS', 'timm_name', 'AssessRule', 'ClassifierConfig',
@@ -918,12 +918,15 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
     root = Path(cfg.data.root)
     sheets = find_sheets(root, cfg.data.sheet_glob)
     pattern = Path(cfg.data.image_glob).name
-    inputs = sheets + [p for s in sheets for p in _image_files(s.parent, pattern)]
+    more = [p for d in ccfg.predict_dirs for p in sorted((cfg.resolve_path(root/d) if not Path(d).is_absolute() else Path(d)).rglob(pattern))]
+    inputs = sheets + [p for s in sheets for p in _image_files(s.parent, pattern)] + more   # every image it classifies
     h = config_hash(cfg, 'classifier') + f'-{cfg.seed}'
     outputs = [out/'model'/'bundle.json', out/'metrics.csv', out/'predictions.csv', out/'summary.json']
-    if not force and outputs_fresh(outputs, inputs) and _summary_ok(out, h):
+    rec = InputRecord(out/'inputs.jsonl', h)   # the sheets and images, by content, the outputs were made from
+    if rec.fresh(outputs, inputs, force=force or not _summary_ok(out, h)):
         s = json.loads((out/'summary.json').read_text()); s['skipped'] = True
         return s
+    (out/'summary.json').unlink(missing_ok=True)   # the stage's completion record goes first and is written last
     log = FailureLog(run_dir, 'classifier'); log.clear_stage()
     if not sheets: raise LabelSheetError(f'no label sheets matching {cfg.data.sheet_glob!r}: put <material>_labels.csv '
                                          'next to the images of each material folder', root)
@@ -966,9 +969,7 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
     # classify every image of the sheets' folders and of predict_dirs with the primary model
     primary = next(iter(trained.values()))
     paths = list(table['path']) + [str(p) for p in labels.unlabelled]
-    for d in ccfg.predict_dirs:
-        dd = cfg.resolve_path(root/d) if not Path(d).is_absolute() else Path(d)
-        paths += [str(p) for p in sorted(dd.rglob(pattern))]
+    paths += [str(p) for p in more]
     paths = list(dict.fromkeys(paths))
     extra = pd.concat([split[['path', 'split']], pd.DataFrame(dict(path=[p for p in paths if p not in set(split.path)], split='unlabelled'))])
     preds = write_predictions(primary, paths, out, log, extra=extra)
@@ -989,6 +990,7 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
                                                                        for r in cv.itertuples() if r.n_classes >= 2},
                    seconds=round(time.time() - t0, 1), skipped=False)
     save_json(summary, out/'summary.json')
+    rec.done(outputs, inputs)
     return summary
 
 # %% ../nbs/04_classifier.ipynb #09acc333

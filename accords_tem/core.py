@@ -19,8 +19,8 @@ __all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MOD
            'atomic_write', 'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure', 'FailureLog',
            'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig', 'CalibrationConfig',
            'section_model', 'Config', 'check_class_names', 'load_config', 'config_to_yaml', 'config_hash', 'get_device',
-           'set_seed', 'device_description', 'prepare_run', 'outputs_fresh', 'run_lock', 'clean_temporaries',
-           'load_weights']
+           'set_seed', 'device_description', 'prepare_run', 'file_digests', 'same_content', 'InputRecord', 'run_lock',
+           'clean_temporaries', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -446,12 +446,88 @@ def prepare_run(cfg:Config, run_dir:str|os.PathLike) -> Path:
     with atomic_write(run_dir/'config.yaml', 'w', encoding='utf-8') as f: f.write(config_to_yaml(cfg))
     return run_dir
 
-def outputs_fresh(outputs, inputs) -> bool:
-    "True when every output exists and is newer than every input (so a resumed stage can skip the work)."
-    outputs, inputs = [Path(o) for o in outputs], [Path(i) for i in inputs]
-    if not outputs or not all(o.exists() for o in outputs): return False
-    newest_in = max((i.stat().st_mtime for i in inputs if i.exists()), default=0)
-    return min(o.stat().st_mtime for o in outputs) >= newest_in
+
+# %% ../nbs/00_core.ipynb #e1ae697c
+_DIGESTS: dict[str, list] = {}   # this process's memory: path -> [digest, size, mtime_ns, inode, ctime_ns]
+
+def _stat_key(path:str) -> list:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+def file_digests(paths, # files (missing ones get None)
+                 known:dict|None=None, # an earlier answer: a file whose size, mtime, inode and ctime are unchanged is not read again
+                ) -> dict[str, list|None]:
+    "`{path: [content hash, size, mtime_ns, inode, ctime_ns]}`: the BLAKE2b of each file's bytes, read only when its stat changed."
+    out = {}
+    for p in map(str, paths):
+        try: k = _stat_key(p)
+        except FileNotFoundError: out[p] = None; continue
+        for old in ((known or {}).get(p), _DIGESTS.get(p)):
+            if old and list(old[1:]) == k: out[p] = list(old); break
+        else:
+            h = hashlib.blake2b(digest_size=16)
+            with open(p, 'rb') as f:
+                while b := f.read(1 << 22): h.update(b)
+            out[p] = _DIGESTS[p] = [h.hexdigest(), *k]
+    return out
+
+def same_content(a:dict, b:dict) -> bool:
+    "Do two `file_digests` answers name the same files with the same bytes (their stat numbers aside)?"
+    return a.keys() == b.keys() and all((a[k] or [None])[0] == (b[k] or [None])[0] for k in a)
+
+# %% ../nbs/00_core.ipynb #02fbf64f
+class InputRecord:
+    "Which inputs, by content, each group of a stage's outputs was made from: a JSON-lines journal in the run folder."
+    def __init__(self, path:str|os.PathLike, # e.g. RUN/normalized/inputs.jsonl
+                 key:str=''): # what else the outputs depend on (a configuration hash); another key is stale
+        self.path, self.key, self.groups, self._now, n = Path(path), str(key), {}, {}, 0
+        text = self.path.read_text(encoding='utf-8', errors='replace') if self.path.exists() else ''
+        for line in text.splitlines():
+            try: e = json.loads(line); gid, ins = e['outputs'], e['inputs']
+            except (ValueError, KeyError, TypeError): continue
+            n += 1
+            if ins is None: self.groups.pop(gid, None)
+            else: self.groups[gid] = e
+        if text and (not text.endswith('\n') or n > 2 * len(self.groups) + 100): self._rewrite()
+
+    def _id(self, outputs) -> str: return json.dumps(sorted(os.path.relpath(o, self.path.parent) for o in outputs))
+
+    def _append(self, entry:dict, sync:bool=False):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, 'a', encoding='utf-8') as f:
+            f.write(json.dumps(entry) + '\n')
+            if sync: f.flush(); os.fsync(f.fileno())
+
+    def _rewrite(self):
+        with atomic_write(self.path, 'w', encoding='utf-8') as f:
+            for e in self.groups.values(): f.write(json.dumps(e) + '\n')
+
+    def fresh(self, outputs, # the output files of one group (an image's mask, figure, ...)
+              inputs, # the files they are made from
+              force:bool=False) -> bool:
+        "True when every output exists and was recorded as made, under this key, from inputs with the same bytes."
+        gid = self._id(outputs); e = self.groups.get(gid)
+        now = self._now[gid] = file_digests(inputs, e['inputs'] if e else None)   # kept for `done`: the bytes as read now
+        ok = (e is not None and not force and e.get('key') == self.key and all(Path(o).exists() for o in outputs)
+              and same_content(now, e['inputs']))
+        if not ok: self.forget(outputs)
+        elif now != e['inputs']: self.groups[gid] = e = dict(e, inputs=now); self._append(e)   # touched: read once only
+        return ok
+
+    def done(self, outputs, inputs):
+        "Record that `outputs` are complete (call after writing the last of them) and were made from `inputs`."
+        gid = self._id(outputs); now = self._now.pop(gid, None)
+        if now is None or now.keys() != {str(i) for i in inputs}: now = file_digests(inputs)
+        self.groups[gid] = e = dict(outputs=gid, key=self.key, inputs=now); self._append(e)
+
+    def forget(self, outputs):
+        "Drop the record of `outputs` (before rewriting them)."
+        if self.groups.pop(gid := self._id(outputs), None) is not None: self._append(dict(outputs=gid, inputs=None), sync=True)
+
+    def clear(self):
+        "Drop every record (the stage redoes everything)."
+        self.groups, self._now = {}, {}
+        self.path.unlink(missing_ok=True)
 
 # %% ../nbs/00_core.ipynb #8c19325b
 LOCK_NAME = '.accords-tem.lock'

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataError, CalibrationConfig, Config,
-                              FailureLog, _Section, atomic_path, atomic_write, config_hash, load_config, outputs_fresh,
+                              FailureLog, _Section, atomic_path, atomic_write, config_hash, load_config, InputRecord,
                               prepare_run, run_batch, save_csv, save_figure, save_json)
 
 # %% auto #0
@@ -919,11 +919,13 @@ def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibratio
     files = list_images(root, cfg.data.image_glob)
     out, meta_path = run_dir/'inventory.csv', run_dir/'inventory.json'
     key = _inventory_key(cfg, files)
-    if not force and outputs_fresh([out, meta_path], files):
+    rec = InputRecord(run_dir/'inventory.inputs.jsonl', key)   # the images, by content, the inventory was made from
+    if rec.fresh([out, meta_path], files, force):
         prev = json.loads(meta_path.read_text())
         figs = prev.get('figures', ['inventory.jpg'] if io_cfg.thumbnails and prev['summary'].get('read') else [])
         if prev.get('key') == key and all((run_dir/f).exists() for f in figs):
             return {**prev['summary'], 'skipped': True}
+        rec.forget([out, meta_path])
     log = FailureLog(run_dir, 'io'); log.clear_stage()
     thumb = 160 if io_cfg.thumbnails else 0
     res = run_batch(lambda p: inventory_row(p, root, cfg.calibration, io_cfg, thumb), files, log, progress=False,
@@ -944,6 +946,7 @@ def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibratio
                    pixel_size_sources=df['pixel_size_source'].value_counts().to_dict(),
                    materials=sorted(df['material'].unique().tolist()), skipped=False)
     save_json(dict(key=key, summary=summary, figures=figures), meta_path)
+    rec.done([out, meta_path], files)
     return summary
 
 # %% ../nbs/00_io.ipynb #5c577c94

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .core import (AccordsError, ConfigError, IlastikFormatError, Config, FailureLog, _Section,
-                              load_config, outputs_fresh, run_batch, save_csv, save_figure, save_json, save_npy)
+                              load_config, InputRecord, run_batch, save_csv, save_figure, save_json, save_npy)
 
 # %% auto #0
 __all__ = ['export_kind', 'pair_exports', 'MasksConfig', 'target_classes', 'threshold_table', 'check_probabilities',
@@ -252,6 +252,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
     h = _stage_hash(cfg, mcfg, extra)
     stamp = out_dir/'stage.json'
     same_cfg = stamp.exists() and json.loads(stamp.read_text()).get('config_hash') == h
+    rec = InputRecord(out_dir/'inputs.jsonl', h)   # which export and image, by content, each image's masks came from
 
     exports = _find_exports(root, cfg.data.ilastik_glob)
     pairs, missing = pair_exports(exports, _list_images(cfg))
@@ -269,7 +270,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         for n, _ in targets:
             if mcfg.qa and (mcfg.max_qa is None or n_qa[n] < mcfg.max_qa): qa[n] = out_dir/n/'qa'/f'{stem}.png'; n_qa[n] += 1
         files = [f for n in outs for f in outs[n]] + list(qa.values())
-        fresh = not force and same_cfg and outputs_fresh(files, [ex, image])
+        fresh = rec.fresh(files, [ex, image], force=force or not same_cfg)
         if fresh:
             masks = {n: np.load(outs[n][1]) for n, _ in targets}; counts['skipped'] += 1; prob = None
         else:
@@ -288,6 +289,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
                                           colors[n]), qa[n], dpi=80)
             if qa: gc.collect()  # matplotlib figures hold reference cycles: free them now, so memory stays flat
             counts['written'] += 1
+            rec.done(files, [ex, image])
         rows = []
         gt = None
         if gt_dir is not None and (gt_dir/f'{stem}_classes.png').exists():

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .core import (AccordsError, ImageReadError, Config, FailureLog, _Section, atomic_path,
-                              load_config, outputs_fresh, run_batch, save_csv, save_figure, save_json)
+                              load_config, InputRecord, run_batch, save_csv, save_figure, save_json)
 
 # %% auto #0
 __all__ = ['intensity_window', 'minmax', 'to_uint8', 'clahe', 'NormalizationConfig', 'normalize', 'comparison_figure',
@@ -225,6 +225,7 @@ def run_normalization(cfg:Config, # run configuration (section `normalization:`)
     stamp = out_dir/'stage.json'
     same_cfg = stamp.exists() and json.loads(stamp.read_text()).get('config_hash') == h
     images = _list_images(cfg)
+    rec = InputRecord(out_dir/'inputs.jsonl', h)   # which raw image, by content, each output was made from
     table_path, old = out_dir/'normalized.csv', {}
     import pandas as pd
     if same_cfg and table_path.exists(): old = {r['file']: r for r in pd.read_csv(table_path).to_dict('records')}
@@ -237,9 +238,11 @@ def run_normalization(cfg:Config, # run configuration (section `normalization:`)
         fig = out_dir/'figures'/f'{p.stem}.png' if want_fig else None
         n_fig += want_fig
         outs = [out] + ([fig] if fig else [])
-        if not force and same_cfg and str(p) in old and outputs_fresh(outs, [p]):
+        if rec.fresh(outs, [p], force=force or not (same_cfg and str(p) in old)):
             skipped += 1; return old[str(p)]
-        return normalize_file(p, out, fig, ncfg)
+        row = normalize_file(p, out, fig, ncfg)
+        rec.done(outs, [p])
+        return row
 
     done = run_batch(one, images, log, desc='normalization', progress=progress)
     rows = [r for _, r in done]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06b_objects.ipynb #254ef932
 from __future__ import annotations
-import argparse, json, math, os, sys
+import argparse, hashlib, json, math, os, sys
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Literal
@@ -16,7 +16,7 @@ from pydantic import Field
 
 from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, collect_batches, load_config, run_batch, save_csv,
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
-                              device_description)
+                              device_description, InputRecord)
 from .unet import read_instances_with_classes
 from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels, instances_from_mask,
                              relabel, instances_from_classes)
@@ -723,6 +723,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     for p in images:   # an image without masks from the configured source is a failure of this stage, not silently skipped
         if p not in todo: log.record(p, AccordsError(f"no masks from objects.source '{source}' ({SOURCE_FILES[source]})", p))
     if not same and (out/'state.json').exists(): (out/'state.json').unlink()   # written again once every image is done
+    rec = InputRecord(out/'inputs.jsonl', hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16])
 
     def one(path:Path):
         stem = path.stem
@@ -733,8 +734,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         inst_path = gt_dir/f'{stem}_instances.png' if (source == 'ground_truth' and gt_dir) else model_instances(run_dir, stem) if source == 'unet' else None
         inputs = [path] + list(files.values()) + ([inst_path] if inst_path else [])
         lab_png, csv = out/'labels'/f'{stem}.png', out/'per_image'/f'{stem}.csv'
-        if same and all(o.exists() and o.stat().st_mtime >= max(i.stat().st_mtime for i in inputs) for o in (lab_png, csv)):
-            return stem
+        if rec.fresh([lab_png, csv], inputs, force=not same): return stem   # same inputs by content, same state
         img = tio.read_tem(path)
         ps = tio.pixel_size(path, cfg.calibration)
         cm = read_class_map(cfg, files, img.shape) if files else None
@@ -759,6 +759,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         if lab.max() > 65535: raise AccordsError(f'{lab.max()} objects: more than a 16-bit label PNG holds; raise objects.min_area_px', path)
         _write_png(lab.astype(np.uint16), lab_png)
         save_csv(df, csv)
+        rec.done([lab_png, csv], inputs)
         return stem
 
     done = [stem for _, stem in run_batch(one, todo, log, desc='objects', name=lambda p: p, progress=False)]

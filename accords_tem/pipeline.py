@@ -4,18 +4,18 @@
 
 # %% ../nbs/08_pipeline.ipynb #80fa0136
 from __future__ import annotations
-import argparse, hashlib, importlib, json, os, sys, time, datetime
+import argparse, hashlib, importlib, json, os, re, sys, time, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml,
+from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml, file_digests,
                               load_config, prepare_run, save_json)
 
 # %% auto #0
 __all__ = ['STAGES', 'EXTRA_COMMANDS', 'Stage', 'import_object', 'PipelineConfig', 'nbs_dir', 'available_stages', 'select_stages',
-           'stage_fingerprint', 'stage_is_done', 'StageFailed', 'execute_stage', 'run_pipeline', 'failure_summary',
-           'run_stage_function']
+           'input_digests', 'code_digest', 'stage_fingerprint', 'stage_is_done', 'StageFailed', 'execute_stage',
+           'run_pipeline', 'failure_summary', 'run_stage_function']
 
 # %% ../nbs/08_pipeline.ipynb #40a48dba
 @dataclass(frozen=True)
@@ -96,18 +96,41 @@ def select_stages(wanted:list[str]|str|None, stages:list[Stage]) -> list[Stage]:
     return sorted(out, key=lambda s: s.key)
 
 # %% ../nbs/08_pipeline.ipynb #032b1f7b
-def _files_digest(root:Path) -> list:
-    if not root.exists(): return []
-    return sorted((str(p.relative_to(root)), p.stat().st_size, int(p.stat().st_mtime))
-                  for p in root.rglob('*') if p.is_file() and not p.name.startswith('.'))
+def input_digests(cfg:Config, run_dir:Path) -> dict:
+    "`file_digests` of every file under `data.root`; files unchanged since the stage markers recorded them are not read."
+    root, known = Path(cfg.data.root), {}
+    for m in sorted((Path(run_dir)/'notebooks').glob('*.done.json')):
+        try: known.update(json.loads(m.read_text()).get('inputs') or {})
+        except (ValueError, OSError, AttributeError): pass
+    files = sorted(p for p in root.rglob('*') if p.is_file() and not p.name.startswith('.')) if root.is_dir() else []
+    return file_digests(files, known)
 
-def stage_fingerprint(stage:Stage, cfg:Config, run_dir:Path, nbs:Path) -> str:
-    "Hash of everything the stage's output depends on."
-    d = cfg.to_dict()
-    glob = {k: v for k, v in d.items() if k not in ('name',) and not isinstance(v, dict) or k in ('data', 'calibration')}
+def code_digest(stage:Stage, nbs:Path) -> dict:
+    "The code a stage runs: package version, its module and the package modules it imports, its notebook's code cells."
+    import accords_tem
+    pkg, todo, seen = Path(accords_tem.__file__).parent, [stage.func.partition(':')[0].rsplit('.', 1)[-1]], set()
+    while todo:
+        m = todo.pop()
+        if m in seen or not (pkg/f'{m}.py').exists(): continue
+        seen.add(m)
+        todo += re.findall(r"(?:from\s+(?:accords_tem)?\.|import\s+accords_tem\.|__import__\(['\"]accords_tem\.)(\w+)",
+                           (pkg/f'{m}.py').read_text(encoding='utf-8'))
+    cells = [''.join(c['source']) for c in json.loads((nbs/stage.notebook).read_text(encoding='utf-8'))['cells']
+             if c['cell_type'] == 'code']
+    return dict(version=accords_tem.__version__, modules=sorted(seen),
+                source=hashlib.sha256(b'\0'.join((pkg/f'{m}.py').read_bytes() for m in sorted(seen))).hexdigest(),
+                notebook_code=hashlib.sha256('\0'.join(cells).encode()).hexdigest())
+
+# %% ../nbs/08_pipeline.ipynb #ca89807a
+def stage_fingerprint(stage:Stage, cfg:Config, run_dir:Path, nbs:Path, inputs:dict|None=None) -> str:
+    "Hash of what the stage's outputs depend on: configuration, input files by content, code, earlier stages."
+    d, root = cfg.to_dict(), Path(cfg.data.root)
+    glob = {k: v for k, v in d.items() if k not in ('name', 'base_dir') and not isinstance(v, dict) or k in ('data', 'calibration')}
+    glob['data'] = {k: v for k, v in d['data'].items() if k != 'root'}   # the data count by content, not by place
+    inputs = input_digests(cfg, run_dir) if inputs is None else inputs
     upstream = [(run_dir/'notebooks'/f'{Path(s.notebook).stem}.done.json') for s in STAGES if s.key < stage.key]
-    parts = dict(globals=glob, section=d.get(stage.section, {}), inputs=_files_digest(Path(cfg.data.root)),
-                 notebook=hashlib.sha256((nbs/stage.notebook).read_bytes()).hexdigest(),
+    parts = dict(globals=glob, section=d.get(stage.section, {}), code=code_digest(stage, nbs),
+                 inputs=sorted((Path(p).relative_to(root).as_posix(), v[0]) for p, v in inputs.items() if v),
                  upstream=[json.loads(p.read_text()).get('fingerprint') for p in upstream if p.exists()])
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -173,7 +196,9 @@ def run_pipeline(config:str|os.PathLike|Config, # configuration file or loaded c
         if not force and not (st.command == 'report' and ran) and stage_is_done(st, cfg, run_dir, nbs):
             results.append(dict(stage=st.key, status='skipped', seconds=0.0)); say(f"{head}: up to date, skipped"); continue
         say(f"{head} ...", flush=True)
-        t0 = time.time()
+        t0, digests = time.time(), input_digests(cfg, run_dir)
+        fp = stage_fingerprint(st, cfg, run_dir, nbs, digests)   # of the inputs as the stage will find them
+        _marker(st, run_dir).unlink(missing_ok=True)             # not done until it finishes: a kill or failure leaves it so
         try:
             with all_failed_is_error(): execute_stage(st, run_dir, nbs, force=force, pcfg=pcfg)   # the kernel inherits it
         except StageFailed as e:
@@ -182,8 +207,8 @@ def run_pipeline(config:str|os.PathLike|Config, # configuration file or loaded c
             results.append(dict(stage=st.key, status='failed', seconds=round(dt, 1), error=e.reason))
             say(f"{head}: FAILED after {dt:.0f} s\n    {e.reason}"); continue
         dt = time.time() - t0
-        save_json(dict(stage=st.key, notebook=st.notebook, fingerprint=stage_fingerprint(st, cfg, run_dir, nbs),
-                       finished=datetime.datetime.now().isoformat(timespec='seconds'), seconds=round(dt, 1)), _marker(st, run_dir))
+        save_json(dict(stage=st.key, notebook=st.notebook, fingerprint=fp, finished=datetime.datetime.now().isoformat(timespec='seconds'),
+                       seconds=round(dt, 1), inputs=digests), _marker(st, run_dir))
         results.append(dict(stage=st.key, status='done', seconds=round(dt, 1))); say(f"{head}: done in {dt:.0f} s")
     failures = FailureLog(run_dir, '').rows()
     summary = dict(run_dir=str(run_dir), stages=results, failures=failures, ok=failed is None)

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatError, ImageReadError,
                               FailureLog, run_batch, atomic_write, save_json, save_csv, save_npy, save_figure,
-                              config_hash, load_config, prepare_run, outputs_fresh)
+                              config_hash, load_config, prepare_run, InputRecord)
 
 # %% auto #0
 __all__ = ['PostprocessingConfig', 'resize_labels', 'resize_image', 'fill_unlabelled', 'open_class', 'value_counts',
@@ -442,8 +442,7 @@ def write_pair(res:dict, # from prepare_pair
     return paths
 
 def _fresh_record(pair:LabelPair, src:Path, paths:dict, settings:str) -> dict|None:
-    "The saved QC record when the pair's outputs are complete, newer than its inputs and made the same way."
-    if not outputs_fresh(list(paths.values()), [pair.labels, src]): return None
+    "The saved QC record when the pair's outputs were made the same way (their inputs are checked by `InputRecord`)."
     try: rec = json.loads(paths['qc'].read_text(encoding='utf-8'))
     except (OSError, json.JSONDecodeError): return None
     ok = rec.get('settings') == settings and rec.get('row', {}).get('image_file') == str(src)
@@ -559,6 +558,7 @@ def run_postprocessing(cfg:Config, # run configuration
     if not root.is_dir(): raise ConfigError(f'data.root is not a folder: {root}')
     pairs = pair_labels(sorted(root.glob(sec.labels_glob)), _image_files(cfg))
     settings, first, n_skipped = settings_hash(cfg, sec), {}, 0
+    record = InputRecord(out/'inputs.jsonl', settings)   # which labels and image, by content, each pair was made from
 
     def one(pair:LabelPair) -> dict:
         nonlocal n_skipped
@@ -568,12 +568,15 @@ def run_postprocessing(cfg:Config, # run configuration
         first[pair.stem] = pair.labels
         if pair.image is None: raise AccordsError(f'no matching image: {pair.problem}', pair.labels)
         paths = output_paths(out, pair.stem, sec)
-        if not force:
-            src, _ = image_source(pair, run_dir, root, sec.use_normalized)
+        src, _ = image_source(pair, run_dir, root, sec.use_normalized)
+        outs, ins = list(paths.values()), [pair.labels, src]
+        if record.fresh(outs, ins, force):
             rec = _fresh_record(pair, src, paths, settings)
             if rec is not None: n_skipped += 1; return rec
+            record.forget(outs)
         res = prepare_pair(pair, cfg, sec, run_dir)
         write_pair(res, out, cfg, sec, settings)
+        record.done(outs, ins)
         return dict(row=res['row'], hist=res['hist'])
 
     done = run_batch(one, pairs, log, desc='dataset', progress=progress, name=lambda p: p.labels)

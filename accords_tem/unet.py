@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .core import (Config, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
-                              device_description, prepare_run, outputs_fresh, save_csv, save_json, save_npy, save_figure, atomic_path)
+                              device_description, prepare_run, InputRecord, save_csv, save_json, save_npy, save_figure, atomic_path)
 from .io import parse_magnification
 from .seg_data import *
 from .seg_data import UnetConfig, AugmentConfig, LossSpec
@@ -286,10 +286,12 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names) + (f"-{config_hash(cfg, 'synthetic')}" if u.synthetic_per_material else '')
     if split is not None: h += '-' + hashlib.sha1(split.sort_values('image').to_csv(index=False).encode()).hexdigest()[:12]
     summary_path = out/'summary.json'
-    inputs = sorted((run_dir/'dataset'/'masks').glob('*.npy')) + sorted((run_dir/'dataset'/'images').glob('*'))
-    if not force and summary_path.exists() and outputs_fresh([summary_path, out/'model'/'model.safetensors', out/'metrics.csv'], inputs):
-        s = json.loads(summary_path.read_text())
-        if s.get('config_hash') == h: return {**s, 'skipped': True}
+    inputs = (sorted((run_dir/'dataset'/'masks').glob('*.npy')) + sorted((run_dir/'dataset'/'images').glob('*'))
+              + sorted((run_dir/'dataset'/'instances').glob('*.tif')) + ([cfg.resolve_path(u.split_file)] if u.split_file else [])
+              + (run_images(cfg) if u.predict_run_images and split is None else []))   # the run's images are predicted too
+    rec, outputs = InputRecord(out/'inputs.jsonl', h), [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
+    if rec.fresh(outputs, inputs, force): return {**json.loads(summary_path.read_text()), 'skipped': True}
+    summary_path.unlink(missing_ok=True)   # the completion record goes first and is written last: a kill leaves it not done
     if u.threads: torch.set_num_threads(u.threads)
     log = FailureLog(run_dir, 'unet'); log.clear_stage()
     imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress)
@@ -386,6 +388,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
                                 data_bar=io.data_bar, crop=io.crop_rows)
             summary.update(predicted_images=int(pr.image.nunique()) if len(pr) else 0, predict_seconds=round(time.time() - t1, 1))
     save_json(summary, summary_path)
+    rec.done(outputs, inputs)
     return summary
 
 # %% ../nbs/05_unet.ipynb #80769e35

@@ -204,6 +204,29 @@ def test_config_section():
     assert c.tasks == DEFAULT_TASKS and c.backbones == ['tf_efficientnet_lite0']
 
 
+def test_killed_rerun_is_not_up_to_date_and_a_replaced_image_is_stale(sample, tmp_path, monkeypatch):
+    "Issue 18: a re-run killed after new weights are written must not resume as up to date; inputs count by content."
+    import os, tifffile
+    from accords_tem import classifier
+    cfg = load_config(None, {'data.root': str(sample), 'device': 'cpu', 'classifier.backbones': ['resnet18'],
+                             'classifier.pretrained': False, 'classifier.image_size': 32,
+                             'classifier.epochs': 1, 'classifier.batch_size': 4, 'classifier.progress': False,
+                             'classifier.thumbnail_size': 64, 'classifier.threads': 1})
+    run = tmp_path/'run'
+    run_classifier(cfg, run)
+    assert run_classifier(cfg, run)['skipped']
+    metrics_table = classifier.metrics_table
+    def killed(*a, **k): raise KeyboardInterrupt    # after bundle.save (new weights), before metrics.csv and summary.json
+    monkeypatch.setattr(classifier, 'metrics_table', killed)
+    with pytest.raises(KeyboardInterrupt): run_classifier(cfg, run, force=True)
+    monkeypatch.setattr(classifier, 'metrics_table', metrics_table)
+    assert not (run/'classifier'/'summary.json').exists()
+    assert not run_classifier(cfg, run)['skipped']
+    img = next((sample/'G_04').glob('*.tif')); st = img.stat()
+    tifffile.imwrite(img, 255 - tifffile.imread(img)); os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+    assert not run_classifier(cfg, run)['skipped']                            # replaced with an older mtime: stale
+
+
 def test_run_classifier_and_cli(sample, tmp_path):
     import timm
     torch.save(timm.create_model('resnet18').state_dict(), tmp_path/'r18.pth')     # an ImageNet-format checkpoint

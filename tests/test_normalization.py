@@ -111,7 +111,10 @@ def test_run_normalization_batch_failures_and_resume(tmp_path):
     assert s3['written'] == 2
     import os, time
     later = time.time() + 5
-    os.utime(tmp_path/'data'/'G_02'/'b.tif', (later, later))   # a newer input is redone, the other skipped
+    b = tmp_path/'data'/'G_02'/'b.tif'
+    os.utime(b, (later, later))                                  # touched, same bytes: both skipped
+    assert run_normalization(cfg, tmp_path/'run', progress=False)['skipped'] == 2
+    tifffile.imwrite(b, 255 - tifffile.imread(b)); os.utime(b, (1, 1))   # other bytes, older mtime: redone, the other skipped
     s4 = run_normalization(cfg, tmp_path/'run', progress=False)
     assert (s4['written'], s4['skipped']) == (1, 1)
 

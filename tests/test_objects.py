@@ -1,11 +1,12 @@
 """Objects: features on drawn shapes with known geometry, classifier round trip, COCO RLE, matching, summaries, the stage."""
-import json
+import json, os
 import numpy as np
 import pandas as pd
 import pytest
 from skimage import draw
 
 from accords_tem.core import load_config, AccordsError
+from accords_tem.io import read_tem, write_tem_tiff
 from accords_tem.objects import (ObjectsConfig, object_features, majority_class, ObjectClassifier, FEATURE_COLUMNS,
                                  size_stats, summarize, match_instances, rle_encode, rle_decode, coco_annotations,
                                  run_objects, _write_png)
@@ -164,6 +165,12 @@ def test_run_objects(tmp_path, source):
     t = (out/'per_image').stat().st_mtime_ns, [p.stat().st_mtime_ns for p in sorted((out/'per_image').glob('*.csv'))]
     assert run_objects(cfg, tmp_path/'run')['classifier']['status'] == 'reused'
     assert [p.stat().st_mtime_ns for p in sorted((out/'per_image').glob('*.csv'))] == t[1]
+    img = sorted((tmp_path/'data').glob('*/*.tif'))[0]; st = img.stat()   # replaced by other bytes with an older mtime
+    write_tem_tiff(img, 255 - read_tem(img)); os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+    run_objects(cfg, tmp_path/'run')
+    now = {p.stem: p.stat().st_mtime_ns for p in (out/'per_image').glob('*.csv')}
+    old = dict(zip(sorted(p.stem for p in (out/'per_image').glob('*.csv')), t[1]))
+    assert [s for s in now if now[s] != old[s]] == [img.stem]               # that image redone, the other kept
 
 def test_run_objects_sam_tiny(tmp_path):
     from accords_tem.sam import tiny_sam

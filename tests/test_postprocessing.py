@@ -220,7 +220,12 @@ def test_resume_skips_fresh_and_redoes_changed(demo):
     s = run_postprocessing(cfg, run, progress=False)
     assert (s['written'], s['skipped_fresh']) == (0, 4)
     lf = demo/'data'/'ilastik'/'AC_UT_GO_02_01_UO_2000X_0001_Labels.h5'
-    t = time.time() + 5; os.utime(lf, (t, t))                                  # one input changed
+    t = time.time() + 5; os.utime(lf, (t, t))                                  # touched: same bytes, still fresh
+    s = run_postprocessing(cfg, run, progress=False)
+    assert (s['written'], s['skipped_fresh']) == (0, 4)
+    lab = read_ilastik_h5(lf, axes='yx'); lab[:4, :4] = 3
+    mt = lf.stat().st_mtime_ns; lf.unlink(); write_ilastik_h5(lf, lab[..., None], 'yxc')
+    os.utime(lf, ns=(mt - 10**10, mt - 10**10))                                # replaced, with an older mtime: redone
     s = run_postprocessing(cfg, run, progress=False)
     assert (s['written'], s['skipped_fresh']) == (1, 3)
     s = run_postprocessing(_cfg(demo/'data', opening_radius=2), run, progress=False)   # settings changed: all redone
