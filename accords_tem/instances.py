@@ -8,8 +8,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 # %% auto #0
-__all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'centre_target', 'relabel_sequential',
-           'merge_wide_necks', 'instances_from_centres', 'instances_from_prediction', 'fill_object_holes']
+__all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'centre_target', 'sequential_lut',
+           'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'instances_from_prediction',
+           'fill_object_holes']
 
 # %% ../nbs/05d_instances.ipynb #9e245766
 CENTRE_SCALE = 100   # centre maps travel as int8 0..100 in training targets (uint8 through augmentation)
@@ -53,13 +54,17 @@ def centre_target(class_target:np.ndarray, # (H, W) int8: 1 = class, 0 = not, ne
     return t
 
 # %% ../nbs/05d_instances.ipynb #caafa41f
-def relabel_sequential(lab:np.ndarray, min_area:int=1) -> np.ndarray:
-    "Labels numbered 1..n in the order of the old labels, those smaller than `min_area` px removed."
+def sequential_lut(lab:np.ndarray, min_area:int=1) -> np.ndarray:
+    "Old label -> new label 1..n in the order of the old labels; 0 for the background and labels smaller than `min_area` px."
     lab = np.asarray(lab)
     n = int(lab.max()) if lab.size else 0
     size = np.bincount(lab.ravel(), minlength=n + 1); keep = size >= max(min_area, 1); keep[0] = False
     new = np.zeros(n + 1, np.int32); new[keep] = np.arange(1, int(keep.sum()) + 1)
-    return new[lab]
+    return new
+
+def relabel_sequential(lab:np.ndarray, min_area:int=1) -> np.ndarray:
+    "Labels numbered 1..n in the order of the old labels, those smaller than `min_area` px removed."
+    return sequential_lut(lab, min_area)[np.asarray(lab)]
 
 def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = background)
                      dist:np.ndarray, # (H, W) distance to the mask's edge, or a centre map

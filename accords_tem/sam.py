@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from pydantic import Field
 
 from .core import _Section, AccordsError, CheckpointMissingError, ConfigError, atomic_path
-from .instances import merge_wide_necks, fill_object_holes
+from .instances import merge_wide_necks, fill_object_holes, sequential_lut
 
 # %% auto #0
 __all__ = ['SAM_MODELS', 'SamModelType', 'SamParams', 'checkpoint_help', 'load_sam', 'tiny_sam', 'model_key',
@@ -334,11 +334,9 @@ def paint_labels(props:list[Proposal], shape:tuple, min_area:int=1) -> tuple[np.
 
 def relabel(lab:np.ndarray, cls:np.ndarray|None=None, min_area:int=1) -> tuple[np.ndarray, np.ndarray]:
     "Drop labels smaller than `min_area` and number the rest 1..n; `cls[old]` follows (class per new label, index 0 = 0)."
-    n = int(lab.max())
-    cls = np.zeros(n + 1, np.int32) if cls is None else np.asarray(cls)
-    sizes = _sizes(lab, n); keep = sizes >= max(min_area, 1); keep[0] = False
-    new = np.zeros(n + 1, np.int32); new[keep] = np.arange(1, keep.sum() + 1)
-    return new[lab], np.concatenate([[0], cls[keep]]).astype(np.int32)
+    lut = sequential_lut(lab, min_area)
+    cls = np.zeros(len(lut), np.int32) if cls is None else np.asarray(cls)
+    return lut[lab], np.concatenate([[0], cls[lut > 0]]).astype(np.int32)
 
 # %% ../nbs/06_sam.ipynb #f8fac100
 def tile_windows(shape:tuple, tile:int, halo:int) -> list[tuple]:
