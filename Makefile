@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 # Threads spin-wait by default; passive waiting keeps a shared or busy CPU from thrashing.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install demo test export clean-nbs bench bench-deps docs readme sysdeps clean
+.PHONY: install demo test export clean-nbs bench bench-deps docs readme sysdeps clean gpu-wheels gpu-check-cpu
 
 # Create the virtual environment and install the project (torch + torchvision as a matching pair
 # from the registry, everything else from settings.ini). Re-runs when the dependencies change.
@@ -58,6 +58,18 @@ bench-deps: $(STAMP)
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+# A lent GPU machine has no network: the wheels its image lacks (Python 3.12) go to .whl/, which the run carries and
+# bench/gpu_check.sh installs there. Without a GPU the same check runs on the CPU: make gpu-check-cpu.
+GPU_WHEELS = annotated-types==0.8.0 beartype==0.23.1 fastai==2.8.7 fastcore==1.14.5 fastdownload==0.0.8 fastprogress==1.1.6 \
+	fasttransform==0.0.2 plum-dispatch==2.10.1 pydantic==2.14.4 pydantic_core==2.50.5 segmentation_models_pytorch==0.6.0 \
+	typing-inspection==0.4.5
+gpu-wheels: $(STAMP)
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+
+gpu-check-cpu: $(STAMP)
+	OUT=bench/out/gpu_check PY=$(BIN)/python bash bench/gpu_check.sh --cpu
 
 # README.md from nbs/index.ipynb and the HTML site (_site/) from all notebooks; no Quarto needed.
 readme: $(STAMP)

@@ -2,7 +2,11 @@
 without TTA, next to a bare `model(x)` forward pass of the same model in the same run (the ratio is our overhead),
 and the peak memory of predicting one 8192x8192 image by tiles (measured in a fresh subprocess).
 
-    .venv/bin/python bench/bench_unet.py [--model RUN/unet/model] [--threads 2] [--big 8192] [--json out.json]
+    .venv/bin/python bench/bench_unet.py [--model RUN/unet/model] [--threads 2] [--big 8192] [--train] [--device cuda] [--json out.json]
+
+`--train` adds training images/s (512x512 patches, AdamW steps with the precision `unet.precision: auto` picks on that
+device), the bare steps next to fastai's loop being out of scope: it is the model's own cost. On CUDA the big-image run also
+reports the peak GPU memory (torch.cuda.max_memory_allocated).
 
 Not a test: numbers depend on the machine (and on what else runs on it)."""
 import argparse, json, os, resource, subprocess, sys, time
@@ -66,6 +70,26 @@ def throughput(model, u, device, batches=(1, 2, 4, 8), size=512, amp=None):
     return rows
 
 
+def train_rate(model, u, device, batch=8, size=512, steps=5):
+    "Training images/s: forward + backward + AdamW step on random 512x512 batches, in the precision `auto` picks on this device."
+    from accords_tem.seg_train import resolve_precision
+    prec = resolve_precision('auto', device)
+    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(prec)
+    model = model.train(); opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=prec == 'fp16')
+    x = torch.randn(batch, 1, size, size, device=device); y = (torch.rand(batch, model.segmentation_head[0].out_channels, size, size, device=device) > 0.5).float()
+    def step():
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
+        opt.zero_grad(); scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
+        if device.type == 'cuda': torch.cuda.synchronize()
+        return loss
+    r = _rate(step, batch, min_time=3.0, min_reps=steps)
+    model.eval()
+    print(f"training: {r:.2f} img/s at batch {batch}, {size}x{size}, precision {prec}", flush=True)
+    return dict(train_ips=r, batch=batch, size=size, precision=prec)
+
+
 def big_image_child(args):
     "Run in a subprocess: predict one big image by tiles and report peak RSS."
     torch.set_num_threads(args.threads)
@@ -79,7 +103,8 @@ def big_image_child(args):
                                device=device, out_dir=args.memmap_dir)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(dict(size=args.big, seconds=round(dt, 1), peak_rss_mb=round(peak), rss_before_mb=round(rss0),
+    gpu = round(torch.cuda.max_memory_allocated() / 2**20) if device.type == 'cuda' else None
+    print(json.dumps(dict(size=args.big, seconds=round(dt, 1), peak_rss_mb=round(peak), rss_before_mb=round(rss0), peak_gpu_mb=gpu,
                           tile=u.tile_size, overlap=u.tile_overlap, memmap=bool(args.memmap_dir), scales=args.scales, out_shape=list(prob.shape))))
 
 
@@ -91,6 +116,8 @@ def main(argv=None):
     p.add_argument('--big', type=int, default=8192); p.add_argument('--memmap-dir', default=None)
     p.add_argument('--scales', type=float, nargs='+', default=[1.0], help='tta_scales of the big-image prediction (e.g. 0.5 1)')
     p.add_argument('--skip-big', action='store_true'); p.add_argument('--skip-throughput', action='store_true')
+    p.add_argument('--train', action='store_true', help='also training images/s (512x512)')
+    p.add_argument('--train-batch', type=int, default=8)
     p.add_argument('--child', action='store_true', help=argparse.SUPPRESS); p.add_argument('--json', default=None)
     a = p.parse_args(argv)
     if a.child: return big_image_child(a)
@@ -105,6 +132,7 @@ def main(argv=None):
         out['throughput_512'] = throughput(model, u, device, a.batches)
         best = max(out['throughput_512'], key=lambda r: r['ours_none_ips'])
         out['best_batch'] = best['batch']
+        if a.train: out['train'] = train_rate(model, u, device, batch=a.train_batch)
     if not a.skip_big:
         cmd = [sys.executable, __file__, '--child', '--big', str(a.big), '--threads', str(a.threads), '--device', a.device]
         if a.model: cmd += ['--model', a.model]
@@ -116,7 +144,8 @@ def main(argv=None):
         out['big_image'] = json.loads(line[-1])
         b = out['big_image']
         print(f"{b['size']}x{b['size']} by {b['tile']}-px tiles (overlap {b['overlap']}, scales {b['scales']}): {b['seconds']} s, peak RSS {b['peak_rss_mb']} MB "
-              f"(model loaded: {b['rss_before_mb']} MB){' [memmap]' if b['memmap'] else ''} -> {'OK' if b['peak_rss_mb'] < 3072 else 'OVER'} the 3 GB limit")
+              f"(model loaded: {b['rss_before_mb']} MB){' [memmap]' if b['memmap'] else ''} -> {'OK' if b['peak_rss_mb'] < 3072 else 'OVER'} the 3 GB limit"
+              + (f", peak GPU memory {b['peak_gpu_mb']} MB" if b.get('peak_gpu_mb') is not None else ''))
     if a.json: Path(a.json).write_text(json.dumps(out, indent=2))
     return out
 
