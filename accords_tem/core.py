@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #8bb3cc1d
 from __future__ import annotations
-import contextlib, csv, datetime, errno, functools, hashlib, io as _io, json, os, random, re, socket, sys, tempfile, time
+import contextlib, copy, csv, datetime, errno, functools, hashlib, io as _io, json, os, random, re, socket, sys, tempfile, time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,14 +13,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'CLASS_KEYS', 'LOCK_NAME', 'AccordsError',
-           'ImageReadError', 'MetadataError', 'IlastikFormatError', 'LabelSheetError', 'ConfigError',
+__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'CLASS_KEYS', 'PALETTE', 'LOCK_NAME',
+           'AccordsError', 'ImageReadError', 'MetadataError', 'IlastikFormatError', 'LabelSheetError', 'ConfigError',
            'CheckpointMissingError', 'CheckpointDamagedError', 'OutputWriteError', 'RunLockedError', 'AllInputsFailed',
            'atomic_write', 'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure', 'FailureLog',
            'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig', 'CalibrationConfig',
            'section_model', 'Config', 'check_class_names', 'configs_dir', 'shipped_configs', 'config_file',
            'read_config_file', 'section_snapshot', 'make_section_snapshot', 'check_section', 'load_config',
-           'config_to_yaml', 'config_hash', 'default_values', 'same_keys', 'get_device', 'set_seed',
+           'config_to_yaml', 'config_hash', 'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed',
            'device_description', 'prepare_run', 'file_digests', 'same_content', 'InputRecord', 'run_lock',
            'clean_temporaries', 'load_weights']
 
@@ -525,6 +525,33 @@ def same_keys(stated:dict, defaults:dict, _at:str='') -> list[str]:
         nested = _at == '' and (k in ('data', 'calibration') or k in SECTION_MODELS) or _at[:-1] in subs and k in subs[_at[:-1]]
         if nested and isinstance(stated[k], dict) and isinstance(defaults[k], dict): out += same_keys(stated[k], defaults[k], f'{_at}{k}.')
     return sorted(out)
+
+# %% ../nbs/00_core.ipynb #c091b81e
+PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#bcbd22', '#17becf']
+
+def adapt_classes(d:dict, # a whole configuration (`Config.to_dict()`)
+                  classes:list[str], # the object classes, in ilastik label order (label values 1..N)
+                  background:str='background', # the class of everything else, added last
+                 ) -> dict:
+    "A copy of `d` for other classes: `classes` and every class-naming key of `CLASS_KEYS` adapted to them."
+    objs = [str(c).strip() for c in classes]
+    if not objs or not all(objs) or len(set(objs)) != len(objs) or background in objs:
+        raise ConfigError(f'the classes must be distinct, non-empty names other than the background {background!r}, got {objs}')
+    d = copy.deepcopy(d)
+    d['classes'] = [dict(name=c, label=i + 1, color=PALETTE[i % len(PALETTE)]) for i, c in enumerate(objs)] + \
+                   [dict(name=background, label=len(objs) + 1, color='#7f7f7f')]
+    d['data']['ground_truth'] = None
+    m = d['masks']
+    m.update(classes=objs, thresholds={c: m['thresholds'].get(c, m['default_threshold']) for c in objs}, overrides={}, overrides_file=None)
+    d['postprocessing'].update(opening_class=None, background_class=background)
+    u = d['unet']
+    u.update(target_classes=objs, instance_classes=objs if u['instance_classes'] else [], synthetic_per_material=0,
+             synthetic_unusable_fraction=0.0, losses={c: u['losses'].get(c, dict(kind='bce_dice')) for c in objs})
+    o = d['objects']; o['object_classes'] = objs
+    if o['source'] == 'ground_truth': o['source'] = 'unet'
+    if o['labels_from'] == 'ground_truth': o['labels_from'] = 'masks'
+    d['report'].update(size_classes=objs, background_classes=[background])
+    return json.loads(json.dumps(d))      # no list shared by two keys (YAML would write anchors)
 
 # %% ../nbs/00_core.ipynb #16005270
 def get_device(pref:str='auto'):
