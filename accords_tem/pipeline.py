@@ -68,12 +68,14 @@ class PipelineConfig(_Section):
 
 # %% ../nbs/08_pipeline.ipynb #c9ee5148
 def nbs_dir() -> Path:
-    "The folder of the stage notebooks."
+    "The folder of the stage notebooks: $ACCORDS_TEM_NBS, else the installed package's nbs/, else the clone's."
     import accords_tem
-    d = Path(os.environ.get('ACCORDS_TEM_NBS', Path(accords_tem.__file__).resolve().parent.parent/'nbs'))
+    pkg = Path(accords_tem.__file__).resolve().parent
+    d = Path(os.environ['ACCORDS_TEM_NBS']) if 'ACCORDS_TEM_NBS' in os.environ else \
+        next((p for p in (pkg/'nbs', pkg.parent/'nbs') if (p/STAGES[0].notebook).is_file()), pkg.parent/'nbs')
     if not d.is_dir():
-        raise AccordsError(f"stage notebooks not found in {d}: install accords-tem from a clone "
-                           "(pip install -e .) or set ACCORDS_TEM_NBS to its nbs/ folder")
+        raise AccordsError(f"stage notebooks not found in {d}: reinstall accords-tem (pip install .) "
+                           "or set ACCORDS_TEM_NBS to a clone's nbs/ folder")
     return d
 
 def available_stages(nbs:Path|None=None) -> list[Stage]:
@@ -147,6 +149,13 @@ def stage_is_done(stage:Stage, cfg:Config, run_dir:Path, nbs:Path) -> bool:
 class StageFailed(AccordsError):
     "A stage notebook raised an exception."
 
+def _kernel_manager(kernel:str, log):
+    "A Jupyter kernel manager whose kernel process writes its own messages to `log` (an open file), not the console."
+    from jupyter_client.manager import AsyncKernelManager
+    class _LoggedKernel(AsyncKernelManager):
+        async def start_kernel(self, **kw): return await super().start_kernel(**{'stdout': log, 'stderr': log, **kw})
+    return _LoggedKernel(kernel_name=kernel)
+
 def execute_stage(stage:Stage, run_dir:Path, nbs:Path, force:bool=False, pcfg:PipelineConfig|None=None,
                   extra_parameters:dict|None=None) -> Path:
     "Execute one stage notebook with papermill; return the executed copy."
@@ -154,12 +163,13 @@ def execute_stage(stage:Stage, run_dir:Path, nbs:Path, force:bool=False, pcfg:Pi
     pcfg = pcfg or PipelineConfig()
     out = run_dir/'notebooks'/stage.notebook
     params = dict(config_file=str(run_dir/'config.yaml'), run_dir=str(run_dir), force=bool(force), **(extra_parameters or {}))
+    klog = run_dir/'notebooks'/f'{Path(stage.notebook).stem}.kernel.log'   # the kernel's own messages (start-up, shutdown)
     try:
-        with atomic_path(out) as tmp:
+        with atomic_path(out) as tmp, open(klog, 'w', encoding='utf-8') as log:
             try:
                 pm.execute_notebook(str(nbs/stage.notebook), str(tmp), parameters=params, cwd=str(nbs),
                                     kernel_name=pcfg.kernel, language='python', progress_bar=False, log_output=False,
-                                    execution_timeout=pcfg.cell_timeout)
+                                    execution_timeout=pcfg.cell_timeout, km=_kernel_manager(pcfg.kernel, log))
             except pm.PapermillExecutionError as e:
                 failed = run_dir/'notebooks'/f'{Path(stage.notebook).stem}.failed.ipynb'
                 os.replace(tmp, failed); tmp.touch()
