@@ -205,7 +205,7 @@ def run_pipeline(config:str|os.PathLike|Config, # configuration file or loaded c
         ran = any(r['status'] in ('done', 'failed') for r in results)   # the report always follows a change
         if not force and not (st.command == 'report' and ran) and stage_is_done(st, cfg, run_dir, nbs):
             results.append(dict(stage=st.key, status='skipped', seconds=0.0)); say(f"{head}: up to date, skipped"); continue
-        say(f"{head} ...", flush=True)
+        say(f"{head} ...", end=' ', flush=True)                 # one line per stage: its outcome follows
         t0, digests = time.time(), input_digests(cfg, run_dir)
         fp = stage_fingerprint(st, cfg, run_dir, nbs, digests)   # of the inputs as the stage will find them
         _marker(st, run_dir).unlink(missing_ok=True)             # not done until it finishes: a kill or failure leaves it so
@@ -215,11 +215,11 @@ def run_pipeline(config:str|os.PathLike|Config, # configuration file or loaded c
             dt = time.time() - t0
             log.record(st.notebook, e); failed = failed or st.key
             results.append(dict(stage=st.key, status='failed', seconds=round(dt, 1), error=e.reason))
-            say(f"{head}: FAILED after {dt:.0f} s\n    {e.reason}"); continue
+            say(f"FAILED after {dt:.0f} s\n    {e.reason}"); continue
         dt = time.time() - t0
         save_json(dict(stage=st.key, notebook=st.notebook, fingerprint=fp, finished=datetime.datetime.now().isoformat(timespec='seconds'),
                        seconds=round(dt, 1), inputs=digests), _marker(st, run_dir))
-        results.append(dict(stage=st.key, status='done', seconds=round(dt, 1))); say(f"{head}: done in {dt:.0f} s")
+        results.append(dict(stage=st.key, status='done', seconds=round(dt, 1))); say(f"done in {dt:.0f} s")
     failures = FailureLog(run_dir, '').rows()
     summary = dict(run_dir=str(run_dir), stages=results, failures=failures, ok=failed is None)
     if verbose: say(failure_summary(failures))
