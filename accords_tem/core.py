@@ -513,6 +513,7 @@ def config_hash(cfg:Config, section:str|None=None) -> str:
     else: d = cfg.sections.get(section, {})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
+# %% ../nbs/00_core.ipynb #3896c172
 def default_values() -> dict:
     "Every key with the value its model gives (imports every stage): what configs/default.yaml states."
     d = Config().to_dict(); d.pop('base_dir'); return d
