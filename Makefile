@@ -36,7 +36,7 @@ sysdeps: $(SYSDEPS_STAMP)
 
 # The main job on the committed sample: every stage that exists, into runs/demo/.
 demo: $(STAMP) $(SYSDEPS_STAMP)
-	$(BIN)/accords-tem run --config configs/demo.yaml --out runs/demo
+	$(BIN)/accords-tem run --config demo --out runs/demo
 
 # Notebook tests (nbdev_test), then the package and the notebooks must agree, then pytest.
 test: $(STAMP) $(SYSDEPS_STAMP)

@@ -25,7 +25,11 @@ setuptools.setup(
                  'License :: ' + lic[1]] +
                 ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
-    packages=setuptools.find_packages(include=[lib_path, lib_path + '.*']),
+    # The shipped configurations (configs/*.yaml, sections.json) and the stage notebooks that `accords-tem run` executes
+    # travel inside the package as accords_tem/configs and accords_tem/nbs, so an installed package runs from any folder.
+    packages=setuptools.find_packages(include=[lib_path, lib_path + '.*']) + [lib_path + '.configs', lib_path + '.nbs'],
+    package_dir={lib_path + '.configs': 'configs', lib_path + '.nbs': 'nbs'},
+    package_data={lib_path + '.configs': ['*.yaml', '*.json'], lib_path + '.nbs': ['0[0-7]_*.ipynb']},
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements},

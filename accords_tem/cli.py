@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse, sys
 from pathlib import Path
 import yaml
-from .core import (AccordsError, AllInputsFailed, FailureLog, all_failed_is_error, clean_temporaries, collect_batches,
-                              run_lock)
+from .core import (AccordsError, AllInputsFailed, ConfigError, FailureLog, adapt_classes, all_failed_is_error, atomic_write,
+                              clean_temporaries, collect_batches, config_to_yaml, load_config, make_section_snapshot, run_lock,
+                              shipped_configs)
 from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
 
-DEFAULT_CONFIG = 'configs/default.yaml'
+DEFAULT_CONFIG = 'default'   # the shipped configs/default.yaml (core.config_file)
 
 def _overrides(pairs:list[str]) -> dict:
     out = {}
@@ -29,7 +30,7 @@ def _common(p:argparse.ArgumentParser):
     p.add_argument('--force', action='store_true', help='redo outputs that already exist')
 
 def config_path(config:str|None, out:str) -> str:
-    "The configuration a command uses: `--config`, else the run's own RUN/config.yaml if it exists, else configs/default.yaml."
+    "The configuration a command uses: `--config`, else the run's own RUN/config.yaml if it exists, else the shipped default."
     if config: return config
     own = Path(out)/'config.yaml'
     return str(own) if own.exists() else DEFAULT_CONFIG
@@ -43,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub.add_parser(s.command, help=f'stage {s.key}: {s.title.lower()} (without papermill)'))
     for name, (_, help) in EXTRA_COMMANDS.items():
         sub.add_parser(name, help=help, add_help=False)
+    _config_parser(sub.add_parser('config', help='write a starter configuration for your classes, show one, refresh the snapshot'))
     return ap
 
 # %% auto #0
-__all__ = ['DEFAULT_CONFIG', 'config_path', 'build_parser', 'main']
+__all__ = ['DEFAULT_CONFIG', 'config_path', 'build_parser', 'main', 'starter_config', 'config_command']
 
 # %% ../nbs/08b_cli.ipynb #8b390b62
 def _partial_summary(batches:list[dict]) -> str:
@@ -66,9 +68,9 @@ def _partial_summary(batches:list[dict]) -> str:
 def _run(argv:list[str]) -> int:
     if argv and argv[0] in EXTRA_COMMANDS: return import_object(EXTRA_COMMANDS[argv[0]][0])(argv[1:]) or 0
     args = build_parser().parse_args(argv)
+    if args.command == 'config': return config_command(args)
     ov = _overrides(args.set)
     if args.data: ov['data.root'] = args.data
-    from accords_tem.core import load_config
     path = config_path(args.config, args.out)
     if not args.config and path != DEFAULT_CONFIG: print(f'configuration: {path} (the run\'s own)', file=sys.stderr)
     cfg = load_config(path, ov)
@@ -97,3 +99,59 @@ def main(argv:list[str]|None=None) -> int:
     summary = _partial_summary([b for b in batches if b['failed'] < b['items']])
     if summary: print(summary, file=sys.stderr)
     return rc
+
+# %% ../nbs/08b_cli.ipynb #710cd215
+def _changed(new:dict, old:dict) -> dict:
+    "The keys of `new` whose values differ from `old`'s, section by section."
+    out = {}
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(old.get(k), dict) and k != 'classes':
+            d = {kk: vv for kk, vv in v.items() if old[k].get(kk) != vv}
+            if d: out[k] = d
+        elif old.get(k) != v: out[k] = v
+    return out
+
+def starter_config(classes:list[str], # your object classes, in ilastik label order
+                   data:str|None=None, # folder of your images (data.root)
+                   *, base:str='default', # the configuration it overlays (a shipped name or a file)
+                   background:str='background', # the class of everything else (added last)
+                   name:str|None=None, # the run's name
+                  ) -> str:
+    "YAML text of an overlay of `base` for your classes: `base:`, the classes, every class-naming key, `data.root`."
+    old = load_config(base).to_dict()
+    new = adapt_classes(old, classes, background)
+    if data is not None: new['data']['root'] = str(Path(data).expanduser().resolve())
+    if name: new['name'] = name
+    head = (f"# accords-tem configuration for the classes {', '.join(map(str, classes))} (accords-tem config init).\n"
+            f"# Every key not named here comes from `base:`; configs/default.yaml lists them all with what they do.\n"
+            "# Relative paths are taken from this file's folder. Run: accords-tem run --config THIS_FILE --out runs/NAME\n")
+    b = base if base in shipped_configs() else str(Path(base).resolve())
+    return head + yaml.safe_dump({'base': b, **_changed(new, old)}, sort_keys=False, default_flow_style=None, width=110)
+
+# %% ../nbs/08b_cli.ipynb #599bf772
+def _config_parser(p:argparse.ArgumentParser):
+    sub = p.add_subparsers(dest='action', required=True)
+    i = sub.add_parser('init', help='a starter configuration for your own classes')
+    i.add_argument('--classes', nargs='+', required=True, help='your object classes, in ilastik label order (values 1..N)')
+    i.add_argument('--data', help='folder of your images (data.root)')
+    i.add_argument('--out', help='file to write (default: print it)')
+    i.add_argument('--base', default=DEFAULT_CONFIG, help=f'configuration to start from: {", ".join(shipped_configs())} or a file')
+    i.add_argument('--background', default='background', help='name of the background class (added last)')
+    i.add_argument('--name', help="the run's name")
+    i.add_argument('--force', action='store_true', help='replace an existing --out file')
+    s = sub.add_parser('show', help='print a resolved configuration (every key, defaults filled in)')
+    s.add_argument('--config', default=DEFAULT_CONFIG); s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
+    sub.add_parser('snapshot', help='rewrite configs/sections.json from the section models (after a model changed)')
+
+def config_command(args) -> int:
+    "`accords-tem config init|show|snapshot`."
+    if args.action == 'show': print(config_to_yaml(load_config(args.config, _overrides(args.set))), end=''); return 0
+    if args.action == 'snapshot': make_section_snapshot(write=True); print('configs/sections.json rewritten'); return 0
+    text = starter_config(args.classes, args.data, base=args.base, background=args.background, name=args.name)
+    if not args.out: print(text, end=''); return 0
+    out = Path(args.out)
+    if out.exists() and not args.force: raise ConfigError('exists already; choose another --out or add --force', out)
+    with atomic_write(out, 'w', encoding='utf-8') as f: f.write(text)
+    cfg = load_config(out)
+    print(f"wrote {out}: classes {cfg.class_names()}, data.root {cfg.data.root}", file=sys.stderr)
+    return 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #8bb3cc1d
 from __future__ import annotations
-import contextlib, csv, datetime, errno, hashlib, io as _io, json, os, random, re, socket, tempfile, time
+import contextlib, copy, csv, datetime, errno, functools, hashlib, io as _io, json, os, random, re, socket, sys, tempfile, time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,13 +13,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'CLASS_KEYS', 'LOCK_NAME', 'AccordsError',
-           'ImageReadError', 'MetadataError', 'IlastikFormatError', 'LabelSheetError', 'ConfigError',
+__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'CLASS_KEYS', 'PALETTE', 'LOCK_NAME',
+           'AccordsError', 'ImageReadError', 'MetadataError', 'IlastikFormatError', 'LabelSheetError', 'ConfigError',
            'CheckpointMissingError', 'CheckpointDamagedError', 'OutputWriteError', 'RunLockedError', 'AllInputsFailed',
            'atomic_write', 'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure', 'FailureLog',
            'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig', 'CalibrationConfig',
-           'section_model', 'Config', 'check_class_names', 'load_config', 'config_to_yaml', 'config_hash', 'get_device',
-           'set_seed', 'device_description', 'prepare_run', 'file_digests', 'same_content', 'InputRecord', 'run_lock',
+           'section_model', 'Config', 'check_class_names', 'configs_dir', 'shipped_configs', 'config_file',
+           'read_config_file', 'section_snapshot', 'make_section_snapshot', 'check_section', 'load_config',
+           'config_to_yaml', 'config_hash', 'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed',
+           'device_description', 'prepare_run', 'file_digests', 'same_content', 'InputRecord', 'run_lock',
            'clean_temporaries', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
@@ -285,6 +287,7 @@ class Config(_Section):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     base_dir: str|None = None                      # relative paths are resolved against this (default: the file's folder)
     sections: dict[str, dict] = Field(default_factory=dict, exclude=True)
+    source: str|None = Field(None, exclude=True)    # the file it was loaded from (named in errors)
 
     def resolve_path(self, p:str|os.PathLike|None) -> Path|None:
         "An absolute path for `p`: relative paths are taken from `base_dir` (the configuration file's folder)."
@@ -312,7 +315,7 @@ class Config(_Section):
         model = section_model(name)
         if model is None: raise ConfigError(f"section {name!r} belongs to a stage that is not installed")
         try: return model.model_validate(self.sections.get(name, {}))
-        except ValidationError as e: raise ConfigError(_explain(e, prefix=name)) from None
+        except ValidationError as e: raise ConfigError(_explain(e, prefix=name), self.source) from None
 
     def to_dict(self) -> dict:
         "Everything, stage sections included (with their defaults where the stage exists)."
@@ -341,11 +344,11 @@ def check_class_names(cfg:Config, path=None):
     "Raise `ConfigError` when a key of `CLASS_KEYS` names a class that `cfg.classes` does not define."
     known, bad = cfg.class_names(), []
     for sec, keys in CLASS_KEYS.items():
-        if section_model(sec) is None: continue
-        s = cfg.section(sec)
+        s = _section_values(cfg, sec)
+        if s is None: continue
         for key in keys:
             attr, _, each = key.partition('.')
-            v = getattr(s, attr)
+            v = s[attr]
             names = [n for x in (v.values() if each else [v]) for n in _class_names_in(x)]
             unknown = list(dict.fromkeys(str(n) for n in names if n not in known))
             if unknown: bad.append(f"'{sec}.{attr}' names unknown class{'es' * (len(unknown) > 1)} "
@@ -377,30 +380,125 @@ def _explain(err:ValidationError, prefix:str='') -> str:
         msgs.append(f"unknown key '{key}'" if e['type'] == 'extra_forbidden' else f"'{key}': {e['msg']}")
     return '; '.join(msgs)
 
-def load_config(path:str|os.PathLike|None=None, # YAML file; None: the defaults
+# %% ../nbs/00_core.ipynb #ed00678d
+def _pkg_dir() -> Path:
+    import accords_tem
+    return Path(accords_tem.__file__).resolve().parent
+
+def configs_dir() -> Path:
+    "The shipped configurations: the installed package's `configs/`, else the clone's `configs/` beside the package."
+    pkg = _pkg_dir()
+    return next((d for d in (pkg/'configs', pkg.parent/'configs') if (d/'default.yaml').is_file()), pkg/'configs')
+
+def shipped_configs() -> list[str]:
+    "Names of the shipped configurations (`--config default`, `--config demo`)."
+    return sorted(p.stem for p in configs_dir().glob('*.yaml'))
+
+def config_file(name:str|os.PathLike, # a YAML file, or the name of a shipped configuration ('default', 'demo')
+                rel_to:str|os.PathLike|None=None, # folder a relative path is taken from (default: the working folder)
+               ) -> Path:
+    "The file of a configuration given by path or by name."
+    p = Path(name).expanduser()
+    if rel_to is not None and not p.is_absolute(): p = Path(rel_to)/p
+    if p.is_file() or p.suffix or len(Path(name).parts) > 1: return p
+    if (configs_dir()/f'{name}.yaml').is_file(): return configs_dir()/f'{name}.yaml'
+    raise ConfigError(f"configuration file not found, and no shipped configuration is called {str(name)!r} "
+                      f"(shipped: {', '.join(shipped_configs())})", p)
+
+def _is_default_file(p:Path) -> bool:
+    "The shipped default.yaml (package or clone): the models' defaults, paths from the working folder."
+    pkg = _pkg_dir()
+    return any(p.resolve() == (d/'default.yaml').resolve() for d in (pkg/'configs', pkg.parent/'configs'))
+
+# %% ../nbs/00_core.ipynb #7b2d7327
+def _read_yaml(path:Path) -> dict:
+    if not path.exists(): raise ConfigError('configuration file not found', path)
+    try: raw = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+    except yaml.YAMLError as e: raise ConfigError(f'not valid YAML: {e}', path) from None
+    if not isinstance(raw, dict): raise ConfigError('the top level must be a mapping of sections', path)
+    return raw
+
+def _overlay(base:dict, upd:dict) -> dict:
+    "`upd` over `base`: sections and their sub-sections merge key by key; any other value replaces the base's."
+    out, subs = dict(base), {k: v.get('submodels', []) for k, v in section_snapshot().items()}
+    for k, v in upd.items():
+        b = out.get(k)
+        if not (isinstance(v, dict) and isinstance(b, dict) and (k in ('data', 'calibration') or k in SECTION_MODELS)):
+            out[k] = v; continue
+        out[k] = {**b, **{kk: {**b[kk], **vv} if kk in subs.get(k, ()) and isinstance(vv, dict) and isinstance(b.get(kk), dict)
+                          else vv for kk, vv in v.items()}}
+    return out
+
+def read_config_file(path:str|os.PathLike, _seen:tuple=()) -> dict:
+    "The values a configuration file states, its `base:` chain resolved."
+    path = Path(path); raw = _read_yaml(path)
+    base = raw.pop('base', None)
+    if base is None: return raw
+    if not isinstance(base, str): raise ConfigError(f"'base' names one configuration (a file or 'default', 'demo'), got {base!r}", path)
+    bp = config_file(base, rel_to=path.parent)
+    if bp.resolve() in (*_seen, path.resolve()): raise ConfigError(f"the base configurations form a loop ({base})", path)
+    return _overlay(read_config_file(bp, (*_seen, path.resolve())), raw)
+
+# %% ../nbs/00_core.ipynb #613b5032
+@functools.cache
+def section_snapshot() -> dict:
+    "The shipped snapshot of the section models: {section: {schema, defaults, submodels}} ({} when missing)."
+    try: return json.loads((configs_dir()/'sections.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError): return {}
+
+def make_section_snapshot(write:bool=False) -> dict:
+    "The snapshot of every section model (imports every stage); `write`: save it as configs/sections.json."
+    snap = {}
+    for name in SECTION_MODELS:
+        m = section_model(name)
+        if m is None: continue
+        schema = m.model_json_schema()
+        subs = [k for k, p in schema['properties'].items() if '$ref' in p or any('$ref' in a for a in p.get('allOf', []))]
+        snap[name] = dict(schema=schema, defaults=m().model_dump(mode='json'), submodels=subs)
+    snap = json.loads(json.dumps(snap))
+    if write: save_json(snap, configs_dir()/'sections.json'); section_snapshot.cache_clear()
+    return snap
+
+def _stage_loaded(name:str) -> bool: return SECTION_MODELS[name].partition(':')[0] in sys.modules
+
+@functools.cache
+def _validator(name:str):
+    import jsonschema
+    return jsonschema.Draft202012Validator(section_snapshot()[name]['schema'])
+
+def check_section(name:str, values:dict):
+    "Raise `ConfigError` naming the key when `values` are not a valid section `name`."
+    if name in section_snapshot() and not _stage_loaded(name) and _validator(name).is_valid(values): return
+    model = section_model(name)
+    if model is None: return
+    try: model.model_validate(values)
+    except ValidationError as e: raise ConfigError(_explain(e, prefix=name)) from None
+
+def _section_values(cfg:Config, name:str) -> dict|None:
+    "A section's values with their defaults: from the model when its stage is loaded, else from the snapshot."
+    if name in section_snapshot() and not _stage_loaded(name): return {**section_snapshot()[name]['defaults'], **cfg.sections.get(name, {})}
+    return None if section_model(name) is None else dict(cfg.section(name))
+
+# %% ../nbs/00_core.ipynb #bd9cef89
+def load_config(path:str|os.PathLike|None=None, # YAML file or shipped name ('default', 'demo'); None: the defaults
                 overrides:dict|None=None, # dotted keys override the file: {'unet.epochs': 3}
                ) -> Config:
     "Read and validate a run configuration; bad keys and values raise `ConfigError` naming them."
     raw = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists(): raise ConfigError('configuration file not found', path)
-        try: raw = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
-        except yaml.YAMLError as e: raise ConfigError(f'not valid YAML: {e}', path) from None
-        if not isinstance(raw, dict): raise ConfigError('the top level must be a mapping of sections', path)
+    if path is not None: path = config_file(path); raw = read_config_file(path)
     if overrides: raw = _deep_update(raw, _dotted(overrides))
     sections = {k: raw.pop(k) or {} for k in list(raw) if k in SECTION_MODELS}
     for k, v in sections.items():
         if not isinstance(v, dict): raise ConfigError(f"section '{k}' must be a mapping", path)
     try: cfg = Config.model_validate(raw)
     except ValidationError as e: raise ConfigError(_explain(e), path) from None
-    if cfg.base_dir is None: cfg.base_dir = str(Path(path).resolve().parent if path is not None else Path.cwd())
+    if cfg.base_dir is None:
+        cfg.base_dir = str(Path.cwd() if path is None or _is_default_file(path) else path.resolve().parent)
     cfg.data.root = str(cfg.resolve_path(cfg.data.root))
-    cfg.sections = sections
-    for k in sections:
-        if section_model(k) is not None:
-            try: cfg.section(k)
-            except ConfigError as e: raise ConfigError(e.reason, path) from None
+    cfg.sections, cfg.source = sections, None if path is None else str(path)
+    for k, v in sections.items():
+        try: check_section(k, v)
+        except ConfigError as e: raise ConfigError(e.reason, path) from None
     check_class_names(cfg, path)
     return cfg
 
@@ -414,6 +512,47 @@ def config_hash(cfg:Config, section:str|None=None) -> str:
     elif section_model(section) is not None: d = cfg.section(section).model_dump(mode='json')  # imports that stage only
     else: d = cfg.sections.get(section, {})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+# %% ../nbs/00_core.ipynb #3896c172
+def default_values() -> dict:
+    "Every key with the value its model gives (imports every stage): what configs/default.yaml states."
+    d = Config().to_dict(); d.pop('base_dir'); return d
+
+def same_keys(stated:dict, defaults:dict, _at:str='') -> list[str]:
+    "Keys missing from `stated` or not in `defaults`, sections and sub-sections followed (free maps and lists not)."
+    out = [f'{_at}{k}: missing' for k in defaults if k not in stated] + [f'{_at}{k}: not a key' for k in stated if k not in defaults]
+    subs = {k: v.get('submodels', []) for k, v in section_snapshot().items()}
+    for k in set(stated) & set(defaults):
+        nested = _at == '' and (k in ('data', 'calibration') or k in SECTION_MODELS) or _at[:-1] in subs and k in subs[_at[:-1]]
+        if nested and isinstance(stated[k], dict) and isinstance(defaults[k], dict): out += same_keys(stated[k], defaults[k], f'{_at}{k}.')
+    return sorted(out)
+
+# %% ../nbs/00_core.ipynb #c091b81e
+PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#bcbd22', '#17becf']
+
+def adapt_classes(d:dict, # a whole configuration (`Config.to_dict()`)
+                  classes:list[str], # the object classes, in ilastik label order (label values 1..N)
+                  background:str='background', # the class of everything else, added last
+                 ) -> dict:
+    "A copy of `d` for other classes: `classes` and every class-naming key of `CLASS_KEYS` adapted to them."
+    objs = [str(c).strip() for c in classes]
+    if not objs or not all(objs) or len(set(objs)) != len(objs) or background in objs:
+        raise ConfigError(f'the classes must be distinct, non-empty names other than the background {background!r}, got {objs}')
+    d = copy.deepcopy(d)
+    d['classes'] = [dict(name=c, label=i + 1, color=PALETTE[i % len(PALETTE)]) for i, c in enumerate(objs)] + \
+                   [dict(name=background, label=len(objs) + 1, color='#7f7f7f')]
+    d['data']['ground_truth'] = None
+    m = d['masks']
+    m.update(classes=objs, thresholds={c: m['thresholds'].get(c, m['default_threshold']) for c in objs}, overrides={}, overrides_file=None)
+    d['postprocessing'].update(opening_class=None, background_class=background)
+    u = d['unet']
+    u.update(target_classes=objs, instance_classes=objs if u['instance_classes'] else [], synthetic_per_material=0,
+             synthetic_unusable_fraction=0.0, losses={c: u['losses'].get(c, dict(kind='bce_dice')) for c in objs})
+    o = d['objects']; o['object_classes'] = objs
+    if o['source'] == 'ground_truth': o['source'] = 'unet'
+    if o['labels_from'] == 'ground_truth': o['labels_from'] = 'masks'
+    d['report'].update(size_classes=objs, background_classes=[background])
+    return json.loads(json.dumps(d))      # no list shared by two keys (YAML would write anchors)
 
 # %% ../nbs/00_core.ipynb #16005270
 def get_device(pref:str='auto'):

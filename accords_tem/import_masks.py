@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import (AccordsError, ConfigError, Config, FailureLog, atomic_path, load_config, prepare_run,
+from .core import (AccordsError, ConfigError, Config, FailureLog, adapt_classes, configs_dir, atomic_path, load_config, prepare_run,
                               run_batch, save_csv, save_json, save_npy, save_figure)
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'PALETTE', 'IMPORT_STAGES', 'MaskError',
-           'list_files', 'mask_key', 'pair_files', 'read_mask', 'mask_instances', 'bar_score', 'mask_rows', 'read_coco',
+__all__ = ['IMAGE_SUFFIXES', 'MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files',
+           'mask_key', 'pair_files', 'read_mask', 'mask_instances', 'bar_score', 'mask_rows', 'read_coco',
            'decode_segmentation', 'coco_instances', 'place', 'labels_onehot', 'instance_classes', 'dataset_image8',
            'material_of', 'prepare_pair', 'write_instances', 'write_pair', 'remove_stale', 'default_config_path',
            'check_class_names', 'import_config', 'image_glob_of', 'coco_pairs', 'plot_examples', 'import_masks',
@@ -302,13 +302,11 @@ def remove_stale(out:Path, # RUN/dataset
     return n
 
 # %% ../nbs/03b_import_masks.ipynb #3a08b34e
-PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#bcbd22', '#17becf']
 IMPORT_STAGES = ['00', '01', '05', '06', '07']   # inventory, normalization, U-Net, objects, report
 
 def default_config_path() -> Path|None:
-    "The package's configs/default.yaml (a clone or editable install), or None."
-    import accords_tem
-    p = Path(accords_tem.__file__).resolve().parent.parent/'configs'/'default.yaml'
+    "The shipped configs/default.yaml (installed package or clone), or None."
+    p = configs_dir()/'default.yaml'
     return p if p.exists() else None
 
 def check_class_names(classes:list[str]) -> list[str]:
@@ -331,21 +329,11 @@ def import_config(classes:list[str], # object classes, in channel order
     import yaml, tempfile
     objs = check_class_names(classes)
     cfg = base if isinstance(base, Config) else load_config(base or default_config_path())
-    d = cfg.to_dict()
+    d = adapt_classes(cfg.to_dict(), objs, BACKGROUND)   # every class-naming key (core.CLASS_KEYS)
     d['name'] = name or d['name']
-    d['classes'] = [dict(name=c, label=i + 1, color=PALETTE[i % len(PALETTE)]) for i, c in enumerate(objs)] + \
-                   [dict(name=BACKGROUND, label=len(objs) + 1, color='#7f7f7f')]
-    d['data'].update(root=str(Path(images_dir).resolve()), image_glob=image_glob, ground_truth=None)
-    m = d['masks']
-    m.update(classes=objs, thresholds={c: m['thresholds'].get(c, m['default_threshold']) for c in objs}, overrides={}, overrides_file=None)
-    d['postprocessing'].update(opening_class=None, background_class=BACKGROUND, use_normalized=bool(normalize))
-    u = d['unet']
-    u.update(target_classes=objs, instance_classes=objs, losses={c: u['losses'].get(c, dict(kind='bce_dice')) for c in objs},
-             synthetic_per_material=0, synthetic_unusable_fraction=0.0)   # the objects' instances are known: learn where each ends
-    o = d['objects']; o['object_classes'] = objs
-    if o['source'] == 'ground_truth': o['source'] = 'unet'
-    if o['labels_from'] == 'ground_truth': o['labels_from'] = 'masks'
-    d['report'].update(size_classes=objs, background_classes=[BACKGROUND])
+    d['data'].update(root=str(Path(images_dir).resolve()), image_glob=image_glob)
+    d['postprocessing']['use_normalized'] = bool(normalize)
+    d['unet']['instance_classes'] = objs                  # the objects' instances are known: learn where each ends
     d['pipeline']['stages'] = list(IMPORT_STAGES)
     with tempfile.TemporaryDirectory() as t:      # validate exactly what config.yaml will hold
         p = Path(t)/'config.yaml'; p.write_text(yaml.safe_dump(d, sort_keys=False), encoding='utf-8')

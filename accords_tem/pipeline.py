@@ -68,12 +68,14 @@ class PipelineConfig(_Section):
 
 # %% ../nbs/08_pipeline.ipynb #c9ee5148
 def nbs_dir() -> Path:
-    "The folder of the stage notebooks."
+    "The folder of the stage notebooks: $ACCORDS_TEM_NBS, else the installed package's nbs/, else the clone's."
     import accords_tem
-    d = Path(os.environ.get('ACCORDS_TEM_NBS', Path(accords_tem.__file__).resolve().parent.parent/'nbs'))
+    pkg = Path(accords_tem.__file__).resolve().parent
+    d = Path(os.environ['ACCORDS_TEM_NBS']) if 'ACCORDS_TEM_NBS' in os.environ else \
+        next((p for p in (pkg/'nbs', pkg.parent/'nbs') if (p/STAGES[0].notebook).is_file()), pkg.parent/'nbs')
     if not d.is_dir():
-        raise AccordsError(f"stage notebooks not found in {d}: install accords-tem from a clone "
-                           "(pip install -e .) or set ACCORDS_TEM_NBS to its nbs/ folder")
+        raise AccordsError(f"stage notebooks not found in {d}: reinstall accords-tem (pip install .) "
+                           "or set ACCORDS_TEM_NBS to a clone's nbs/ folder")
     return d
 
 def available_stages(nbs:Path|None=None) -> list[Stage]:
@@ -147,6 +149,13 @@ def stage_is_done(stage:Stage, cfg:Config, run_dir:Path, nbs:Path) -> bool:
 class StageFailed(AccordsError):
     "A stage notebook raised an exception."
 
+def _kernel_manager(kernel:str, log):
+    "A Jupyter kernel manager whose kernel process writes its own messages to `log` (an open file), not the console."
+    from jupyter_client.manager import AsyncKernelManager
+    class _LoggedKernel(AsyncKernelManager):
+        async def start_kernel(self, **kw): return await super().start_kernel(**{'stdout': log, 'stderr': log, **kw})
+    return _LoggedKernel(kernel_name=kernel)
+
 def execute_stage(stage:Stage, run_dir:Path, nbs:Path, force:bool=False, pcfg:PipelineConfig|None=None,
                   extra_parameters:dict|None=None) -> Path:
     "Execute one stage notebook with papermill; return the executed copy."
@@ -154,12 +163,13 @@ def execute_stage(stage:Stage, run_dir:Path, nbs:Path, force:bool=False, pcfg:Pi
     pcfg = pcfg or PipelineConfig()
     out = run_dir/'notebooks'/stage.notebook
     params = dict(config_file=str(run_dir/'config.yaml'), run_dir=str(run_dir), force=bool(force), **(extra_parameters or {}))
+    klog = run_dir/'notebooks'/f'{Path(stage.notebook).stem}.kernel.log'   # the kernel's own messages (start-up, shutdown)
     try:
-        with atomic_path(out) as tmp:
+        with atomic_path(out) as tmp, open(klog, 'w', encoding='utf-8') as log:
             try:
                 pm.execute_notebook(str(nbs/stage.notebook), str(tmp), parameters=params, cwd=str(nbs),
                                     kernel_name=pcfg.kernel, language='python', progress_bar=False, log_output=False,
-                                    execution_timeout=pcfg.cell_timeout)
+                                    execution_timeout=pcfg.cell_timeout, km=_kernel_manager(pcfg.kernel, log))
             except pm.PapermillExecutionError as e:
                 failed = run_dir/'notebooks'/f'{Path(stage.notebook).stem}.failed.ipynb'
                 os.replace(tmp, failed); tmp.touch()
@@ -195,7 +205,7 @@ def run_pipeline(config:str|os.PathLike|Config, # configuration file or loaded c
         ran = any(r['status'] in ('done', 'failed') for r in results)   # the report always follows a change
         if not force and not (st.command == 'report' and ran) and stage_is_done(st, cfg, run_dir, nbs):
             results.append(dict(stage=st.key, status='skipped', seconds=0.0)); say(f"{head}: up to date, skipped"); continue
-        say(f"{head} ...", flush=True)
+        say(f"{head} ...", end=' ', flush=True)                 # one line per stage: its outcome follows
         t0, digests = time.time(), input_digests(cfg, run_dir)
         fp = stage_fingerprint(st, cfg, run_dir, nbs, digests)   # of the inputs as the stage will find them
         _marker(st, run_dir).unlink(missing_ok=True)             # not done until it finishes: a kill or failure leaves it so
@@ -205,11 +215,11 @@ def run_pipeline(config:str|os.PathLike|Config, # configuration file or loaded c
             dt = time.time() - t0
             log.record(st.notebook, e); failed = failed or st.key
             results.append(dict(stage=st.key, status='failed', seconds=round(dt, 1), error=e.reason))
-            say(f"{head}: FAILED after {dt:.0f} s\n    {e.reason}"); continue
+            say(f"FAILED after {dt:.0f} s\n    {e.reason}"); continue
         dt = time.time() - t0
         save_json(dict(stage=st.key, notebook=st.notebook, fingerprint=fp, finished=datetime.datetime.now().isoformat(timespec='seconds'),
                        seconds=round(dt, 1), inputs=digests), _marker(st, run_dir))
-        results.append(dict(stage=st.key, status='done', seconds=round(dt, 1))); say(f"{head}: done in {dt:.0f} s")
+        results.append(dict(stage=st.key, status='done', seconds=round(dt, 1))); say(f"done in {dt:.0f} s")
     failures = FailureLog(run_dir, '').rows()
     summary = dict(run_dir=str(run_dir), stages=results, failures=failures, ok=failed is None)
     if verbose: say(failure_summary(failures))

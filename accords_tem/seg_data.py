@@ -43,7 +43,7 @@ class AugmentConfig(_Section):
 class UnetConfig(_Section):
     "The `unet:` section: U-Net segmentation of the target classes."
     target_classes: list[str] = Field(default_factory=lambda: ['GFM', 'carbonhole'])  # by name, from `classes`
-    instance_classes: list[str] = Field(default_factory=list)  # target classes whose objects the model separates: one centre-map
+    instance_classes: list[str] = Field(default_factory=lambda: ['GFM'])  # target classes whose objects the model separates: one centre-map
                                           # output each (05d_instances), instances by a seeded watershed
     centre_weight: float = Field(1.0, gt=0)  # weight of each centre map's loss (BCE on the 0..1 map)
     seed_threshold: float = Field(0.3, gt=0, lt=1)  # a piece of the class mask is an object only where its centre map reaches this
@@ -53,7 +53,7 @@ class UnetConfig(_Section):
     min_seed_px: int = Field(4, ge=1)     # smaller seeds are noise
     min_object_px: int = Field(16, ge=1)  # smaller predicted objects are dropped
     predict_run_images: bool = True       # after training, predict every image of the run (RUN/unet/predict/: masks, instances)
-    encoder: str = 'resnet34'             # any smp / timm encoder ('tu-tf_efficientnet_lite0', 'resnet34', ...)
+    encoder: str = 'tu-tf_efficientnet_lite0'             # any smp / timm encoder ('tu-tf_efficientnet_lite0', 'resnet34', ...)
     encoder_weights: str|None = 'imagenet'  # 'imagenet' (local cache / installed package), a .pth file, or null
     decoder_channels: list[int] = Field(default_factory=lambda: [256, 128, 64, 32, 16])
     frame_gate: bool = False              # one gate per class from the encoder's pooled features, multiplied into its
@@ -61,19 +61,19 @@ class UnetConfig(_Section):
     split: tuple[float, float, float] = (0.7, 0.2, 0.1)   # train / val / test fractions, by image
     split_file: str|None = None           # a CSV with columns image, subset (train/val/test) overrides the split
     stratify: bool = True                 # split each material alike, held-out images spread over its magnifications
-    synthetic_per_material: int = Field(0, ge=0)  # extra training images per material of `synthetic:` (exact ground truth); 0: none
-    synthetic_unusable_fraction: float = Field(0.0, ge=0, le=1)  # share of them rendered unusable (very low dose or out of focus)
-    train_scale_copies: list[float] = Field(default_factory=list)  # also train on each training image resized by these factors
+    synthetic_per_material: int = Field(60, ge=0)  # extra training images per material of `synthetic:` (exact ground truth); 0: none
+    synthetic_unusable_fraction: float = Field(0.15, ge=0, le=1)  # share of them rendered unusable (very low dose or out of focus)
+    train_scale_copies: list[float] = Field(default_factory=lambda: [0.5])  # also train on each training image resized by these factors
                                           # (0.5: a half-size copy, the whole frame's context in fewer patches, as tta_scales 0.5 sees it)
     underrep_ratio: float = 0.5           # flag a subset whose class fraction < ratio x the overall fraction
     patch_size: int = 256
-    stride: int = 128
+    stride: int = 256
     min_fg: int = 10                      # keep a training patch with more than this many target pixels
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     losses: dict[str, LossSpec] = Field(default_factory=lambda: {
-        'GFM': LossSpec(kind='tversky', alpha=0.8, beta=0.2), 'carbonhole': LossSpec(kind='bce_dice')})
+        'GFM': LossSpec(kind='bce_dice'), 'carbonhole': LossSpec(kind='bce_dice')})
     ignore_value: int = Field(-1, lt=0)   # target value of unlabelled pixels (left out of losses and metrics)
-    epochs: int = 40
+    epochs: int = 12
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-2            # AdamW (decoupled) weight decay
@@ -82,16 +82,16 @@ class UnetConfig(_Section):
                                           # each class's best threshold (the one saved), or at 0.5
     lr_patience: int = 4                  # ReduceLROnPlateau on validation mean IoU
     lr_factor: float = 5.0                # ... divides the learning rate by this
-    schedule: Literal['plateau', 'one_cycle'] = 'plateau'  # constant lr + ReduceLROnPlateau + early stopping, or fastai's one-cycle (all epochs; best kept)
+    schedule: Literal['plateau', 'one_cycle'] = 'one_cycle'  # constant lr + ReduceLROnPlateau + early stopping, or fastai's one-cycle (all epochs; best kept)
     precision: Literal['auto', 'fp32', 'fp16', 'bf16'] = 'auto'  # auto: fp16 on CUDA, bf16 autocast on a CPU that has it
     norm_mean: float = 0.5                # input = (pixel / 255 - mean) / std
     norm_std: float = 0.5
     threshold_coarse: list[float] = Field(default_factory=lambda: [round(0.05 * i, 2) for i in range(1, 20)])
     threshold_refine: float = 0.01        # refine around the best coarse threshold in steps of this
-    threshold_fallback: bool = False      # keep 0.5 for a class whose tuned threshold loses to 0.5 in leave-one-image-out on validation
-    threshold_min_images: int = 0         # fewer validation images than this: keep 0.5 for every class (the search is still saved)
+    threshold_fallback: bool = True      # keep 0.5 for a class whose tuned threshold loses to 0.5 in leave-one-image-out on validation
+    threshold_min_images: int = 20         # fewer validation images than this: keep 0.5 for every class (the search is still saved)
     tta: Literal['none', 'flips', 'd4'] = 'flips'   # test-time augmentation: none, 4 flips, or the 8 flips/rot90
-    tta_scales: list[float] = Field(default_factory=lambda: [1.0])  # multi-scale prediction: the image resized by each factor
+    tta_scales: list[float] = Field(default_factory=lambda: [0.5, 1.0])  # multi-scale prediction: the image resized by each factor
                                           # (0.5 = half size: more context per pixel), probabilities averaged (seg_eval.predict_scales)
     tile_size: int = 512                  # prediction tile (memory is bounded by it)
     tile_overlap: int = 128

@@ -18,7 +18,8 @@ from accords_tem.seg_eval import predict_tiled, blend_window, tile_starts, binar
 from accords_tem import unet
 
 TINY = dict(encoder='resnet18', encoder_weights=None, decoder_channels=[32, 16, 8], batch_size=2, patch_size=64, stride=64,
-            tile_size=64, tile_overlap=32)
+            tile_size=64, tile_overlap=32, instance_classes=[], synthetic_per_material=0, train_scale_copies=[], tta_scales=[1.0], threshold_min_images=0,
+            threshold_fallback=False)   # the U-Net defaults before they became default.yaml's
 
 
 # ---- losses -------------------------------------------------------------------------------------------------
