@@ -63,7 +63,7 @@ bench: $(STAMP)
 # bench/gpu_check.sh installs there. Without a GPU the same check runs on the CPU: make gpu-check-cpu.
 GPU_WHEELS = annotated-types==0.8.0 beartype==0.23.1 fastai==2.8.7 fastcore==1.14.5 fastdownload==0.0.8 fastprogress==1.1.6 \
 	fasttransform==0.0.2 plum-dispatch==2.10.1 pydantic==2.14.4 pydantic_core==2.50.5 segmentation_models_pytorch==0.6.0 \
-	typing-inspection==0.4.5
+	jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 typing-inspection==0.4.5
 gpu-wheels: $(STAMP)
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
