@@ -74,6 +74,7 @@ class UnetConfig(_Section):
         'GFM': LossSpec(kind='bce_dice'), 'carbonhole': LossSpec(kind='bce_dice')})
     ignore_value: int = Field(-1, lt=0)   # target value of unlabelled pixels (left out of losses and metrics)
     epochs: int = 12
+    min_steps: int = Field(1000, ge=0)    # at least this many optimizer steps: few training images get more epochs (0: `epochs` exactly)
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-2            # AdamW (decoupled) weight decay
@@ -132,6 +133,11 @@ class UnetConfig(_Section):
     def loss_for(self, name:str) -> LossSpec:
         "The loss spec of class `name` (BCE + Dice where none is configured)."
         return self.losses.get(name, LossSpec())
+
+    def epochs_for(self, n_patches:int) -> int:
+        "Epochs to train with `n_patches` training patches: `epochs`, or more where that is fewer than `min_steps` optimizer steps."
+        steps = max(1, -(-n_patches // self.batch_size))
+        return max(self.epochs, -(-self.min_steps // steps))
 
 # %% ../nbs/05a_seg_data.ipynb #04b48732
 def target_indices(class_names:list[str], # the configured classes, in mask-channel order

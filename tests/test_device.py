@@ -41,7 +41,7 @@ def test_tiled_prediction_matches_the_cpu(device):
 def test_mixed_precision_training_and_reload(tmp_path, device):
     "A short training on the device with the automatic precision: finite losses, thresholds, a model that reloads there."
     unet.write_toy_dataset(tmp_path, n=6, size=64)
-    cfg = load_config(None, {**{f'unet.{k}': v for k, v in TINY.items()}, 'unet.epochs': 2, 'unet.max_figures': 0,
+    cfg = load_config(None, {**{f'unet.{k}': v for k, v in TINY.items()}, 'unet.epochs': 2, 'unet.min_steps': 0, 'unet.max_figures': 0,
                              'unet.precision': 'auto', 'unet.predict_run_images': False, 'device': device.type})
     s = unet.run_unet(cfg, tmp_path, progress=False)
     assert s['precision'] == resolve_precision('auto', device)

@@ -107,7 +107,7 @@ def test_unet_killed_after_new_weights_is_not_up_to_date(tmp_path, monkeypatch):
     from accords_tem import unet
     unet.write_toy_dataset(tmp_path, n=6, size=64)
     tiny = dict(encoder='resnet18', encoder_weights=None, decoder_channels=[32, 16, 8], batch_size=4, patch_size=64, stride=64,
-                tile_size=64, tile_overlap=32, epochs=1, max_figures=0, predict_run_images=False,
+                tile_size=64, tile_overlap=32, epochs=1, min_steps=0, max_figures=0, predict_run_images=False,
                 instance_classes=[], synthetic_per_material=0, train_scale_copies=[], tta_scales=[1.0])
     cfg = load_config(None, {f'unet.{k}': v for k, v in tiny.items()})
     unet.run_unet(cfg, tmp_path, progress=False)

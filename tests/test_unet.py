@@ -299,7 +299,7 @@ def test_unknown_config_key_and_target():
 @pytest.mark.slow
 def test_run_unet_end_to_end(tmp_path):
     unet.write_toy_dataset(tmp_path, n=6, size=64)
-    cfg = load_config(None, {**{f'unet.{k}': v for k, v in TINY.items()}, 'unet.epochs': 2, 'unet.batch_size': 4, 'unet.max_figures': 1})
+    cfg = load_config(None, {**{f'unet.{k}': v for k, v in TINY.items()}, 'unet.epochs': 2, 'unet.min_steps': 0, 'unet.batch_size': 4, 'unet.max_figures': 1})
     s = unet.run_unet(cfg, tmp_path, progress=False)
     for f in ['split.csv', 'history.csv', 'curves.png', 'metrics.csv', 'per_image.csv', 'pixel_counts.png', 'model/thresholds.json']:
         assert (tmp_path/'unet'/f).exists(), f
