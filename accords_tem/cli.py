@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('run', help='run the pipeline (stage notebooks with papermill)'); _common(p)
     p.add_argument('--stages', help='comma-separated stage keys or commands, e.g. 01,02,train-unet')
     for s in STAGES:
-        _common(sub.add_parser(s.command, help=f'stage {s.key}: {s.title.lower()} (without papermill)'))
+        _common(p := sub.add_parser(s.command, help=f'stage {s.key}: {s.title.lower()} (without papermill)'))
+        if s.command == 'train-unet': p.add_argument('--init', metavar='MODEL', help='fine-tune this saved model folder (e.g. RUN/unet/model; sets unet.init)')
     for name, (_, help) in EXTRA_COMMANDS.items():
         sub.add_parser(name, help=help, add_help=False)
     _config_parser(sub.add_parser('config', help='write a starter configuration for your classes, show one, refresh the snapshot'))
@@ -71,6 +72,7 @@ def _run(argv:list[str]) -> int:
     if args.command == 'config': return config_command(args)
     ov = _overrides(args.set)
     if args.data: ov['data.root'] = args.data
+    if getattr(args, 'init', None): ov['unet.init'] = str(Path(args.init).resolve())
     path = config_path(args.config, args.out)
     if not args.config and path != DEFAULT_CONFIG: print(f'configuration: {path} (the run\'s own)', file=sys.stderr)
     cfg = load_config(path, ov)

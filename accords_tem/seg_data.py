@@ -55,6 +55,8 @@ class UnetConfig(_Section):
     predict_run_images: bool = True       # after training, predict every image of the run (RUN/unet/predict/: masks, instances)
     encoder: str = 'tu-tf_efficientnet_lite0'             # any smp / timm encoder ('tu-tf_efficientnet_lite0', 'resnet34', ...)
     encoder_weights: str|None = 'imagenet'  # 'imagenet' (local cache / installed package), a .pth file, or null
+    init: str|None = None                 # fine-tune: start from this saved model folder (e.g. RUN/unet/model) instead
+                                          # of `encoder_weights` (accords-tem train-unet --init; 10_review's rounds)
     decoder_channels: list[int] = Field(default_factory=lambda: [256, 128, 64, 32, 16])
     frame_gate: bool = False              # one gate per class from the encoder's pooled features, multiplied into its
                                           # pixel probabilities: is the class in this tile at all (seg_train.GatedUnet)

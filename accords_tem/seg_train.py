@@ -23,7 +23,7 @@ __all__ = ['SCORES', 'lite0_package_file', 'convert_lite0_keys', 'adapt_first_co
            'load_encoder_weights', 'build_model', 'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats',
            'scores', 'ThresholdSearch', 'leave_one_out', 'tune_thresholds', 'IoUMetric', 'TunedIoU', 'AutocastCPU',
            'LRHistory', 'cpu_has_bf16', 'resolve_precision', 'make_learner', 'fit', 'toy_dataset', 'save_model',
-           'SegModel', 'load_model']
+           'SegModel', 'load_model', 'init_from']
 
 # %% ../nbs/05b_seg_train.ipynb #024f30b4
 def lite0_package_file() -> Path:
@@ -472,3 +472,19 @@ def load_model(model_dir:str|os.PathLike, device='cpu') -> SegModel:
     except Exception as e: raise CheckpointDamagedError(f'the model cannot be rebuilt from config.json, unet.json, thresholds.json '
                                                         f'and model.safetensors ({type(e).__name__}: {e})', d) from None
     return SegModel(model, u, thr, meta).to(device)
+
+# %% ../nbs/05b_seg_train.ipynb #b7e56f4c
+def init_from(model:nn.Module, # a model built by `build_model` (its encoder weights are replaced)
+              model_dir:str|os.PathLike, # a model folder written by `save_model` (RUN/unet/model)
+             ) -> dict:
+    "Load a saved model's weights into `model`, to fine-tune it; the report (like `load_encoder_weights`'s)."
+    sm = load_model(model_dir)
+    sd = sm.model.state_dict()
+    try: model.load_state_dict(sd)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ConfigError(f'unet.init: this saved model does not fit the configured U-Net ({first}); encoder, '
+                          'decoder_channels, target_classes, instance_classes and frame_gate must be the saved ones '
+                          f'(encoder {sm.u.encoder}, targets {sm.u.target_classes})', model_dir) from None
+    return dict(source=f'init: {model_dir}', loaded=len(sd), missing=[], unexpected=[], thresholds=sm.thresholds)
+

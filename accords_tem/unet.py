@@ -331,7 +331,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     train_ds, valid_ds = ds(by['train'], True), ds(by['val'], False)
     if len(train_ds) == 0: train_ds = make_patch_dataset([imgs[s] for s in by['train']], [tg[s] for s in by['train']], u.patch_size, u.stride,
                                                          None, make_augment(u.augment, cfg.seed), u.norm_mean, u.norm_std, u.ignore_value, K)
-    model, rep = build_model(u)
+    model, rep = build_model(u, weights=not u.init)
+    if u.init: rep = init_from(model, cfg.resolve_path(u.init))   # fine-tuning: continue from a saved model
     with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
         learn = make_learner(model, train_ds, valid_ds, u, wd, device=dev, seed=cfg.seed)
         hist = fit(learn, u.epochs_for(len(train_ds)), progress=progress)   # small datasets: enough steps (unet.min_steps)
