@@ -111,7 +111,9 @@ def build_site(out: Path = ROOT/'_site', api: bool = True) -> Path:
     if api:
         import pdoc
         pdoc.render.configure(docformat='markdown', footer_text='accords-tem')
-        pdoc.pdoc('accords_tem', output_directory=out/'api')
+        import pkgutil, accords_tem
+        mods = [f'accords_tem.{m.name}' for m in pkgutil.iter_modules(accords_tem.__path__) if not m.name.startswith('_')]
+        pdoc.pdoc('accords_tem', *mods, output_directory=out/'api')   # the package's __all__ is its public API, not its modules
     return out
 
 
