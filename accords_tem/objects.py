@@ -18,6 +18,7 @@ from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, coll
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
                               device_description, InputRecord)
 from .unet import read_instances_with_classes
+from .risk import RiskConfig, risk_report
 from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels, instances_from_mask,
                              relabel, instances_from_classes)
 
@@ -68,6 +69,7 @@ class ObjectsConfig(_Section):
     eval_iou: float = Field(0.5, gt=0, le=1)      # IoU of a match against ground-truth instances
     max_overlays: int|None = 12                   # overlays written (None: all)
     coco: bool = True
+    risk: RiskConfig = Field(default_factory=RiskConfig)   # size statistics per ISO 21363, EU nanomaterial test (06c_risk)
 
 # %% ../nbs/06b_objects.ipynb #6210fc19
 def _feret_min(regionmask:np.ndarray) -> float:
@@ -707,7 +709,8 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     gt_dir = root/cfg.data.ground_truth if cfg.data.ground_truth else None
     images = [p for p in tio.list_images(root, cfg.data.image_glob) if not (gt_dir and gt_dir in p.parents)]
     source = pick_source(oc, cfg, run_dir, [p.stem for p in images])
-    state = dict(config=config_hash(cfg, 'objects'), classes=[c.model_dump() for c in cfg.classes],
+    state = dict(config=hashlib.sha256(json.dumps(oc.model_dump(mode='json', exclude={'risk'}), sort_keys=True).encode()).hexdigest()[:12],   # risk: no re-measuring
+                 classes=[c.model_dump() for c in cfg.classes],
                  calibration=cfg.calibration.model_dump(mode='json'), source=source,
                  model=None if sam_model is None else __import__('accords_tem.sam', fromlist=['model_key']).model_key(sam_model))
     old = json.loads((out/'state.json').read_text()) if (out/'state.json').exists() else None
@@ -801,6 +804,14 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     s_img = summarize(ob, imgs, 'image', names, size_class, size_class, oc.nano_nm, oc.exclude_border)
     s_smp = summarize(ob, imgs, 'sample', names, size_class, size_class, oc.nano_nm, oc.exclude_border)
     save_csv(s_img, out/'summary_images.csv'); save_csv(s_smp, out/'summary_samples.csv')
+    # risk descriptors: size statistics per ISO 21363 and the EU nanomaterial test per sample (06c_risk)
+    why = {}
+    for r in log.rows(): why.setdefault(str(r['file']), f"{r['stage']}: {r['reason']}")
+    excl = pd.DataFrame([dict(image=p.relative_to(root).as_posix() if root in p.parents else str(p), sample=_sample_of(p, root),
+                              reason=why.get(str(p), 'not measured')) for p in images if p.stem not in set(done)],
+                        columns=['image', 'sample', 'reason'])
+    risk_tab, risk_js = risk_report(ob, imgs, oc.risk, nano_nm=oc.nano_nm, exclude_border=oc.exclude_border, seed=cfg.seed, excluded=excl)
+    save_csv(risk_tab, out/'risk.csv'); save_json(_no_nan(risk_js), out/'risk.json')
     # per-image exports: COCO, overlays, evaluation
     cats = [dict(id=c.label, name=c.name, supercategory='object') for c in cfg.classes]
     coco = dict(info=dict(description=f'accords-tem objects ({source})', version='1'), images=[], annotations=[], categories=cats)
@@ -849,7 +860,8 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
                    n_failed=len(todo) - len(done), n_objects=len(objects),
                    counts={c: int((objects['class'] == c).sum()) for c in names} if len(objects) else {},
                    classifier={k: v for k, v in cinfo.items()}, evaluation=ev_sum,
-                   device=device_description(get_device(cfg.device)) if source == 'sam' else 'cpu (no model)')
+                   device=device_description(get_device(cfg.device)) if source == 'sam' else 'cpu (no model)',
+                   risk={s['sample']: dict(eu=s['eu']['verdict'], qc=s['qc']['state']) for s in risk_js['samples']})
     save_json(_no_nan(summary), out/'metrics.json')
     if source != oc.source: print(f"objects: source '{oc.source}' has no masks here; used '{source}' instead")
     return summary

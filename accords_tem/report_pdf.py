@@ -761,6 +761,118 @@ def _failures_section(doc:_Doc) -> list:
 SECTIONS = [_qc_section, _dataset_section, _normalization_section, _masks_section, _dataset03_section, _split_section,
             _unet_section, _classifier_section, _objects_section, _flagged_section, _failures_section]
 
+# %% ../nbs/07b_report_pdf.ipynb #dc13d422
+def _ci_txt(d:dict|None, unit:str='') -> str:
+    "'412 (380-450) nm' from {value, lo, hi}."
+    if not d or d.get('value') is None: return ''
+    lo, hi = d.get('lo'), d.get('hi')
+    return f"{_fmt(float(d['value']))} ({_fmt(float(lo)) if lo is not None else '?'}-{_fmt(float(hi)) if hi is not None else '?'})" + (f' {unit}' if unit else '')
+
+def _risk_plot(doc:_Doc, samples:list, measures:list):
+    "Cumulative number distributions with their bootstrap bands, one panel per measure, one colour per sample."
+    import matplotlib.pyplot as plt
+    names = dict(equivalent_diameter='ECD', feret_min='minimum Feret', feret_max='maximum Feret')
+    from matplotlib.ticker import NullFormatter
+    cal = [sm for sm in samples if sm.get('unit') == 'nm']
+    samples, unit = (cal, 'nm') if cal else (samples, 'px')       # nm and px do not share an axis
+    fig, axs = plt.subplots(1, len(measures), figsize=(3.3 * len(measures), 2.4), squeeze=False)
+    for ax, m in zip(axs[0], measures):
+        for k, sm in enumerate(samples):
+            for c, band in (sm.get('cdf') or {}).items():
+                b = band.get(m)
+                if not b or not b.get('grid'): continue
+                col = plt.cm.tab10(k % 10)
+                ax.plot(b['grid'], b['F'], color=col, lw=1.3, label=f"{sm['sample']} ({c}, {sm['unit']})")
+                ax.fill_between(b['grid'], b['lo'], b['hi'], color=col, alpha=0.2, lw=0)
+        if unit == 'nm': ax.axvline(100, color='k', ls=':', lw=0.8)
+        ax.set_xscale('log'); ax.set_ylim(0, 1); ax.set_xlabel(f"{names.get(m, m)} ({unit})"); ax.grid(alpha=0.3)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    axs[0][0].set_ylabel('cumulative share of particles')
+    axs[0][0].legend(fontsize=6, loc='lower right')
+    fig.tight_layout()
+    return fig
+
+def _categories(run:RunData, samples:list) -> dict:
+    "Per sample, the classifier's most frequent Morphology and Num_particles answers ('answer (k of n)')."
+    p = run.csv('classifier/predictions.csv')
+    if p is None: return {}
+    fc = _col(p, 'filename', 'path', 'image')
+    out = {}
+    for sm in samples:
+        stems = {image_stem(i) for i in sm.get('images', [])}
+        g = p[p[fc].map(lambda v: image_stem(v) in stems)] if fc else p.iloc[0:0]
+        r = {}
+        for t in ('Morphology', 'Num_particles'):
+            if t in g and len(g):
+                vc = g[t].astype(str).value_counts()
+                r[t] = f'{vc.index[0]} ({vc.iloc[0]} of {len(g)})'
+        out[sm['sample']] = r
+    return out
+
+# %% ../nbs/07b_report_pdf.ipynb #b6947bac
+def _risk_page(doc:_Doc) -> list:
+    "Page 1 for the risk assessor, from objects/risk.json: sizes with CIs, EU verdict, categories, QC; a CDF plot."
+    from reportlab.platypus import PageBreak, Paragraph, Spacer
+    from reportlab.lib.units import cm
+    s, run = doc.styles, doc.run
+    out = [_p('Risk descriptors per sample', s['title']),
+           _p('Particle size per ISO 21363:2020 and the EU nanomaterial test (Commission Recommendation 2022/C 229/01), from '
+              'the objects of stage 06. Machine-learning and quality-control details follow from page 2.', s['subtitle'])]
+    rj = run.json('objects/risk.json')
+    if rj is None: return out + _not_run(doc, 'objects/risk.json (stage 06)') + [PageBreak()]
+    samples, rc = rj.get('samples', []), rj.get('config', {})
+    rows = []
+    for sm in samples:
+        u, z = sm.get('unit', ''), sm.get('sizes', {})
+        c0 = next(iter(z), None); sz = z.get(c0, {}) if c0 else {}
+        pa = sm.get('particles', {}); ll = (sm.get('lower_limit') or {}).get('nm')
+        rows.append({'sample': sm['sample'], 'images used (excl.)': f"{sm.get('n_images', 0)} ({len(sm.get('images_excluded', []))})",
+                     'particles measured / detected': f"{pa.get('measured', 0)} / {pa.get('detected', 0)}",
+                     'size limit': f"{'-'.join(_fmt(v) for v in sorted({min(ll), max(ll)}))} nm" if ll else f"{_fmt(rc.get('min_size_px'))} px",
+                     **{f'{lab} D50 (95 % CI)': _ci_txt((sz.get(m) or {}).get('D50'), u) for m, lab in
+                        [('equivalent_diameter', 'ECD'), ('feret_min', 'Feret min'), ('feret_max', 'Feret max')]},
+                     'EU verdict': sm.get('eu', {}).get('verdict', ''), 'QC': sm.get('qc', {}).get('state', '')})
+    out += [df_table(doc, pd.DataFrame(rows), status_col='QC', font=7.5), Spacer(1, 0.2 * cm)]
+    out.append(_p('EU nanomaterial test', s['h2']))
+    for sm in samples:
+        eu = sm.get('eu', {}); pct = lambda v: '?' if v is None else f'{100 * v:.0f} %'
+        txt = f"<b>{escape(str(sm['sample']))}: {escape(eu.get('verdict', ''))}</b>"
+        if eu.get('why'): txt += f" ({escape(eu['why'])})"
+        if eu.get('share_low') is not None and eu.get('n_measured'):
+            lo, hi = eu.get('share_low_ci') or [None, None], eu.get('share_high_ci') or [None, None]
+            rng_ = (f"{pct(eu['share_low'])} (CI {pct(lo[0])}-{pct(lo[1])})" if eu['share_low'] == eu.get('share_high') else
+                    f"between {pct(eu['share_low'])} (CI {pct(lo[0])}-{pct(lo[1])}) and {pct(eu.get('share_high'))} (CI {pct(hi[0])}-{pct(hi[1])})")
+            dec = ', '.join(f'{escape(k)}: {v}' for k, v in (eu.get('decided_by') or {}).items())
+            txt += f". Share of the {eu['n_measured']} measured particles meeting (a), (b) or (c): {rng_}; decided by {dec or 'none'}"
+            if eu.get('n_below_limit'): txt += f"; {eu['n_below_limit']} particle(s) below the size limit not in the share"
+            txt += '.'
+        if eu.get('note'): txt += f" {escape(eu['note'])}."
+        out.append(Paragraph(txt, s['body']))
+    cats = _categories(run, samples); cats = cats if any(cats.values()) else {}
+    meas = rc.get('measures') or ['equivalent_diameter', 'feret_min', 'feret_max']
+    lab = dict(equivalent_diameter='ECD', feret_min='Feret min', feret_max='Feret max')
+    rows = [{'sample': sm['sample'], 'class': c, 'size': lab.get(m, m), 'unit': sm.get('unit', ''),
+             **{f'{q} (95 % CI)': _ci_txt(d.get(q)) for q in ('D10', 'D50', 'D90')}}
+            for sm in samples for c, z in (sm.get('sizes') or {}).items() for m, d in z.items()]
+    if rows: out += [_p('Lateral size: D10 / D50 / D90 with 95 % confidence intervals', s['h2']), df_table(doc, pd.DataFrame(rows), font=7.5)]
+    if any(sm.get('cdf') for sm in samples):
+        px_only = [sm['sample'] for sm in samples if sm.get('unit') != 'nm']
+        nm_any = len(px_only) < len(samples)
+        out += _figures(doc, [_figure(doc, _risk_plot(doc, samples, meas), dpi=150)], max_h=5.6 * cm,
+                        caption='Cumulative number distributions with 95 % bootstrap bands; dotted: 100 nm' +
+                                (f' (not plotted, no pixel size: {", ".join(px_only)})' if px_only and nm_any else '') + '. ')
+    if cats: out += [_p('Morphology and particle count (image classifier, stage 04)', s['h2']),
+                     df_table(doc, pd.DataFrame([{'sample': k, **v} for k, v in cats.items()]), font=7.5)]
+    fails = [(sm['sample'], '; '.join(sm.get('qc', {}).get('failed', []))) for sm in samples if sm.get('qc', {}).get('failed')]
+    if fails: out += [_p('QC checks that failed', s['h2'])] + [_p(f'{a}: {b}', s['small']) for a, b in fails]
+    out.append(_p(f"D10/D50/D90: number-weighted percentiles of the measured particles (edge-cut particles excluded"
+                  f"{', Miles-Lantuéjoul weighted' if rc.get('edge_correction') else ''}; magnifications pooled: {rc.get('pool', '')}); "
+                  f"intervals: percentile bootstrap over particles ({rc.get('n_boot', '')} resamples). A particle whose minimum Feret "
+                  f"diameter spans fewer than {_fmt(rc.get('min_size_px'))} px is detected, not measured. EU share: Wilson interval. "
+                  'Thickness is not measured from the images yet: a particle with both lateral dimensions above 100 nm and no thickness '
+                  'counts as unknown. Agglomerates are not told apart from single flakes. Full tables: objects/risk.csv, risk.json.', s['small']))
+    return out + [PageBreak()]
+
 # %% ../nbs/07b_report_pdf.ipynb #b1b4f42a
 def build_report(run_dir:str|os.PathLike, # run folder
                  cfg:Config|ReportConfig|None=None, # run configuration; None: RUN/config.yaml
@@ -800,7 +912,7 @@ def build_report(run_dir:str|os.PathLike, # run folder
             doc = _OutlinedDoc(str(tpath), pagesize=A4, leftMargin=1.8 * cm, rightMargin=1.8 * cm, topMargin=1.8 * cm,
                                     bottomMargin=1.6 * cm, title=f'accords-tem report: {name}', author='accords-tem')
             d = _Doc(run=run, rc=rc, tmp=Path(tmp), qc=qc, width=doc.width, styles=_styles())
-            story = _safe(d, lambda: _title_page(d, config), 'title page')
+            story = _safe(d, lambda: _risk_page(d), 'risk page') + _safe(d, lambda: _title_page(d, config), 'title page')
             for sec in SECTIONS:
                 story += [CondPageBreak(9 * cm)] + _keep_head(_safe(d, lambda: sec(d), sec.__name__.strip('_').replace('_section', '')))
             doc.build(story, onFirstPage=decorate, onLaterPages=decorate)
