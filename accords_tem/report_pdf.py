@@ -761,7 +761,7 @@ def _failures_section(doc:_Doc) -> list:
 SECTIONS = [_qc_section, _dataset_section, _normalization_section, _masks_section, _dataset03_section, _split_section,
             _unet_section, _classifier_section, _objects_section, _flagged_section, _failures_section]
 
-# %% ../nbs/07b_report_pdf.ipynb #dc13d422
+# %% ../nbs/07b_report_pdf.ipynb #a75cdba6
 def _ci_txt(d:dict|None, unit:str='') -> str:
     "'412 (380-450) nm' from {value, lo, hi}."
     if not d or d.get('value') is None: return ''
@@ -809,7 +809,7 @@ def _categories(run:RunData, samples:list) -> dict:
         out[sm['sample']] = r
     return out
 
-# %% ../nbs/07b_report_pdf.ipynb #b6947bac
+# %% ../nbs/07b_report_pdf.ipynb #04dc9028
 def _risk_page(doc:_Doc) -> list:
     "Page 1 for the risk assessor, from objects/risk.json: sizes with CIs, EU verdict, categories, QC; a CDF plot."
     from reportlab.platypus import PageBreak, Paragraph, Spacer

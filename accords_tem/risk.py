@@ -85,7 +85,7 @@ def wilson_ci(k:float, # particles meeting (may be fractional: weighted)
     z = float(norm.ppf(1 - (1 - level) / 2)); p = k / n
     c = (p + z * z / (2 * n)) / (1 + z * z / n)
     h = z * math.sqrt(max(p * (1 - p) / n + z * z / (4 * n * n), 0)) / (1 + z * z / n)
-    return (max(0.0, c - h), min(1.0, c + h))
+    return (0.0 if k <= 0 else max(0.0, c - h), 1.0 if k >= n else min(1.0, c + h))   # exact ends (no rounding below 1)
 
 def effective_n(w:np.ndarray) -> float:
     "Kish's effective sample size (sum w)^2 / sum w^2."
