@@ -103,6 +103,10 @@ def particle_table(objects:pd.DataFrame, # objects.csv rows (sample, image, clas
                    rc:RiskConfig, *, exclude_border:bool=True) -> pd.DataFrame:
     "Particles of `rc.classes` with their status (measured / below_limit / edge), sizes in the sample's unit, thickness."
     ob = objects[objects['class'].isin(rc.classes)].copy() if len(objects) else objects.copy()
+    need = MEASURES + ['nm_per_px', 'touches_border', 'bbox_r0', 'bbox_c0', 'bbox_r1', 'bbox_c1', 'height', 'width']
+    miss = [c for c in need if c not in ob]
+    if miss and len(ob): raise AccordsError(f'the objects table lacks the columns {miss} (objects.csv of stage 06 has them)')
+    for c in miss: ob[c] = pd.Series(dtype=bool if c == 'touches_border' else float)
     cal = images.groupby('sample')['nm_per_px'].apply(lambda s: bool(pd.to_numeric(s, errors='coerce').notna().all()))
     ob['calibrated'] = ob['sample'].map(cal).fillna(False).astype(bool).to_numpy() if len(ob) else []
     p = _px_size(ob); sc = np.where(np.isfinite(p), p, 1.0)                        # value / sc = px
