@@ -277,6 +277,9 @@ def key_results(run:RunData) -> dict[str, str]:
                 txt += '; per sample: ' + ', '.join(f'{r[sc]}' + (f' coverage {r[cov]:.1%}' if cov else '') + (f' D50 {_fmt(r[d50])}{unit}' if d50 else '')
                                                     for _, r in sm.iterrows())
         out['objects (06)'] = txt
+    rj = run.json('objects/risk.json')
+    if rj and rj.get('samples'):
+        out['EU test (06)'] = ', '.join(f"{s['sample']}: {s.get('eu', {}).get('verdict', '?')}" for s in rj['samples']) + ' (page 1)'
     return out
 
 def _qc_section(doc:_Doc) -> list:
@@ -560,8 +563,8 @@ def _objects_section(doc:_Doc) -> list:
         t, size = _size_table(o, cc, bc)
         out += [_p('Counts and sizes per class', s['h2']),
                 _p(f'D10 / D50 / D90: 10th, 50th and 90th percentiles of the equivalent circular diameter ({size}), objects '
-                   'touching the image border left out; "<= 100 nm": share of sized objects at most 100 nm across '
-                   '(the EU nanomaterial definition).', s['small']), df_table(doc, t)]
+                   'touching the image border left out; "<= 100 nm": share of sized objects whose ECD is at most 100 nm (the EU test '
+                   'on page 1 uses the smallest external dimension: minimum Feret or thickness).', s['small']), df_table(doc, t)]
         pngs = run.glob('objects/histograms/*.png') + [p for p in run.glob('objects/*.png') if any(k in p.name.lower() for k in ('size', 'hist', 'distrib'))]
         if pngs: out += _figures(doc, pngs[:2], max_h=9 * cm, title=_p('Size distributions', s['h2']))
         elif size:
@@ -815,9 +818,10 @@ def _risk_page(doc:_Doc) -> list:
     from reportlab.platypus import PageBreak, Paragraph, Spacer
     from reportlab.lib.units import cm
     s, run = doc.styles, doc.run
-    out = [_p('Risk descriptors per sample', s['title']),
+    from reportlab.lib.styles import ParagraphStyle
+    out = [_p('Risk descriptors per sample', ParagraphStyle('rt', parent=s['title'], fontSize=20, leading=24, spaceAfter=4)),
            _p('Particle size per ISO 21363:2020 and the EU nanomaterial test (Commission Recommendation 2022/C 229/01), from '
-              'the objects of stage 06. Machine-learning and quality-control details follow from page 2.', s['subtitle'])]
+              'the objects of stage 06. Machine-learning and quality-control details follow this page.', s['body'])]
     rj = run.json('objects/risk.json')
     if rj is None: return out + _not_run(doc, 'objects/risk.json (stage 06)') + [PageBreak()]
     samples, rc = rj.get('samples', []), rj.get('config', {})
@@ -858,7 +862,7 @@ def _risk_page(doc:_Doc) -> list:
     if any(sm.get('cdf') for sm in samples):
         px_only = [sm['sample'] for sm in samples if sm.get('unit') != 'nm']
         nm_any = len(px_only) < len(samples)
-        out += _figures(doc, [_figure(doc, _risk_plot(doc, samples, meas), dpi=150)], max_h=5.6 * cm,
+        out += _figures(doc, [_figure(doc, _risk_plot(doc, samples, meas), dpi=150)], max_h=4.6 * cm,
                         caption='Cumulative number distributions with 95 % bootstrap bands; dotted: 100 nm' +
                                 (f' (not plotted, no pixel size: {", ".join(px_only)})' if px_only and nm_any else '') + '. ')
     if cats: out += [_p('Morphology and particle count (image classifier, stage 04)', s['h2']),

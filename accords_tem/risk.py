@@ -254,6 +254,15 @@ def cdf_band(x:np.ndarray, w:np.ndarray|None=None, grid:np.ndarray|None=None, *,
 # %% ../nbs/06c_risk.ipynb #risk042
 def _ci(v, lo, hi): return dict(value=v, lo=lo, hi=hi)
 
+_SHORT = dict(equivalent_diameter='ECD', feret_min='Feret min', feret_max='Feret max')
+
+def _qc_summary(sz:pd.DataFrame, rc:RiskConfig) -> list[str]:
+    "The failed checks of one sample, each once: 'D50 uncertain beyond ±10 %: ECD ±12.3 %, ...' for the measures that fail it."
+    out = sorted({x for r in sz['qc_reasons'] for x in str(r).split('; ') if x and x != 'nan' and not x.startswith('D50 of ')})
+    bad = [f"{c + ' ' if sz['class'].nunique() > 1 else ''}{_SHORT.get(r.measure, r.measure)} ±{100 * max(r.D50 - r.D50_lo, r.D50_hi - r.D50) / r.D50:.1f} %"
+           for c, r in zip(sz['class'], sz.itertuples()) if 'D50 of ' in str(r.qc_reasons)]
+    return out + ([f"D50 uncertain beyond ±{100 * rc.max_d50_ci_rel:g} %: " + ', '.join(bad)] if bad else [])
+
 def risk_report(objects:pd.DataFrame, # objects.csv
                 images:pd.DataFrame, # image, sample, height, width, nm_per_px of the images measured
                 rc:RiskConfig, *, nano_nm:float=100.0, exclude_border:bool=True, seed:int=0,
@@ -271,7 +280,7 @@ def risk_report(objects:pd.DataFrame, # objects.csv
         cal = bool(len(im)) and bool(pm.notna().all())
         eu = eu_test(p, rc, nano_nm) if len(im) else dict(verdict='undetermined', why='no image of this sample could be measured')
         if len(im) and not len(p): eu.update(verdict='undetermined', why=f'no particles of {", ".join(rc.classes)} found')
-        fails = sorted({x for r in sz['qc_reasons'] for x in str(r).split('; ') if x and x != 'nan'})
+        fails = _qc_summary(sz, rc)
         sizes_d = {c: {r.measure: {q: _ci(r[q], r[f'{q}_lo'], r[f'{q}_hi']) for q in ('D10', 'D50', 'D90')}
                        for _, r in g.iterrows()} for c, g in sz.groupby('class')}
         cdf = {}
