@@ -694,6 +694,18 @@ def _no_nan(o):
     if isinstance(o, (float, np.floating)) and not np.isfinite(o): return None
     return o
 
+_THICKNESS_KEYS = {'thickness', 'mu_per_layer', 'dark_level', 'hole_class', 'film_class', 'layer_nm', 'classes'}
+
+def _thickness_columns(img, lab, cm, df:pd.DataFrame, rc, cfg:Config, path) -> pd.DataFrame:
+    "Layer count, its SE and the thickness (nm) of the objects of `rc.classes` (06d_thickness), by label."
+    from accords_tem.thickness import flake_layers
+    if cm is None: raise AccordsError('objects.risk.thickness needs class masks (holes and film around the flakes); this source has none', path)
+    lv = {c.name: c.label for c in cfg.classes}
+    keep = df.loc[df['mask_class'].isin(rc.classes), 'label'].to_numpy()
+    t = flake_layers(img, np.where(np.isin(lab, keep), lab, 0), cm, mu=rc.mu_per_layer, dark=rc.dark_level,
+                     hole=lv.get(rc.hole_class, -1), film=lv.get(rc.film_class, -1), layer_nm=rc.layer_nm)
+    return t[t.label.isin(keep)].rename(columns={'reference': 'layers_reference', 'flag': 'layers_flag', 'n_px': 'layers_n_px'})
+
 def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `calibration:`, `objects:`)
                 run_dir:str|os.PathLike, # run folder; reads RUN/unet/ or RUN/masks/, writes RUN/objects/
                 force:bool=False, # redo images whose outputs are fresh, retrain the classifier
@@ -709,7 +721,8 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     gt_dir = root/cfg.data.ground_truth if cfg.data.ground_truth else None
     images = [p for p in tio.list_images(root, cfg.data.image_glob) if not (gt_dir and gt_dir in p.parents)]
     source = pick_source(oc, cfg, run_dir, [p.stem for p in images])
-    state = dict(config=hashlib.sha256(json.dumps(oc.model_dump(mode='json', exclude={'risk'}), sort_keys=True).encode()).hexdigest()[:12],   # risk: no re-measuring
+    measured = dict(oc.model_dump(mode='json', exclude={'risk'}), thickness=oc.risk.model_dump(mode='json', include=_THICKNESS_KEYS))
+    state = dict(config=hashlib.sha256(json.dumps(measured, sort_keys=True).encode()).hexdigest()[:12],   # risk statistics: no re-measuring
                  classes=[c.model_dump() for c in cfg.classes],
                  calibration=cfg.calibration.model_dump(mode='json'), source=source,
                  model=None if sam_model is None else __import__('accords_tem.sam', fromlist=['model_key']).model_key(sam_model))
@@ -749,6 +762,8 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         if ml is not None and ml[0].shape != img.shape: raise AccordsError(f'instance labels {ml[0].shape} and image {img.shape} differ in shape', inst_path)
         lab, df = image_objects(img, oc, cfg, source=source, class_map=cm, instances=inst, generator=generator, spacing=ps.nm_per_px,
                                 model_labels=ml)
+        if oc.risk.thickness and len(df):    # layer count per flake from its transmission (06d_thickness)
+            df = df.merge(_thickness_columns(img, lab, cm, df, oc.risk, cfg, path), on='label', how='left')
         gt_cls = gt_dir/f'{stem}_classes.png' if gt_dir else None
         if gt_cls is not None and gt_cls.exists() and len(df):   # the sample's truth: for labels_from=ground_truth
             names = {c.label: c.name for c in cfg.classes}

@@ -852,6 +852,10 @@ def _risk_page(doc:_Doc) -> list:
             txt += '.'
         if eu.get('note'): txt += f" {escape(eu['note'])}."
         out.append(Paragraph(txt, s['body']))
+    lay = [(sm['sample'], sm['layers']) for sm in samples if sm.get('layers')]
+    if lay: out += [_p('Thickness: layer count from the transmitted intensity', s['h2'])] + [
+        _p(f"{a}: {l['n_estimated']} of {l['n_measured']} measured flakes estimated; layers D10 / D50 / D90: {_fmt(l['D10'])} / "
+           f"{_fmt(l['D50'])} / {_fmt(l['D90'])} ({_fmt(rc.get('layer_nm', 0.335))} nm per layer)", s['body']) for a, l in lay]
     cats = _categories(run, samples); cats = cats if any(cats.values()) else {}
     meas = rc.get('measures') or ['equivalent_diameter', 'feret_min', 'feret_max']
     lab = dict(equivalent_diameter='ECD', feret_min='Feret min', feret_max='Feret max')
@@ -873,8 +877,9 @@ def _risk_page(doc:_Doc) -> list:
                   f"{', Miles-Lantuéjoul weighted' if rc.get('edge_correction') else ''}; magnifications pooled: {rc.get('pool', '')}); "
                   f"intervals: percentile bootstrap over particles ({rc.get('n_boot', '')} resamples). A particle whose minimum Feret "
                   f"diameter spans fewer than {_fmt(rc.get('min_size_px'))} px is detected, not measured. EU share: Wilson interval. "
-                  'Thickness is not measured from the images yet: a particle with both lateral dimensions above 100 nm and no thickness '
-                  'counts as unknown. Agglomerates are not told apart from single flakes. Full tables: objects/risk.csv, risk.json.', s['small']))
+                  + (f"Thickness from the transmission relative to vacuum or film (mu {_fmt(rc.get('mu_per_layer'))} per layer, dark level "
+                     f"{_fmt(rc.get('dark_level'))}); " if rc.get('thickness') else 'Thickness not measured; ')
+                  + 'a particle with both lateral dimensions above 100 nm and no thickness counts as unknown. Agglomerates are not told apart from single flakes. Tables: objects/risk.csv, risk.json.', s['small']))
     return out + [PageBreak()]
 
 # %% ../nbs/07b_report_pdf.ipynb #b1b4f42a

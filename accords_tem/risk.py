@@ -36,6 +36,12 @@ class RiskConfig(_Section):
     eu_share: float = Field(0.5, gt=0, le=1)      # EU: nanomaterial when at least this share of particles meets (a), (b) or (c)
     nano_min_nm: float = Field(1.0, ge=0)         # EU: lower end of the 1-100 nm range (the upper end is objects.nano_nm)
     layer_nm: float = Field(0.335, gt=0)          # thickness of one graphene layer (nm), used where a `layers` column exists
+    thickness: bool = False                       # layer count per flake from its transmission (06d_thickness): only for raw detector
+                                                  # counts with a known dark level and a calibrated mu (8-bit exports have lost the zero)
+    mu_per_layer: float = Field(0.05, gt=0)       # attenuation per layer, I/I_vacuum = exp(-mu n): calibrate it for the microscope
+    dark_level: float = 0.0                       # detector counts with no electrons (camera offset)
+    hole_class: str = 'carbonhole'                # class of the holes in the support film (vacuum reference)
+    film_class: str = 'undefined'                 # class of the support film (reference where no hole is near a flake)
 
 # %% ../nbs/06c_risk.ipynb #risk009
 def weighted_percentiles(x:np.ndarray, # values
@@ -288,6 +294,11 @@ def risk_report(objects:pd.DataFrame, # objects.csv
             cdf[c] = {m: cdf_band(g[f'{m}_u'], g['weight'], n_boot=min(rc.n_boot, 500), level=rc.ci_level, seed=seed)
                       for m in rc.measures}
         ex = excluded[excluded['sample'] == s]
+        lay = pd.to_numeric(p.loc[p.status == 'measured', 'layers'], errors='coerce').dropna() if 'layers' in p else pd.Series(dtype=float)
+        layers = (dict(n_estimated=len(lay), n_measured=int((p.status == 'measured').sum()),
+                       **{q: float(np.percentile(lay, int(q[1:]))) for q in ('D10', 'D50', 'D90')},
+                       histogram={str(k): int(v) for k, v in lay.round().clip(0, 30).astype(int).value_counts().sort_index().items()})
+                  if len(lay) else None)
         out.append(dict(sample=s, unit='nm' if cal else 'px', calibrated=cal, classes=rc.classes,
                         pixel_sizes_nm=sorted({float(v) for v in pm.dropna()}), n_images=len(im), images=[str(v) for v in im['image']],
                         images_excluded=[dict(image=str(r.image), reason=str(r.reason)) for r in ex.itertuples()],
@@ -296,7 +307,7 @@ def risk_report(objects:pd.DataFrame, # objects.csv
                         lower_limit=dict(px=rc.min_size_px, nm=sorted({round(float(v) * rc.min_size_px, 3) for v in pm.dropna()}) if cal else None),
                         sizes=sizes_d, qc=dict(state='fail' if (sz.qc == 'fail').any() else 'px' if (sz.qc == 'px').any() else
                                                'pass' if len(sz) else 'fail', failed=fails or ([] if len(sz) else ['no particles measured'])),
-                        eu=eu, cdf=cdf))
+                        eu=eu, layers=layers, cdf=cdf))
         eu_cols.append(dict(sample=s, eu_verdict=eu['verdict'], eu_share_low=eu.get('share_low', np.nan),
                             eu_share_high=eu.get('share_high', np.nan), eu_why=eu.get('why', '')))
     table = sizes.merge(pd.DataFrame(eu_cols, columns=['sample', 'eu_verdict', 'eu_share_low', 'eu_share_high', 'eu_why']), on='sample', how='left')
