@@ -331,7 +331,7 @@ CLASS_KEYS = {
     'masks': ('classes', 'thresholds', 'overrides.*'),
     'postprocessing': ('opening_class', 'background_class'),
     'unet': ('target_classes', 'instance_classes', 'losses'),
-    'objects': ('object_classes',),
+    'objects': ('object_classes', 'risk.classes', 'risk.hole_class', 'risk.film_class'),
     'report': ('background_classes', 'size_classes'),
 }
 
@@ -347,9 +347,10 @@ def check_class_names(cfg:Config, path=None):
         s = _section_values(cfg, sec)
         if s is None: continue
         for key in keys:
-            attr, _, each = key.partition('.')
+            attr, _, rest = key.partition('.')   # 'key', 'key.*' (a map's values) or 'sub.key' (a sub-section's key)
             v = s[attr]
-            names = [n for x in (v.values() if each else [v]) for n in _class_names_in(x)]
+            if rest and rest != '*': v = v.get(rest) if isinstance(v, dict) else getattr(v, rest)
+            names = [n for x in (v.values() if rest == '*' else [v]) for n in _class_names_in(x)]
             unknown = list(dict.fromkeys(str(n) for n in names if n not in known))
             if unknown: bad.append(f"'{sec}.{attr}' names unknown class{'es' * (len(unknown) > 1)} "
                                    f"{', '.join(map(repr, unknown))}")
@@ -549,6 +550,7 @@ def adapt_classes(d:dict, # a whole configuration (`Config.to_dict()`)
     u.update(target_classes=objs, instance_classes=objs if u['instance_classes'] else [], synthetic_per_material=0,
              synthetic_unusable_fraction=0.0, losses={c: u['losses'].get(c, dict(kind='bce_dice')) for c in objs})
     o = d['objects']; o['object_classes'] = objs
+    if 'risk' in o: o['risk'].update(classes=objs, hole_class=None, film_class=None)   # no support-film classes among the user's
     if o['source'] == 'ground_truth': o['source'] = 'unet'
     if o['labels_from'] == 'ground_truth': o['labels_from'] = 'masks'
     d['report'].update(size_classes=objs, background_classes=[background])

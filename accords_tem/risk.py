@@ -40,8 +40,8 @@ class RiskConfig(_Section):
                                                   # counts with a known dark level and a calibrated mu (8-bit exports have lost the zero)
     mu_per_layer: float = Field(0.05, gt=0)       # attenuation per layer, I/I_vacuum = exp(-mu n): calibrate it for the microscope
     dark_level: float = 0.0                       # detector counts with no electrons (camera offset)
-    hole_class: str = 'carbonhole'                # class of the holes in the support film (vacuum reference)
-    film_class: str = 'undefined'                 # class of the support film (reference where no hole is near a flake)
+    hole_class: str|None = 'carbonhole'           # class of the holes in the support film (vacuum reference; None: none)
+    film_class: str|None = 'undefined'            # class of the support film (reference where no hole is near a flake; None: none)
 
 # %% ../nbs/06c_risk.ipynb #risk009
 def weighted_percentiles(x:np.ndarray, # values

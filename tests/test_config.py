@@ -72,7 +72,9 @@ def test_config_init_writes_a_loadable_overlay(tmp_path, capsys):
     for sec, keys in core.CLASS_KEYS.items():                               # every class-naming key follows the classes
         s = c.section(sec)
         for key in keys:
-            v = getattr(s, key.partition('.')[0])
+            attr, _, rest = key.partition('.')
+            v = getattr(s, attr)
+            if rest and rest != '*': v = getattr(v, rest)                # a sub-section's key (objects.risk.classes)
             names = set(v) if isinstance(v, (list, dict)) else {v} - {None}
             assert names <= set(c.class_names()), (sec, key, v)
     assert yaml.safe_load(out.read_text())['base'] == 'default'
@@ -169,3 +171,10 @@ def test_kernel_messages_go_to_the_run_folder(tmp_path, capfd):
     err = capfd.readouterr().err
     assert 'IPKernelApp' not in err and 'KeyboardInterrupt' not in err, err
     assert (run/'notebooks'/'00_io.ipynb').exists() and (run/'notebooks'/'00_io.kernel.log').exists()
+
+
+def test_a_risk_class_typo_is_refused_at_load():
+    from accords_tem.core import ConfigError
+    with pytest.raises(ConfigError, match=r"'objects\.risk' names unknown class 'GMF'"):
+        load_config(None, {'objects.risk.classes': ['GMF']})
+    assert load_config(None, {'objects.risk.hole_class': None}).section('objects').risk.hole_class is None
