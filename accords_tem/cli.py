@@ -104,11 +104,19 @@ def main(argv:list[str]|None=None) -> int:
 
 # %% ../nbs/08b_cli.ipynb #710cd215
 def _changed(new:dict, old:dict) -> dict:
-    "The keys of `new` whose values differ from `old`'s, section by section."
+    "The keys of `new` whose values differ from `old`'s, section by section and sub-section by sub-section (as overlays merge)."
+    from accords_tem.core import section_snapshot
+    subs = {k: v.get('submodels', []) for k, v in section_snapshot().items()}
     out = {}
     for k, v in new.items():
         if isinstance(v, dict) and isinstance(old.get(k), dict) and k != 'classes':
-            d = {kk: vv for kk, vv in v.items() if old[k].get(kk) != vv}
+            d = {}
+            for kk, vv in v.items():
+                o = old[k].get(kk)
+                if kk in subs.get(k, ()) and isinstance(vv, dict) and isinstance(o, dict):   # a sub-section: its changed keys only
+                    vv = {x: y for x, y in vv.items() if o.get(x) != y}
+                    if vv: d[kk] = vv
+                elif o != vv: d[kk] = vv
             if d: out[k] = d
         elif old.get(k) != v: out[k] = v
     return out
