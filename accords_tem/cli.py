@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from .core import (AccordsError, AllInputsFailed, ConfigError, FailureLog, adapt_classes, all_failed_is_error, atomic_write,
                               clean_temporaries, collect_batches, config_to_yaml, load_config, make_section_snapshot, run_lock,
-                              shipped_configs)
+                              section_snapshot, shipped_configs)
 from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
 
 DEFAULT_CONFIG = 'default'   # the shipped configs/default.yaml (core.config_file)
@@ -105,7 +105,6 @@ def main(argv:list[str]|None=None) -> int:
 # %% ../nbs/08b_cli.ipynb #710cd215
 def _changed(new:dict, old:dict) -> dict:
     "The keys of `new` whose values differ from `old`'s, section by section and sub-section by sub-section (as overlays merge)."
-    from accords_tem.core import section_snapshot
     subs = {k: v.get('submodels', []) for k, v in section_snapshot().items()}
     out = {}
     for k, v in new.items():

@@ -335,7 +335,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     if u.init: rep = init_from(model, cfg.resolve_path(u.init))   # fine-tuning: continue from a saved model
     with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
         learn = make_learner(model, train_ds, valid_ds, u, wd, device=dev, seed=cfg.seed)
-        hist = fit(learn, u.epochs_for(len(train_ds)), progress=progress)   # small datasets: enough steps (unet.min_steps)
+        epochs = u.epochs_for(len(train_ds))   # small datasets: enough steps (unet.min_steps)
+        hist = fit(learn, epochs, progress=progress)
     save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
     model = learn.model.eval()
     kw = dict(tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
@@ -374,7 +375,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         return round(float(r.iou.iloc[0]), 4) if len(r) else None
     best = hist.mean_iou.max(); best_monitor = hist[u.monitor].max() if u.monitor in hist else np.nan
     summary = dict(stage='unet', images=n_images, train_patches=len(train_ds), val_windows=len(valid_ds),
-                   epochs_run=len(hist), epochs_planned=u.epochs_for(len(train_ds)), best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
+                   epochs_run=len(hist), epochs_planned=epochs, best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
                    best_val_monitor={u.monitor: round(float(best_monitor), 4) if pd.notna(best_monitor) else None},
                    thresholds={c: thr[c]['threshold'] for c in u.target_classes}, val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
