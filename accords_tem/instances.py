@@ -8,9 +8,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 # %% auto #0
-__all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'centre_target', 'sequential_lut',
+__all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'class_instances', 'centre_target', 'sequential_lut',
            'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'instances_from_prediction',
-           'fill_object_holes']
+           'match_instances', 'tune_seed_threshold', 'fill_object_holes']
 
 # %% ../nbs/05d_instances.ipynb #9e245766
 CENTRE_SCALE = 100   # centre maps travel as int8 0..100 in training targets (uint8 through augmentation)
@@ -43,13 +43,18 @@ def components(mask:np.ndarray) -> np.ndarray:
     "Instance labels of the 4-connected components of a binary mask."
     return ndi.label(np.asarray(mask).astype(bool))[0]
 
+def class_instances(class_target:np.ndarray, # (H, W): 1 = class, 0 = not, negative = ignore
+                    instances:np.ndarray|None=None, # (H, W) instance labels (None: the class's connected components)
+                   ) -> np.ndarray:
+    "The true objects of one class: the given instance labels on the class's pixels, or its connected components."
+    cls = class_target == 1
+    return components(cls) if instances is None else np.where(cls, instances, 0)
+
 def centre_target(class_target:np.ndarray, # (H, W) int8: 1 = class, 0 = not, negative = ignore
                   instances:np.ndarray|None=None, # (H, W) instance labels of this class's objects (None: components)
                   ignore:int=-1) -> np.ndarray:
     "(H, W) int8 training target: centre map x 100 on the class, 0 elsewhere, `ignore` where the class is unknown."
-    cls = class_target == 1
-    inst = components(cls) if instances is None else np.where(cls, instances, 0)
-    t = np.rint(centre_map(inst) * CENTRE_SCALE).astype(np.int8)
+    t = np.rint(centre_map(class_instances(class_target, instances)) * CENTRE_SCALE).astype(np.int8)
     t[class_target < 0] = ignore
     return t
 
@@ -140,6 +145,52 @@ def instances_from_prediction(prob:np.ndarray, # (K, H, W) class probabilities (
         li = relabel_sequential(np.where(free, li, 0), min_area)
         lab[li > 0] = li[li > 0] + len(names); names += [c] * int(li.max())
     return lab, names
+
+# %% ../nbs/05d_instances.ipynb #98671b61
+def match_instances(pred:np.ndarray, # predicted instance labels
+                    gt:np.ndarray, # true instance labels
+                    iou:float=0.5) -> dict:
+    "Object-level precision, recall, F1 and mean matched IoU at the IoU threshold `iou`."
+    pred, gt = np.asarray(pred).astype(np.int64), np.asarray(gt).astype(np.int64)
+    pi, gi = np.unique(pred[pred > 0]), np.unique(gt[gt > 0])
+    n_p, n_g = len(pi), len(gi)
+    tp, ious = 0, []
+    if n_p and n_g:
+        pm = np.zeros(pred.max() + 1, np.int64); pm[pi] = np.arange(n_p)
+        gm = np.zeros(gt.max() + 1, np.int64); gm[gi] = np.arange(n_g)
+        both = (pred > 0) & (gt > 0)
+        inter = np.bincount(pm[pred[both]] * n_g + gm[gt[both]], minlength=n_p * n_g).reshape(n_p, n_g).astype(float)
+        ap = np.bincount(pm[pred[pred > 0]], minlength=n_p); ag = np.bincount(gm[gt[gt > 0]], minlength=n_g)
+        m = inter / (ap[:, None] + ag[None] - inter)
+        if iou >= 0.5:   # above 0.5 a pair is unique; at exactly 0.5 one object could pair with two halves, so strictly above
+            r, c = np.nonzero(m > iou if iou == 0.5 else m >= iou)
+        else:
+            from scipy.optimize import linear_sum_assignment
+            r, c = linear_sum_assignment(-m); keep = m[r, c] >= iou; r, c = r[keep], c[keep]
+        tp, ious = len(r), m[r, c].tolist()
+    prec = tp / n_p if n_p else np.nan; rec = tp / n_g if n_g else np.nan
+    f1 = 2 * tp / (n_p + n_g) if (n_p + n_g) else np.nan
+    return dict(n_pred=n_p, n_gt=n_g, tp=tp, fp=n_p - tp, fn=n_g - tp, precision=prec, recall=rec, f1=f1,
+                mean_iou=float(np.mean(ious)) if ious else np.nan)
+
+# %% ../nbs/05d_instances.ipynb #fc96d40c
+def tune_seed_threshold(maps, # iterable, per image and instance class: (class mask, centre map, true instance labels), each (H, W)
+                        candidates:list[float], # seed floors to try
+                        default:float, # kept with too few objects to decide; preferred in ties
+                        min_objects:int=50, # fewer true objects than this: keep `default`
+                        **decode, # the other settings of `instances_from_centres`
+                       ) -> dict:
+    "The seed floor with the best pooled object F1 at IoU 0.5 on validation images: {seed_threshold, f1, n_true, rule}."
+    cand = [float(s) for s in candidates]; tp, n_pred = np.zeros(len(cand)), np.zeros(len(cand)); n_true = n_maps = 0
+    for fg, c, t in (maps if cand else []):   # one map at a time: a generator keeps memory to one image
+        n_true += len(np.unique(t[t > 0])); n_maps += 1
+        for i, s in enumerate(cand):
+            r = match_instances(instances_from_centres(fg, c, seed_threshold=s, **decode), t); tp[i] += r['tp']; n_pred[i] += r['n_pred']
+    if not cand or n_true < min_objects:
+        return dict(seed_threshold=default, f1={}, n_true=n_true, rule=f'{default} as set: {n_true} true objects (fewer than {min_objects}) or no candidates')
+    f1 = {s: round(float(2 * tp[i] / (n_pred[i] + n_true)), 4) for i, s in enumerate(cand)}
+    best = max(cand, key=lambda s: (f1[s], -abs(s - default)))
+    return dict(seed_threshold=best, f1=f1, n_true=n_true, rule=f'best pooled object F1 @ IoU 0.5 over {n_maps} validation maps')
 
 # %% ../nbs/05d_instances.ipynb #55c39d20
 def fill_object_holes(labels:np.ndarray, # (H, W) instance labels

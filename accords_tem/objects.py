@@ -18,16 +18,17 @@ from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, coll
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
                               device_description, InputRecord)
 from .unet import read_instances_with_classes
+from .instances import match_instances
 from .risk import RiskConfig, risk_report
 from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels, instances_from_mask,
                              relabel, instances_from_classes)
 
 # %% auto #0
 __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'majority_class',
-           'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'match_instances', 'rle_encode',
-           'rle_decode', 'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'model_instances',
-           'cut_options', 'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure',
-           'evaluate_image', 'predict_objects', 'predict_main', 'predict_summary', 'run_objects']
+           'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'rle_encode', 'rle_decode',
+           'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'model_instances', 'cut_options',
+           'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure', 'evaluate_image',
+           'predict_objects', 'predict_main', 'predict_summary', 'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -301,33 +302,6 @@ def summarize(objects:pd.DataFrame, # objects.csv rows (image, sample, class, ar
                   f'{size_class}_D90': st['D90'], f'{size_class}_frac_ecd_le_{nano_nm:g}nm': st['frac_le_nano'], 'size_unit': unit})
         rows.append(r)
     return pd.DataFrame(rows)
-
-# %% ../nbs/06b_objects.ipynb #98671b61
-def match_instances(pred:np.ndarray, # predicted instance labels
-                    gt:np.ndarray, # true instance labels
-                    iou:float=0.5) -> dict:
-    "Object-level precision, recall, F1 and mean matched IoU at the IoU threshold `iou`."
-    pred, gt = np.asarray(pred).astype(np.int64), np.asarray(gt).astype(np.int64)
-    pi, gi = np.unique(pred[pred > 0]), np.unique(gt[gt > 0])
-    n_p, n_g = len(pi), len(gi)
-    tp, ious = 0, []
-    if n_p and n_g:
-        pm = np.zeros(pred.max() + 1, np.int64); pm[pi] = np.arange(n_p)
-        gm = np.zeros(gt.max() + 1, np.int64); gm[gi] = np.arange(n_g)
-        both = (pred > 0) & (gt > 0)
-        inter = np.bincount(pm[pred[both]] * n_g + gm[gt[both]], minlength=n_p * n_g).reshape(n_p, n_g).astype(float)
-        ap = np.bincount(pm[pred[pred > 0]], minlength=n_p); ag = np.bincount(gm[gt[gt > 0]], minlength=n_g)
-        m = inter / (ap[:, None] + ag[None] - inter)
-        if iou >= 0.5:   # above 0.5 a pair is unique; at exactly 0.5 one object could pair with two halves, so strictly above
-            r, c = np.nonzero(m > iou if iou == 0.5 else m >= iou)
-        else:
-            from scipy.optimize import linear_sum_assignment
-            r, c = linear_sum_assignment(-m); keep = m[r, c] >= iou; r, c = r[keep], c[keep]
-        tp, ious = len(r), m[r, c].tolist()
-    prec = tp / n_p if n_p else np.nan; rec = tp / n_g if n_g else np.nan
-    f1 = 2 * tp / (n_p + n_g) if (n_p + n_g) else np.nan
-    return dict(n_pred=n_p, n_gt=n_g, tp=tp, fp=n_p - tp, fn=n_g - tp, precision=prec, recall=rec, f1=f1,
-                mean_iou=float(np.mean(ious)) if ious else np.nan)
 
 # %% ../nbs/06b_objects.ipynb #31f5aace
 def rle_encode(mask:np.ndarray) -> dict:

@@ -47,6 +47,9 @@ class UnetConfig(_Section):
                                           # output each (05d_instances), instances by a seeded watershed
     centre_weight: float = Field(1.0, gt=0)  # weight of each centre map's loss (BCE on the 0..1 map)
     seed_threshold: float = Field(0.3, gt=0, lt=1)  # a piece of the class mask is an object only where its centre map reaches this
+    seed_candidates: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4])  # stage 05 keeps the floor among these with
+                                          # the best object F1 on the validation images (05d_instances); []: seed_threshold
+    seed_min_objects: int = Field(50, ge=1)  # fewer true objects on the validation images: seed_threshold stays
     seed_fraction: float = Field(0.5, gt=0, le=1)  # seeds: centre map >= this fraction of the peak of their piece of the mask
     join_ratio: float = Field(0.7, ge=0)   # join two pieces whose shared boundary's centre value >= this x the lower peak (0: never)
     centre_sigma: float = Field(1.0, ge=0)  # smoothing of the predicted centre map before decoding (px)
@@ -135,6 +138,11 @@ class UnetConfig(_Section):
     def loss_for(self, name:str) -> LossSpec:
         "The loss spec of class `name` (BCE + Dice where none is configured)."
         return self.losses.get(name, LossSpec())
+
+    def decode_kwargs(self) -> dict:
+        "The settings of `instances.instances_from_centres` (the seed floor aside) and its minimum object size."
+        return dict(seed_fraction=self.seed_fraction, join_ratio=self.join_ratio, sigma=self.centre_sigma,
+                    min_seed=self.min_seed_px, min_area=self.min_object_px)
 
     def epochs_for(self, n_patches:int) -> int:
         "Epochs to train with `n_patches` training patches: `epochs`, or more where that is fewer than `min_steps` optimizer steps."

@@ -18,7 +18,7 @@ from .seg_data import *
 from .seg_data import UnetConfig, AugmentConfig, LossSpec
 from .seg_train import *
 from .seg_eval import *
-from .instances import instances_from_prediction
+from .instances import instances_from_prediction, class_instances, tune_seed_threshold
 from .io import content_rows
 
 # %% auto #0
@@ -145,8 +145,7 @@ def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilitie
     "One instance label image for an image (int32, 0 = background) and the class of each label 1..n."
     u = sm.u
     lab, names = instances_from_prediction(prob, centres, sm.classes, u.instance_classes, sm.threshold_list(),
-                                           min_area=u.min_object_px, seed_threshold=u.seed_threshold, seed_fraction=u.seed_fraction,
-                                           join_ratio=u.join_ratio, sigma=u.centre_sigma, min_seed=u.min_seed_px)
+                                           seed_threshold=u.seed_threshold, **u.decode_kwargs())
     for k, c in enumerate(sm.classes):
         if c in u.instance_classes or cut is None: continue
         li = cut(masks[k].astype(bool) & (lab == 0))
@@ -348,7 +347,10 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     per_val = [ThresholdSearch(K, u.ignore_value).add(pred(s)[0][:K], tg[s][:K]) for s in by['val']]
     thr = tune_thresholds(per_val, u.target_classes, u.threshold_coarse, u.threshold_refine, u.threshold_fallback, u.threshold_min_images)
     thr_list = [thr[c]['threshold'] for c in u.target_classes]
-    save_model(out/'model', model, u, thr, dict(encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
+    # the seed floor of the instance classes, on the same images (05d_instances): a weaker centre head peaks lower
+    maps = ((pred(s)[0][k] >= thr_list[k], pred(s)[0][K + j], class_instances(tg[s][k], inst.get(s))) for s in by['val'] for j, k in enumerate(inst_idx))
+    seed = tune_seed_threshold(maps, u.seed_candidates, u.seed_threshold, u.seed_min_objects, **u.decode_kwargs())
+    save_model(out/'model', model, u.model_copy(update=dict(seed_threshold=seed['seed_threshold'])), thr, dict(seed_search=seed, encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
                                                 trained_on=len(by['train']), device=device_description(dev), precision=learn.precision,
                                                 preprocessing=dataset_preprocessing(run_dir, cfg)))
     # evaluation and figures
@@ -377,7 +379,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     summary = dict(stage='unet', images=n_images, train_patches=len(train_ds), val_windows=len(valid_ds),
                    epochs_run=len(hist), epochs_planned=epochs, best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
                    best_val_monitor={u.monitor: round(float(best_monitor), 4) if pd.notna(best_monitor) else None},
-                   thresholds={c: thr[c]['threshold'] for c in u.target_classes}, val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
+                   thresholds={c: thr[c]['threshold'] for c in u.target_classes}, seed_threshold=seed['seed_threshold'], val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
                    precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)

@@ -305,6 +305,9 @@ def test_run_unet_end_to_end(tmp_path):
         assert (tmp_path/'unet'/f).exists(), f
     m = pd.read_csv(tmp_path/'unet'/'metrics.csv')
     assert set(m.reduction) == {'pooled', 'per_image'} and set(m.cls) == {'GFM', 'carbonhole', 'mean'}
+    j = json.loads((tmp_path/'unet'/'model'/'unet.json').read_text())   # the seed floor: searched on the validation images
+    assert j['unet']['seed_threshold'] == s['seed_threshold'] == j['seed_search']['seed_threshold']
+    assert j['seed_search']['n_true'] >= 0 and ('as set' in j['seed_search']['rule']) == (j['seed_search']['n_true'] < 50)
     assert unet.run_unet(cfg, tmp_path, progress=False)['skipped']
 
 
