@@ -173,7 +173,7 @@ def match_instances(pred:np.ndarray, # predicted instance labels
     return dict(n_pred=n_p, n_gt=n_g, tp=tp, fp=n_p - tp, fn=n_g - tp, precision=prec, recall=rec, f1=f1,
                 mean_iou=float(np.mean(ious)) if ious else np.nan)
 
-# %% ../nbs/05d_instances.ipynb #fc96d40c
+# %% ../nbs/05d_instances.ipynb #7e18fb88
 def tune_seed_threshold(maps, # iterable, per image and instance class: (class mask, centre map, true instance labels), each (H, W)
                         candidates:list[float], # seed floors to try
                         default:float, # kept with too few objects to decide; preferred in ties
