@@ -1086,4 +1086,5 @@ d = { 'settings': { 'branch': 'main',
                                   'accords_tem.unet.save_instances': ('unet.html#save_instances', 'accords_tem/unet.py'),
                                   'accords_tem.unet.split_strata': ('unet.html#split_strata', 'accords_tem/unet.py'),
                                   'accords_tem.unet.summarize_cv': ('unet.html#summarize_cv', 'accords_tem/unet.py'),
+                                  'accords_tem.unet.tune_prediction': ('unet.html#tune_prediction', 'accords_tem/unet.py'),
                                   'accords_tem.unet.write_toy_dataset': ('unet.html#write_toy_dataset', 'accords_tem/unet.py')}}}

@@ -178,6 +178,7 @@ def tune_seed_threshold(maps, # iterable, per image and instance class: (class m
                         candidates:list[float], # seed floors to try
                         default:float, # kept with too few objects to decide; preferred in ties
                         min_objects:int=50, # fewer true objects than this: keep `default`
+                        min_gain:float=0.01, # another floor must beat `default`'s F1 by more than this (validation noise)
                         **decode, # the other settings of `instances_from_centres`
                        ) -> dict:
     "The seed floor with the best pooled object F1 at IoU 0.5 on validation images: {seed_threshold, f1, n_true, rule}."
@@ -190,6 +191,7 @@ def tune_seed_threshold(maps, # iterable, per image and instance class: (class m
         return dict(seed_threshold=default, f1={}, n_true=n_true, rule=f'{default} as set: {n_true} true objects (fewer than {min_objects}) or no candidates')
     f1 = {s: round(float(2 * tp[i] / (n_pred[i] + n_true)), 4) for i, s in enumerate(cand)}
     best = max(cand, key=lambda s: (f1[s], -abs(s - default)))
+    if default in f1 and f1[best] - f1[default] <= min_gain: best = default
     return dict(seed_threshold=best, f1=f1, n_true=n_true, rule=f'best pooled object F1 @ IoU 0.5 over {n_maps} validation maps')
 
 # %% ../nbs/05d_instances.ipynb #55c39d20

@@ -47,7 +47,7 @@ class UnetConfig(_Section):
                                           # output each (05d_instances), instances by a seeded watershed
     centre_weight: float = Field(1.0, gt=0)  # weight of each centre map's loss (BCE on the 0..1 map)
     seed_threshold: float = Field(0.3, gt=0, lt=1)  # a piece of the class mask is an object only where its centre map reaches this
-    seed_candidates: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4])  # stage 05 keeps the floor among these with
+    seed_candidates: list[float] = Field(default_factory=list)  # e.g. [0.1, 0.2, 0.3, 0.4]: stage 05 keeps the floor among these with
                                           # the best object F1 on the validation images (05d_instances); []: seed_threshold
     seed_min_objects: int = Field(50, ge=1)  # fewer true objects on the validation images: seed_threshold stays
     seed_fraction: float = Field(0.5, gt=0, le=1)  # seeds: centre map >= this fraction of the peak of their piece of the mask
@@ -98,7 +98,10 @@ class UnetConfig(_Section):
     threshold_min_images: int = 20         # fewer validation images than this: keep 0.5 for every class (the search is still saved)
     tta: Literal['none', 'flips', 'd4'] = 'flips'   # test-time augmentation: none, 4 flips, or the 8 flips/rot90
     tta_scales: list[float] = Field(default_factory=lambda: [0.5, 1.0])  # multi-scale prediction: the image resized by each factor
-                                          # (0.5 = half size: more context per pixel), probabilities averaged (seg_eval.predict_scales)
+                                          # (0.5 = half size: more context per pixel), probabilities averaged (seg_eval.predict_scales);
+                                          # used as set only when tta_scale_candidates is empty
+    tta_scale_candidates: list[list[float]] = Field(default_factory=lambda: [[1.0], [0.5, 1.0]])  # stage 05 keeps the option with
+                                          # the best validation score (05_unet.tune_prediction); []: tta_scales
     tile_size: int = 512                  # prediction tile (memory is bounded by it)
     tile_overlap: int = 128
     pred_batch: int = 4
@@ -111,11 +114,12 @@ class UnetConfig(_Section):
         if abs(sum(v) - 1) > 1e-6 or min(v) < 0: raise ValueError(f'train/val/test fractions must be >= 0 and sum to 1, got {v}')
         return v
 
-    @field_validator('tta_scales', 'train_scale_copies')
+    @field_validator('tta_scales', 'train_scale_copies', 'tta_scale_candidates')
     @classmethod
     def _positive_scales(cls, v, info):
-        if (info.field_name == 'tta_scales' and not v) or (v and (min(v) <= 0 or max(v) > 4)):
-            raise ValueError(f'{info.field_name} must be factors in (0, 4], got {v}')
+        for f in (v if info.field_name == 'tta_scale_candidates' else [v]):
+            if (info.field_name != 'train_scale_copies' and not f) or (f and (min(f) <= 0 or max(f) > 4)):
+                raise ValueError(f'{info.field_name} must be factors in (0, 4], got {v}')
         return v
 
     @field_validator('target_classes')

@@ -23,9 +23,9 @@ from .io import content_rows
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
-           'read_instances_with_classes', 'input_preparer', 'predict_images', 'run_images', 'split_strata',
-           'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image',
-           'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
+           'read_instances_with_classes', 'input_preparer', 'predict_images', 'tune_prediction', 'run_images',
+           'split_strata', 'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv',
+           'plot_cv_per_image', 'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
 def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -229,6 +229,31 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
     return df
 
 
+# %% ../nbs/05_unet.ipynb #6211cb5d
+def tune_prediction(probs:dict, # validation image -> {scale factor: (K+J, H, W) probabilities predicted at that one scale}
+                    targets:dict, # image -> (K+J, H, W) int8 targets (class channels, then centre maps)
+                    instances:dict, # image -> (H, W) true instance labels, where the dataset has them
+                    u:UnetConfig,
+                    options:list[list[float]], # the `tta_scales` to try, in order of preference
+                    min_gain:float=0.01, # a later option must beat the best earlier one by more than this (validation noise)
+                   ) -> dict:
+    "The best option: {tta_scales, thresholds, seed, score, metric, options (the score of each)}."
+    K, inst_idx = len(u.target_classes), [u.target_classes.index(c) for c in u.instance_classes]
+    best, rows = None, []
+    for scales in options:
+        p = {s: sum(d[f] for f in scales) / len(scales) for s, d in probs.items()}   # as predict_scales averages them
+        thr = tune_thresholds([ThresholdSearch(K, u.ignore_value).add(p[s][:K], targets[s][:K]) for s in p], u.target_classes,
+                              u.threshold_coarse, u.threshold_refine, u.threshold_fallback, u.threshold_min_images)
+        tl = [thr[c]['threshold'] for c in u.target_classes]
+        maps = ((p[s][k] >= tl[k], p[s][K + j], class_instances(targets[s][k], instances.get(s))) for s in p for j, k in enumerate(inst_idx))
+        seed = tune_seed_threshold(maps, u.seed_candidates, u.seed_threshold, u.seed_min_objects, min_gain, **u.decode_kwargs())
+        metric = 'object F1' if seed['f1'] else 'mean IoU'
+        score = (seed['f1'][seed['seed_threshold']] if seed['f1'] else
+                 float(np.mean([v['iou'] if v['rule'] == 'tuned' else v['iou_at_0_5'] for v in thr.values()])))
+        rows.append(dict(tta_scales=list(scales), metric=metric, score=round(score, 4), seed_threshold=seed['seed_threshold'], thresholds=tl))
+        if best is None or score > best['score'] + min_gain: best = dict(tta_scales=list(scales), thresholds=thr, seed=seed, score=score, metric=metric)
+    return {**best, 'options': rows}
+
 # %% ../nbs/05_unet.ipynb #bcf57ef7
 def _load_dataset(run_dir:Path, cfg:Config, log:FailureLog, progress:bool=True):
     "Images (uint8) and one-hot masks of RUN/dataset, bad pairs recorded in failures.csv."
@@ -339,18 +364,19 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
     model = learn.model.eval()
     kw = dict(tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
+    # scales, thresholds and seed floor chosen on the validation images (each scale predicted once)
+    options = u.tta_scale_candidates or [u.tta_scales]
+    factors = sorted({f for o in options for f in o})
+    tuned = tune_prediction({s: {f: predict_scales(model, imgs[s], [f], **kw)[0] for f in factors} for s in by['val']}, tg, inst, u, options)
+    thr, seed, scales = tuned['thresholds'], tuned['seed'], tuned['tta_scales']
+    thr_list = [thr[c]['threshold'] for c in u.target_classes]
     preds = {}
     def pred(s):
-        if s not in preds: preds[s] = predict_scales(model, imgs[s], u.tta_scales, **kw)
+        if s not in preds: preds[s] = predict_scales(model, imgs[s], scales, **kw)
         return preds[s]
-    # thresholds on the validation images
-    per_val = [ThresholdSearch(K, u.ignore_value).add(pred(s)[0][:K], tg[s][:K]) for s in by['val']]
-    thr = tune_thresholds(per_val, u.target_classes, u.threshold_coarse, u.threshold_refine, u.threshold_fallback, u.threshold_min_images)
-    thr_list = [thr[c]['threshold'] for c in u.target_classes]
-    # the seed floor of the instance classes, on the same images (05d_instances): a weaker centre head peaks lower
-    maps = ((pred(s)[0][k] >= thr_list[k], pred(s)[0][K + j], class_instances(tg[s][k], inst.get(s))) for s in by['val'] for j, k in enumerate(inst_idx))
-    seed = tune_seed_threshold(maps, u.seed_candidates, u.seed_threshold, u.seed_min_objects, **u.decode_kwargs())
-    save_model(out/'model', model, u.model_copy(update=dict(seed_threshold=seed['seed_threshold'])), thr, dict(seed_search=seed, encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
+    search = dict(metric=tuned['metric'], options=tuned['options'], seed=seed)
+    save_model(out/'model', model, u.model_copy(update=dict(seed_threshold=seed['seed_threshold'], tta_scales=scales)), thr,
+               dict(prediction_search=search, encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
                                                 trained_on=len(by['train']), device=device_description(dev), precision=learn.precision,
                                                 preprocessing=dataset_preprocessing(run_dir, cfg)))
     # evaluation and figures
@@ -379,7 +405,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     summary = dict(stage='unet', images=n_images, train_patches=len(train_ds), val_windows=len(valid_ds),
                    epochs_run=len(hist), epochs_planned=epochs, best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
                    best_val_monitor={u.monitor: round(float(best_monitor), 4) if pd.notna(best_monitor) else None},
-                   thresholds={c: thr[c]['threshold'] for c in u.target_classes}, seed_threshold=seed['seed_threshold'], val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
+                   thresholds={c: thr[c]['threshold'] for c in u.target_classes}, seed_threshold=seed['seed_threshold'], tta_scales=scales, val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
                    precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)

@@ -33,7 +33,7 @@ from accords_tem.unet import run_unet, write_toy_dataset
 
 TINY = {'unet.encoder': 'resnet18', 'unet.encoder_weights': None, 'unet.decoder_channels': [16, 8, 8], 'unet.batch_size': 4,
         'unet.patch_size': 32, 'unet.stride': 32, 'unet.tile_size': 64, 'unet.tile_overlap': 0, 'unet.max_figures': 0,
-        'unet.tta': 'flips', 'unet.tta_scales': [1.0], 'unet.instance_classes': [], 'unet.synthetic_per_material': 0,
+        'unet.tta': 'flips', 'unet.tta_scales': [1.0], 'unet.tta_scale_candidates': [], 'unet.instance_classes': [], 'unet.synthetic_per_material': 0,
         'unet.train_scale_copies': [], 'unet.threshold_min_images': 1000, 'unet.min_steps': 0}
 
 

@@ -15,7 +15,7 @@ from accords_tem import review, unet
 
 TINY = {'unet.encoder': 'resnet18', 'unet.encoder_weights': None, 'unet.decoder_channels': [16, 8, 8], 'unet.epochs': 1,
         'unet.batch_size': 4, 'unet.patch_size': 32, 'unet.stride': 32, 'unet.tile_size': 64, 'unet.tile_overlap': 0,
-        'unet.max_figures': 0, 'unet.tta': 'flips', 'unet.tta_scales': [1.0], 'unet.threads': 1, 'unet.instance_classes': [],
+        'unet.max_figures': 0, 'unet.tta': 'flips', 'unet.tta_scales': [1.0], 'unet.tta_scale_candidates': [], 'unet.threads': 1, 'unet.instance_classes': [],
         'unet.split': [0.5, 0.25, 0.25], 'unet.min_steps': 0, 'unet.synthetic_per_material': 0, 'unet.train_scale_copies': [], 'postprocessing.opening_radius': 0, 'data.ground_truth': None, 'data.image_glob': '**/*.tif'}
 
 

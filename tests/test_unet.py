@@ -306,8 +306,12 @@ def test_run_unet_end_to_end(tmp_path):
     m = pd.read_csv(tmp_path/'unet'/'metrics.csv')
     assert set(m.reduction) == {'pooled', 'per_image'} and set(m.cls) == {'GFM', 'carbonhole', 'mean'}
     j = json.loads((tmp_path/'unet'/'model'/'unet.json').read_text())   # the seed floor: searched on the validation images
-    assert j['unet']['seed_threshold'] == s['seed_threshold'] == j['seed_search']['seed_threshold']
-    assert j['seed_search']['n_true'] >= 0 and ('as set' in j['seed_search']['rule']) == (j['seed_search']['n_true'] < 50)
+    search = j['prediction_search']   # scales and seed floor: chosen on the validation images
+    assert j['unet']['seed_threshold'] == s['seed_threshold'] == search['seed']['seed_threshold']
+    assert ('as set' in search['seed']['rule']) == (search['seed']['n_true'] < 50) and search['metric'] in ('object F1', 'mean IoU')
+    assert j['unet']['tta_scales'] == s['tta_scales'] and [o['tta_scales'] for o in search['options']] == [[1.0], [0.5, 1.0]]
+    best = max(o['score'] for o in search['options'])   # the earlier option stays unless a later one wins by more than 0.01
+    assert next(o for o in search['options'] if o['score'] >= best - 0.01)['tta_scales'] == s['tta_scales']
     assert unet.run_unet(cfg, tmp_path, progress=False)['skipped']
 
 
