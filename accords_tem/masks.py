@@ -221,7 +221,6 @@ def _stage_hash(cfg:Config, mcfg:MasksConfig, extra) -> str:
 def _background(run_dir:Path, image:Path) -> np.ndarray:
     "8-bit picture for overlays: the run's normalized image, else the raw image min-max scaled."
     from accords_tem.normalization import normalized_image_path, minmax
-    from accords_tem.io import read_tem
     p = normalized_image_path(run_dir, Path(image).stem)
     if p is not None:
         a = np.asarray(read_tem(p))
@@ -238,7 +237,6 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
              ) -> dict:
     "Stage 02: ilastik probability exports -> binary masks per class, QA figures, contact sheets, IoU on ground truth."
     import pandas as pd
-    from accords_tem.io import read_tem
     t0 = time.perf_counter()
     mcfg, run_dir, root = cfg.section('masks'), Path(run_dir), Path(cfg.data.root)
     out_dir = run_dir/'masks'; out_dir.mkdir(parents=True, exist_ok=True)
