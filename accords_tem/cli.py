@@ -14,13 +14,7 @@ from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_s
 
 DEFAULT_CONFIG = 'default'   # the shipped configs/default.yaml (core.config_file)
 
-def _overrides(pairs:list[str]) -> dict:
-    out = {}
-    for p in pairs or []:
-        k, sep, v = p.partition('=')
-        if not sep: raise AccordsError(f"--set expects KEY=VALUE, got {p!r}")
-        out[k.strip()] = yaml.safe_load(v)
-    return out
+from .core import parse_overrides as _overrides   # --set KEY=VALUE (core: stages' own commands use it too)
 
 def _common(p:argparse.ArgumentParser):
     p.add_argument('--config', default=None, help=f'YAML configuration (default: RUN/config.yaml if it exists, else {DEFAULT_CONFIG})')

@@ -20,9 +20,9 @@ __all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MOD
            'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig', 'CalibrationConfig',
            'section_model', 'Config', 'check_class_names', 'configs_dir', 'shipped_configs', 'config_file',
            'read_config_file', 'section_snapshot', 'make_section_snapshot', 'check_section', 'load_config',
-           'config_to_yaml', 'config_hash', 'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed',
-           'device_description', 'prepare_run', 'file_digests', 'same_content', 'InputRecord', 'run_lock',
-           'clean_temporaries', 'load_weights']
+           'config_to_yaml', 'config_hash', 'parse_overrides', 'default_values', 'same_keys', 'adapt_classes',
+           'get_device', 'set_seed', 'device_description', 'prepare_run', 'file_digests', 'same_content', 'InputRecord',
+           'run_lock', 'clean_temporaries', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -513,6 +513,17 @@ def config_hash(cfg:Config, section:str|None=None) -> str:
     elif section_model(section) is not None: d = cfg.section(section).model_dump(mode='json')  # imports that stage only
     else: d = cfg.sections.get(section, {})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+# %% ../nbs/00_core.ipynb #51c598a7
+def parse_overrides(pairs:list[str]|None, # KEY=VALUE strings, e.g. ['unet.epochs=3']
+                   ) -> dict:
+    "Dotted config keys from `--set KEY=VALUE` arguments; values read as YAML (3 -> int, [a, b] -> list)."
+    out = {}
+    for p in pairs or []:
+        k, sep, v = p.partition('=')
+        if not sep: raise AccordsError(f"--set expects KEY=VALUE, got {p!r}")
+        out[k.strip()] = yaml.safe_load(v)
+    return out
 
 # %% ../nbs/00_core.ipynb #3896c172
 def default_values() -> dict:

@@ -12,17 +12,17 @@ import pandas as pd
 
 from .core import (AccordsError, ConfigError, Config, FailureLog, adapt_classes, configs_dir, atomic_path, load_config, prepare_run,
                               run_batch, save_csv, save_json, save_npy, save_figure)
+from .io import IMAGE_SUFFIXES
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files',
-           'mask_key', 'pair_files', 'read_mask', 'mask_instances', 'bar_score', 'mask_rows', 'read_coco',
-           'decode_segmentation', 'coco_instances', 'place', 'labels_onehot', 'instance_classes', 'dataset_image8',
-           'material_of', 'prepare_pair', 'write_instances', 'write_pair', 'remove_stale', 'default_config_path',
-           'check_class_names', 'import_config', 'image_glob_of', 'coco_pairs', 'plot_examples', 'import_masks',
-           'import_masks_main', 'write_toy_inputs']
+__all__ = ['MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files', 'mask_key', 'pair_files',
+           'read_mask', 'mask_instances', 'bar_score', 'mask_rows', 'read_coco', 'decode_segmentation',
+           'coco_instances', 'place', 'labels_onehot', 'instance_classes', 'dataset_image8', 'material_of',
+           'prepare_pair', 'write_instances', 'write_pair', 'remove_stale', 'default_config_path', 'check_class_names',
+           'import_config', 'image_glob_of', 'coco_pairs', 'plot_examples', 'import_masks', 'import_masks_main',
+           'write_toy_inputs']
 
 # %% ../nbs/03b_import_masks.ipynb #7a0a7b8b
-IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.dm3', '.dm4')
 MASK_SUFFIXES = ('.png', '.tif', '.tiff')       # lossless only: a JPEG mask has compression noise
 KNOWN_MASK_TAGS = ('_mask', '_masks', '_label', '_labels', '_seg', '_segmap', '_instances')
 

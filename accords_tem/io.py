@@ -20,8 +20,8 @@ __all__ = ['IMAGE_SUFFIXES', 'MIN_IMAGE_SIDE', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY
            'read_tem', 'check_pixels', 'to_float01', 'read_region', 'LazyTiff', 'open_tem_lazy', 'write_dm',
            'parse_magnification', 'PixelSize', 'to_nm', 'read_metadata', 'read_pixel_size', 'read_magnification',
            'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'list_images',
-           'content_rows', 'IOConfig', 'read_working', 'image_stats', 'inventory_row', 'inventory_figure',
-           'pixel_size_figure', 'run_inventory', 'inspect_main']
+           'data_images', 'content_rows', 'IOConfig', 'read_working', 'image_stats', 'inventory_row',
+           'inventory_figure', 'pixel_size_figure', 'run_inventory', 'inspect_main']
 
 # %% ../nbs/00_io.ipynb #b6f112ab
 _MAGIC = [(b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff'), (b'II+\x00', 'tiff'), (b'MM\x00+', 'tiff'),
@@ -693,6 +693,16 @@ def list_images(root:str|os.PathLike, # folder searched
             found |= {p for p in root.glob(v) if p.is_file()}
     return sorted((p for p in found if not any(part.startswith('.') for part in p.relative_to(root).parts)),
                   key=lambda p: p.relative_to(root).as_posix())
+
+# %% ../nbs/00_io.ipynb #05ab07dc
+def data_images(cfg:Config) -> list[Path]:
+    "The micrographs of a run: `list_images` of `data.image_glob` under `data.root`, the ground-truth folder left out."
+    root = Path(cfg.data.root)
+    gt = (root/cfg.data.ground_truth).resolve() if cfg.data.ground_truth else None
+    def in_gt(p:Path) -> bool:
+        d = p.parent.resolve()
+        return gt is not None and (d == gt or gt in d.parents)
+    return [p for p in list_images(root, cfg.data.image_glob) if not in_gt(p)]
 
 # %% ../nbs/00_io.ipynb #5313aecd
 def _window_mode(a:np.ndarray, tol:float) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,8 @@ from pydantic import Field, field_validator
 
 from .core import (AccordsError, ConfigError, IlastikFormatError, Config, FailureLog, _Section,
                               load_config, InputRecord, run_batch, save_csv, save_figure, save_json, save_npy)
+from .imaging import clip_uint8
+from .io import data_images, read_tem
 
 # %% auto #0
 __all__ = ['export_kind', 'pair_exports', 'MasksConfig', 'target_classes', 'threshold_table', 'check_probabilities',
@@ -218,13 +220,12 @@ def _stage_hash(cfg:Config, mcfg:MasksConfig, extra) -> str:
 
 def _background(run_dir:Path, image:Path) -> np.ndarray:
     "8-bit picture for overlays: the run's normalized image, else the raw image min-max scaled."
-    from accords_tem.normalization import normalized_image_path, minmax, to_uint8, _read_raw
-    from accords_tem.io import read_tem
+    from accords_tem.normalization import normalized_image_path, minmax
     p = normalized_image_path(run_dir, Path(image).stem)
     if p is not None:
         a = np.asarray(read_tem(p))
         if a.dtype == np.uint8: return a
-    return to_uint8(minmax(_read_raw(image)))
+    return clip_uint8(minmax(read_tem(image)))
 
 def _find_exports(root:Path, glob:str) -> list[Path]:
     return sorted(p for p in root.glob(glob) if p.is_file() and export_kind(p.name) == 'probabilities')
@@ -236,8 +237,6 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
              ) -> dict:
     "Stage 02: ilastik probability exports -> binary masks per class, QA figures, contact sheets, IoU on ground truth."
     import pandas as pd
-    from accords_tem.io import read_tem
-    from accords_tem.normalization import _list_images
     t0 = time.perf_counter()
     mcfg, run_dir, root = cfg.section('masks'), Path(run_dir), Path(cfg.data.root)
     out_dir = run_dir/'masks'; out_dir.mkdir(parents=True, exist_ok=True)
@@ -255,7 +254,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
     rec = InputRecord(out_dir/'inputs.jsonl', h)   # which export and image, by content, each image's masks came from
 
     exports = _find_exports(root, cfg.data.ilastik_glob)
-    pairs, missing = pair_exports(exports, _list_images(cfg))
+    pairs, missing = pair_exports(exports, data_images(cfg))
     for ex, why in missing.items(): log.record(ex, AccordsError(why, ex))
     k_thumb = {}
     thumbs = {n: [] for n, _ in targets}

@@ -14,10 +14,12 @@ from pydantic import Field, field_validator
 
 from .core import (AccordsError, ImageReadError, Config, FailureLog, _Section, atomic_path,
                               load_config, InputRecord, run_batch, save_csv, save_figure, save_json)
+from .imaging import clip_uint8
+from .io import data_images, read_tem
 
 # %% auto #0
-__all__ = ['intensity_window', 'minmax', 'to_uint8', 'clahe', 'NormalizationConfig', 'normalize', 'comparison_figure',
-           'normalized_path', 'normalized_image_path', 'normalize_file', 'run_normalization', 'preview']
+__all__ = ['intensity_window', 'minmax', 'clahe', 'NormalizationConfig', 'normalize', 'comparison_figure', 'normalized_path',
+           'normalized_image_path', 'normalize_file', 'run_normalization', 'preview']
 
 # %% ../nbs/01_normalization.ipynb #56f13626
 def _order_stats(x:np.ndarray, ks:np.ndarray) -> np.ndarray:
@@ -58,10 +60,6 @@ def minmax(x:np.ndarray, # image, any real dtype
     out *= scale
     return np.clip(out, 0, out_max, out=out)
 
-def to_uint8(x:np.ndarray) -> np.ndarray:
-    "Round a float image in [0, 255] to `uint8` (values outside are clipped)."
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
 # %% ../nbs/01_normalization.ipynb #15f2fbdb
 def clahe(x:np.ndarray, # 8-bit image, or float image in [0, 255]
           tile_grid:tuple[int, int]=(8, 8), # number of tiles (rows, cols)
@@ -74,14 +72,14 @@ def clahe(x:np.ndarray, # 8-bit image, or float image in [0, 255]
     ty, tx = (int(t) for t in tile_grid)
     if backend == 'opencv':
         import cv2
-        u8 = x if x.dtype == np.uint8 else to_uint8(x)
+        u8 = x if x.dtype == np.uint8 else clip_uint8(x)
         lim = clip_limit * 256 if clip_limit > 0 else 256.0 * max(1, u8.size)  # 0: no clipping
         return cv2.createCLAHE(clipLimit=float(lim), tileGridSize=(tx, ty)).apply(np.ascontiguousarray(u8))
     if backend == 'skimage':
         from skimage.exposure import equalize_adapthist
         ks = (max(1, -(-x.shape[0] // ty)), max(1, -(-x.shape[1] // tx)))
         f = x.astype(np.float32) / 255 if x.dtype == np.uint8 else np.clip(x.astype(np.float32) / 255, 0, 1)
-        return to_uint8(equalize_adapthist(f, kernel_size=ks, clip_limit=clip_limit if clip_limit > 0 else 1.0) * 255)
+        return clip_uint8(equalize_adapthist(f, kernel_size=ks, clip_limit=clip_limit if clip_limit > 0 else 1.0) * 255)
     raise ValueError(f"unknown CLAHE backend {backend!r}; use 'opencv' or 'skimage'")
 
 # %% ../nbs/01_normalization.ipynb #f2d5603f
@@ -114,7 +112,7 @@ def normalize(img:np.ndarray, # raw 2-D image, any real dtype
         img = img[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     if img.ndim != 2: raise ImageReadError(f'expected a 2-D grey image, got shape {img.shape}; export one plane per file')
     lo, hi = intensity_window(img, ncfg.low, ncfg.high)
-    mm = to_uint8(minmax(img, window=(lo, hi)))
+    mm = clip_uint8(minmax(img, window=(lo, hi)))
     return dict(minmax=mm, clahe=clahe(mm, ncfg.tile_grid, ncfg.clip_limit, ncfg.backend), window=(lo, hi),
                 dtype=str(img.dtype))
 
@@ -181,18 +179,13 @@ def _write_image(arr:np.ndarray, path:Path):
         import tifffile
         with atomic_path(path) as tmp: tifffile.imwrite(tmp, arr)
 
-def _read_raw(path:Path) -> np.ndarray:
-    "The pixel array of a raw micrograph, through `io.read_tem`."
-    from accords_tem.io import read_tem
-    return np.asarray(read_tem(path))
-
 def normalize_file(path:Path, # raw image
                    out:Path, # normalized image to write
                    fig_path:Path|None=None, # comparison figure to write (None: none)
                    ncfg:NormalizationConfig|None=None) -> dict:
     "Normalize one image file, write the chosen result (8-bit) and, optionally, its comparison figure."
     ncfg = ncfg or NormalizationConfig()
-    img = _read_raw(path)
+    img = read_tem(path)
     res = normalize(img, ncfg)
     _write_image(res[ncfg.method], out)
     if fig_path is not None:
@@ -203,13 +196,6 @@ def normalize_file(path:Path, # raw image
                 window_lo=lo, window_hi=hi, method=ncfg.method)
 
 # %% ../nbs/01_normalization.ipynb #a67f11d9
-def _list_images(cfg:Config) -> list[Path]:
-    "Raw micrographs of the run (`io.list_images` over `cfg.data`), without the ground-truth folder."
-    from accords_tem.io import list_images
-    root = Path(cfg.data.root)
-    gt = (root / cfg.data.ground_truth).resolve() if cfg.data.ground_truth else None
-    return [Path(p) for p in list_images(root, cfg.data.image_glob) if not (gt and gt in Path(p).resolve().parents)]
-
 def run_normalization(cfg:Config, # run configuration (section `normalization:`)
                       run_dir:str|os.PathLike, # run folder; writes RUN/normalized/
                       force:bool=False, # redo images whose outputs are fresh
@@ -224,7 +210,7 @@ def run_normalization(cfg:Config, # run configuration (section `normalization:`)
     h = hashlib.sha256(json.dumps(ncfg.model_dump(mode='json'), sort_keys=True).encode()).hexdigest()[:12]  # this section only
     stamp = out_dir/'stage.json'
     same_cfg = stamp.exists() and json.loads(stamp.read_text()).get('config_hash') == h
-    images = _list_images(cfg)
+    images = data_images(cfg)
     rec = InputRecord(out_dir/'inputs.jsonl', h)   # which raw image, by content, each output was made from
     table_path, old = out_dir/'normalized.csv', {}
     import pandas as pd

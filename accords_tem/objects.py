@@ -345,10 +345,11 @@ def overlay_image(image:np.ndarray, # grey image
                   max_side:int=2048) -> np.ndarray:
     "RGB picture of `image` with each object's contour drawn in its colour (downscaled to `max_side`)."
     from skimage.segmentation import find_boundaries
-    from accords_tem.normalization import minmax, to_uint8
+    from accords_tem.normalization import minmax
+    from accords_tem.imaging import clip_uint8
     s = max(1, int(math.ceil(max(labels.shape) / max_side)))
     lab, img = labels[::s, ::s], np.asarray(image)[::s, ::s]
-    g = to_uint8(minmax(img, 0.5, 99.5))
+    g = clip_uint8(minmax(img, 0.5, 99.5))
     rgb = np.repeat(g[..., None], 3, -1)
     b = find_boundaries(lab, mode='inner')
     b = ndi.binary_dilation(b) & (lab > 0) if max(lab.shape) > 700 else b
@@ -610,8 +611,8 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
         df['px_source'] = src if nm else 'none'
         tables.append(df); recs.append(dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan))
         if predict_kw.get('figures', True):   # each object's contour in its class colour
-            from accords_tem.unet import _read_raw
-            rgb = overlay_image(_read_raw(p), lab, _label_colors(names, cfg))
+            from accords_tem.io import read_tem
+            rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
             with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(rgb).save(tmp, format='PNG')
     objects = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'stem', 'sample', 'class', 'label'])
     save_csv(objects.rename(columns={'label': 'object_id'}), out/'objects.csv')
@@ -693,7 +694,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     set_seed(cfg.seed)
     root = Path(cfg.data.root)
     gt_dir = root/cfg.data.ground_truth if cfg.data.ground_truth else None
-    images = [p for p in tio.list_images(root, cfg.data.image_glob) if not (gt_dir and gt_dir in p.parents)]
+    images = tio.data_images(cfg)
     source = pick_source(oc, cfg, run_dir, [p.stem for p in images])
     measured = dict(oc.model_dump(mode='json', exclude={'risk'}), thickness=oc.risk.model_dump(mode='json', include=_THICKNESS_KEYS))
     state = dict(config=hashlib.sha256(json.dumps(measured, sort_keys=True).encode()).hexdigest()[:12],   # risk statistics: no re-measuring

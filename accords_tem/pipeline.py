@@ -8,14 +8,14 @@ import argparse, hashlib, importlib, json, os, re, sys, time, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+import nbformat, yaml
 from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml, file_digests,
                               load_config, prepare_run, save_json)
 
 # %% auto #0
 __all__ = ['STAGES', 'EXTRA_COMMANDS', 'Stage', 'import_object', 'PipelineConfig', 'nbs_dir', 'available_stages', 'select_stages',
-           'input_digests', 'code_digest', 'stage_fingerprint', 'stage_is_done', 'StageFailed', 'execute_stage',
-           'run_pipeline', 'failure_summary', 'run_stage_function']
+           'is_stage_cell', 'run_notebook', 'input_digests', 'code_digest', 'stage_fingerprint', 'stage_is_done',
+           'StageFailed', 'execute_stage', 'run_pipeline', 'failure_summary', 'run_stage_function']
 
 # %% ../nbs/08_pipeline.ipynb #40a48dba
 @dataclass(frozen=True)
@@ -99,6 +99,34 @@ def select_stages(wanted:list[str]|str|None, stages:list[Stage]) -> list[Stage]:
         out += [h for h in hit if h not in out]
     return sorted(out, key=lambda s: s.key)
 
+# %% ../nbs/08_pipeline.ipynb #395b9314
+_STAGE_DIRECTIVE = re.compile(r'#\s*\|\s*stage\s*$')
+
+def is_stage_cell(cell:dict) -> bool:
+    "A cell that a run executes: the one tagged `parameters`, or a code cell whose leading comments hold `#|stage`."
+    if cell['cell_type'] != 'code': return False
+    if 'parameters' in cell.get('metadata', {}).get('tags', []): return True
+    for line in ''.join(cell['source']).splitlines():
+        if not line.strip().startswith('#'): return False   # directives come before the code
+        if _STAGE_DIRECTIVE.match(line.strip()): return True
+    return False
+
+def run_notebook(stage:Stage, nbs:Path) -> nbformat.NotebookNode:
+    "The notebook a run executes: a heading, the stage notebook's `parameters` cell and its `#|stage` cells, without outputs."
+    path = Path(nbs)/stage.notebook
+    nb = nbformat.reads(path.read_text(encoding='utf-8'), as_version=4)
+    cells = [c for c in nb.cells if is_stage_cell(c)]
+    if not any('parameters' in c.metadata.get('tags', []) for c in cells):
+        raise AccordsError("no cell tagged 'parameters': a run cannot pass it config_file, run_dir and force", path)
+    if len(cells) < 2: raise AccordsError("no cell marked #|stage: a run would execute nothing", path)
+    for c in cells: c.outputs, c.execution_count = [], None
+    head = nbformat.v4.new_markdown_cell(
+        f"# Run record: stage {stage.key}, {stage.title}\n\nExecuted by `accords-tem run`: the parameters cell and the "
+        f"cells marked `#|stage` of `{stage.notebook}`. The definitions, tests and worked examples of this stage are in "
+        "that notebook (they run under `nbdev_test`).")
+    nb.cells = [head] + cells
+    return nb
+
 # %% ../nbs/08_pipeline.ipynb #032b1f7b
 def input_digests(cfg:Config, run_dir:Path) -> dict:
     "`file_digests` of every file under `data.root`; files unchanged since the stage markers recorded them are not read."
@@ -110,7 +138,7 @@ def input_digests(cfg:Config, run_dir:Path) -> dict:
     return file_digests(files, known)
 
 def code_digest(stage:Stage, nbs:Path) -> dict:
-    "The code a stage runs: package version, its module and the package modules it imports, its notebook's code cells."
+    "The code a stage runs: package version, its module and the package modules it imports, its run record's code."
     import accords_tem
     pkg, todo, seen = Path(accords_tem.__file__).parent, [stage.func.partition(':')[0].rsplit('.', 1)[-1]], set()
     while todo:
@@ -119,8 +147,7 @@ def code_digest(stage:Stage, nbs:Path) -> dict:
         seen.add(m)
         todo += re.findall(r"(?:from\s+(?:accords_tem)?\.|import\s+accords_tem\.|__import__\(['\"]accords_tem\.)(\w+)",
                            (pkg/f'{m}.py').read_text(encoding='utf-8'))
-    cells = [''.join(c['source']) for c in json.loads((nbs/stage.notebook).read_text(encoding='utf-8'))['cells']
-             if c['cell_type'] == 'code']
+    cells = [c.source for c in run_notebook(stage, nbs).cells if c.cell_type == 'code']
     return dict(version=accords_tem.__version__, modules=sorted(seen),
                 source=hashlib.sha256(b'\0'.join((pkg/f'{m}.py').read_bytes() for m in sorted(seen))).hexdigest(),
                 notebook_code=hashlib.sha256('\0'.join(cells).encode()).hexdigest())
@@ -160,7 +187,7 @@ def _kernel_manager(kernel:str, log):
 
 def execute_stage(stage:Stage, run_dir:Path, nbs:Path, force:bool=False, pcfg:PipelineConfig|None=None,
                   extra_parameters:dict|None=None) -> Path:
-    "Execute one stage notebook with papermill; return the executed copy."
+    "Execute a stage's run record (`run_notebook`) with papermill; return the executed copy."
     import papermill as pm
     pcfg = pcfg or PipelineConfig()
     out = run_dir/'notebooks'/stage.notebook
@@ -169,7 +196,7 @@ def execute_stage(stage:Stage, run_dir:Path, nbs:Path, force:bool=False, pcfg:Pi
     try:
         with atomic_path(out) as tmp, open(klog, 'w', encoding='utf-8') as log:
             try:
-                pm.execute_notebook(str(nbs/stage.notebook), str(tmp), parameters=params, cwd=str(nbs),
+                pm.execute_notebook(run_notebook(stage, nbs), str(tmp), parameters=params, cwd=str(nbs),
                                     kernel_name=pcfg.kernel, language='python', progress_bar=False, log_output=False,
                                     execution_timeout=pcfg.cell_timeout, km=_kernel_manager(pcfg.kernel, log))
             except pm.PapermillExecutionError as e:

@@ -15,14 +15,15 @@ from pydantic import Field, field_validator, model_validator
 from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatError, ImageReadError,
                               FailureLog, run_batch, atomic_write, save_json, save_csv, save_npy, save_figure,
                               config_hash, load_config, prepare_run, InputRecord)
+from .imaging import clip_uint8, colorize, overlay_labels, resize_image, resize_labels
+from .io import data_images
 
 # %% auto #0
-__all__ = ['PostprocessingConfig', 'resize_labels', 'resize_image', 'fill_unlabelled', 'open_class', 'value_counts',
-           'clean_labels', 'to_onehot', 'onehot_check', 'check_label_values', 'check_aspect', 'colorize', 'label_stem',
-           'LabelPair', 'pair_labels', 'read_labels', 'dataset_size', 'image_to_uint8', 'dataset_image', 'image_source',
-           'ground_truth_path', 'gt_agreement', 'prepare_pair', 'output_paths', 'settings_hash', 'save_png',
-           'write_pair', 'overlay', 'plot_pair', 'plot_examples', 'plot_pixel_distribution', 'plot_intensity_by_class',
-           'run_postprocessing', 'make_demo_inputs']
+__all__ = ['PostprocessingConfig', 'fill_unlabelled', 'open_class', 'value_counts', 'clean_labels', 'to_onehot', 'onehot_check',
+           'check_label_values', 'check_aspect', 'label_stem', 'LabelPair', 'pair_labels', 'read_labels',
+           'dataset_size', 'image_to_uint8', 'dataset_image', 'image_source', 'ground_truth_path', 'gt_agreement',
+           'prepare_pair', 'output_paths', 'settings_hash', 'save_png', 'write_pair', 'plot_pair', 'plot_examples',
+           'plot_pixel_distribution', 'plot_intensity_by_class', 'run_postprocessing', 'make_demo_inputs']
 
 # %% ../nbs/03_postprocessing.ipynb #940ec231
 class PostprocessingConfig(_Section):
@@ -58,34 +59,6 @@ class PostprocessingConfig(_Section):
         if isinstance(v, int): v = (v, v)
         if len(v) != 2 or any(int(s) < 8 for s in v): raise ValueError(f'size must be [height, width], each >= 8; got {v}')
         return v
-
-# %% ../nbs/03_postprocessing.ipynb #227801ff
-def _nearest_index(n_in:int, n_out:int) -> np.ndarray:
-    "Index of the input pixel under the centre of each output pixel."
-    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
-
-def resize_labels(labels:np.ndarray, # 2-D integer label image
-                  size:tuple[int, int], # (height, width) wanted
-                 ) -> np.ndarray:
-    "Nearest-neighbour resize of a label image (centre-aligned); never creates a new value."
-    labels = np.asarray(labels)
-    if labels.ndim != 2: raise ValueError(f'expected a 2-D label image, got shape {labels.shape}')
-    h, w = size
-    if labels.shape == (h, w): return labels.copy()
-    return labels[_nearest_index(labels.shape[0], h)[:, None], _nearest_index(labels.shape[1], w)[None, :]]
-
-def resize_image(img:np.ndarray, # 2-D image (uint8, uint16 or float32)
-                 size:tuple[int, int], # (height, width) wanted
-                 interpolation:str='area', # 'area' (OpenCV INTER_AREA) or 'linear' (INTER_LINEAR)
-                ) -> np.ndarray:
-    "Resize a grayscale image with OpenCV's area or bilinear interpolation (dtype kept)."
-    import cv2
-    img = np.asarray(img)
-    if img.dtype not in (np.uint8, np.uint16, np.float32): img = img.astype(np.float32)
-    h, w = size
-    if img.shape[:2] == (h, w): return img.copy()
-    flag = {'area': cv2.INTER_AREA, 'linear': cv2.INTER_LINEAR}[interpolation]
-    return cv2.resize(img, (w, h), interpolation=flag)
 
 # %% ../nbs/03_postprocessing.ipynb #0d60a020
 def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
@@ -206,22 +179,6 @@ def check_aspect(image_shape:tuple, # (H, W) of the image
                                  f'{image_shape[0]}x{image_shape[1]} (aspect {ra:.3f}): they cannot cover the same '
                                  'field of view; were the labels drawn on another image or a crop?', path)
 
-# %% ../nbs/03_postprocessing.ipynb #7395ef91
-def _hex_rgb(c:str) -> tuple[int, int, int]:
-    import matplotlib.colors as mc
-    return tuple(int(round(255*x)) for x in mc.to_rgb(c))
-
-def colorize(labels:np.ndarray, # 2-D labels
-             classes, # ClassSpec list (label value, colour)
-             unlabelled:str='#000000', # colour of 0
-            ) -> np.ndarray:
-    "RGB uint8 picture of a label image in the configured class colours."
-    labels = np.asarray(labels)
-    lut = np.zeros((max(int(labels.max(initial=0)), max(c.label for c in classes)) + 1, 3), np.uint8)
-    lut[0] = _hex_rgb(unlabelled)
-    for c in classes: lut[c.label] = _hex_rgb(c.color)
-    return lut[labels]
-
 # %% ../nbs/03_postprocessing.ipynb #e902b90b
 _LABEL_SUFFIX = re.compile(r'[_\- ]*labels?$', re.IGNORECASE)
 
@@ -282,7 +239,7 @@ def image_to_uint8(img:np.ndarray, # micrograph (any real dtype)
     img = np.asarray(img)
     if img.dtype == np.uint8: return img
     from accords_tem.normalization import minmax
-    return np.clip(np.rint(minmax(img, low, high)), 0, 255).astype(np.uint8)
+    return clip_uint8(minmax(img, low, high))
 
 def dataset_image(img:np.ndarray, # micrograph as read: stage 01's normalized image, or the raw one
                   ncfg, # stage 01's NormalizationConfig (min-max window; the method when `normalize`)
@@ -459,12 +416,6 @@ def _remove_outputs(out:Path, keep:set[str]) -> int:
     return n
 
 # %% ../nbs/03_postprocessing.ipynb #e7deea95
-def overlay(image:np.ndarray, labels:np.ndarray, classes, alpha:float=0.4) -> np.ndarray:
-    "RGB image with the labels blended in their class colours."
-    rgb = np.repeat(image[..., None], 3, -1).astype(np.float32)
-    col = colorize(labels, classes).astype(np.float32)
-    return np.clip((1 - alpha) * rgb + alpha * col, 0, 255).astype(np.uint8)
-
 def plot_pair(res:dict, # from prepare_pair
               classes, # ClassSpec list
               title:str|None=None):
@@ -481,7 +432,7 @@ def plot_pair(res:dict, # from prepare_pair
     for i, c in enumerate(classes[:C]):
         ax[1, i].imshow(res['onehot'][i], cmap='gray', vmin=0, vmax=1)
         ax[1, i].set_title(f'channel {i}: {c.name}\n{res["onehot"][i].mean():.1%} of pixels', fontsize=9)
-    ax[1, C].imshow(overlay(res['image'], res['clean'], classes)); ax[1, C].set_title('overlay', fontsize=9)
+    ax[1, C].imshow(overlay_labels(res['image'], res['clean'], classes)); ax[1, C].set_title('overlay', fontsize=9)
     for a in ax.flat: a.set_axis_off()
     fig.suptitle(title or r['stem'], fontsize=10)
     return fig
@@ -495,7 +446,7 @@ def plot_examples(results:list[dict], classes):
         r = res['row']
         ims = [(res['image'], r['stem']), (colorize(res['raw'], classes), f"exported ({r['unlabelled_before_orig']/res['raw'].size:.0%} unlabelled)"),
                (colorize(res['filled'], classes), 'gaps filled'), (colorize(res['clean'], classes), f"final ({r['opened_px']} px opened away)"),
-               (overlay(res['image'], res['clean'], classes), 'overlay')]
+               (overlay_labels(res['image'], res['clean'], classes), 'overlay')]
         for a, (im, t) in zip(row, ims): a.imshow(im, cmap='gray' if im.ndim == 2 else None); a.set_title(t, fontsize=8); a.set_axis_off()
     fig.tight_layout()
     return fig
@@ -536,13 +487,6 @@ def plot_intensity_by_class(hist:np.ndarray, # (C, 256) pixel counts per class a
     return fig
 
 # %% ../nbs/03_postprocessing.ipynb #8d3797e2
-def _image_files(cfg:Config) -> list[Path]:
-    "Micrographs under data.root (`io.list_images` with `data.image_glob`), the ground-truth folder left out."
-    from accords_tem.io import list_images
-    root = Path(cfg.data.root)
-    gt = (root/cfg.data.ground_truth).resolve() if cfg.data.ground_truth else None
-    return [p for p in list_images(root, cfg.data.image_glob) if not (gt and gt in p.resolve().parents)]
-
 def run_postprocessing(cfg:Config, # run configuration
                        run_dir:str|Path, # run folder; writes run_dir/dataset
                        force:bool=False, # redo pairs whose outputs are already fresh
@@ -556,7 +500,7 @@ def run_postprocessing(cfg:Config, # run configuration
     log = FailureLog(run_dir, 'postprocessing'); log.clear_stage()
     root = Path(cfg.data.root)
     if not root.is_dir(): raise ConfigError(f'data.root is not a folder: {root}')
-    pairs = pair_labels(sorted(root.glob(sec.labels_glob)), _image_files(cfg))
+    pairs = pair_labels(sorted(root.glob(sec.labels_glob)), data_images(cfg))
     settings, first, n_skipped = settings_hash(cfg, sec), {}, 0
     record = InputRecord(out/'inputs.jsonl', settings)   # which labels and image, by content, each pair was made from
 

@@ -153,23 +153,24 @@ def _model_input(run_dir:Path, cfg:Config):
     "raw micrograph -> the 8-bit image the model sees (its recorded preprocessing, else min-max), data bars cut."
     from types import SimpleNamespace
     from accords_tem.unet import input_preparer
-    from accords_tem.seg_data import to_uint8
+    from accords_tem.imaging import minmax_uint8
     j = run_dir/'unet'/'model'/'unet.json'
     prep = input_preparer(SimpleNamespace(info=json.loads(j.read_text()))) if j.exists() else None
     io = cfg.section('io')
     def f(raw):
         r0, r1 = io.content_rows(raw); raw = raw[r0:r1]
-        return prep(raw) if prep else to_uint8(raw)
+        return prep(raw) if prep else minmax_uint8(raw)
     return f
 
 def training_histograms(run_dir:str|os.PathLike) -> np.ndarray:
     "Grey-level histograms of the training images (unet/split.csv 'train', else every dataset image)."
-    from accords_tem.seg_data import read_gray, to_uint8
+    from accords_tem.seg_data import read_gray
+    from accords_tem.imaging import minmax_uint8
     run_dir = Path(run_dir); imgs = sorted((run_dir/'dataset'/'images').glob('*.png'))
     sp = run_dir/'unet'/'split.csv'
     if sp.exists():
         tr = set(pd.read_csv(sp).query("subset == 'train'").image.astype(str)); imgs = [p for p in imgs if p.stem in tr]
-    return np.stack([grey_histogram(to_uint8(read_gray(p))) for p in imgs]) if imgs else np.zeros((0, 32))
+    return np.stack([grey_histogram(minmax_uint8(read_gray(p))) for p in imgs]) if imgs else np.zeros((0, 32))
 
 # %% ../nbs/10_review.ipynb #9ff43cdd
 def run_signals(run_dir:str|os.PathLike, # run folder after stage 05
@@ -179,7 +180,8 @@ def run_signals(run_dir:str|os.PathLike, # run folder after stage 05
                 novelty:bool=True, # read the micrographs for the distance from the training set
                ) -> pd.DataFrame:
     "One row per predicted image of the run with every signal the run has (NaN where an optional input is absent)."
-    from accords_tem.unet import run_images, read_instances_with_classes, _read_raw
+    from accords_tem.unet import run_images, read_instances_with_classes
+    from accords_tem.io import read_tem
     run_dir = Path(run_dir); cfg = cfg or load_config(run_dir/'config.yaml'); pdir = run_dir/'unet'/'predict'
     stems = sorted(p.stem for p in (pdir/'uncertainty').glob('*.npy'))
     if not stems: raise AccordsError('no predicted uncertainty maps (uncertainty/<stem>.npy): run stage 05 (train-unet) with '
@@ -199,7 +201,7 @@ def run_signals(run_dir:str|os.PathLike, # run folder after stage 05
             if covered: r['weak_objects'], r['objects'] = weak_object_fraction(lab, lc, prob, classes, thr, band)   # else: no object model
         r.update(qc_flags=len(qc.get(s, [])) if qc else np.nan, qc_checks=';'.join(qc.get(s, [])),
                  classifier_doubt=1 - clf[s] if s in clf else np.nan, novelty=np.nan, in_dataset=s in labelled)
-        if prep is not None and s in files: r['novelty'] = training_distance(grey_histogram(prep(_read_raw(files[s]))), train)
+        if prep is not None and s in files: r['novelty'] = training_distance(grey_histogram(prep(read_tem(files[s]))), train)
         return r
     todo = [s for s in stems if include_labelled or s not in labelled]
     log = FailureLog(run_dir, 'review'); log.clear_stage()   # this ranking's failures only
@@ -216,9 +218,9 @@ def plot_queue(run_dir:str|os.PathLike, queue:pd.DataFrame, top:int=8, colors:di
     "Figure: the first `top` images of the queue, each with the model's masks overlaid and its uncertainty map."
     import matplotlib.pyplot as plt
     from PIL import Image
-    from accords_tem.seg_eval import overlay
-    from accords_tem.seg_data import to_uint8
-    from accords_tem.unet import _read_raw
+    from accords_tem.imaging import overlay_masks
+    from accords_tem.imaging import minmax_uint8
+    from accords_tem.io import read_tem
     pdir = Path(run_dir)/'unet'/'predict'; classes, _ = _thresholds(pdir)
     q = queue.head(top); n = max(len(q), 1); rows = (n + 1) // 2
     fig, ax = plt.subplots(rows, 4, figsize=(13, 3.4 * rows), squeeze=False)
@@ -226,11 +228,11 @@ def plot_queue(run_dir:str|os.PathLike, queue:pd.DataFrame, top:int=8, colors:di
     uncs = [np.load(pdir/'uncertainty'/f'{s}.npy').astype(np.float32).max(0) for s in q.image]
     vmax = max([float(u.max()) for u in uncs] + [1e-6])   # one colour scale: the maps can be compared
     for i, (r, unc) in enumerate(zip(q.itertuples(), uncs)):
-        img = to_uint8(_read_raw(Path(r.file))) if isinstance(r.file, str) and r.file and Path(r.file).exists() else np.zeros(unc.shape, np.uint8)
+        img = minmax_uint8(read_tem(Path(r.file))) if isinstance(r.file, str) and r.file and Path(r.file).exists() else np.zeros(unc.shape, np.uint8)
         mk = [pdir/'masks'/f'{r.image}_{c}.png' for c in classes]
         masks = np.stack([np.asarray(Image.open(p)) > 0 if p.exists() else np.zeros(img.shape, bool) for p in mk])
         a, b = ax.flat[2 * i], ax.flat[2 * i + 1]
-        a.imshow(_small(overlay(img, masks, classes, colors).transpose(2, 0, 1)).transpose(1, 2, 0))
+        a.imshow(_small(overlay_masks(img, masks, classes, colors).transpose(2, 0, 1)).transpose(1, 2, 0))
         why = r.reasons if len(r.reasons) < 70 else r.reasons[:67] + '...'
         a.set_title(f'#{r.rank} {r.image}  score {r.score:.2f}\n{why}', fontsize=7, loc='left')
         im = b.imshow(_small(unc), cmap='magma', vmin=0, vmax=vmax); b.set_title('uncertainty (max over classes)', fontsize=7)
@@ -352,7 +354,7 @@ def _read_h5_labels(p:Path) -> np.ndarray|None:
 
 def _previous_objects(run_dir:Path, stem:str, res:dict, cfg:Config) -> tuple[np.ndarray|None, list[int]|None]:
     "The image's objects before the correction at the dataset size: the dataset's, else the prediction's (with their classes)."
-    from accords_tem.postprocessing import resize_labels
+    from accords_tem.imaging import resize_labels
     from accords_tem.seg_data import read_instances
     from accords_tem.unet import read_instances_with_classes
     shape = res['clean'].shape; f = run_dir/'dataset'/'instances'/f'{stem}.tif'
@@ -389,7 +391,8 @@ def import_corrections(run_dir:str|os.PathLike, # the run folder (RUN/dataset is
                        round_dir:str|os.PathLike|None=None, # copy the files there (corrected/) and write corrected.csv
                       ) -> pd.DataFrame:
     "Corrected ilastik labels -> RUN/dataset (stage 03's reading, cleaning and writing; instances kept where present)."
-    from accords_tem.postprocessing import pair_labels, prepare_pair, write_pair, settings_hash, _image_files
+    from accords_tem.postprocessing import pair_labels, prepare_pair, write_pair, settings_hash
+    from accords_tem.io import data_images
     from accords_tem.import_masks import write_instances
     run_dir, corrections = Path(run_dir), Path(corrections); cfg = cfg or load_config(run_dir/'config.yaml')
     files = [corrections] if corrections.is_file() else sorted(p for p in corrections.rglob('*.h5') if not p.name.startswith('.'))
@@ -409,7 +412,7 @@ def import_corrections(run_dir:str|os.PathLike, # the run folder (RUN/dataset is
             (Path(round_dir)/'corrected').mkdir(parents=True, exist_ok=True); shutil.copy2(pair.labels, Path(round_dir)/'corrected'/pair.labels.name)
         return dict(image=pair.stem, label_file=str(pair.labels), image_file=str(pair.image), objects=n,
                     changed_fraction=_changed(run_dir, pair.stem, pair.labels), flags=res['row']['flags']), res['row']
-    done = run_batch(one, pair_labels(files, _image_files(cfg)), FailureLog(run_dir, 'review-import'), desc='import', progress=False,
+    done = run_batch(one, pair_labels(files, data_images(cfg)), FailureLog(run_dir, 'review-import'), desc='import', progress=False,
                      name=lambda p: p.labels)
     if done: _upsert_qc(ds, [r for _, (_, r) in done])
     df = pd.DataFrame([t for _, (t, _) in done], columns=['image', 'label_file', 'image_file', 'objects', 'changed_fraction', 'flags'])
@@ -517,7 +520,8 @@ def review_main(argv:list[str]|None=None) -> int:
 
 def round_main(argv:list[str]|None=None) -> int:
     "accords-tem round RUN --corrections DIR: import corrected ilastik labels, fine-tune, record RUN/rounds/rN."
-    from accords_tem.cli import config_path, _overrides
+    from accords_tem.cli import config_path
+    from accords_tem.core import parse_overrides
     ap = argparse.ArgumentParser(prog='accords-tem round', description='One round of the correction loop.')
     ap.add_argument('run', help='run folder with a trained U-Net')
     ap.add_argument('--corrections', required=True, help='folder of corrected ilastik label exports (*_Labels.h5)')
@@ -526,7 +530,7 @@ def round_main(argv:list[str]|None=None) -> int:
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a unet key for the fine-tuning, e.g. unet.lr=0.0003')
     ap.add_argument('--no-train', action='store_true', help='import only (fine-tune later with train-unet --init)')
     a = ap.parse_args(argv)
-    ov = _overrides(a.set) | ({'unet.epochs': a.epochs} if a.epochs else {})
+    ov = parse_overrides(a.set) | ({'unet.epochs': a.epochs} if a.epochs else {})
     if bad := [k for k in ov if not k.startswith('unet.')]: raise AccordsError(f'--set takes unet.* keys here, got {bad}')
     cfg = load_config(config_path(a.config, a.run))
     with run_lock(a.run): s = run_round(a.run, a.corrections, cfg, overrides=ov, train=not a.no_train)

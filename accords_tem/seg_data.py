@@ -13,11 +13,12 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
+from .imaging import resize_image, resize_labels
 from .instances import CENTRE_SCALE, centre_target
 
 # %% auto #0
 __all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'add_centre_targets', 'read_instances',
-           'read_gray', 'to_uint8', 'load_pairs', 'load_mask', 'split_images', 'read_split', 'synthetic_seed',
+           'read_gray', 'load_pairs', 'load_mask', 'split_images', 'read_split', 'synthetic_seed',
            'synthetic_training_set', 'pixel_counts', 'subset_counts', 'plot_pixel_counts', 'window_starts',
            'patch_origins', 'scaled_copies', 'make_augment', 'PatchDataset', 'make_patch_dataset']
 
@@ -204,12 +205,6 @@ def read_gray(path:str|os.PathLike) -> np.ndarray:
     if a.ndim != 2: raise ImageReadError(f'expected a 2-D grayscale image, got shape {a.shape}', path)
     return a
 
-def to_uint8(a:np.ndarray) -> np.ndarray:
-    "Scale any image to uint8 (min-max for other types; uint8 unchanged)."
-    if a.dtype == np.uint8: return a
-    a = a.astype(np.float32); lo, hi = np.nanmin(a), np.nanmax(a)
-    return np.zeros(a.shape, np.uint8) if hi <= lo else ((a - lo) / (hi - lo) * 255 + 0.5).astype(np.uint8)
-
 def load_pairs(dataset_dir:str|os.PathLike, # RUN/dataset (images/ and masks/)
                n_classes:int|None=None, # expected channels of the masks
               ) -> list[tuple[str, Path, Path]]:
@@ -298,7 +293,7 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
     "Synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
     from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM, CLASS_NAMES
-    from accords_tem.postprocessing import dataset_image, dataset_size, resize_labels, to_onehot
+    from accords_tem.postprocessing import dataset_image, dataset_size, to_onehot
     names, value_of = cfg.class_names(), {n: v for v, n in CLASS_NAMES.items()}
     unknown = [n for n in names if n not in value_of]
     if unknown: raise ConfigError(f'unet.synthetic_per_material: synthetic ground truth knows the classes {list(value_of)}, '
@@ -403,7 +398,6 @@ def scaled_copies(images:dict[str, np.ndarray], # name -> uint8 (H, W) image
                  ) -> tuple[dict, dict]:
     "Resized copies `name@factor` of images (area down, bilinear up) and targets (nearest neighbour)."
     import cv2
-    from accords_tem.postprocessing import resize_image
     imgs, tgts = {}, {}
     for f in (f for f in factors if f != 1):
         for s in names:

@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 from .seg_train import seg_stats, scores, SegModel
+from .imaging import minmax_uint8, overlay_masks, resize_image
+from .training import cpu_has_bf16
 
 # %% auto #0
-__all__ = ['TTA', 'OVERLAY_COLORS', 'blend_window', 'tile_starts', 'predict_tiled', 'predict_batch', 'predict_scales', 'binarize',
-           'image_stats', 'metric_tables', 'overlay', 'error_map', 'plot_example', 'plot_errors', 'plot_history']
+__all__ = ['TTA', 'blend_window', 'tile_starts', 'predict_tiled', 'predict_batch', 'predict_scales', 'binarize', 'image_stats',
+           'metric_tables', 'error_map', 'plot_example', 'plot_errors', 'plot_history']
 
 # %% ../nbs/05c_seg_eval.ipynb #c5707971
 def blend_window(size:int) -> np.ndarray:
@@ -53,12 +55,10 @@ def predict_tiled(model:nn.Module, # outputs K logits per pixel
                   out_dir:str|os.PathLike|None=None, # memory-map the image-sized accumulators here
                  ) -> tuple[np.ndarray, np.ndarray]:
     "Probabilities (K, H, W) float32 (TTA mean) and uncertainty (K, H, W): the std across TTA variants, blended like the probabilities."
-    from accords_tem.seg_data import to_uint8
     model.eval(); device = torch.device(device or next(model.parameters()).device)
     if amp is None:
-        from accords_tem.seg_train import cpu_has_bf16
         amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_has_bf16())
-    img = to_uint8(np.asarray(image)) if np.asarray(image).dtype != np.uint8 else np.asarray(image)
+    img = minmax_uint8(np.asarray(image)) if np.asarray(image).dtype != np.uint8 else np.asarray(image)
     H, W = img.shape
     t = int(np.ceil(min(tile, max(H, W)) / 32) * 32)
     th, tw = max(t, 32), max(t, 32)
@@ -112,7 +112,6 @@ def predict_batch(model:nn.Module, images:list[np.ndarray], # uint8 (H, W) image
                   tta:str='flips', mean:float=0.5, std:float=0.5, device=None, amp:bool|None=None
                  ) -> tuple[np.ndarray, np.ndarray]:
     "Probabilities and TTA uncertainty (N, K, H, W) of a batch of same-size images, in one pass per TTA variant."
-    from accords_tem.seg_train import cpu_has_bf16
     model.eval(); device = torch.device(device or next(model.parameters()).device)
     if amp is None: amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_has_bf16())
     x = torch.from_numpy(np.stack(images).astype(np.float32))[:, None]
@@ -143,10 +142,8 @@ def predict_scales(model:nn.Module, # outputs K logits per pixel
                    **kw, # predict_tiled's arguments (tile, overlap, batch, tta, mean, std, device, amp, out_dir)
                   ) -> tuple[np.ndarray, np.ndarray]:
     "Probabilities (K, H, W) averaged over `scales` (and TTA), and the std over all their variants."
-    from accords_tem.seg_data import to_uint8
-    from accords_tem.postprocessing import resize_image
     if list(scales) == [1.0]: return predict_tiled(model, image, **kw)
-    img = to_uint8(np.asarray(image)); H, W = img.shape
+    img = minmax_uint8(np.asarray(image)); H, W = img.shape
     res = []   # (p, u) of each scale at its own size
     for s in scales:
         size = (max(int(round(H * s)), 1), max(int(round(W * s)), 1))
@@ -190,28 +187,6 @@ def metric_tables(stats:dict[str, np.ndarray], # image -> (K, 4) counts
     return m[['subset', 'images', 'reduction', 'cls', 'iou', 'dice', 'precision', 'recall', 'specificity']], pd.DataFrame(rows)
 
 # %% ../nbs/05c_seg_eval.ipynb #858cdf4d
-OVERLAY_COLORS = {'GFM': (0, 200, 0), 'carbonhole': (230, 0, 0)}
-
-def _rgb(color:str|tuple) -> np.ndarray:
-    if isinstance(color, str):
-        color = color.lstrip('#'); color = tuple(int(color[i:i + 2], 16) for i in (0, 2, 4))
-    return np.asarray(color, np.float32)
-
-def overlay(image:np.ndarray, # (H, W) uint8
-            masks:np.ndarray, # (K, H, W) bool
-            class_names:list[str], colors:dict|None=None, alpha:float=0.45) -> np.ndarray:
-    "RGB uint8 overlay: GFM green, carbonhole red, pixels of both yellow."
-    colors = {**OVERLAY_COLORS, **(colors or {})}
-    base = np.repeat(image[..., None].astype(np.float32), 3, -1)
-    col = np.zeros_like(base); n = np.zeros(image.shape, np.float32)
-    for k, c in enumerate(class_names):
-        m = masks[k] > 0; col[m] += _rgb(colors.get(c, (255, 255, 255))); n += m
-    both = n > 1
-    col[n > 0] /= n[n > 0, None]
-    col[both] = (255, 230, 0)
-    a = np.where(n > 0, alpha, 0)[..., None]
-    return (base * (1 - a) + col * a).clip(0, 255).astype(np.uint8)
-
 def error_map(image:np.ndarray, pred:np.ndarray, target:np.ndarray, ignore:int=-1) -> np.ndarray:
     "RGB uint8: TP green, FP red, FN blue, the rest the dimmed image (ignored pixels left gray)."
     out = np.repeat((image[..., None] * 0.5).astype(np.uint8), 3, -1)
@@ -227,8 +202,8 @@ def plot_example(image:np.ndarray, target:np.ndarray, pred:np.ndarray, class_nam
     n = 4 if uncertainty is not None else 3
     fig, ax = plt.subplots(1, n, figsize=(3.6 * n, 3.8))
     ax[0].imshow(image, cmap='gray'); ax[0].set_title('input')
-    ax[1].imshow(overlay(image, target == 1, class_names, colors)); ax[1].set_title('ground truth')
-    ax[2].imshow(overlay(image, pred, class_names, colors)); ax[2].set_title('prediction')
+    ax[1].imshow(overlay_masks(image, target == 1, class_names, colors)); ax[1].set_title('ground truth')
+    ax[2].imshow(overlay_masks(image, pred, class_names, colors)); ax[2].set_title('prediction')
     if uncertainty is not None:
         im = ax[3].imshow(uncertainty.max(0), cmap='magma'); ax[3].set_title('TTA uncertainty (std)'); fig.colorbar(im, ax=ax[3], fraction=0.046)
     for a in ax: a.axis('off')

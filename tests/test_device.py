@@ -13,7 +13,8 @@ from accords_tem import unet
 from accords_tem.core import load_config
 from accords_tem.seg_data import UnetConfig
 from accords_tem.seg_eval import predict_tiled
-from accords_tem.seg_train import build_model, load_model, resolve_precision
+from accords_tem.seg_train import build_model, load_model
+from accords_tem.training import resolve_precision
 
 TINY = dict(encoder='resnet18', encoder_weights=None, decoder_channels=[32, 16, 8], batch_size=2, patch_size=64, stride=64,
             tile_size=64, tile_overlap=32)

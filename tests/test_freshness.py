@@ -170,8 +170,10 @@ def test_fingerprint_counts_content_and_code_not_prose_or_places(one_stage, monk
     md['source'] = ['A typo fixed in the prose.\n'] + md['source']
     code = next(c for c in nb['cells'] if c['cell_type'] == 'code')
     code['outputs'] = [dict(output_type='stream', name='stdout', text=['re-executed\n'])]; code['execution_count'] = 7
+    test = next(c for c in nb['cells'] if c['cell_type'] == 'code' and 'test_eq' in ''.join(c['source']))
+    test['source'] = ''.join(test['source']) + '\nassert True'                # a test cell, which a run does not execute
     nb_path.write_text(json.dumps(nb))
-    assert _done(o)                                                          # prose and outputs do not count
+    assert _done(o)                                                          # prose, outputs and tests do not count
     moved = o['conf'].parent.parent/'elsewhere'/'run.yaml'; moved.parent.mkdir(); shutil.copy(o['conf'], moved)
     pipeline.prepare_run(load_config(moved), o['run'])                      # the same config from another place
     assert _done(o)

@@ -7,7 +7,8 @@ import tifffile
 
 from accords_tem.core import ConfigError, FailureLog, load_config
 from accords_tem.normalization import (NormalizationConfig, clahe, intensity_window, minmax, normalize,
-                                       normalized_path, run_normalization, to_uint8)
+                                       normalized_path, run_normalization)
+from accords_tem.imaging import clip_uint8
 
 
 def test_minmax_known_answer():
@@ -51,21 +52,21 @@ def test_16bit_input_8bit_output():
     assert r['dtype'] == 'uint16' and r['window'] == (0.0, 65535.0)
 
 
-def test_to_uint8_rounds_and_clips():
-    assert to_uint8(np.array([-1, 0.49, 0.51, 255.4, 999])).tolist() == [0, 0, 1, 255, 255]
+def test_clip_uint8_rounds_and_clips():
+    assert clip_uint8(np.array([-1, 0.49, 0.51, 255.4, 999])).tolist() == [0, 0, 1, 255, 255]
 
 
 @pytest.mark.parametrize('backend', ['opencv', 'skimage'])
 def test_clahe_flat_stays_flat_and_contrast_grows(backend):
     assert np.ptp(clahe(np.full((64, 64), 77, np.uint8), backend=backend)) == 0
     yy, xx = np.mgrid[:128, :128]
-    img = to_uint8(minmax(np.sin(xx / 9) + 0.3 * (yy > 64)))
+    img = clip_uint8(minmax(np.sin(xx / 9) + 0.3 * (yy > 64)))
     assert clahe(img, clip_limit=0.03, backend=backend)[:16, :16].std() > img[:16, :16].std()
 
 
 def test_clahe_backends_agree_on_stretched_image():
     yy, xx = np.mgrid[:256, :256]
-    img = to_uint8(minmax(np.sin(xx / 15) * np.cos(yy / 23) + 0.5 * (yy > 200)))
+    img = clip_uint8(minmax(np.sin(xx / 15) * np.cos(yy / 23) + 0.5 * (yy > 200)))
     a, b = clahe(img, backend='opencv'), clahe(img, backend='skimage')
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.97
 
@@ -125,5 +126,5 @@ def test_minmax_method_output_is_the_minmax_image(tmp_path):
                              'normalization.figures': False, 'normalization.format': 'tif'})
     run_normalization(cfg, tmp_path/'run', progress=False)
     raw = tifffile.imread(tmp_path/'data'/'G_02'/'b.tif')
-    np.testing.assert_array_equal(tifffile.imread(tmp_path/'run'/'normalized'/'G_02'/'b.tif'), to_uint8(minmax(raw)))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path/'run'/'normalized'/'G_02'/'b.tif'), clip_uint8(minmax(raw)))
     assert not (tmp_path/'run'/'normalized'/'figures').exists()

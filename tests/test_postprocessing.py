@@ -11,7 +11,8 @@ from accords_tem.core import ConfigError, FailureLog, IlastikFormatError, load_c
 from accords_tem.io import read_ilastik_h5, read_tem, write_ilastik_h5, write_tem_tiff
 from accords_tem.postprocessing import (PostprocessingConfig, check_aspect, check_label_values, clean_labels,
                                         fill_unlabelled, label_stem, make_demo_inputs, onehot_check, open_class,
-                                        resize_labels, run_postprocessing, save_png, to_onehot)
+                                        run_postprocessing, save_png, to_onehot)
+from accords_tem.imaging import resize_labels
 
 
 # ---------------------------------------------------------------- resizing

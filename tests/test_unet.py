@@ -13,8 +13,11 @@ from accords_tem.core import CheckpointMissingError, ConfigError, load_config
 from accords_tem.seg_data import (UnetConfig, LossSpec, split_images, read_split, patch_origins, window_starts, make_target,
                                   target_indices, make_patch_dataset, make_augment, AugmentConfig, pixel_counts, subset_counts)
 from accords_tem.seg_train import (class_loss, make_loss, seg_stats, scores, ThresholdSearch, TunedIoU, build_model, make_learner, fit,
-                                   save_model, load_model, toy_dataset, convert_lite0_keys, adapt_first_conv, resolve_precision)
-from accords_tem.seg_eval import predict_tiled, blend_window, tile_starts, binarize, image_stats, metric_tables, overlay, error_map
+                                   save_model, load_model, toy_dataset, convert_lite0_keys)
+from accords_tem.training import resolve_precision
+from timm.models import adapt_input_conv
+from accords_tem.seg_eval import predict_tiled, blend_window, tile_starts, binarize, image_stats, metric_tables, error_map
+from accords_tem.imaging import overlay_masks
 from accords_tem import unet
 
 TINY = dict(encoder='resnet18', encoder_weights=None, decoder_channels=[32, 16, 8], batch_size=2, patch_size=64, stride=64,
@@ -219,8 +222,9 @@ def test_missing_checkpoint_says_where(tmp_path):
 
 
 def test_adapt_first_conv_gray_equals_rgb():
+    "timm's adapt_input_conv, which load_encoder_weights uses: a grey image through the summed kernel = RGB repeated."
     w = torch.randn(8, 3, 3, 3); x = torch.randn(1, 1, 9, 9)
-    a = nn.functional.conv2d(x, adapt_first_conv(w, 1)); b = nn.functional.conv2d(x.repeat(1, 3, 1, 1), w)
+    a = nn.functional.conv2d(x, adapt_input_conv(1, w)); b = nn.functional.conv2d(x.repeat(1, 3, 1, 1), w)
     assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -285,7 +289,7 @@ def test_save_load_and_predict_cli(tmp_path):
 def test_overlay_and_error_colors():
     im = np.full((2, 3), 100, np.uint8)
     mk = np.zeros((2, 2, 3), bool); mk[0, :, 0] = True; mk[1, :, 2] = True; mk[0, :, 1] = mk[1, :, 1] = True
-    ov = overlay(im, mk, ['GFM', 'carbonhole'], alpha=1.0)
+    ov = overlay_masks(im, mk, ['GFM', 'carbonhole'], alpha=1.0)
     assert ov[0, 0].tolist() == [0, 200, 0] and ov[0, 2].tolist() == [230, 0, 0] and ov[0, 1].tolist() == [255, 230, 0]
     em = error_map(im, mk[0], np.array([[1, 0, 1], [1, 0, 1]], np.int8))
     assert em[0, 0].tolist() == [0, 200, 0] and em[0, 1].tolist() == [230, 0, 0] and em[0, 2].tolist() == [40, 80, 255]
