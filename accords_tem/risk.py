@@ -14,7 +14,7 @@ from pydantic import Field
 from .core import _Section, AccordsError
 
 # %% auto #0
-__all__ = ['MEASURES', 'RiskConfig', 'weighted_percentiles', 'bootstrap_percentiles', 'wilson_ci', 'effective_n',
+__all__ = ['MEASURES', 'RiskConfig', 'weighted_percentiles', 'resamples', 'bootstrap_percentiles', 'wilson_ci', 'effective_n',
            'particle_table', 'particle_weights', 'size_statistics', 'eu_particle', 'eu_test', 'cdf_band', 'risk_report']
 
 # %% ../nbs/06c_risk.ipynb #risk006
@@ -31,6 +31,8 @@ class RiskConfig(_Section):
     edge_correction: bool = True                  # Miles-Lantuéjoul weights for edge exclusion (large particles are cut more often)
     ci_level: float = Field(0.95, gt=0, lt=1)     # confidence level of the intervals
     n_boot: int = Field(2000, ge=100)             # bootstrap resamples
+    resample: Literal['images', 'particles'] = 'images'   # what a bootstrap resample draws: whole images (particles of one image
+                                                  # are not independent; with one image: particles) or single particles
     min_particles: int = Field(100, ge=1)         # QC: fewer measured particles than this fail
     max_d50_ci_rel: float = Field(0.1, gt=0)      # QC: the D50's CI half-width above this share of the D50 fails
     eu_share: float = Field(0.5, gt=0, le=1)      # EU: nanomaterial when at least this share of particles meets (a), (b) or (c)
@@ -60,23 +62,39 @@ def _wpct_sorted(x, w, q):
     return np.interp(q, (c - w / 2) / c[-1], x)
 
 # %% ../nbs/06c_risk.ipynb #risk011
+def resamples(n:int, # items
+              groups=None, # one label per item (e.g. its image): whole groups are drawn when there are two or more
+              *, n_boot:int=2000, seed:int=0):
+    "`n_boot` bootstrap resamples as sorted index arrays (items sorted by value stay sorted): of the items, or of whole groups."
+    rng = np.random.default_rng(seed)
+    if groups is not None and len(set(groups)) > 1:
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        members = [np.flatnonzero(g == k) for k in range(g.max() + 1)]
+        for _ in range(n_boot): yield np.sort(np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))]))
+    else:
+        for _ in range(n_boot): yield np.sort(rng.integers(0, n, n))
+
+def _finite_sorted(x, w, groups):
+    "x, w (ones when None) and groups of the finite, positively weighted items, sorted by x."
+    x = np.asarray(x, float); w = np.ones(len(x)) if w is None else np.asarray(w, float)
+    ok = np.isfinite(x) & np.isfinite(w) & (w > 0); o = np.argsort(x[ok], kind='stable')
+    return x[ok][o], w[ok][o], None if groups is None else np.asarray(groups)[ok][o]
+
 def bootstrap_percentiles(x:np.ndarray, # values (one per particle)
                           q=(10, 50, 90), # percentiles
                           w:np.ndarray|None=None, # weights (None: equal)
                           *, n_boot:int=2000, # resamples
                           level:float=0.95, # confidence level
-                          seed:int=0) -> pd.DataFrame:
-    "Each percentile with its percentile-bootstrap confidence interval: columns q, value, lo, hi (particles resampled)."
-    x = np.asarray(x, float); w = np.ones(len(x)) if w is None else np.asarray(w, float)
-    ok = np.isfinite(x) & np.isfinite(w) & (w > 0); x, w = x[ok], w[ok]
+                          seed:int=0,
+                          groups=None, # one label per value (its image): whole images resampled (None: values)
+                         ) -> pd.DataFrame:
+    "Each percentile with its percentile-bootstrap confidence interval: columns q, value, lo, hi."
+    x, w, groups = _finite_sorted(x, w, groups)
     q = np.atleast_1d(np.asarray(q, float))
     if len(x) == 0: return pd.DataFrame(dict(q=q, value=np.nan, lo=np.nan, hi=np.nan))
-    o = np.argsort(x, kind='stable'); x, w = x[o], w[o]
     est = _wpct_sorted(x, w, q / 100)
     if len(x) < 2: return pd.DataFrame(dict(q=q, value=est, lo=np.nan, hi=np.nan))
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.integers(0, len(x), (n_boot, len(x))), axis=1)   # sorted indices: the resample stays sorted by x
-    bs = np.array([_wpct_sorted(x[i], w[i], q / 100) for i in idx])
+    bs = np.array([_wpct_sorted(x[i], w[i], q / 100) for i in resamples(len(x), groups, n_boot=n_boot, seed=seed)])
     a = (1 - level) / 2
     lo, hi = np.quantile(bs, [a, 1 - a], axis=0)
     return pd.DataFrame(dict(q=q, value=est, lo=lo, hi=hi))
@@ -181,16 +199,18 @@ def size_statistics(parts:pd.DataFrame, # `particle_table` rows
         base = dict(sample=s, **{'class': c}, unit='nm' if cal else 'px', n_images=len(im), n_detected=len(g),
                     n_edge_excluded=int((g.status == 'edge').sum()), n_below_limit=int((g.status == 'below_limit').sum()),
                     n_measured=len(m), n_effective=round(effective_n(m['weight']), 1), lower_limit_min=float(lim.min()),
-                    lower_limit_max=float(lim.max()), pool=rc.pool, ci_level=rc.ci_level)
+                    lower_limit_max=float(lim.max()), pool=rc.pool, ci_level=rc.ci_level,
+                    ci_resampled='images' if rc.resample == 'images' and m['image'].nunique() > 1 else 'particles')
         for k, meas in enumerate(rc.measures):
-            b = bootstrap_percentiles(m[f'{meas}_u'], (10, 50, 90), m['weight'], n_boot=rc.n_boot, level=rc.ci_level, seed=seed + k)
+            b = bootstrap_percentiles(m[f'{meas}_u'], (10, 50, 90), m['weight'], n_boot=rc.n_boot, level=rc.ci_level, seed=seed + k,
+                                      groups=m['image'] if rc.resample == 'images' else None)
             r = dict(base, measure=meas)
             for name, (_, v) in zip(('D10', 'D50', 'D90'), b.iterrows()): r.update({name: v.value, f'{name}_lo': v.lo, f'{name}_hi': v.hi})
             r['qc'], r['qc_reasons'] = _qc(len(m), r['D50'], r['D50_lo'], r['D50_hi'], rc, cal, meas)
             rows.append(r)
     cols = ['sample', 'class', 'measure', 'unit', 'n_images', 'n_detected', 'n_edge_excluded', 'n_below_limit', 'n_measured',
             'n_effective', 'lower_limit_min', 'lower_limit_max', 'pool', 'D10', 'D10_lo', 'D10_hi', 'D50', 'D50_lo', 'D50_hi',
-            'D90', 'D90_lo', 'D90_hi', 'ci_level', 'qc', 'qc_reasons']
+            'D90', 'D90_lo', 'D90_hi', 'ci_level', 'ci_resampled', 'qc', 'qc_reasons']
     return pd.DataFrame(rows, columns=cols)
 
 # %% ../nbs/06c_risk.ipynb #risk031
@@ -239,12 +259,10 @@ def eu_test(parts:pd.DataFrame, # `particle_table` rows of one sample
 
 # %% ../nbs/06c_risk.ipynb #risk039
 def cdf_band(x:np.ndarray, w:np.ndarray|None=None, grid:np.ndarray|None=None, *, n_boot:int=500, level:float=0.95,
-             seed:int=0, n_grid:int=40) -> dict:
-    "Cumulative share F(grid) of the (weighted) values with a pointwise bootstrap band: dict grid, F, lo, hi."
-    x = np.asarray(x, float); w = np.ones(len(x)) if w is None else np.asarray(w, float)
-    ok = np.isfinite(x) & np.isfinite(w) & (w > 0); x, w = x[ok], w[ok]
+             seed:int=0, n_grid:int=40, groups=None) -> dict:
+    "Cumulative share F(grid) of the (weighted) values with a pointwise bootstrap band (`groups`: as `bootstrap_percentiles`): dict grid, F, lo, hi."
+    x, w, groups = _finite_sorted(x, w, groups)
     if not len(x): return dict(grid=[], F=[], lo=[], hi=[])
-    o = np.argsort(x, kind='stable'); x, w = x[o], w[o]
     if grid is None:
         a, b = max(x[0], 1e-9), max(x[-1], x[0] * 1.01, 1e-8)
         grid = np.geomspace(a, b, n_grid)
@@ -252,8 +270,7 @@ def cdf_band(x:np.ndarray, w:np.ndarray|None=None, grid:np.ndarray|None=None, *,
         c = np.concatenate([[0.0], np.cumsum(ws)])
         return c[np.searchsorted(xs, grid, side='right')] / c[-1]
     est = F(x, w)
-    rng = np.random.default_rng(seed)
-    bs = np.array([F(x[i], w[i]) for i in np.sort(rng.integers(0, len(x), (n_boot, len(x))), axis=1)])
+    bs = np.array([F(x[i], w[i]) for i in resamples(len(x), groups, n_boot=n_boot, seed=seed)])
     lo, hi = np.quantile(bs, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
     return dict(grid=np.asarray(grid).tolist(), F=est.tolist(), lo=lo.tolist(), hi=hi.tolist())
 
@@ -291,7 +308,8 @@ def risk_report(objects:pd.DataFrame, # objects.csv
                        for _, r in g.iterrows()} for c, g in sz.groupby('class')}
         cdf = {}
         for c, g in p[p.status == 'measured'].groupby('class'):
-            cdf[c] = {m: cdf_band(g[f'{m}_u'], g['weight'], n_boot=min(rc.n_boot, 500), level=rc.ci_level, seed=seed)
+            cdf[c] = {m: cdf_band(g[f'{m}_u'], g['weight'], n_boot=min(rc.n_boot, 500), level=rc.ci_level, seed=seed,
+                                  groups=g['image'] if rc.resample == 'images' else None)
                       for m in rc.measures}
         ex = excluded[excluded['sample'] == s]
         lay = pd.to_numeric(p.loc[p.status == 'measured', 'layers'], errors='coerce').dropna() if 'layers' in p else pd.Series(dtype=float)
