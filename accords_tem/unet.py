@@ -190,11 +190,15 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                    data_bar:str='auto', # 'auto': data bars at the top/bottom edge are found and left out ('none': keep all rows)
                    crop:tuple[int, int]|None=None, # rows to cut at the (top, bottom) by hand (overrides data_bar)
                    pixel_size=None, # path -> nm/px or None, for a model trained at one pixel size (default: the file's metadata)
+                   runtime:str='torch', # the network's forward pass: 'torch' or 'onnx' (ONNX Runtime; same tiling and TTA, 05e_export)
                   ) -> pd.DataFrame:
     "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
     from PIL import Image
     from accords_tem.postprocessing import resize_image
     dev = get_device(device); sm = load_model(model_dir, dev); u = sm.u
+    if runtime != 'torch':
+        from accords_tem.export import runtime_model
+        sm.model = runtime_model(model_dir, sm, runtime, str(dev))
     out = Path(out); images = Path(images)
     files = files if files is not None else image_files(images)
     if not files: raise AccordsError(f'no images ({", ".join(IMAGE_SUFFIXES)}) here', images)
@@ -381,6 +385,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
                    precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)
+    from accords_tem.export import training_facts, write_model_card   # model/model_card.md + card.json (05e_export)
+    write_model_card(out/'model', training_facts(run_dir, cfg, split, {s: imgs[s].shape for s in stems}, n_images), metrics, summary)
     if u.predict_run_images and split_given is None:   # every image of the run, for stage 06 (not for cross-validation folds)
         files = run_images(cfg)
         if files:
