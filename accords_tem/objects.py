@@ -652,7 +652,7 @@ def predict_main(argv:list[str]|None=None) -> int:
     "accords-tem predict: segment new micrographs with a trained U-Net and measure their objects (masks, instances, objects.csv, summary.csv)."
     from accords_tem.unet import TTA
     p = argparse.ArgumentParser(prog='accords-tem predict', description=predict_main.__doc__)
-    p.add_argument('--model', required=True, help='model folder (RUN/unet/model)')
+    p.add_argument('--model', required=True, help="model folder (RUN/unet/model), or RUN/unet_cv: the ensemble of its fold models")
     p.add_argument('--images', required=True, help='folder of micrographs (or one file)')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--nm-per-px', type=float, default=None, help='pixel size (nm) for images whose metadata has none')

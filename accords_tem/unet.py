@@ -178,7 +178,7 @@ def input_preparer(sm:SegModel, as_is:bool=False):
     sec = PostprocessingConfig.model_validate(prep['postprocessing'])
     return lambda raw, px_nm=None: dataset_image(raw, ncfg, sec, normalize=prep['normalized'], px_nm=px_nm)
 
-def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model)
+def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model), or RUN/unet_cv: its folds' ensemble
                    images:str|os.PathLike, # a folder of micrographs (or one file)
                    out:str|os.PathLike, # output folder
                    tta:str|None=None, tile:int|None=None, overlap:int|None=None, device:str='auto',
@@ -195,10 +195,8 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
     "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
     from PIL import Image
     from accords_tem.postprocessing import resize_image
-    dev = get_device(device); sm = load_model(model_dir, dev); u = sm.u
-    if runtime != 'torch':
-        from accords_tem.export import runtime_model
-        sm.model = runtime_model(model_dir, sm, runtime, str(dev))
+    from accords_tem.export import load_predictor, predict_members   # one model or a fold ensemble, torch or ONNX (05e_export)
+    dev = get_device(device); sm = load_predictor(model_dir, dev, runtime); u = sm.u
     out = Path(out); images = Path(images)
     files = files if files is not None else image_files(images)
     if not files: raise AccordsError(f'no images ({", ".join(IMAGE_SUFFIXES)}) here', images)
@@ -212,7 +210,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
         full = _read_raw(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
         raw = full[r0:r1]; img = to_uint8(raw)   # the model sees x; masks come back at the image's size
         x = prepare(raw, (pixel_size or _metadata_nm)(p) if resample else None) if prepare else img
-        prob, unc = predict_scales(sm.model, x, scales or u.tta_scales, **kw)
+        prob, unc = predict_members(sm, x, scales or u.tta_scales, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
         if (r0, r1) != (0, full.shape[0]):   # bar rows: no class, no object
             pad = lambda a: np.pad(a, ((0, 0), (r0, full.shape[0] - r1), (0, 0)))

@@ -110,3 +110,27 @@ def test_stage05_writes_model_card(tmp_path):
     text = (tmp_path/'unet'/'model'/'model_card.md').read_text()
     for part in ('## Training data', '## Validation metrics', '## Intended use', '## Known limits', 'pooled'):
         assert part in text, part
+
+
+def test_fold_ensemble_predicts_mean_of_folds(tmp_path, monkeypatch):
+    from PIL import Image
+    import accords_tem.seg_train
+    from accords_tem.objects import predict_main
+    monkeypatch.setattr(accords_tem.seg_train, 'cpu_has_bf16', lambda: False)
+    cv = tmp_path/'unet_cv'
+    for f in range(3): _model(cv/f'fold_{f}'/'model', seed=f)
+    (cv/'fold_3').mkdir()   # an unfinished fold (no model yet) is left out
+    (tmp_path/'imgs').mkdir()
+    Image.fromarray((np.random.default_rng(5).random((90, 70)) * 255).astype(np.uint8)).save(tmp_path/'imgs'/'a.png')
+    assert predict_main(['--model', str(cv), '--images', str(tmp_path/'imgs'), '--out', str(tmp_path/'ens'), '--no-figures']) == 0
+    for f in range(3):
+        assert predict_main(['--model', str(cv/f'fold_{f}'/'model'), '--images', str(tmp_path/'imgs'), '--out', str(tmp_path/f'f{f}'),
+                             '--no-figures']) == 0
+    ps = [np.load(tmp_path/f'f{f}'/'probabilities'/'a.npy').astype(np.float32) for f in range(3)]
+    us = [np.load(tmp_path/f'f{f}'/'uncertainty'/'a.npy').astype(np.float32) for f in range(3)]
+    pe = np.load(tmp_path/'ens'/'probabilities'/'a.npy').astype(np.float32); ue = np.load(tmp_path/'ens'/'uncertainty'/'a.npy').astype(np.float32)
+    assert np.abs(pe - np.mean(ps, 0)).max() < 1e-3                       # float16 files
+    assert (ue >= np.mean(us, 0) - 1e-3).all() and (ue > np.mean(us, 0) + 1e-3).any()   # fold disagreement adds to the TTA spread
+    assert set(pd.read_csv(tmp_path/'ens'/'predictions.csv').threshold) == {0.4, 0.6}   # the folds' mean thresholds
+    assert len(export.load_predictor(cv, runtime='onnx').members) == 3
+    with pytest.raises(Exception, match='fold_'): export.fold_model_dirs(tmp_path/'imgs')
