@@ -94,6 +94,7 @@ def test_bioimageio_package_passes_core_test(tmp_path):
     y = next(a for a in inp['axes'] if a.get('id') == 'y')
     assert y['unit'] == 'nanometer' and y['scale'] == 1.25   # the training images' median pixel size (card)
     assert next(a for a in out['axes'] if a['type'] == 'channel')['channel_names'] == ['GFM', 'carbonhole', 'GFM_centre']
+    assert next(a for a in out['axes'] if a.get('id') == 'x')['halo'] == export.HALO   # block-wise tools crop it
     assert '| val | 1 | pooled | GFM | 0.500 | 0.667 |' in readme and 'ilastik' in readme
     assert rdf['weights']['pytorch_state_dict']['architecture']['callable'] == 'Unet'
 
