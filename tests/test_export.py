@@ -54,6 +54,8 @@ def test_onnx_file_in_folder_used_only_when_it_matches(tmp_path):
     _model(d, seed=1)   # new weights: the stale file is not used, an in-memory export of the new ones is
     s = export.onnx_session(d)
     assert s.get_modelmeta().custom_metadata_map['weights_sha256'] == export.weights_digest(d)
+    (d/'model.onnx').write_bytes(b'not onnx')   # a damaged file: exported anew too
+    assert export.onnx_session(d).get_modelmeta().custom_metadata_map['weights_sha256'] == export.weights_digest(d)
 
 
 def test_predict_cli_runtime_onnx(tmp_path, monkeypatch):
