@@ -627,7 +627,7 @@ def predict_main(argv:list[str]|None=None) -> int:
     "accords-tem predict: segment new micrographs with a trained U-Net and measure their objects (masks, instances, objects.csv, summary.csv)."
     from accords_tem.unet import TTA
     p = argparse.ArgumentParser(prog='accords-tem predict', description=predict_main.__doc__)
-    p.add_argument('--model', required=True, help='model folder (RUN/unet/model)')
+    p.add_argument('--model', required=True, help="model folder (RUN/unet/model), or RUN/unet_cv: the ensemble of its fold models")
     p.add_argument('--images', required=True, help='folder of micrographs (or one file)')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--nm-per-px', type=float, default=None, help='pixel size (nm) for images whose metadata has none')
@@ -639,6 +639,8 @@ def predict_main(argv:list[str]|None=None) -> int:
     p.add_argument('--tta-scales', type=float, nargs='+', default=None, help="multi-scale factors, e.g. 0.5 1 (default: the model's)")
     p.add_argument('--data-bar', choices=['auto', 'none'], default=None, help='leave out data bars at the top/bottom edge (default: io.data_bar)')
     p.add_argument('--crop', type=int, nargs=2, metavar=('TOP', 'BOTTOM'), default=None, help='rows to cut at the top and bottom by hand')
+    p.add_argument('--runtime', choices=['torch', 'onnx'], default='torch',
+                   help="the network's forward pass: PyTorch, or ONNX Runtime (same tiling, TTA and decoding; the folder's model.onnx if it matches)")
     a = p.parse_args(argv)
     try:
         ov = {**({'io.data_bar': a.data_bar} if a.data_bar else {}), **({'io.crop_rows': list(a.crop)} if a.crop else {})}
@@ -646,7 +648,7 @@ def predict_main(argv:list[str]|None=None) -> int:
         with collect_batches() as batches:
             ob = predict_objects(a.model, a.images, a.out, nm_per_px=a.nm_per_px, cfg=cfg,
                                  tta=a.tta, tile=a.tile, overlap=a.overlap, device=a.device, figures=not a.no_figures, as_is=a.as_is,
-                                 scales=a.tta_scales)
+                                 scales=a.tta_scales, runtime=a.runtime)
     except AccordsError as e: sys.exit(f'accords-tem predict: {e}')
     n_img = ob.image.nunique() if len(ob) else 0
     units = sorted(set(ob.unit)) if len(ob) else []

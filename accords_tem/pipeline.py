@@ -51,6 +51,7 @@ EXTRA_COMMANDS = {
     'review': ('accords_tem.review:review_main', 'rank the run\'s images for correction, worst first; export them as ilastik labels'),
     'round': ('accords_tem.review:round_main', 'import corrected ilastik labels and fine-tune the U-Net on them (RUN/rounds/rN)'),
     'import-masks': ('accords_tem.import_masks:import_masks_main', 'your own labelled images (binary, instance or COCO masks) -> RUN/dataset/ and RUN/config.yaml for train-unet'),
+    'export-model': ('accords_tem.export:export_model_main', 'share a trained U-Net: a bioimage.io package (ilastik, deepImageJ) or an ONNX file'),
 }
 
 def import_object(spec:str):

@@ -170,7 +170,7 @@ def input_preparer(sm:SegModel, as_is:bool=False):
     sec = PostprocessingConfig.model_validate(prep['postprocessing'])
     return lambda raw, px_nm=None: dataset_image(raw, ncfg, sec, normalize=prep['normalized'], px_nm=px_nm)
 
-def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model)
+def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model), or RUN/unet_cv: its folds' ensemble
                    images:str|os.PathLike, # a folder of micrographs (or one file)
                    out:str|os.PathLike, # output folder
                    tta:str|None=None, tile:int|None=None, overlap:int|None=None, device:str='auto',
@@ -182,10 +182,12 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                    data_bar:str='auto', # 'auto': data bars at the top/bottom edge are found and left out ('none': keep all rows)
                    crop:tuple[int, int]|None=None, # rows to cut at the (top, bottom) by hand (overrides data_bar)
                    pixel_size=None, # path -> nm/px or None, for a model trained at one pixel size (default: the file's metadata)
+                   runtime:str='torch', # the network's forward pass: 'torch' or 'onnx' (ONNX Runtime; same tiling and TTA, 05e_export)
                   ) -> pd.DataFrame:
     "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
     from PIL import Image
-    dev = get_device(device); sm = load_model(model_dir, dev); u = sm.u
+    from accords_tem.export import load_predictor, predict_members   # one model or a fold ensemble, torch or ONNX (05e_export)
+    dev = get_device(device); sm = load_predictor(model_dir, dev, runtime); u = sm.u
     out = Path(out); images = Path(images)
     files = files if files is not None else image_files(images)
     if not files: raise AccordsError(f'no images ({", ".join(IMAGE_SUFFIXES)}) here', images)
@@ -199,7 +201,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
         full = read_tem(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
         raw = full[r0:r1]; img = minmax_uint8(raw)   # the model sees x; masks come back at the image's size
         x = prepare(raw, (pixel_size or _metadata_nm)(p) if resample else None) if prepare else img
-        prob, unc = predict_scales(sm.model, x, scales or u.tta_scales, **kw)
+        prob, unc = predict_members(sm, x, scales or u.tta_scales, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
         if (r0, r1) != (0, full.shape[0]):   # bar rows: no class, no object
             pad = lambda a: np.pad(a, ((0, 0), (r0, full.shape[0] - r1), (0, 0)))
@@ -397,6 +399,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
                    precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)
+    from accords_tem.export import training_facts, write_model_card   # model/model_card.md + card.json (05e_export)
+    write_model_card(out/'model', training_facts(run_dir, cfg, split, {s: imgs[s].shape for s in stems}, n_images), metrics, summary)
     if u.predict_run_images and split_given is None:   # every image of the run, for stage 06 (not for cross-validation folds)
         files = run_images(cfg)
         if files:
