@@ -875,7 +875,7 @@ def _risk_page(doc:_Doc) -> list:
     if fails: out += [_p('QC checks that failed', s['h2'])] + [_p(f'{a}: {b}', s['small']) for a, b in fails]
     out.append(_p(f"D10/D50/D90: number-weighted percentiles of the measured particles (edge-cut particles excluded"
                   f"{', Miles-Lantuéjoul weighted' if rc.get('edge_correction') else ''}; magnifications pooled: {rc.get('pool', '')}); "
-                  f"intervals: percentile bootstrap over {'images (particles where a sample has one image)' if rc.get('resample', 'images') == 'images' else 'particles'} ({rc.get('n_boot', '')} resamples). A particle whose minimum Feret "
+                  f"intervals: percentile bootstrap over {'images (particles where a sample has one image)' if rc.get('resample') == 'images' else 'particles'} ({rc.get('n_boot', '')} resamples). A particle whose minimum Feret "
                   f"diameter spans fewer than {_fmt(rc.get('min_size_px'))} px is detected, not measured. EU share: Wilson interval. "
                   + (f"Thickness from the transmission relative to vacuum or film (mu {_fmt(rc.get('mu_per_layer'))} per layer, dark level "
                      f"{_fmt(rc.get('dark_level'))}); " if rc.get('thickness') else 'Thickness not measured; ')

@@ -31,8 +31,8 @@ class RiskConfig(_Section):
     edge_correction: bool = True                  # Miles-Lantuéjoul weights for edge exclusion (large particles are cut more often)
     ci_level: float = Field(0.95, gt=0, lt=1)     # confidence level of the intervals
     n_boot: int = Field(2000, ge=100)             # bootstrap resamples
-    resample: Literal['images', 'particles'] = 'images'   # what a bootstrap resample draws: whole images (particles of one image
-                                                  # are not independent; with one image: particles) or single particles
+    resample: Literal['particles', 'images'] = 'particles'   # what a bootstrap resample draws: single particles, or whole images
+                                                  # (where images differ beyond chance; too narrow with few images; one image: particles)
     min_particles: int = Field(100, ge=1)         # QC: fewer measured particles than this fail
     max_d50_ci_rel: float = Field(0.1, gt=0)      # QC: the D50's CI half-width above this share of the D50 fails
     eu_share: float = Field(0.5, gt=0, le=1)      # EU: nanomaterial when at least this share of particles meets (a), (b) or (c)

@@ -22,6 +22,7 @@ Experiment C, real distributions in px (../shared/data/emps-train, Yildirim & Co
 statistics of each image's hand-drawn instances as one sample, to show how wide the intervals are on real figures.
 """
 import argparse, json, math, os, time
+RESAMPLE = 'particles'   # --resample
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('MPLBACKEND', 'Agg')
 import numpy as np, pandas as pd
 from skimage.draw import polygon as draw_polygon
@@ -65,7 +66,7 @@ def experiment_a(n_samples:int, n_images:int, n_boot:int, seed:int=0) -> dict:
     t0 = time.time()
     scenes = [scene_table(seed * 100000 + k) for k in range(n_samples * n_images)]
     allf = pd.concat(scenes, ignore_index=True)
-    rc = RiskConfig(n_boot=n_boot, min_particles=1)
+    rc = RiskConfig(resample=RESAMPLE, n_boot=n_boot, min_particles=1)
     lim_nm = rc.min_size_px * allf.nm_per_px.iloc[0]
     pop = allf[allf.feret_min >= lim_nm]                                  # whole flakes at or above the limit
     truth = {m: np.percentile(pop[m], [10, 50, 90], method='hazen') for m in MEAS}
@@ -79,7 +80,7 @@ def experiment_a(n_samples:int, n_images:int, n_boot:int, seed:int=0) -> dict:
         ob = pd.concat(scenes[s * n_images:(s + 1) * n_images], ignore_index=True).assign(sample='S')
         im = ob.groupby('image').first().reset_index()[['image', 'height', 'width', 'nm_per_px']].assign(sample='S')
         for ec in (True, False):
-            r = RiskConfig(n_boot=n_boot, min_particles=1, edge_correction=ec)
+            r = RiskConfig(resample=RESAMPLE, n_boot=n_boot, min_particles=1, edge_correction=ec)
             pt = particle_table(ob, im, r)
             st = size_statistics(pt, im, r, seed=s).set_index('measure')
             for m in MEAS:
@@ -130,7 +131,7 @@ def experiment_b(n_samples:int, n_boot:int, seed:int=1, plan=((5000, 4), (20000,
     t0 = time.time()
     rng = np.random.default_rng(seed)
     density = 30 / (768 * nm_per_px(5000)) ** 2                           # 30 flake centres per 5,000x frame
-    rc = RiskConfig(n_boot=n_boot, min_particles=1)
+    rc = RiskConfig(resample=RESAMPLE, n_boot=n_boot, min_particles=1)
     finest = rc.min_size_px * min(nm_per_px(m) for m, _ in plan)
     # truth: a large population of the same outlines (whole flakes), at or above the finest limit
     pop = []
@@ -148,7 +149,7 @@ def experiment_b(n_samples:int, n_boot:int, seed:int=1, plan=((5000, 4), (20000,
         ob = pd.concat(frames, ignore_index=True).assign(sample='S')
         im = pd.DataFrame([dict(image=f'{mag}_{j}', sample='S', height=768, width=768, nm_per_px=nm_per_px(mag)) for mag, k in plan for j in range(k)])
         for p in ('resolving', 'all'):
-            r = RiskConfig(n_boot=n_boot, min_particles=1, pool=p)
+            r = RiskConfig(resample=RESAMPLE, n_boot=n_boot, min_particles=1, pool=p)
             st = size_statistics(particle_table(ob, im, r), im, r, seed=s).set_index('measure')
             for m in MEAS:
                 res[p][m]['cov'].append(covered(st.loc[m].D50_lo, st.loc[m].D50_hi, truth[m]))
@@ -176,12 +177,12 @@ def experiment_c(n_boot:int, root:str=EMPS) -> dict|None:
         obs.append(f.assign(sample=sid, image=sid, height=lab.shape[0], width=lab.shape[1], **{'class': 'GFM'}))
         ims.append(dict(image=sid, sample=sid, height=lab.shape[0], width=lab.shape[1], nm_per_px=np.nan))
     ob, im = pd.concat(obs, ignore_index=True), pd.DataFrame(ims)
-    rc = RiskConfig(n_boot=n_boot)
+    rc = RiskConfig(resample=RESAMPLE, n_boot=n_boot)
     pt = particle_table(ob, im, rc)
     st = size_statistics(pt, im, rc).set_index('measure').loc['equivalent_diameter']
     hw = (st.D50_hi - st.D50_lo) / 2 / st.D50
     big = st[st.n_measured >= 20]
-    allr = RiskConfig(n_boot=n_boot)
+    allr = RiskConfig(resample=RESAMPLE, n_boot=n_boot)
     pooled = size_statistics(pt.assign(sample='ALL'), im.assign(sample='ALL'), allr).set_index('measure').loc['equivalent_diameter']
     return dict(images=len(im), particles=len(pt), edge_excluded=int((pt.status == 'edge').sum()),
                 below_limit_10px=int((pt.status == 'below_limit').sum()), measured=int((pt.status == 'measured').sum()),
@@ -201,8 +202,10 @@ if __name__ == '__main__':
     ap.add_argument('--images', type=int, default=8, help='frames per sample (experiment A)')
     ap.add_argument('--boot', type=int, default=1000, help='bootstrap resamples')
     ap.add_argument('--only', choices=['a', 'b', 'c'], default=None)
+    ap.add_argument('--resample', choices=['particles', 'images'], default='particles', help='what a bootstrap resample draws (objects.risk.resample)')
     ap.add_argument('--out', default=None, help='also write the numbers to this JSON file')
     a = ap.parse_args()
+    RESAMPLE = a.resample
     out = {}
     if a.only in (None, 'a'): out['A_generator'] = experiment_a(a.samples, a.images, a.boot); print(json.dumps(out['A_generator'], indent=1), flush=True)
     if a.only in (None, 'b'): out['B_pooling'] = experiment_b(a.samples, a.boot); print(json.dumps(out['B_pooling'], indent=1), flush=True)
