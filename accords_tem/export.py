@@ -466,12 +466,16 @@ def fold_model_dirs(path:str|os.PathLike) -> list[Path]:
                                                'finished fold_*/model folders (accords-tem cv-unet)', p)
     return folds
 
+def _set_keys(d):
+    "A settings dict without its None values (at any depth): folds saved by versions that did or did not write a null key compare equal."
+    return {k: _set_keys(v) for k, v in d.items() if v is not None} if isinstance(d, dict) else d
+
 class Ensemble(SegModel):
     "Fold models that predict together (mean probabilities, mean thresholds); settings and preprocessing of the first."
     def __init__(self, members:list[SegModel], dirs:list[Path]):
         a = members[0]
         for m, d in zip(members[1:], dirs[1:]):
-            same = lambda s: (s.u.target_classes, s.u.instance_classes, s.u.norm_mean, s.u.norm_std, s.info.get('preprocessing'))
+            same = lambda s: (s.u.target_classes, s.u.instance_classes, s.u.norm_mean, s.u.norm_std, _set_keys(s.info.get('preprocessing')))
             if same(m) != same(a): raise ConfigError(f'fold models differ in classes, normalization or preprocessing from {dirs[0]}', d)
         thr = {c: round(float(np.mean([m.thresholds.get(c, 0.5) for m in members])), 4) for c in a.classes}
         super().__init__(a.model, a.u, thr, a.info)
