@@ -175,20 +175,20 @@ def match_instances(pred:np.ndarray, # predicted instance labels
 
 # %% ../nbs/05d_instances.ipynb #7e18fb88
 def tune_seed_threshold(maps, # iterable, per image and instance class: (class mask, centre map, true instance labels), each (H, W)
-                        candidates:list[float], # seed floors to try
+                        candidates:list[float], # seed floors to try ([]: `default` only, still scored)
                         default:float, # kept with too few objects to decide; preferred in ties
                         min_objects:int=50, # fewer true objects than this: keep `default`
                         min_gain:float=0.01, # another floor must beat `default`'s F1 by more than this (validation noise)
                         **decode, # the other settings of `instances_from_centres`
                        ) -> dict:
     "The seed floor with the best pooled object F1 at IoU 0.5 on validation images: {seed_threshold, f1, n_true, rule}."
-    cand = [float(s) for s in candidates]; tp, n_pred = np.zeros(len(cand)), np.zeros(len(cand)); n_true = n_maps = 0
-    for fg, c, t in (maps if cand else []):   # one map at a time: a generator keeps memory to one image
+    cand = [float(s) for s in candidates] or [float(default)]; tp, n_pred = np.zeros(len(cand)), np.zeros(len(cand)); n_true = n_maps = 0
+    for fg, c, t in maps:   # one map at a time: a generator keeps memory to one image
         n_true += len(np.unique(t[t > 0])); n_maps += 1
         for i, s in enumerate(cand):
             r = match_instances(instances_from_centres(fg, c, seed_threshold=s, **decode), t); tp[i] += r['tp']; n_pred[i] += r['n_pred']
-    if not cand or n_true < min_objects:
-        return dict(seed_threshold=default, f1={}, n_true=n_true, rule=f'{default} as set: {n_true} true objects (fewer than {min_objects}) or no candidates')
+    if n_true < min_objects:
+        return dict(seed_threshold=default, f1={}, n_true=n_true, rule=f'{default} as set: {n_true} true objects, fewer than {min_objects}')
     f1 = {s: round(float(2 * tp[i] / (n_pred[i] + n_true)), 4) for i, s in enumerate(cand)}
     best = max(cand, key=lambda s: (f1[s], -abs(s - default)))
     if default in f1 and f1[best] - f1[default] <= min_gain: best = default
