@@ -846,10 +846,10 @@ def inventory_row(path:Path, root:Path, calibration:CalibrationConfig|None=None,
     if fmt == 'tiff':
         H, W = _tiff_shape(path)
         big = H * W > io_cfg.max_pixels_in_memory
-        img = open_tem_lazy(path) if big else read_tem(path)
-        band = max(1, io_cfg.max_pixels_in_memory // (4 * W)) if big else None
-    else: img, band = read_tem(path), None
+        img = LazyTiff(path) if big else read_tem(path)   # not a memory map: the pages it reads would stay resident
+    else: img = read_tem(path)
     H, W = img.shape
+    band = max(1, io_cfg.max_pixels_in_memory // (4 * W))   # statistics in bands: float64 copies of one band at a time
     ps = pixel_size(path, calibration, meta=meta)
     mag, mag_src = read_magnification(path, meta=meta)
     top, bottom = io_cfg.content_rows(img)
