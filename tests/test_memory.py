@@ -42,3 +42,46 @@ def test_inventory_row_bands(tmp_path, fmt):
     banded = inventory_row(p, tmp_path, io_cfg=IOConfig(data_bar='none', max_pixels_in_memory=700))   # bands of 2 rows
     for k in ('mean', 'std'): assert banded.pop(k) == pytest.approx(whole.pop(k), abs=1e-3)
     assert banded == whole
+
+
+def _merge_wide_necks_whole(lab, dist, neck_ratio=0.7):
+    "The whole-image version of instances.merge_wide_necks (before bands), as the reference."
+    from accords_tem.instances import relabel_sequential
+    n = int(lab.max())
+    if n < 2: return relabel_sequential(lab)
+    a = np.concatenate([lab[1:].ravel(), lab[:, 1:].ravel()]); b = np.concatenate([lab[:-1].ravel(), lab[:, :-1].ravel()])
+    v = np.minimum(np.concatenate([dist[1:].ravel(), dist[:, 1:].ravel()]), np.concatenate([dist[:-1].ravel(), dist[:, :-1].ravel()]))
+    k = (a != b) & (a > 0) & (b > 0)
+    if not k.any(): return relabel_sequential(lab)
+    lo, hi = np.minimum(a[k], b[k]).astype(np.int64), np.maximum(a[k], b[k]).astype(np.int64)
+    key = lo * (n + 1) + hi
+    order = np.argsort(key); key, v = key[order], v[k][order]
+    uk, start = np.unique(key, return_index=True)
+    saddle = np.maximum.reduceat(v, start)
+    r = np.zeros(n + 1, np.float32); np.maximum.at(r, lab.ravel(), dist.ravel().astype(np.float32))
+    parent = np.arange(n + 1)
+    def root(i):
+        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
+        return i
+    for kk, s in zip(uk, saddle):
+        i, j = int(kk // (n + 1)), int(kk % (n + 1))
+        if s >= neck_ratio * min(r[i], r[j]): parent[root(i)] = root(j)
+    roots = np.array([root(i) for i in range(n + 1)]); roots[0] = 0
+    return relabel_sequential(roots[lab])
+
+
+@pytest.mark.parametrize('band', [1, 7, 40, 1 << 20])
+def test_merge_wide_necks_bands(band):
+    "Neighbour pairs collected in bands of rows (down to one row) join the same pieces as the whole-image arrays."
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+    from accords_tem.instances import merge_wide_necks
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:60, :50]
+    mask = np.zeros((60, 50), bool)
+    for cy, cx, r in rng.uniform([5, 5, 4], [55, 45, 11], (9, 3)): mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+    dist = ndi.distance_transform_edt(mask)
+    pieces = watershed(-dist, ndi.label((ndi.maximum_filter(dist, 5) == dist) & mask)[0], mask=mask)
+    assert pieces.max() > 3
+    for d in (dist, dist.astype(np.float32)):
+        np.testing.assert_array_equal(merge_wide_necks(pieces, d, 0.7, band=band), _merge_wide_necks_whole(pieces, d, 0.7))
