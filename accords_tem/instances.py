@@ -203,6 +203,7 @@ def tune_seed_threshold(maps, # iterable, per image and instance class: (class m
 # %% ../nbs/05d_instances.ipynb #55c39d20
 def fill_object_holes(labels:np.ndarray, # (H, W) instance labels
                       max_px:int, # background pieces smaller than this (px) may be holes
+                      band:int=1 << 20, # pixels looked at a time (whole-image neighbour arrays would cost ~40 B/px)
                      ) -> np.ndarray:
     "Instance labels with each small background piece enclosed by a single object given to that object."
     lab = np.asarray(labels)
@@ -212,10 +213,16 @@ def fill_object_holes(labels:np.ndarray, # (H, W) instance labels
     small = np.bincount(bg.ravel(), minlength=n + 1) < max_px; small[0] = False
     small[np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))] = False   # open to the image edge: not a hole
     if not small.any(): return lab
-    a = np.concatenate([bg[1:].ravel(), bg[:-1].ravel(), bg[:, 1:].ravel(), bg[:, :-1].ravel()])
-    b = np.concatenate([lab[:-1].ravel(), lab[1:].ravel(), lab[:, :-1].ravel(), lab[:, 1:].ravel()])
-    k = small[a] & (b > 0)
     owner = np.zeros(n + 1, np.int64); lo = np.full(n + 1, np.iinfo(np.int64).max); hi = np.zeros(n + 1, np.int64)
-    np.minimum.at(lo, a[k], b[k]); np.maximum.at(hi, a[k], b[k])
+    H, W = lab.shape; rows = max(1, band // max(W, 1))
+    for y in range(0, H, rows):   # the objects next to each small piece, a band of rows at a time
+        y1 = min(y + rows, H); yv = min(y1, H - 1)
+        for sa, sb in (((slice(y + 1, yv + 1),), (slice(y, yv),)), ((slice(y, yv),), (slice(y + 1, yv + 1),)),
+                       ((slice(y, y1), slice(1, None)), (slice(y, y1), slice(None, -1))), ((slice(y, y1), slice(None, -1)), (slice(y, y1), slice(1, None)))):
+            a, b = bg[sa].ravel(), lab[sb].ravel(); k = small[a] & (b > 0)
+            np.minimum.at(lo, a[k], b[k]); np.maximum.at(hi, a[k], b[k])
     one = small & (lo == hi); owner[one] = hi[one]
-    return np.where(owner[bg] > 0, owner[bg], lab).astype(lab.dtype)
+    out = np.empty(lab.shape, lab.dtype)
+    for y in range(0, H, rows):
+        o = owner[bg[y:y + rows]]; out[y:y + rows] = np.where(o > 0, o, lab[y:y + rows])
+    return out
