@@ -19,8 +19,8 @@ from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataErr
 __all__ = ['IMAGE_SUFFIXES', 'MIN_IMAGE_SIDE', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY_COLUMNS', 'file_format', 'write_tem_tiff',
            'read_tem', 'check_pixels', 'to_float01', 'read_region', 'LazyTiff', 'open_tem_lazy', 'write_dm',
            'parse_magnification', 'PixelSize', 'to_nm', 'read_metadata', 'read_pixel_size', 'read_magnification',
-           'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'list_images',
-           'data_images', 'content_rows', 'IOConfig', 'read_working', 'image_stats', 'inventory_row',
+           'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'iter_ilastik_rows',
+           'list_images', 'data_images', 'content_rows', 'IOConfig', 'read_working', 'image_stats', 'inventory_row',
            'inventory_figure', 'pixel_size_figure', 'run_inventory', 'inspect_main']
 
 # %% ../nbs/00_io.ipynb #b6f112ab
@@ -657,25 +657,51 @@ def read_ilastik_h5(path:str|os.PathLike, # ilastik export (.h5)
     if fmt != 'hdf5': raise IlastikFormatError(f'not an HDF5 file (it is a {fmt.upper()} file)', path)
     try:
         with h5py.File(path, 'r') as f:
-            names = _h5_datasets(f)
-            if dataset is None:
-                if 'exported_data' in names: dataset = 'exported_data'
-                elif len(names) == 1: dataset = names[0]
-                else:
-                    raise IlastikFormatError(f"no dataset 'exported_data' and {len(names)} datasets to choose from: "
-                                             f"{names}; pass dataset=", path)
-            dataset = dataset.strip('/')
-            if dataset not in names:
-                raise IlastikFormatError(f"no dataset {dataset!r} in the file; datasets present: {names or 'none'}", path)
-            ds = f[dataset]
-            tags = ds.attrs.get('axistags')
-            src = _axes_from_tags(tags, path, ds.shape) if tags is not None else _axes_by_shape(ds.shape, path)
+            ds, src = _ilastik_dataset(f, dataset, path)
             a = ds[()]
     except AccordsError: raise
-    except Exception as e:
-        raise IlastikFormatError(f'cannot be read as HDF5 ({type(e).__name__}: {e}); the file may be truncated or damaged',
-                                 path) from None
+    except Exception as e: raise _h5_error(e, path) from None
     return reorder_axes(a, src, axes, path)
+
+def _h5_error(e:Exception, path) -> IlastikFormatError:
+    return IlastikFormatError(f'cannot be read as HDF5 ({type(e).__name__}: {e}); the file may be truncated or damaged', path)
+
+def _ilastik_dataset(f, dataset:str|None, path):
+    "The export's dataset in the open file `f` and its axes (from `axistags`, else guessed from the shape)."
+    names = _h5_datasets(f)
+    if dataset is None:
+        if 'exported_data' in names: dataset = 'exported_data'
+        elif len(names) == 1: dataset = names[0]
+        else:
+            raise IlastikFormatError(f"no dataset 'exported_data' and {len(names)} datasets to choose from: "
+                                     f"{names}; pass dataset=", path)
+    dataset = dataset.strip('/')
+    if dataset not in names:
+        raise IlastikFormatError(f"no dataset {dataset!r} in the file; datasets present: {names or 'none'}", path)
+    ds = f[dataset]
+    tags = ds.attrs.get('axistags')
+    return ds, _axes_from_tags(tags, path, ds.shape) if tags is not None else _axes_by_shape(ds.shape, path)
+
+def iter_ilastik_rows(path:str|os.PathLike, # ilastik export (.h5)
+                      dataset:str|None=None, # as `read_ilastik_h5`
+                      axes:str='yxc', # axis order wanted (must include 'y')
+                      band:int=1 << 22, # values read at a time (rows x the values of one row)
+                     ):
+    "`read_ilastik_h5` one band of rows at a time: yields (first row, image height, band with axes `axes`)."
+    import h5py
+    path = Path(path)
+    fmt = file_format(path, err=IlastikFormatError)
+    if fmt != 'hdf5': raise IlastikFormatError(f'not an HDF5 file (it is a {fmt.upper()} file)', path)
+    try:
+        with h5py.File(path, 'r') as f:
+            ds, src = _ilastik_dataset(f, dataset, path)
+            if 'y' not in src: raise IlastikFormatError(f'the export has no y axis (axes {src!r})', path)
+            iy = src.index('y'); H = ds.shape[iy]; rows = max(1, band // max(1, int(np.prod(ds.shape)) // max(H, 1)))
+            for y in range(0, H, rows):
+                sl = [slice(None)] * ds.ndim; sl[iy] = slice(y, y + rows)
+                yield y, H, reorder_axes(ds[tuple(sl)], src, axes, path)
+    except AccordsError: raise
+    except Exception as e: raise _h5_error(e, path) from None
 
 # %% ../nbs/00_io.ipynb #69a2f102
 def list_images(root:str|os.PathLike, # folder searched

@@ -18,7 +18,7 @@ from .io import data_images, read_tem
 
 # %% auto #0
 __all__ = ['export_kind', 'pair_exports', 'MasksConfig', 'target_classes', 'threshold_table', 'check_probabilities',
-           'threshold_masks', 'iou', 'qa_figure', 'contact_sheet', 'masks_for_export', 'run_masks']
+           'threshold_masks', 'iou', 'qa_figure', 'contact_sheet', 'masks_for_export', 'masks_banded', 'run_masks']
 
 # %% ../nbs/02_h5_to_masks.ipynb #0942c1a6
 _KINDS = [('probabilities', r'probabilities'), ('segmentation', r'simple[ _-]?segmentation'),
@@ -178,7 +178,8 @@ def qa_figure(img8:np.ndarray, # 8-bit image (normalized)
     "Figure: image, mask overlay, probability heatmap with the threshold contour."
     import matplotlib.pyplot as plt
     k = _stride(img8.shape, max_side)
-    im, pr, ms = img8[::k, ::k], prob[::k, ::k], mask[::k, ::k]
+    im, ms = img8[::k, ::k], mask[::k, ::k]
+    pr = prob[::k, ::k] if prob.shape[:2] == img8.shape[:2] else prob   # or already thinned (`masks_banded`)
     fig, ax = plt.subplots(1, 3, figsize=(15, 5.4))
     ax[0].imshow(im, cmap='gray', vmin=0, vmax=255); ax[0].set_title('image')
     ax[1].imshow(_overlay(im, ms, color)); ax[1].set_title(f'mask ({100 * mask.mean():.1f} % of pixels)')
@@ -212,6 +213,32 @@ def masks_for_export(h5:Path, # ilastik *_Probabilities.h5
     from accords_tem.io import read_ilastik_h5
     p = check_probabilities(read_ilastik_h5(h5, dataset, axes='yxc'), len(class_names), h5, tol, class_names)
     return p, threshold_masks(p, targets, thresholds)
+
+def masks_banded(h5:Path, targets:list[tuple[str, int]], thresholds:dict[str, float], class_names:list[str],
+                 dataset:str|None=None, tol:float=1e-3,
+                 band:int=1 << 22, # probability values read at a time
+                 thin_side:int=768, # the probabilities kept: every k-th pixel, longer side <= this (`qa_figure`'s step)
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    "`masks_for_export` one band of rows at a time (the same checks and masks): `(probabilities thinned for the figure, {class: mask})`."
+    from accords_tem.io import iter_ilastik_rows
+    masks, thin, nan, lo, hi = {}, [], 0, np.inf, -np.inf
+    for y, H, p in iter_ilastik_rows(h5, dataset, 'yxc', band):
+        if not masks:
+            if p.shape[-1] != len(class_names) or p.dtype.kind not in 'uif':     # its error on channels or dtype
+                check_probabilities(p, len(class_names), h5, tol, class_names)
+            masks = {n: np.zeros((H, p.shape[1]), bool) for n, _ in targets}; k = _stride((H, p.shape[1]), thin_side)
+        if p.dtype.kind in 'ui': p = p.astype(np.float32) / np.float32(np.iinfo(p.dtype).max)
+        else:
+            p = p.astype(np.float32, copy=False); nan += int(np.isnan(p).sum())
+            if p.size: lo, hi = min(lo, float(np.nanmin(p, initial=np.inf))), max(hi, float(np.nanmax(p, initial=-np.inf)))
+            p = np.clip(p, 0, 1)   # a no-op unless the whole map leaves [0, 1] (within `tol`), as `check_probabilities`
+        for n, m in threshold_masks(p, targets, thresholds).items(): masks[n][y:y + len(p)] = m
+        thin.append(p[(-y) % k::k, ::k])
+    if nan: raise IlastikFormatError(f'{nan} probability values are NaN; re-export the probabilities from ilastik', h5)
+    if lo < -tol or hi > 1 + tol:
+        raise IlastikFormatError(f'probabilities range from {lo:.4g} to {hi:.4g}, outside [0, 1]; this is not an ilastik '
+                                 'probability export (raw prediction or renormalized export?)', h5)
+    return np.concatenate(thin), masks
 
 # %% ../nbs/02_h5_to_masks.ipynb #3650ca9a
 def _stage_hash(cfg:Config, mcfg:MasksConfig, extra) -> str:
@@ -273,8 +300,8 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         if fresh:
             masks = {n: np.load(outs[n][1]) for n, _ in targets}; counts['skipped'] += 1; prob = None
         else:
-            prob, masks = masks_for_export(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,
-                                           mcfg.range_tolerance)
+            prob, masks = masks_banded(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,   # bands of rows:
+                                       mcfg.range_tolerance, band=cfg.section('io').max_pixels_in_memory // 16)  # bounded memory
         bg = _background(run_dir, image)
         if bg.shape != next(iter(masks.values())).shape:
             raise IlastikFormatError(f'probabilities are {next(iter(masks.values())).shape[::-1]} px (w, h) but the image '
