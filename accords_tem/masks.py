@@ -309,7 +309,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         if not fresh:
             from accords_tem.normalization import _write_image
             for n, ch in targets:
-                _write_image(masks[n].astype(np.uint8) * 255, outs[n][0]); save_npy(masks[n], outs[n][1])
+                _write_image(masks[n].view(np.uint8) * np.uint8(255), outs[n][0]); save_npy(masks[n], outs[n][1])   # one uint8 copy
                 if n in qa:
                     save_figure(qa_figure(bg, prob[..., ch], masks[n], th[n][0], f'{Path(image).name}: {n} > {th[n][0]:g}',
                                           colors[n]), qa[n], dpi=80)
