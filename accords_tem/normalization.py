@@ -174,7 +174,7 @@ def _write_image(arr:np.ndarray, path:Path):
         import cv2
         ok, buf = cv2.imencode('.png', arr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok: raise AccordsError('could not encode PNG', path)
-        with atomic_path(path) as tmp: tmp.write_bytes(buf.tobytes())
+        with atomic_path(path) as tmp: tmp.write_bytes(buf)   # the encoded buffer itself, no bytes copy
     else:
         import tifffile
         with atomic_path(path) as tmp: tifffile.imwrite(tmp, arr)
