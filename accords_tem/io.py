@@ -150,10 +150,15 @@ def _read_tiff(path:Path, page:int=0) -> np.ndarray:
 
 def _read_pil_like(path:Path, fmt:str) -> np.ndarray:
     import imageio.v3 as iio
-    try: a = iio.imread(path)
+    from PIL import Image
+    old = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None   # a micrograph (or stage 01's 8-bit copy of one) may pass PIL's 179-Mpx "decompression bomb" limit
+        a = iio.imread(path)
     except Exception as e:
         raise ImageReadError(f'cannot be read as a {fmt.upper()} ({type(e).__name__}: {e}); the file may be truncated '
                              'or damaged', path) from None
+    finally: Image.MAX_IMAGE_PIXELS = old
     return _to_gray(np.asarray(a), path)
 
 # %% ../nbs/00_io.ipynb #7cf933c2

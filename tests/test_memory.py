@@ -117,3 +117,15 @@ def test_fill_object_holes_bands(band):
     filled = fill_object_holes(lab, 16, band=band)
     np.testing.assert_array_equal(filled, _fill_object_holes_whole(lab, 16))
     assert filled.dtype == lab.dtype and (filled[25:28, 10:13] == 3).all() and (filled[8, 14:16] == 0).all()
+
+
+def test_read_png_past_pil_pixel_limit(tmp_path, monkeypatch):
+    "A PNG larger than PIL's decompression-bomb limit (179 Mpx: stage 01's copy of a 20000x20000 micrograph) is read, and the limit is restored."
+    import cv2
+    from PIL import Image
+    from accords_tem.io import read_tem
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)   # a 20 x 30 PNG stands for a 400-Mpx one
+    img = np.arange(600, dtype=np.uint8).reshape(20, 30)
+    cv2.imwrite(str(tmp_path/'big.png'), img)
+    np.testing.assert_array_equal(read_tem(tmp_path/'big.png'), img)
+    assert Image.MAX_IMAGE_PIXELS == 100
