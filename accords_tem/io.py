@@ -850,7 +850,7 @@ def image_stats(img, # 2-D array, memmap or `LazyTiff`
     for y in range(y0, y1, band):
         chunk = np.asarray(img[y:min(y+band, y1)])
         _stats_update(acc, chunk)
-        if thumb_step: thumb.append(chunk[(y0 - y) % thumb_step::thumb_step, ::thumb_step])
+        if thumb_step: thumb.append(chunk[(y0 - y) % thumb_step::thumb_step, ::thumb_step].copy())   # a view would keep the band
     extra = {'_thumb': np.concatenate(thumb)} if thumb_step else {}
     if acc['nfin'] == 0: return dict(min=np.nan, max=np.nan, mean=np.nan, std=np.nan, effective_bits=None, saturated_fraction=np.nan,
                                      zero_fraction=np.nan, nonfinite=acc['nonfinite'], **extra)

@@ -233,7 +233,7 @@ def masks_banded(h5:Path, targets:list[tuple[str, int]], thresholds:dict[str, fl
             if p.size: lo, hi = min(lo, float(np.nanmin(p, initial=np.inf))), max(hi, float(np.nanmax(p, initial=-np.inf)))
             p = np.clip(p, 0, 1)   # a no-op unless the whole map leaves [0, 1] (within `tol`), as `check_probabilities`
         for n, m in threshold_masks(p, targets, thresholds).items(): masks[n][y:y + len(p)] = m
-        thin.append(p[(-y) % k::k, ::k])
+        thin.append(p[(-y) % k::k, ::k].copy())   # a copy: a view would keep the whole band alive
     if nan: raise IlastikFormatError(f'{nan} probability values are NaN; re-export the probabilities from ilastik', h5)
     if lo < -tol or hi > 1 + tol:
         raise IlastikFormatError(f'probabilities range from {lo:.4g} to {hi:.4g}, outside [0, 1]; this is not an ilastik '

@@ -190,7 +190,7 @@ def normalize_banded(img, # 2-D uint8/uint16 image read by rows: array, memory m
     rows, counts, thumb = max(1, band // W), np.zeros(1 << 8 * dt.itemsize, np.int64), []
     for y in range(0, H, rows):
         a = np.asarray(img[y:y+rows]); counts += np.bincount(a.ravel(), minlength=counts.size)
-        thumb.append(a[(-y) % k::k, ::k])
+        thumb.append(a[(-y) % k::k, ::k].copy())   # a copy: a view would keep the whole band alive
     nz = np.flatnonzero(counts)
     if (ncfg.low, ncfg.high) == (0.0, 100.0): lo, hi = float(nz[0]), float(nz[-1])
     else: lo, hi = _window_from_counts(counts, ncfg.low, ncfg.high)

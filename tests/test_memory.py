@@ -129,3 +129,28 @@ def test_read_png_past_pil_pixel_limit(tmp_path, monkeypatch):
     cv2.imwrite(str(tmp_path/'big.png'), img)
     np.testing.assert_array_equal(read_tem(tmp_path/'big.png'), img)
     assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def _traced_peak(fn):
+    "Peak of the memory traced (NumPy's arrays included) while `fn()` runs, in bytes."
+    import tracemalloc
+    tracemalloc.start()
+    try: fn(); return tracemalloc.get_traced_memory()[1]
+    finally: tracemalloc.stop()
+
+
+def test_banded_readers_keep_one_band(tmp_path):
+    "Thumbnails taken band by band are copies: a view would keep every band, i.e. the whole image, alive (20000 px: +0.8 to 4.8 GB)."
+    import h5py  # noqa: F401
+    from accords_tem.io import LazyTiff, image_stats, write_ilastik_h5
+    from accords_tem.normalization import normalize_banded
+    from accords_tem.masks import masks_banded
+    img = np.random.default_rng(0).integers(0, 60000, (2000, 2000)).astype(np.uint16)     # 8 MB
+    write_tem_tiff(tmp_path/'a.tif', img)
+    lazy = LazyTiff(tmp_path/'a.tif')
+    assert _traced_peak(lambda: image_stats(lazy, band=20, thumb_step=8)) < 3e6            # bands of 20 rows: 80 kB (+ float64 copies)
+    assert _traced_peak(lambda: normalize_banded(lazy, band=40_000)) < 16e6                 # 13 MB (8-bit results 8 MB); views: 19 MB
+    p = np.random.default_rng(1).dirichlet([1, 1, 1], size=(1000, 1000)).astype(np.float32)  # 12 MB
+    write_ilastik_h5(tmp_path/'a_Probabilities.h5', p, 'yxc', compression=None)
+    tg, th = [('GFM', 0), ('carbonhole', 1), ('undefined', 2)], {'GFM': 0.5, 'carbonhole': 0.5, 'undefined': 0.5}
+    assert _traced_peak(lambda: masks_banded(tmp_path/'a_Probabilities.h5', tg, th, [n for n, _ in tg], band=30_000)) < 12e6   # 9 MB (masks 3, thinned 3 + its concatenation 3); views: 18 MB
