@@ -245,12 +245,19 @@ def _stage_hash(cfg:Config, mcfg:MasksConfig, extra) -> str:
     d = dict(masks=mcfg.model_dump(mode='json'), classes=[c.model_dump() for c in cfg.classes], extra=extra)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
+def _read_png8(p:Path) -> np.ndarray|None:
+    "A 2-D uint8 PNG as read by OpenCV (one array, where imageio/PIL hold two); None for any other PNG."
+    import cv2
+    a = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    return a if a is not None and a.ndim == 2 and a.dtype == np.uint8 else None
+
 def _background(run_dir:Path, image:Path) -> np.ndarray:
     "8-bit picture for overlays: the run's normalized image, else the raw image min-max scaled."
     from accords_tem.normalization import normalized_image_path, minmax
     p = normalized_image_path(run_dir, Path(image).stem)
     if p is not None:
-        a = np.asarray(read_tem(p))
+        a = _read_png8(p) if p.suffix == '.png' else None   # stage 01's 8-bit PNG: OpenCV decodes it without a second copy
+        if a is None: a = np.asarray(read_tem(p))
         if a.dtype == np.uint8: return a
     return clip_uint8(minmax(read_tem(image)))
 

@@ -154,3 +154,14 @@ def test_banded_readers_keep_one_band(tmp_path):
     write_ilastik_h5(tmp_path/'a_Probabilities.h5', p, 'yxc', compression=None)
     tg, th = [('GFM', 0), ('carbonhole', 1), ('undefined', 2)], {'GFM': 0.5, 'carbonhole': 0.5, 'undefined': 0.5}
     assert _traced_peak(lambda: masks_banded(tmp_path/'a_Probabilities.h5', tg, th, [n for n, _ in tg], band=30_000)) < 12e6   # 9 MB (masks 3, thinned 3 + its concatenation 3); views: 18 MB
+
+
+def test_masks_background_png(tmp_path):
+    "Stage 02 reads stage 01's 8-bit PNG with OpenCV: the same pixels as `read_tem`; other PNGs go through `read_tem`."
+    import cv2
+    from accords_tem.io import read_tem
+    from accords_tem.masks import _read_png8
+    g = np.random.default_rng(2).integers(0, 256, (30, 20)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path/'g.png'), g); cv2.imwrite(str(tmp_path/'c.png'), np.dstack([g, g, g])); cv2.imwrite(str(tmp_path/'w.png'), g.astype(np.uint16) * 200)
+    np.testing.assert_array_equal(_read_png8(tmp_path/'g.png'), read_tem(tmp_path/'g.png'))
+    assert _read_png8(tmp_path/'c.png') is None and _read_png8(tmp_path/'w.png') is None
