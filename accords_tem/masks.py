@@ -261,6 +261,21 @@ def _background(run_dir:Path, image:Path) -> np.ndarray:
         if a.dtype == np.uint8: return a
     return clip_uint8(minmax(read_tem(image)))
 
+def _background_shape(run_dir:Path, image:Path) -> tuple[int, int]:
+    "(H, W) of `_background(run_dir, image)`: from the header of stage 01's 8-bit PNG, else by reading the picture."
+    from PIL import Image
+    from accords_tem.normalization import normalized_image_path
+    p = normalized_image_path(run_dir, Path(image).stem)
+    if p is not None and p.suffix == '.png':
+        old = Image.MAX_IMAGE_PIXELS
+        try:
+            Image.MAX_IMAGE_PIXELS = None   # a header only: the size check is not needed
+            with Image.open(p) as im:
+                if im.mode == 'L': return im.size[::-1]
+        except Exception: pass   # read below: its error names the file
+        finally: Image.MAX_IMAGE_PIXELS = old
+    return _background(run_dir, image).shape
+
 def _find_exports(root:Path, glob:str) -> list[Path]:
     return sorted(p for p in root.glob(glob) if p.is_file() and export_kind(p.name) == 'probabilities')
 
@@ -309,14 +324,17 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         else:
             prob, masks = masks_banded(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,   # bands of rows:
                                        mcfg.range_tolerance, band=cfg.section('io').max_pixels_in_memory // 16)  # bounded memory
-        bg = _background(run_dir, image)
-        if bg.shape != next(iter(masks.values())).shape:
+        shape = _background_shape(run_dir, image)   # from the file's header where it can: the picture is read after the writes
+        if shape != next(iter(masks.values())).shape:
             raise IlastikFormatError(f'probabilities are {next(iter(masks.values())).shape[::-1]} px (w, h) but the image '
-                                     f'{Path(image).name} is {bg.shape[::-1]}; was the export made from another image?', ex)
+                                     f'{Path(image).name} is {shape[::-1]}; was the export made from another image?', ex)
         if not fresh:
             from accords_tem.normalization import _write_image
             for n, ch in targets:
                 _write_image(masks[n].view(np.uint8) * np.uint8(255), outs[n][0]); save_npy(masks[n], outs[n][1])   # one uint8 copy
+        bg = _background(run_dir, image)
+        if not fresh:
+            for n, ch in targets:
                 if n in qa:
                     save_figure(qa_figure(bg, prob[..., ch], masks[n], th[n][0], f'{Path(image).name}: {n} > {th[n][0]:g}',
                                           colors[n]), qa[n], dpi=80)
