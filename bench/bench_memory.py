@@ -11,7 +11,7 @@ Writes WORK/memory.json and prints a table. The input files are written in bands
 
 Measured 2026-12-07 (2-core CPU; details and causes in bench/results/memory.md), peak MB:
     8000x8000   inventory 478 (main 2000), normalize 984 (950), masks 1098 (1370), dataset 1225 (4700), predict 4930 (7406)
-    20000x20000 inventory 520 (issue: 2100), normalize 1593 (6500), masks 2202, dataset 5821, predict not run (12900)
+    20000x20000 inventory 520 (issue: 2100), normalize 1593 (6500), masks 2142, dataset 5821, predict not run (12900)
 """
 from __future__ import annotations
 import argparse, json, os, subprocess, sys, time
