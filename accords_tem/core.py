@@ -321,6 +321,8 @@ class Config(_Section):
         "Everything, stage sections included (with their defaults where the stage exists)."
         d = self.model_dump(mode='json')
         for name in SECTION_MODELS:
+            if _snapshot_defaults(name, self.sections.get(name, {})):   # defaults only: no need to import the stage (torch...)
+                d[name] = copy.deepcopy(section_snapshot()[name]['defaults']); continue
             model = section_model(name)
             if model is not None: d[name] = self.section(name).model_dump(mode='json')
             elif name in self.sections: d[name] = self.sections[name]
@@ -461,6 +463,17 @@ def make_section_snapshot(write:bool=False) -> dict:
     return snap
 
 def _stage_loaded(name:str) -> bool: return SECTION_MODELS[name].partition(':')[0] in sys.modules
+
+def _is_default(v, default) -> bool:
+    "Do the YAML values `v` (a partial mapping) leave the snapshot's `default` values unchanged?"
+    if isinstance(v, dict): return isinstance(default, dict) and all(k in default and _is_default(x, default[k]) for k, x in v.items())
+    if isinstance(v, list): return isinstance(default, list) and len(v) == len(default) and all(map(_is_default, v, default))
+    return isinstance(v, bool) == isinstance(default, bool) and not isinstance(default, (dict, list)) and v == default
+
+def _snapshot_defaults(name:str, values:dict) -> bool:
+    "True when section `name` is its snapshot's defaults and its stage is not imported: `Config.to_dict` then needs no import."
+    snap = section_snapshot()
+    return name in snap and not _stage_loaded(name) and _is_default(values or {}, snap[name]['defaults'])
 
 @functools.cache
 def _validator(name:str):

@@ -74,20 +74,26 @@ def relabel_sequential(lab:np.ndarray, min_area:int=1) -> np.ndarray:
 def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = background)
                      dist:np.ndarray, # (H, W) distance to the mask's edge, or a centre map
                      neck_ratio:float=0.7, # keep two pieces apart when saddle < neck_ratio x the smaller piece's radius
+                     band:int=1 << 20, # pixels looked at a time (whole-image pair arrays would cost ~50 B/px)
                     ) -> np.ndarray:
     "Join neighbouring pieces whose shared boundary is not a narrow neck; labels renumbered 1..n."
     lab = np.asarray(labels); n = int(lab.max())
     if n < 2: return relabel_sequential(lab)
-    a = np.concatenate([lab[1:].ravel(), lab[:, 1:].ravel()]); b = np.concatenate([lab[:-1].ravel(), lab[:, :-1].ravel()])
-    v = np.minimum(np.concatenate([dist[1:].ravel(), dist[:, 1:].ravel()]), np.concatenate([dist[:-1].ravel(), dist[:, :-1].ravel()]))
-    k = (a != b) & (a > 0) & (b > 0)
-    if not k.any(): return relabel_sequential(lab)
-    lo, hi = np.minimum(a[k], b[k]).astype(np.int64), np.maximum(a[k], b[k]).astype(np.int64)
+    H, W = lab.shape; rows = max(1, band // max(W, 1)); found = []
+    for y in range(0, H, rows):   # 4-neighbour pairs in two different pieces, a band of rows at a time
+        y1 = min(y + rows, H); yv = min(y1, H - 1)
+        for sa, sb in (((slice(y + 1, yv + 1),), (slice(y, yv),)), ((slice(y, y1), slice(1, None)), (slice(y, y1), slice(None, -1)))):
+            a, b = lab[sa].ravel(), lab[sb].ravel(); k = (a != b) & (a > 0) & (b > 0)
+            if k.any(): found.append((a[k], b[k], np.minimum(dist[sa].ravel()[k], dist[sb].ravel()[k])))
+    if not found: return relabel_sequential(lab)
+    a, b, v = (np.concatenate(x) for x in zip(*found))
+    lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
     key = lo * (n + 1) + hi
-    order = np.argsort(key); key, v = key[order], v[k][order]
+    order = np.argsort(key); key, v = key[order], v[order]
     uk, start = np.unique(key, return_index=True)
     saddle = np.maximum.reduceat(v, start)
-    r = np.zeros(n + 1, np.float32); np.maximum.at(r, lab.ravel(), dist.ravel().astype(np.float32))
+    r = np.zeros(n + 1, np.float32)
+    for y in range(0, H, rows): np.maximum.at(r, lab[y:y + rows].ravel(), dist[y:y + rows].ravel().astype(np.float32))
     parent = np.arange(n + 1)
     def root(i):
         while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
@@ -197,6 +203,7 @@ def tune_seed_threshold(maps, # iterable, per image and instance class: (class m
 # %% ../nbs/05d_instances.ipynb #55c39d20
 def fill_object_holes(labels:np.ndarray, # (H, W) instance labels
                       max_px:int, # background pieces smaller than this (px) may be holes
+                      band:int=1 << 20, # pixels looked at a time (whole-image neighbour arrays would cost ~40 B/px)
                      ) -> np.ndarray:
     "Instance labels with each small background piece enclosed by a single object given to that object."
     lab = np.asarray(labels)
@@ -206,10 +213,16 @@ def fill_object_holes(labels:np.ndarray, # (H, W) instance labels
     small = np.bincount(bg.ravel(), minlength=n + 1) < max_px; small[0] = False
     small[np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))] = False   # open to the image edge: not a hole
     if not small.any(): return lab
-    a = np.concatenate([bg[1:].ravel(), bg[:-1].ravel(), bg[:, 1:].ravel(), bg[:, :-1].ravel()])
-    b = np.concatenate([lab[:-1].ravel(), lab[1:].ravel(), lab[:, :-1].ravel(), lab[:, 1:].ravel()])
-    k = small[a] & (b > 0)
     owner = np.zeros(n + 1, np.int64); lo = np.full(n + 1, np.iinfo(np.int64).max); hi = np.zeros(n + 1, np.int64)
-    np.minimum.at(lo, a[k], b[k]); np.maximum.at(hi, a[k], b[k])
+    H, W = lab.shape; rows = max(1, band // max(W, 1))
+    for y in range(0, H, rows):   # the objects next to each small piece, a band of rows at a time
+        y1 = min(y + rows, H); yv = min(y1, H - 1)
+        for sa, sb in (((slice(y + 1, yv + 1),), (slice(y, yv),)), ((slice(y, yv),), (slice(y + 1, yv + 1),)),
+                       ((slice(y, y1), slice(1, None)), (slice(y, y1), slice(None, -1))), ((slice(y, y1), slice(None, -1)), (slice(y, y1), slice(1, None)))):
+            a, b = bg[sa].ravel(), lab[sb].ravel(); k = small[a] & (b > 0)
+            np.minimum.at(lo, a[k], b[k]); np.maximum.at(hi, a[k], b[k])
     one = small & (lo == hi); owner[one] = hi[one]
-    return np.where(owner[bg] > 0, owner[bg], lab).astype(lab.dtype)
+    out = np.empty(lab.shape, lab.dtype)
+    for y in range(0, H, rows):
+        o = owner[bg[y:y + rows]]; out[y:y + rows] = np.where(o > 0, o, lab[y:y + rows])
+    return out

@@ -19,8 +19,8 @@ from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataErr
 __all__ = ['IMAGE_SUFFIXES', 'MIN_IMAGE_SIDE', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY_COLUMNS', 'file_format', 'write_tem_tiff',
            'read_tem', 'check_pixels', 'to_float01', 'read_region', 'LazyTiff', 'open_tem_lazy', 'write_dm',
            'parse_magnification', 'PixelSize', 'to_nm', 'read_metadata', 'read_pixel_size', 'read_magnification',
-           'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'list_images',
-           'data_images', 'content_rows', 'IOConfig', 'read_working', 'image_stats', 'inventory_row',
+           'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'iter_ilastik_rows',
+           'list_images', 'data_images', 'content_rows', 'IOConfig', 'read_working', 'image_stats', 'inventory_row',
            'inventory_figure', 'pixel_size_figure', 'run_inventory', 'inspect_main']
 
 # %% ../nbs/00_io.ipynb #b6f112ab
@@ -150,10 +150,15 @@ def _read_tiff(path:Path, page:int=0) -> np.ndarray:
 
 def _read_pil_like(path:Path, fmt:str) -> np.ndarray:
     import imageio.v3 as iio
-    try: a = iio.imread(path)
+    from PIL import Image
+    old = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None   # a micrograph (or stage 01's 8-bit copy of one) may pass PIL's 179-Mpx "decompression bomb" limit
+        a = iio.imread(path)
     except Exception as e:
         raise ImageReadError(f'cannot be read as a {fmt.upper()} ({type(e).__name__}: {e}); the file may be truncated '
                              'or damaged', path) from None
+    finally: Image.MAX_IMAGE_PIXELS = old
     return _to_gray(np.asarray(a), path)
 
 # %% ../nbs/00_io.ipynb #7cf933c2
@@ -657,25 +662,51 @@ def read_ilastik_h5(path:str|os.PathLike, # ilastik export (.h5)
     if fmt != 'hdf5': raise IlastikFormatError(f'not an HDF5 file (it is a {fmt.upper()} file)', path)
     try:
         with h5py.File(path, 'r') as f:
-            names = _h5_datasets(f)
-            if dataset is None:
-                if 'exported_data' in names: dataset = 'exported_data'
-                elif len(names) == 1: dataset = names[0]
-                else:
-                    raise IlastikFormatError(f"no dataset 'exported_data' and {len(names)} datasets to choose from: "
-                                             f"{names}; pass dataset=", path)
-            dataset = dataset.strip('/')
-            if dataset not in names:
-                raise IlastikFormatError(f"no dataset {dataset!r} in the file; datasets present: {names or 'none'}", path)
-            ds = f[dataset]
-            tags = ds.attrs.get('axistags')
-            src = _axes_from_tags(tags, path, ds.shape) if tags is not None else _axes_by_shape(ds.shape, path)
+            ds, src = _ilastik_dataset(f, dataset, path)
             a = ds[()]
     except AccordsError: raise
-    except Exception as e:
-        raise IlastikFormatError(f'cannot be read as HDF5 ({type(e).__name__}: {e}); the file may be truncated or damaged',
-                                 path) from None
+    except Exception as e: raise _h5_error(e, path) from None
     return reorder_axes(a, src, axes, path)
+
+def _h5_error(e:Exception, path) -> IlastikFormatError:
+    return IlastikFormatError(f'cannot be read as HDF5 ({type(e).__name__}: {e}); the file may be truncated or damaged', path)
+
+def _ilastik_dataset(f, dataset:str|None, path):
+    "The export's dataset in the open file `f` and its axes (from `axistags`, else guessed from the shape)."
+    names = _h5_datasets(f)
+    if dataset is None:
+        if 'exported_data' in names: dataset = 'exported_data'
+        elif len(names) == 1: dataset = names[0]
+        else:
+            raise IlastikFormatError(f"no dataset 'exported_data' and {len(names)} datasets to choose from: "
+                                     f"{names}; pass dataset=", path)
+    dataset = dataset.strip('/')
+    if dataset not in names:
+        raise IlastikFormatError(f"no dataset {dataset!r} in the file; datasets present: {names or 'none'}", path)
+    ds = f[dataset]
+    tags = ds.attrs.get('axistags')
+    return ds, _axes_from_tags(tags, path, ds.shape) if tags is not None else _axes_by_shape(ds.shape, path)
+
+def iter_ilastik_rows(path:str|os.PathLike, # ilastik export (.h5)
+                      dataset:str|None=None, # as `read_ilastik_h5`
+                      axes:str='yxc', # axis order wanted (must include 'y')
+                      band:int=1 << 22, # values read at a time (rows x the values of one row)
+                     ):
+    "`read_ilastik_h5` one band of rows at a time: yields (first row, image height, band with axes `axes`)."
+    import h5py
+    path = Path(path)
+    fmt = file_format(path, err=IlastikFormatError)
+    if fmt != 'hdf5': raise IlastikFormatError(f'not an HDF5 file (it is a {fmt.upper()} file)', path)
+    try:
+        with h5py.File(path, 'r') as f:
+            ds, src = _ilastik_dataset(f, dataset, path)
+            if 'y' not in src: raise IlastikFormatError(f'the export has no y axis (axes {src!r})', path)
+            iy = src.index('y'); H = ds.shape[iy]; rows = max(1, band // max(1, int(np.prod(ds.shape)) // max(H, 1)))
+            for y in range(0, H, rows):
+                sl = [slice(None)] * ds.ndim; sl[iy] = slice(y, y + rows)
+                yield y, H, reorder_axes(ds[tuple(sl)], src, axes, path)
+    except AccordsError: raise
+    except Exception as e: raise _h5_error(e, path) from None
 
 # %% ../nbs/00_io.ipynb #69a2f102
 def list_images(root:str|os.PathLike, # folder searched
@@ -819,7 +850,7 @@ def image_stats(img, # 2-D array, memmap or `LazyTiff`
     for y in range(y0, y1, band):
         chunk = np.asarray(img[y:min(y+band, y1)])
         _stats_update(acc, chunk)
-        if thumb_step: thumb.append(chunk[(y0 - y) % thumb_step::thumb_step, ::thumb_step])
+        if thumb_step: thumb.append(chunk[(y0 - y) % thumb_step::thumb_step, ::thumb_step].copy())   # a view would keep the band
     extra = {'_thumb': np.concatenate(thumb)} if thumb_step else {}
     if acc['nfin'] == 0: return dict(min=np.nan, max=np.nan, mean=np.nan, std=np.nan, effective_bits=None, saturated_fraction=np.nan,
                                      zero_fraction=np.nan, nonfinite=acc['nonfinite'], **extra)
@@ -846,10 +877,10 @@ def inventory_row(path:Path, root:Path, calibration:CalibrationConfig|None=None,
     if fmt == 'tiff':
         H, W = _tiff_shape(path)
         big = H * W > io_cfg.max_pixels_in_memory
-        img = open_tem_lazy(path) if big else read_tem(path)
-        band = max(1, io_cfg.max_pixels_in_memory // (4 * W)) if big else None
-    else: img, band = read_tem(path), None
+        img = LazyTiff(path) if big else read_tem(path)   # not a memory map: the pages it reads would stay resident
+    else: img = read_tem(path)
     H, W = img.shape
+    band = max(1, io_cfg.max_pixels_in_memory // (4 * W))   # statistics in bands: float64 copies of one band at a time
     ps = pixel_size(path, calibration, meta=meta)
     mag, mag_src = read_magnification(path, meta=meta)
     top, bottom = io_cfg.content_rows(img)

@@ -18,7 +18,7 @@ from .io import data_images, read_tem
 
 # %% auto #0
 __all__ = ['export_kind', 'pair_exports', 'MasksConfig', 'target_classes', 'threshold_table', 'check_probabilities',
-           'threshold_masks', 'iou', 'qa_figure', 'contact_sheet', 'masks_for_export', 'run_masks']
+           'threshold_masks', 'iou', 'qa_figure', 'contact_sheet', 'masks_for_export', 'masks_banded', 'run_masks']
 
 # %% ../nbs/02_h5_to_masks.ipynb #0942c1a6
 _KINDS = [('probabilities', r'probabilities'), ('segmentation', r'simple[ _-]?segmentation'),
@@ -178,7 +178,8 @@ def qa_figure(img8:np.ndarray, # 8-bit image (normalized)
     "Figure: image, mask overlay, probability heatmap with the threshold contour."
     import matplotlib.pyplot as plt
     k = _stride(img8.shape, max_side)
-    im, pr, ms = img8[::k, ::k], prob[::k, ::k], mask[::k, ::k]
+    im, ms = img8[::k, ::k], mask[::k, ::k]
+    pr = prob[::k, ::k] if prob.shape[:2] == img8.shape[:2] else prob   # or already thinned (`masks_banded`)
     fig, ax = plt.subplots(1, 3, figsize=(15, 5.4))
     ax[0].imshow(im, cmap='gray', vmin=0, vmax=255); ax[0].set_title('image')
     ax[1].imshow(_overlay(im, ms, color)); ax[1].set_title(f'mask ({100 * mask.mean():.1f} % of pixels)')
@@ -213,19 +214,67 @@ def masks_for_export(h5:Path, # ilastik *_Probabilities.h5
     p = check_probabilities(read_ilastik_h5(h5, dataset, axes='yxc'), len(class_names), h5, tol, class_names)
     return p, threshold_masks(p, targets, thresholds)
 
+def masks_banded(h5:Path, targets:list[tuple[str, int]], thresholds:dict[str, float], class_names:list[str],
+                 dataset:str|None=None, tol:float=1e-3,
+                 band:int=1 << 22, # probability values read at a time
+                 thin_side:int=768, # the probabilities kept: every k-th pixel, longer side <= this (`qa_figure`'s step)
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    "`masks_for_export` one band of rows at a time (the same checks and masks): `(probabilities thinned for the figure, {class: mask})`."
+    from accords_tem.io import iter_ilastik_rows
+    masks, thin, nan, lo, hi = {}, [], 0, np.inf, -np.inf
+    for y, H, p in iter_ilastik_rows(h5, dataset, 'yxc', band):
+        if not masks:
+            if p.shape[-1] != len(class_names) or p.dtype.kind not in 'uif':     # its error on channels or dtype
+                check_probabilities(p, len(class_names), h5, tol, class_names)
+            masks = {n: np.zeros((H, p.shape[1]), bool) for n, _ in targets}; k = _stride((H, p.shape[1]), thin_side)
+        if p.dtype.kind in 'ui': p = p.astype(np.float32) / np.float32(np.iinfo(p.dtype).max)
+        else:
+            p = p.astype(np.float32, copy=False); nan += int(np.isnan(p).sum())
+            if p.size: lo, hi = min(lo, float(np.nanmin(p, initial=np.inf))), max(hi, float(np.nanmax(p, initial=-np.inf)))
+            p = np.clip(p, 0, 1)   # a no-op unless the whole map leaves [0, 1] (within `tol`), as `check_probabilities`
+        for n, m in threshold_masks(p, targets, thresholds).items(): masks[n][y:y + len(p)] = m
+        thin.append(p[(-y) % k::k, ::k].copy())   # a copy: a view would keep the whole band alive
+    if nan: raise IlastikFormatError(f'{nan} probability values are NaN; re-export the probabilities from ilastik', h5)
+    if lo < -tol or hi > 1 + tol:
+        raise IlastikFormatError(f'probabilities range from {lo:.4g} to {hi:.4g}, outside [0, 1]; this is not an ilastik '
+                                 'probability export (raw prediction or renormalized export?)', h5)
+    return np.concatenate(thin), masks
+
 # %% ../nbs/02_h5_to_masks.ipynb #3650ca9a
 def _stage_hash(cfg:Config, mcfg:MasksConfig, extra) -> str:
     d = dict(masks=mcfg.model_dump(mode='json'), classes=[c.model_dump() for c in cfg.classes], extra=extra)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+def _read_png8(p:Path) -> np.ndarray|None:
+    "A 2-D uint8 PNG as read by OpenCV (one array, where imageio/PIL hold two); None for any other PNG."
+    import cv2
+    a = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    return a if a is not None and a.ndim == 2 and a.dtype == np.uint8 else None
 
 def _background(run_dir:Path, image:Path) -> np.ndarray:
     "8-bit picture for overlays: the run's normalized image, else the raw image min-max scaled."
     from accords_tem.normalization import normalized_image_path, minmax
     p = normalized_image_path(run_dir, Path(image).stem)
     if p is not None:
-        a = np.asarray(read_tem(p))
+        a = _read_png8(p) if p.suffix == '.png' else None   # stage 01's 8-bit PNG: OpenCV decodes it without a second copy
+        if a is None: a = np.asarray(read_tem(p))
         if a.dtype == np.uint8: return a
     return clip_uint8(minmax(read_tem(image)))
+
+def _background_shape(run_dir:Path, image:Path) -> tuple[int, int]:
+    "(H, W) of `_background(run_dir, image)`: from the header of stage 01's 8-bit PNG, else by reading the picture."
+    from PIL import Image
+    from accords_tem.normalization import normalized_image_path
+    p = normalized_image_path(run_dir, Path(image).stem)
+    if p is not None and p.suffix == '.png':
+        old = Image.MAX_IMAGE_PIXELS
+        try:
+            Image.MAX_IMAGE_PIXELS = None   # a header only: the size check is not needed
+            with Image.open(p) as im:
+                if im.mode == 'L': return im.size[::-1]
+        except Exception: pass   # read below: its error names the file
+        finally: Image.MAX_IMAGE_PIXELS = old
+    return _background(run_dir, image).shape
 
 def _find_exports(root:Path, glob:str) -> list[Path]:
     return sorted(p for p in root.glob(glob) if p.is_file() and export_kind(p.name) == 'probabilities')
@@ -273,16 +322,19 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         if fresh:
             masks = {n: np.load(outs[n][1]) for n, _ in targets}; counts['skipped'] += 1; prob = None
         else:
-            prob, masks = masks_for_export(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,
-                                           mcfg.range_tolerance)
-        bg = _background(run_dir, image)
-        if bg.shape != next(iter(masks.values())).shape:
+            prob, masks = masks_banded(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,   # bands of rows:
+                                       mcfg.range_tolerance, band=cfg.section('io').max_pixels_in_memory // 16)  # bounded memory
+        shape = _background_shape(run_dir, image)   # from the file's header where it can: the picture is read after the writes
+        if shape != next(iter(masks.values())).shape:
             raise IlastikFormatError(f'probabilities are {next(iter(masks.values())).shape[::-1]} px (w, h) but the image '
-                                     f'{Path(image).name} is {bg.shape[::-1]}; was the export made from another image?', ex)
+                                     f'{Path(image).name} is {shape[::-1]}; was the export made from another image?', ex)
         if not fresh:
             from accords_tem.normalization import _write_image
             for n, ch in targets:
-                _write_image(masks[n].astype(np.uint8) * 255, outs[n][0]); save_npy(masks[n], outs[n][1])
+                _write_image(masks[n].view(np.uint8) * np.uint8(255), outs[n][0]); save_npy(masks[n], outs[n][1])   # one uint8 copy
+        bg = _background(run_dir, image)
+        if not fresh:
+            for n, ch in targets:
                 if n in qa:
                     save_figure(qa_figure(bg, prob[..., ch], masks[n], th[n][0], f'{Path(image).name}: {n} > {th[n][0]:g}',
                                           colors[n]), qa[n], dpi=80)

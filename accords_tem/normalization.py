@@ -15,18 +15,22 @@ from pydantic import Field, field_validator
 from .core import (AccordsError, ImageReadError, Config, FailureLog, _Section, atomic_path,
                               load_config, InputRecord, run_batch, save_csv, save_figure, save_json)
 from .imaging import clip_uint8
-from .io import data_images, read_tem
+from .io import LazyTiff, data_images, file_format, read_tem
 
 # %% auto #0
 __all__ = ['intensity_window', 'minmax', 'clahe', 'NormalizationConfig', 'normalize', 'comparison_figure', 'normalized_path',
-           'normalized_image_path', 'normalize_file', 'run_normalization', 'preview']
+           'normalized_image_path', 'normalize_banded', 'normalize_file', 'run_normalization', 'preview']
 
 # %% ../nbs/01_normalization.ipynb #56f13626
-def _order_stats(x:np.ndarray, ks:np.ndarray) -> np.ndarray:
-    "Values of rank `ks` (0-based) in the sorted integer image `x`, from its histogram."
-    off = int(x.min())
-    cum = np.cumsum(np.bincount((x.ravel() - off) if off else x.ravel(), minlength=1))
-    return np.searchsorted(cum, ks, side='right').astype(np.float64) + off
+def _window_from_counts(counts:np.ndarray, # histogram of an integer image (counts[i]: pixels of value i + off)
+                        low:float, high:float, off:int=0) -> tuple[float, float]:
+    "`intensity_window` from a histogram (so that a large image can be counted in bands)."
+    cum = np.cumsum(counts); n = int(cum[-1])
+    pos = np.array([low, high]) / 100 * (n - 1)
+    k0 = np.floor(pos).astype(np.int64); k1 = np.minimum(k0 + 1, n - 1)
+    v0, v1 = (np.searchsorted(cum, k, side='right').astype(np.float64) + off for k in (k0, k1))
+    lo, hi = v0 + (v1 - v0) * (pos - k0)
+    return float(lo), float(hi)
 
 def intensity_window(x:np.ndarray, # image, any real dtype
                      low:float=0.0, # lower percentile (0: the minimum)
@@ -37,12 +41,8 @@ def intensity_window(x:np.ndarray, # image, any real dtype
     x = np.asarray(x)
     if (low, high) == (0.0, 100.0) and x.dtype.kind in 'ui': return float(x.min()), float(x.max())
     if x.dtype.kind in 'ui' and x.dtype.itemsize <= 2:
-        n = x.size
-        pos = np.array([low, high]) / 100 * (n - 1)
-        k0 = np.floor(pos).astype(np.int64); k1 = np.minimum(k0 + 1, n - 1)
-        v0, v1 = _order_stats(x, k0), _order_stats(x, k1)
-        lo, hi = v0 + (v1 - v0) * (pos - k0)
-        return float(lo), float(hi)
+        off = int(x.min())
+        return _window_from_counts(np.bincount((x.ravel() - off) if off else x.ravel(), minlength=1), low, high, off)
     lo, hi = np.nanpercentile(x.astype(np.float64, copy=False), [low, high])
     return float(lo), float(hi)
 
@@ -174,25 +174,55 @@ def _write_image(arr:np.ndarray, path:Path):
         import cv2
         ok, buf = cv2.imencode('.png', arr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok: raise AccordsError('could not encode PNG', path)
-        with atomic_path(path) as tmp: tmp.write_bytes(buf.tobytes())
+        with atomic_path(path) as tmp: tmp.write_bytes(buf)   # the encoded buffer itself, no bytes copy
     else:
         import tifffile
         with atomic_path(path) as tmp: tifffile.imwrite(tmp, arr)
 
+def normalize_banded(img, # 2-D uint8/uint16 image read by rows: array, memory map or `LazyTiff`
+                     ncfg:NormalizationConfig|None=None, # stage settings (defaults if None)
+                     band:int=1 << 22, # pixels read at a time
+                    ) -> dict:
+    "`normalize` read twice in bands of rows (histogram, then min-max): only the 8-bit results are whole; '_thumb': the original for figures."
+    ncfg, dt = ncfg or NormalizationConfig(), np.dtype(img.dtype)
+    if len(img.shape) != 2 or dt.kind != 'u' or dt.itemsize > 2: raise ValueError(f'needs a 2-D uint8/uint16 image, got {img.shape} {dt}')
+    (H, W), k = img.shape, max(1, -(-max(img.shape) // 1024))   # k: the figure's thumbnail step (`_thumb`)
+    rows, counts, thumb = max(1, band // W), np.zeros(1 << 8 * dt.itemsize, np.int64), []
+    for y in range(0, H, rows):
+        a = np.asarray(img[y:y+rows]); counts += np.bincount(a.ravel(), minlength=counts.size)
+        thumb.append(a[(-y) % k::k, ::k].copy())   # a copy: a view would keep the whole band alive
+    nz = np.flatnonzero(counts)
+    if (ncfg.low, ncfg.high) == (0.0, 100.0): lo, hi = float(nz[0]), float(nz[-1])
+    else: lo, hi = _window_from_counts(counts, ncfg.low, ncfg.high)
+    mm = np.empty((H, W), np.uint8)
+    for y in range(0, H, rows): mm[y:y+rows] = clip_uint8(minmax(np.asarray(img[y:y+rows]), window=(lo, hi)))
+    return dict(minmax=mm, clahe=clahe(mm, ncfg.tile_grid, ncfg.clip_limit, ncfg.backend), window=(lo, hi),
+                dtype=str(dt), _thumb=np.concatenate(thumb))
+
+def _lazy_if_big(path:Path, max_pixels:int|None):
+    "A `LazyTiff` of a single-channel uint8/uint16 TIFF with more than `max_pixels` pixels, else None."
+    if max_pixels is None or file_format(path) != 'tiff': return None
+    lazy = LazyTiff(path)
+    ok = not lazy._rgb and lazy.dtype.kind == 'u' and lazy.dtype.itemsize <= 2 and lazy.shape[0] * lazy.shape[1] > max_pixels
+    return lazy if ok else None
+
 def normalize_file(path:Path, # raw image
                    out:Path, # normalized image to write
                    fig_path:Path|None=None, # comparison figure to write (None: none)
-                   ncfg:NormalizationConfig|None=None) -> dict:
+                   ncfg:NormalizationConfig|None=None,
+                   max_pixels:int|None=None, # larger integer TIFFs are read in bands (`io.max_pixels_in_memory`); None: whole
+                  ) -> dict:
     "Normalize one image file, write the chosen result (8-bit) and, optionally, its comparison figure."
     ncfg = ncfg or NormalizationConfig()
-    img = read_tem(path)
-    res = normalize(img, ncfg)
+    lazy = _lazy_if_big(Path(path), max_pixels)
+    if lazy is None: img = read_tem(path); res = normalize(img, ncfg)
+    else: res = normalize_banded(lazy, ncfg, band=max(1, max_pixels // 4)); img = res.pop('_thumb')   # the figure's copy only
     _write_image(res[ncfg.method], out)
     if fig_path is not None:
         save_figure(comparison_figure(img, res, Path(path).name, ncfg), fig_path, dpi=80)
         gc.collect()  # matplotlib figures hold reference cycles: free them now, so memory stays flat over a batch
     lo, hi = res['window']
-    return dict(file=str(path), output=str(out), dtype_in=res['dtype'], height=img.shape[0], width=img.shape[1],
+    return dict(file=str(path), output=str(out), dtype_in=res['dtype'], height=res['minmax'].shape[0], width=res['minmax'].shape[1],
                 window_lo=lo, window_hi=hi, method=ncfg.method)
 
 # %% ../nbs/01_normalization.ipynb #a67f11d9
@@ -226,7 +256,7 @@ def run_normalization(cfg:Config, # run configuration (section `normalization:`)
         outs = [out] + ([fig] if fig else [])
         if rec.fresh(outs, [p], force=force or not (same_cfg and str(p) in old)):
             skipped += 1; return old[str(p)]
-        row = normalize_file(p, out, fig, ncfg)
+        row = normalize_file(p, out, fig, ncfg, max_pixels=cfg.section('io').max_pixels_in_memory)
         rec.done(outs, [p])
         return row
 

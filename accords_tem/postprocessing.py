@@ -22,8 +22,9 @@ from .io import data_images
 __all__ = ['PostprocessingConfig', 'fill_unlabelled', 'open_class', 'value_counts', 'clean_labels', 'to_onehot', 'onehot_check',
            'check_label_values', 'check_aspect', 'label_stem', 'LabelPair', 'pair_labels', 'read_labels',
            'dataset_size', 'image_to_uint8', 'dataset_image', 'image_source', 'ground_truth_path', 'gt_agreement',
-           'prepare_pair', 'output_paths', 'settings_hash', 'save_png', 'write_pair', 'plot_pair', 'plot_examples',
-           'plot_pixel_distribution', 'plot_intensity_by_class', 'run_postprocessing', 'make_demo_inputs']
+           'prepare_pair', 'output_paths', 'settings_hash', 'save_png', 'write_pair', 'plot_pair', 'display_pair',
+           'plot_examples', 'plot_pixel_distribution', 'plot_intensity_by_class', 'run_postprocessing',
+           'make_demo_inputs']
 
 # %% ../nbs/03_postprocessing.ipynb #940ec231
 class PostprocessingConfig(_Section):
@@ -63,6 +64,7 @@ class PostprocessingConfig(_Section):
 # %% ../nbs/03_postprocessing.ipynb #0d60a020
 def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
                     unlabelled:int=0, # the value of unlabelled pixels
+                    band:int=1 << 22, # pixels gathered at a time (the gather's index copies cost 16 B per pixel)
                    ) -> np.ndarray:
     "Give every unlabelled pixel the value of the nearest labelled pixel (Euclidean distance transform)."
     from scipy import ndimage as ndi
@@ -70,8 +72,10 @@ def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
     gap = labels == unlabelled
     if not gap.any(): return labels.copy()
     if gap.all(): raise ValueError('no labelled pixel to fill the gaps from')
-    idx = ndi.distance_transform_edt(gap, return_distances=False, return_indices=True)
-    return labels[tuple(idx)]
+    idx = ndi.distance_transform_edt(gap, return_distances=False, return_indices=True)   # int32 (2, H, W)
+    out, rows = np.empty_like(labels), max(1, band // max(1, labels.shape[1]))
+    for y in range(0, labels.shape[0], rows): out[y:y+rows] = labels[idx[0, y:y+rows], idx[1, y:y+rows]]   # bands of rows
+    return out
 
 # %% ../nbs/03_postprocessing.ipynb #2663814f
 def open_class(labels:np.ndarray, # 2-D integer labels
@@ -437,6 +441,13 @@ def plot_pair(res:dict, # from prepare_pair
     fig.suptitle(title or r['stem'], fontsize=10)
     return fig
 
+def display_pair(res:dict, # from prepare_pair
+                 max_side:int=1024, # longest side of the pictures kept
+                ) -> dict:
+    "The QC row and the pictures `plot_examples` shows, thinned to every k-th pixel (a big image's figure needs no more)."
+    from accords_tem.normalization import _thumb
+    return dict(row=res['row'], **{k: np.array(_thumb(res[k], max_side)) for k in ('image', 'raw', 'filled', 'clean')})
+
 def plot_examples(results:list[dict], classes):
     "One row per prepared pair: image, exported labels, gaps filled, final labels, overlay."
     import matplotlib.pyplot as plt
@@ -444,7 +455,7 @@ def plot_examples(results:list[dict], classes):
     fig, ax = plt.subplots(n, 5, figsize=(13, 2.7*n), squeeze=False)
     for row, res in zip(ax, results):
         r = res['row']
-        ims = [(res['image'], r['stem']), (colorize(res['raw'], classes), f"exported ({r['unlabelled_before_orig']/res['raw'].size:.0%} unlabelled)"),
+        ims = [(res['image'], r['stem']), (colorize(res['raw'], classes), f"exported ({r['unlabelled_before_orig']/(r['orig_h'] * r['orig_w']):.0%} unlabelled)"),
                (colorize(res['filled'], classes), 'gaps filled'), (colorize(res['clean'], classes), f"final ({r['opened_px']} px opened away)"),
                (overlay_labels(res['image'], res['clean'], classes), 'overlay')]
         for a, (im, t) in zip(row, ims): a.imshow(im, cmap='gray' if im.ndim == 2 else None); a.set_title(t, fontsize=8); a.set_axis_off()
@@ -547,7 +558,7 @@ def run_postprocessing(cfg:Config, # run configuration
         if sec.examples and (changed or not (out/'examples.png').exists()):
             pick = qc.sort_values('unlabelled_before', ascending=False)['stem'].head(sec.examples).tolist()
             by_stem = {p.stem: p for p, _ in done}
-            ex = [prepare_pair(by_stem[s], cfg, sec, run_dir) for s in pick]
+            ex = [display_pair(prepare_pair(by_stem[s], cfg, sec, run_dir)) for s in pick]   # one full-size pair at a time
             save_figure(plot_examples(ex, cfg.classes), out/'examples.png')
     fails = log.rows('postprocessing')
     return dict(stage='postprocessing', out=str(out), labels_found=len(pairs), written=len(done) - n_skipped,

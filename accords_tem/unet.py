@@ -211,7 +211,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
         lab, lab_cls = instance_labels(sm, prob, centres, masks, cut)
         save_instances(lab, lab_cls, out/'instances'/f'{p.stem}.tif', sm.classes if cut else sm.u.instance_classes)
         for k, c in enumerate(sm.classes):
-            with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray((masks[k] * 255).astype(np.uint8)).save(tmp, format='PNG')
+            with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray(masks[k].view(np.uint8) * np.uint8(255)).save(tmp, format='PNG')
             rows.append(dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(masks[k].sum()),
                              fraction=float(masks[k].mean()), mean_uncertainty=float(unc[k].mean()), model_input='x'.join(map(str, x.shape)),
                              objects=lab_cls.count(c), content_rows=f'{r0}-{r1}'))

@@ -8,6 +8,10 @@ untrained U-Net (speed and weights do not matter for memory; no TTA, one scale).
     python bench/bench_memory.py --size 20000 --work /tmp/bench_memory      # about 20-40 minutes on 2 CPU cores
 
 Writes WORK/memory.json and prints a table. The input files are written in bands (the bench itself stays small).
+
+Measured 2026-12-07 (2-core CPU; details and causes in bench/results/memory.md), peak MB:
+    8000x8000   inventory 478 (main 2000), normalize 984 (950), masks 1098 (1370), dataset 1225 (4700), predict 4930 (7406)
+    20000x20000 inventory 520 (issue: 2100), normalize 1593 (6500), masks 2142, dataset 5821, predict not run (12900)
 """
 from __future__ import annotations
 import argparse, json, os, subprocess, sys, time

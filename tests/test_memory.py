@@ -1,0 +1,185 @@
+"""Bounded memory on large images (issue 18 item 8): the banded / lazy paths give the whole-image answers.
+The peak-RSS figures themselves come from bench/bench_memory.py (one big TIFF through every stage)."""
+import subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accords_tem.core import load_config, config_to_yaml
+from accords_tem.io import IOConfig, inventory_row, write_tem_tiff
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_config_yaml_without_stage_imports():
+    "Writing a run's config.yaml (every stage's first command) imports no torch: 0.9 GB of the inventory's peak was that."
+    code = ("import sys; from accords_tem.core import load_config, config_to_yaml; "
+            "t = config_to_yaml(load_config('default', {'data.root': '/tmp', 'io.thumbnails': 3})); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.stdout.write(t)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    import accords_tem.unet, accords_tem.classifier, accords_tem.objects   # noqa: F401  (now the models themselves answer)
+    assert r.stdout == config_to_yaml(load_config('default', {'data.root': '/tmp', 'io.thumbnails': 3}))
+
+
+def test_config_yaml_with_changed_sections():
+    "A section that differs from its defaults still goes through its model (coercions, validators)."
+    cfg = load_config('default', {'postprocessing.size': 64, 'unet.epochs': 3})
+    d = cfg.to_dict()
+    assert d['postprocessing']['size'] == [64, 64] and d['unet']['epochs'] == 3
+
+
+@pytest.mark.parametrize('fmt', ['tif', 'png'])
+def test_inventory_row_bands(tmp_path, fmt):
+    "Statistics in bands of rows (any image larger than one band) equal the whole-image statistics."
+    img = np.random.default_rng(0).integers(0, 4000, (90, 70)).astype(np.uint16)
+    p = tmp_path/'GO_01'/f'AC_UT_GO_01_01_UO_2000X_0001.{fmt}'
+    if fmt == 'tif': write_tem_tiff(p, img)
+    else:
+        import cv2; p.parent.mkdir(parents=True); cv2.imwrite(str(p), img)
+    whole = inventory_row(p, tmp_path, io_cfg=IOConfig(data_bar='none'))
+    banded = inventory_row(p, tmp_path, io_cfg=IOConfig(data_bar='none', max_pixels_in_memory=700))   # bands of 2 rows
+    for k in ('mean', 'std'): assert banded.pop(k) == pytest.approx(whole.pop(k), abs=1e-3)
+    assert banded == whole
+
+
+def _merge_wide_necks_whole(lab, dist, neck_ratio=0.7):
+    "The whole-image version of instances.merge_wide_necks (before bands), as the reference."
+    from accords_tem.instances import relabel_sequential
+    n = int(lab.max())
+    if n < 2: return relabel_sequential(lab)
+    a = np.concatenate([lab[1:].ravel(), lab[:, 1:].ravel()]); b = np.concatenate([lab[:-1].ravel(), lab[:, :-1].ravel()])
+    v = np.minimum(np.concatenate([dist[1:].ravel(), dist[:, 1:].ravel()]), np.concatenate([dist[:-1].ravel(), dist[:, :-1].ravel()]))
+    k = (a != b) & (a > 0) & (b > 0)
+    if not k.any(): return relabel_sequential(lab)
+    lo, hi = np.minimum(a[k], b[k]).astype(np.int64), np.maximum(a[k], b[k]).astype(np.int64)
+    key = lo * (n + 1) + hi
+    order = np.argsort(key); key, v = key[order], v[k][order]
+    uk, start = np.unique(key, return_index=True)
+    saddle = np.maximum.reduceat(v, start)
+    r = np.zeros(n + 1, np.float32); np.maximum.at(r, lab.ravel(), dist.ravel().astype(np.float32))
+    parent = np.arange(n + 1)
+    def root(i):
+        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
+        return i
+    for kk, s in zip(uk, saddle):
+        i, j = int(kk // (n + 1)), int(kk % (n + 1))
+        if s >= neck_ratio * min(r[i], r[j]): parent[root(i)] = root(j)
+    roots = np.array([root(i) for i in range(n + 1)]); roots[0] = 0
+    return relabel_sequential(roots[lab])
+
+
+@pytest.mark.parametrize('band', [1, 7, 40, 1 << 20])
+def test_merge_wide_necks_bands(band):
+    "Neighbour pairs collected in bands of rows (down to one row) join the same pieces as the whole-image arrays."
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+    from accords_tem.instances import merge_wide_necks
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:60, :50]
+    mask = np.zeros((60, 50), bool)
+    for cy, cx, r in rng.uniform([5, 5, 4], [55, 45, 11], (9, 3)): mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+    dist = ndi.distance_transform_edt(mask)
+    pieces = watershed(-dist, ndi.label((ndi.maximum_filter(dist, 5) == dist) & mask)[0], mask=mask)
+    assert pieces.max() > 3
+    for d in (dist, dist.astype(np.float32)):
+        np.testing.assert_array_equal(merge_wide_necks(pieces, d, 0.7, band=band), _merge_wide_necks_whole(pieces, d, 0.7))
+
+
+def _fill_object_holes_whole(lab, max_px):
+    "The whole-image version of instances.fill_object_holes (before bands), as the reference."
+    from scipy import ndimage as ndi
+    if max_px <= 0 or not lab.any(): return lab
+    bg, n = ndi.label(lab == 0)
+    if n == 0: return lab
+    small = np.bincount(bg.ravel(), minlength=n + 1) < max_px; small[0] = False
+    small[np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))] = False
+    if not small.any(): return lab
+    a = np.concatenate([bg[1:].ravel(), bg[:-1].ravel(), bg[:, 1:].ravel(), bg[:, :-1].ravel()])
+    b = np.concatenate([lab[:-1].ravel(), lab[1:].ravel(), lab[:, :-1].ravel(), lab[:, 1:].ravel()])
+    k = small[a] & (b > 0)
+    owner = np.zeros(n + 1, np.int64); lo = np.full(n + 1, np.iinfo(np.int64).max); hi = np.zeros(n + 1, np.int64)
+    np.minimum.at(lo, a[k], b[k]); np.maximum.at(hi, a[k], b[k])
+    one = small & (lo == hi); owner[one] = hi[one]
+    return np.where(owner[bg] > 0, owner[bg], lab).astype(lab.dtype)
+
+
+@pytest.mark.parametrize('band', [1, 9, 1 << 20])
+def test_fill_object_holes_bands(band):
+    "Holes found in bands of rows: the same objects filled, the same pockets (between two objects, at the edge) left open."
+    from accords_tem.instances import fill_object_holes
+    rng = np.random.default_rng(5)
+    lab = np.zeros((40, 33), np.int32)
+    lab[2:15, 2:15] = 1; lab[2:15, 15:30] = 2; lab[20:38, 5:25] = 3; lab[0:6, 28:33] = 4
+    holes = rng.random(lab.shape) < 0.08; lab[holes] = 0             # pinholes inside objects, and between them
+    lab[8, 14:16] = 0; lab[25:28, 10:13] = 0                          # a pocket shared by 1 and 2; a 9-px hole in 3
+    filled = fill_object_holes(lab, 16, band=band)
+    np.testing.assert_array_equal(filled, _fill_object_holes_whole(lab, 16))
+    assert filled.dtype == lab.dtype and (filled[25:28, 10:13] == 3).all() and (filled[8, 14:16] == 0).all()
+
+
+def test_read_png_past_pil_pixel_limit(tmp_path, monkeypatch):
+    "A PNG larger than PIL's decompression-bomb limit (179 Mpx: stage 01's copy of a 20000x20000 micrograph) is read, and the limit is restored."
+    import cv2
+    from PIL import Image
+    from accords_tem.io import read_tem
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)   # a 20 x 30 PNG stands for a 400-Mpx one
+    img = np.arange(600, dtype=np.uint8).reshape(20, 30)
+    cv2.imwrite(str(tmp_path/'big.png'), img)
+    np.testing.assert_array_equal(read_tem(tmp_path/'big.png'), img)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def _traced_peak(fn):
+    "Peak of the memory traced (NumPy's arrays included) while `fn()` runs, in bytes."
+    import tracemalloc
+    tracemalloc.start()
+    try: fn(); return tracemalloc.get_traced_memory()[1]
+    finally: tracemalloc.stop()
+
+
+def test_banded_readers_keep_one_band(tmp_path):
+    "Thumbnails taken band by band are copies: a view would keep every band, i.e. the whole image, alive (20000 px: +0.8 to 4.8 GB)."
+    import h5py  # noqa: F401
+    from accords_tem.io import LazyTiff, image_stats, write_ilastik_h5
+    from accords_tem.normalization import normalize_banded
+    from accords_tem.masks import masks_banded
+    img = np.random.default_rng(0).integers(0, 60000, (2000, 2000)).astype(np.uint16)     # 8 MB
+    write_tem_tiff(tmp_path/'a.tif', img)
+    lazy = LazyTiff(tmp_path/'a.tif')
+    assert _traced_peak(lambda: image_stats(lazy, band=20, thumb_step=8)) < 3e6            # bands of 20 rows: 80 kB (+ float64 copies)
+    assert _traced_peak(lambda: normalize_banded(lazy, band=40_000)) < 16e6                 # 13 MB (8-bit results 8 MB); views: 19 MB
+    p = np.random.default_rng(1).dirichlet([1, 1, 1], size=(1000, 1000)).astype(np.float32)  # 12 MB
+    write_ilastik_h5(tmp_path/'a_Probabilities.h5', p, 'yxc', compression=None)
+    tg, th = [('GFM', 0), ('carbonhole', 1), ('undefined', 2)], {'GFM': 0.5, 'carbonhole': 0.5, 'undefined': 0.5}
+    assert _traced_peak(lambda: masks_banded(tmp_path/'a_Probabilities.h5', tg, th, [n for n, _ in tg], band=30_000)) < 12e6   # 9 MB (masks 3, thinned 3 + its concatenation 3); views: 18 MB
+
+
+def test_masks_background_png(tmp_path):
+    "Stage 02 reads stage 01's 8-bit PNG with OpenCV: the same pixels as `read_tem`; other PNGs go through `read_tem`."
+    import cv2
+    from accords_tem.io import read_tem
+    from accords_tem.masks import _read_png8
+    g = np.random.default_rng(2).integers(0, 256, (30, 20)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path/'g.png'), g); cv2.imwrite(str(tmp_path/'c.png'), np.dstack([g, g, g])); cv2.imwrite(str(tmp_path/'w.png'), g.astype(np.uint16) * 200)
+    np.testing.assert_array_equal(_read_png8(tmp_path/'g.png'), read_tem(tmp_path/'g.png'))
+    assert _read_png8(tmp_path/'c.png') is None and _read_png8(tmp_path/'w.png') is None
+
+
+def test_masks_shape_from_png_header(tmp_path):
+    "Stage 02 checks the export's size against stage 01's PNG header, writes the masks, then reads the picture; a mismatch still fails first."
+    import cv2, tifffile
+    from accords_tem.core import FailureLog
+    from accords_tem.io import write_ilastik_h5
+    from accords_tem.masks import _background, _background_shape, run_masks
+    root, run = tmp_path/'data', tmp_path/'run'; (root/'G').mkdir(parents=True)
+    tifffile.imwrite(root/'G'/'a.tif', np.zeros((30, 40), np.uint16))
+    (run/'normalized'/'G').mkdir(parents=True); cv2.imwrite(str(run/'normalized'/'G'/'a.png'), np.zeros((30, 40), np.uint8))
+    assert _background_shape(run, root/'G'/'a.tif') == _background(run, root/'G'/'a.tif').shape == (30, 40)
+    assert _background_shape(tmp_path/'other', root/'G'/'a.tif') == (30, 40)                # no stage 01: the raw image
+    p = np.random.default_rng(0).dirichlet([1, 1, 1], size=(20, 40)).astype(np.float32)     # another image's export
+    write_ilastik_h5(root/'a_Probabilities.h5', p, 'yxc')
+    s = run_masks(load_config(None, {'data.root': str(root), 'data.ground_truth': None}), run, progress=False)
+    assert s['failed'] == 1 and 'was the export made from another image' in FailureLog(run, 'masks').rows()[0]['reason']
+    assert not list((run/'masks').rglob('a.npy'))                                           # nothing written
