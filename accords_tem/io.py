@@ -5,6 +5,7 @@
 # %% ../nbs/00_io.ipynb #a0000b56
 from __future__ import annotations
 import argparse, json, math, os, re, struct, sys, warnings, xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
@@ -656,17 +657,20 @@ def read_ilastik_h5(path:str|os.PathLike, # ilastik export (.h5)
                     axes:str='yxc', # axis order wanted; 't'/'z' of length 1 are squeezed, a missing 'c' is added
                    ) -> np.ndarray:
     "Read an ilastik HDF5 export with its axes ordered as `axes`, using the file's `axistags`."
-    import h5py
     path = Path(path)
+    with _open_export(path, dataset) as (ds, src): a = ds[()]
+    return reorder_axes(a, src, axes, path)
+
+@contextmanager
+def _open_export(path:Path, dataset:str|None):
+    "The export's dataset and its axes, file open; an unreadable file raises IlastikFormatError naming it."
+    import h5py
     fmt = file_format(path, err=IlastikFormatError)
     if fmt != 'hdf5': raise IlastikFormatError(f'not an HDF5 file (it is a {fmt.upper()} file)', path)
     try:
-        with h5py.File(path, 'r') as f:
-            ds, src = _ilastik_dataset(f, dataset, path)
-            a = ds[()]
+        with h5py.File(path, 'r') as f: yield _ilastik_dataset(f, dataset, path)
     except AccordsError: raise
     except Exception as e: raise _h5_error(e, path) from None
-    return reorder_axes(a, src, axes, path)
 
 def _h5_error(e:Exception, path) -> IlastikFormatError:
     return IlastikFormatError(f'cannot be read as HDF5 ({type(e).__name__}: {e}); the file may be truncated or damaged', path)
@@ -693,20 +697,13 @@ def iter_ilastik_rows(path:str|os.PathLike, # ilastik export (.h5)
                       band:int=1 << 22, # values read at a time (rows x the values of one row)
                      ):
     "`read_ilastik_h5` one band of rows at a time: yields (first row, image height, band with axes `axes`)."
-    import h5py
     path = Path(path)
-    fmt = file_format(path, err=IlastikFormatError)
-    if fmt != 'hdf5': raise IlastikFormatError(f'not an HDF5 file (it is a {fmt.upper()} file)', path)
-    try:
-        with h5py.File(path, 'r') as f:
-            ds, src = _ilastik_dataset(f, dataset, path)
-            if 'y' not in src: raise IlastikFormatError(f'the export has no y axis (axes {src!r})', path)
-            iy = src.index('y'); H = ds.shape[iy]; rows = max(1, band // max(1, int(np.prod(ds.shape)) // max(H, 1)))
-            for y in range(0, H, rows):
-                sl = [slice(None)] * ds.ndim; sl[iy] = slice(y, y + rows)
-                yield y, H, reorder_axes(ds[tuple(sl)], src, axes, path)
-    except AccordsError: raise
-    except Exception as e: raise _h5_error(e, path) from None
+    with _open_export(path, dataset) as (ds, src):
+        if 'y' not in src: raise IlastikFormatError(f'the export has no y axis (axes {src!r})', path)
+        iy = src.index('y'); H = ds.shape[iy]; rows = max(1, band // max(1, int(np.prod(ds.shape)) // max(H, 1)))
+        for y in range(0, H, rows):
+            sl = [slice(None)] * ds.ndim; sl[iy] = slice(y, y + rows)
+            yield y, H, reorder_axes(ds[tuple(sl)], src, axes, path)
 
 # %% ../nbs/00_io.ipynb #69a2f102
 def list_images(root:str|os.PathLike, # folder searched
