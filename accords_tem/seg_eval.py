@@ -17,8 +17,8 @@ from .imaging import minmax_uint8, overlay_masks, resize_image
 from .training import cpu_has_bf16
 
 # %% auto #0
-__all__ = ['TTA', 'blend_window', 'tile_starts', 'predict_tiled', 'predict_batch', 'predict_scales', 'binarize', 'image_stats',
-           'metric_tables', 'error_map', 'plot_example', 'plot_errors', 'plot_history']
+__all__ = ['TTA', 'blend_window', 'tile_starts', 'predict_tiled', 'predict_batch', 'predict_scales', 'combine_variants',
+           'binarize', 'image_stats', 'metric_tables', 'error_map', 'plot_example', 'plot_errors', 'plot_history']
 
 # %% ../nbs/05c_seg_eval.ipynb #c5707971
 def blend_window(size:int) -> np.ndarray:
@@ -154,10 +154,16 @@ def predict_scales(model:nn.Module, # outputs K logits per pixel
     for k in range(K):
         for y in range(0, H, rows):
             y1 = min(y + rows, H)
-            ps = [_rows_resized(p[k], H, W, y, y1) for p, _ in res]; us = [_rows_resized(u[k], H, W, y, y1) for _, u in res]
-            pm = sum(ps) / len(res); m2 = sum(a * a + b * b for a, b in zip(ps, us)) / len(res)   # E[p], E[p^2] over all variants
-            p_out[k, y:y1], u_out[k, y:y1] = pm, np.sqrt(np.clip(m2 - pm * pm, 0, None))
+            p_out[k, y:y1], u_out[k, y:y1] = combine_variants([_rows_resized(p[k], H, W, y, y1) for p, _ in res],
+                                                              [_rows_resized(u[k], H, W, y, y1) for _, u in res])
     return p_out, u_out
+
+def combine_variants(ps:list, # probability maps of the same pixels (one per scale or model)
+                     us:list, # the std over each one's own TTA variants
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    "Their mean and the std over all their variants together (from E[p] and E[p^2])."
+    pm = sum(ps) / len(ps); m2 = sum(a * a + b * b for a, b in zip(ps, us)) / len(ps)
+    return pm, np.sqrt(np.clip(m2 - pm * pm, 0, None))
 
 # %% ../nbs/05c_seg_eval.ipynb #92d5f08e
 def binarize(prob:np.ndarray, thresholds:list[float]) -> np.ndarray:

@@ -357,10 +357,11 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     # scales, thresholds and seed floor chosen on the validation images (each scale predicted once)
     options = u.tta_scale_candidates or [u.tta_scales]
     factors = sorted({f for o in options for f in o})
-    tuned = tune_prediction({s: {f: predict_scales(model, imgs[s], [f], **kw)[0] for f in factors} for s in by['val']}, tg, inst, u, options)
+    val = {s: {f: predict_scales(model, imgs[s], [f], **kw) for f in factors} for s in by['val']}
+    tuned = tune_prediction({s: {f: pu[0] for f, pu in d.items()} for s, d in val.items()}, tg, inst, u, options)
     thr, seed, scales = tuned['thresholds'], tuned['seed'], tuned['tta_scales']
     thr_list = [thr[c]['threshold'] for c in u.target_classes]
-    preds = {}
+    preds = {s: combine_variants(*zip(*(d[f] for f in scales))) for s, d in val.items()}; del val   # = predict_scales at `scales`
     def pred(s):
         if s not in preds: preds[s] = predict_scales(model, imgs[s], scales, **kw)
         return preds[s]
