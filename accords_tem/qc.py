@@ -16,13 +16,15 @@ from pydantic import Field
 
 from .core import (AccordsError, Config, ConfigError, _Section, atomic_path, config_hash, get_device,
                               device_description, load_config, save_json, save_figure)
+from .layout import TABLES, read_table, complete
 
 # %% auto #0
 __all__ = ['CHECKS', 'ReportConfig', 'image_stem', 'RunData', 'qc_result', 'not_run', 'check_unreadable', 'check_stages',
            'check_calibration', 'intensity_stats', 'image_table', 'check_saturation', 'check_contrast', 'stage02_masks',
            'check_empty_masks', 'check_overlap', 'split_balance', 'check_split', 'mean_iou_by_subset',
            'check_val_test_gap', 'confidence_table', 'check_poor_images', 'check_confidence', 'check_border',
-           'classifier_probabilities', 'check_classifier_confidence', 'check_unusable', 'quality_checks', 'fake_run']
+           'classifier_probabilities', 'check_classifier_confidence', 'check_unusable', 'check_title', 'quality_checks',
+           'fake_run']
 
 # %% ../nbs/07a_qc.ipynb #1b4e6304
 class ReportConfig(_Section):
@@ -86,15 +88,8 @@ class RunData:
     def exists(self, rel:str) -> bool: return (self.dir/rel).exists()
 
     def csv(self, rel:str) -> pd.DataFrame|None:
-        "A CSV of the run (cached); None when absent, empty or unreadable."
-        if rel not in self._csv:
-            p, df = self.dir/rel, None
-            if p.is_file():
-                try: df = pd.read_csv(p, sep=None, engine='python') if p.stat().st_size else None
-                except Exception:
-                    try: df = pd.read_csv(p)
-                    except Exception: df = None
-            self._csv[rel] = df
+        "A table of the run (cached), checked against `layout.TABLES`; None when absent or empty."
+        if rel not in self._csv: self._csv[rel] = read_table(self.dir, rel)
         return self._csv[rel]
 
     def json(self, rel:str):
@@ -119,10 +114,9 @@ class RunData:
     def image_files(self) -> dict[str, Path]:
         "stem -> raw image path, from the inventory (or the configured data glob when there is none)."
         out, inv = {}, self.inventory
-        c = _col(inv, 'path', 'file', 'filename', 'image', 'source')
         root = Path(self.config.data.root) if self.config is not None else None
-        if c is not None:
-            for v in inv[c].dropna().astype(str):
+        if inv is not None:
+            for v in inv['file'].dropna().astype(str):
                 p = Path(v)
                 if not p.is_absolute() and root is not None and (root/p).exists(): p = root/p
                 out[image_stem(v)] = p
@@ -173,13 +167,10 @@ def check_unreadable(run:RunData, rc:ReportConfig) -> dict:
     name = 'images could not be read'
     f = run.failures
     if f is None or f.empty: return qc_result(name, 'pass', 'no stage recorded an input it could not use')
-    stage = _col(f, 'stage')
-    rows = f[f[stage].astype(str) != 'pipeline'] if stage is not None else f
+    rows = f[f.stage.astype(str) != 'pipeline']
     if rows.empty: return qc_result(name, 'pass', 'no stage recorded an input it could not use')
-    fc, rcol = _col(rows, 'file'), _col(rows, 'reason')
-    files = [Path(str(v)).name for v in rows[fc]] if fc is not None else []
-    why = '; '.join(f"{Path(str(r[fc])).name} ({r[stage] if stage else '?'}: {str(r[rcol])[:120] if rcol else ''})"
-                    for _, r in rows.head(5).iterrows())
+    files = [Path(str(v)).name for v in rows.file]
+    why = '; '.join(f"{Path(str(r.file)).name} ({r.stage}: {str(r.reason)[:120]})" for r in rows.head(5).itertuples())
     return qc_result(name, 'fail', f'{len(set(files))} input file(s) could not be used: {why}'
                      + (' ...' if len(rows) > 5 else ''), files)
 
@@ -188,8 +179,7 @@ def check_stages(run:RunData, rc:ReportConfig) -> dict:
     from accords_tem.pipeline import STAGES
     name = 'stages completed'
     f = run.failures
-    stage, fc = _col(f, 'stage'), _col(f, 'file')
-    failed = sorted(set(f[f[stage].astype(str) == 'pipeline'][fc].astype(str))) if stage is not None and fc is not None else []
+    failed = sorted(set(f[f.stage.astype(str) == 'pipeline'].file.astype(str))) if f is not None else []
     absent = [f'{s.key} {s.title}' for s in STAGES if s.key != '07' and not any(run.exists(o) for o in s.outputs)]
     if failed: return qc_result(name, 'fail', f'stage notebook(s) failed: {_names(failed)}' +
                                 (f'; not run: {_names(absent, 8)}' if absent else ''), failed)
@@ -202,14 +192,10 @@ def check_calibration(run:RunData, rc:ReportConfig) -> dict:
     name = 'missing calibration'
     inv = run.inventory
     if inv is None: return not_run(name, 'inventory.csv (stage 00)')
-    src, nm, fc = _col(inv, 'pixel_size_source', 'calibration', 'nm_per_px_source'), _col(inv, 'nm_per_px', 'pixel_size_nm', 'pixel_size'), \
-                  _col(inv, 'file', 'path', 'filename', 'image')
-    if src is None and nm is None: return qc_result(name, 'skip', 'inventory.csv has no pixel size column')
-    bad = pd.Series(False, index=inv.index)
-    if src is not None: bad |= inv[src].isna() | inv[src].astype(str).str.strip().str.lower().isin(['none', '', 'nan', 'px'])
-    if nm is not None: bad |= pd.to_numeric(inv[nm], errors='coerce').isna()
-    files = [Path(str(v)).name for v in (inv.loc[bad, fc] if fc is not None else inv.index[bad])]
-    counts = inv[src].fillna('none').astype(str).value_counts().to_dict() if src is not None else {}
+    src = inv.pixel_size_source
+    bad = src.isna() | src.astype(str).str.strip().str.lower().isin(['none', '', 'nan', 'px']) | pd.to_numeric(inv.nm_per_px, errors='coerce').isna()
+    files = [Path(str(v)).name for v in inv.loc[bad, 'file']]
+    counts = src.fillna('none').astype(str).value_counts().to_dict()
     how = ', '.join(f'{k}: {v}' for k, v in counts.items())
     if not files: return qc_result(name, 'pass', f'every image has a pixel size ({how or len(inv)})')
     return qc_result(name, _warn_or_fail(len(files), len(inv), rc),
@@ -257,19 +243,15 @@ def _content(a:np.ndarray, run:RunData) -> np.ndarray:
     return a[top:bottom]
 
 def image_table(run:RunData, rc:ReportConfig) -> pd.DataFrame|None:
-    "Per-image intensity statistics of the content rows: from the inventory when it has them, else read from the raw images."
+    "Per-image intensity statistics of the content rows: stage 00's (inventory.csv), else read from the raw images."
     if getattr(run, '_image_table', None) is not None: return run._image_table
     inv, rows = run.inventory, []
     run._unread = []
-    num = lambda c: pd.to_numeric(inv[c], errors='coerce')
-    sat, zero = _col(inv, 'saturated_fraction', 'saturation'), _col(inv, 'zero_fraction')
-    rms, std, mean = _col(inv, 'rms_contrast', 'contrast'), _col(inv, 'std'), _col(inv, 'mean')
-    fc = _col(inv, 'file', 'path', 'filename', 'image')
-    if inv is not None and sat is not None and (rms is not None or (std is not None and mean is not None)) and fc is not None:
-        hi, lo = num(sat).fillna(0), num(zero).fillna(0) if zero is not None else 0 * num(sat)
-        c = num(rms) if rms is not None else num(std) / num(mean).where(num(mean) > 0)
-        df = pd.DataFrame(dict(image=[Path(str(v)).name for v in inv[fc]], saturated_fraction=np.maximum(hi, lo),
-                               saturated_end=np.where(hi >= lo, 'bright', 'dark'), rms_contrast=c))
+    if inv is not None:
+        num = lambda c: pd.to_numeric(inv[c], errors='coerce')
+        hi, lo, mean = num('saturated_fraction').fillna(0), num('zero_fraction').fillna(0), num('mean')
+        df = pd.DataFrame(dict(image=[Path(str(v)).name for v in inv.file], saturated_fraction=np.maximum(hi, lo),
+                               saturated_end=np.where(hi >= lo, 'bright', 'dark'), rms_contrast=num('std') / mean.where(mean > 0)))
     elif rc.read_images:
         files = run.image_files()
         if not files: return None
@@ -339,12 +321,11 @@ def _mask_fractions(run:RunData, rc:ReportConfig) -> pd.DataFrame:
         ov = [(a & b).mean() for i, a in enumerate(ms.values()) for j, b in enumerate(ms.values()) if i < j and a.shape == b.shape]
         rows.append(dict(source='masks (02)', image=stem, foreground=float(union.mean()), overlap=float(max(ov, default=0.0))))
     qc = run.csv('dataset/qc.csv')
-    sc = _col(qc, 'stem', 'image', 'file')
-    if qc is not None and sc is not None:
+    if qc is not None:
         fr = [c for c in qc.columns if str(c).startswith('frac_') and str(c)[5:] not in rc.background_classes]
         if fr:
             for _, r in qc.iterrows():
-                rows.append(dict(source='dataset (03)', image=image_stem(r[sc]), foreground=float(pd.to_numeric(r[fr], errors='coerce').sum()),
+                rows.append(dict(source='dataset (03)', image=image_stem(r['stem']), foreground=float(pd.to_numeric(r[fr], errors='coerce').sum()),
                                  overlap=np.nan))
     for p in run.glob('unet/predictions/**/*.png'):
         if 'prob' in p.stem.lower() or 'uncert' in p.stem.lower(): continue
@@ -372,12 +353,9 @@ def check_overlap(run:RunData, rc:ReportConfig) -> dict:
     if qc is None and not has02: return not_run(name, 'dataset/qc.csv (03) and masks/ (02)')
     msgs, status, images, det = [], 'pass', [], {}
     if qc is not None:
-        sc, oc, ok = _col(qc, 'stem', 'image', 'file'), _col(qc, 'overlap_px', 'overlap'), _col(qc, 'onehot_ok')
-        bad = pd.Series(False, index=qc.index)
-        if oc is not None: bad |= pd.to_numeric(qc[oc], errors='coerce').fillna(0) > 0
-        if ok is not None: bad |= ~qc[ok].map(_truthy)
+        bad = (pd.to_numeric(qc.overlap_px, errors='coerce').fillna(0) > 0) | ~qc.onehot_ok.map(_truthy)
         if bad.any():
-            status, names = 'fail', [image_stem(v) for v in qc.loc[bad, sc]] if sc is not None else []
+            status, names = 'fail', [image_stem(v) for v in qc.loc[bad, 'stem']]
             images += names; msgs.append(f'{bad.sum()} image(s) of the U-Net dataset are not one-hot: {_names(names)}')
             det.update({n: f'{n}: the U-Net dataset mask is not one-hot (pixels with two classes or none)' for n in names})
         else: msgs.append(f'U-Net dataset one-hot in all {len(qc)} image(s)')
@@ -395,30 +373,15 @@ def check_overlap(run:RunData, rc:ReportConfig) -> dict:
     return qc_result(name, status, '; '.join(msgs), images, details=det)
 
 # %% ../nbs/07a_qc.ipynb #8fa3a2f6
-def _find_csv(run:RunData, folders:list[str], need:set[str], prefer:str='') -> pd.DataFrame|None:
-    "The first CSV under `folders` that has all the columns `need` (lower-case); names containing `prefer` first."
-    for f in folders:
-        for p in sorted(run.glob(f'{f}/*.csv'), key=lambda p: prefer not in p.name.lower()):
-            df = run.csv(str(p.relative_to(run.dir)))
-            if df is not None and need <= {str(c).lower() for c in df.columns}: return df
-    return None
-
 def split_balance(run:RunData, rc:ReportConfig) -> pd.DataFrame|None:
     "Per subset and class: images, pixels, fraction, overall fraction, underrepresented."
-    t = _find_csv(run, ['unet', 'dataset'], {'subset', 'cls', 'fraction'}, prefer='subset')
-    if t is not None:
-        t = t.rename(columns={c: str(c).lower() for c in t.columns})
-        if 'underrepresented' not in t.columns and 'overall_fraction' in t.columns:
-            t['underrepresented'] = (t.overall_fraction > 0) & (t.fraction < rc.underrepresented_ratio * t.overall_fraction)
-        return t
-    sp = _find_csv(run, ['unet', 'dataset'], {'image', 'subset'}, prefer='split')
-    qc = run.csv('dataset/qc.csv')
-    sc = _col(qc, 'stem', 'image')
-    if sp is None or qc is None or sc is None: return None
+    t = run.csv('unet/subset_counts.csv')            # stage 05's own counts
+    if t is not None: return t
+    sp, qc = run.csv('unet/split.csv'), run.csv('dataset/qc.csv')   # else from the split and stage 03's pixel counts
+    if sp is None or qc is None: return None
     px = [c for c in qc.columns if str(c).startswith('px_')]
     if not px: return None
-    sp = sp.rename(columns={c: str(c).lower() for c in sp.columns})
-    df = qc[[sc] + px].rename(columns={sc: 'image', **{c: c[3:] for c in px}})
+    df = qc[['stem'] + px].rename(columns={'stem': 'image', **{c: c[3:] for c in px}})
     df['image'] = df.image.map(image_stem); sp = sp.assign(image=sp.image.map(image_stem))
     df = df.merge(sp[['image', 'subset']], on='image')
     cls = [c[3:] for c in px]
@@ -437,46 +400,24 @@ def check_split(run:RunData, rc:ReportConfig) -> dict:
     "A class under-represented in a subset of the U-Net split: warn."
     name = 'class under-represented in a split'
     t = split_balance(run, rc)
-    if t is None: return not_run(name, 'the split (unet/ or dataset/ split.csv) with dataset/qc.csv')
+    if t is None: return not_run(name, 'unet/subset_counts.csv, or unet/split.csv with dataset/qc.csv (stages 05, 03)')
     bad = t[t.underrepresented.map(_truthy)]
     if bad.empty: return qc_result(name, 'pass', f'every class has at least {rc.underrepresented_ratio:.0%} of its overall share in every subset')
     desc = [f'{r.cls} in {r.subset} ({r.fraction:.1%} of pixels vs {r.overall_fraction:.1%} overall)' for r in bad.itertuples()]
     return qc_result(name, 'warn', f'{len(bad)} class/subset pair(s) under-represented: {_names(desc)}', [])
 
 # %% ../nbs/07a_qc.ipynb #d1111619
-_SUBSET = ('subset', 'split', 'set', 'phase', 'dataset')
-_CLASS = ('class', 'cls', 'class_name', 'target', 'name')
-_MEANS = ('mean', 'macro', 'all', 'average', 'avg', 'overall')
-
-def _long_to_wide(df:pd.DataFrame) -> pd.DataFrame:
-    m, v = _col(df, 'metric'), _col(df, 'value', 'score')
-    if m is None or v is None: return df
-    keys = [c for c in df.columns if c not in (m, v)]
-    return df.pivot_table(index=keys, columns=m, values=v, aggfunc='first').reset_index()
-
 def mean_iou_by_subset(metrics:pd.DataFrame) -> dict[str, float]:
-    "Mean IoU per subset from a U-Net metrics table (long or wide; pooled reduction preferred)."
-    df = _long_to_wide(metrics.copy())
-    sub = _col(df, *_SUBSET)
-    if sub is None: return {}
-    red = _col(df, 'reduction', 'averaging', 'aggregation', 'mode')
-    if red is not None:
-        vals = df[red].astype(str).str.lower()
-        pref = next((p for p in ('pooled', 'micro', 'pixels', 'pixel') if (vals == p).any()), vals.iloc[0])
-        df = df[vals == pref]
-    iou = _col(df, 'iou', 'iou_score', 'jaccard', 'mean_iou', 'miou')
-    cls = _col(df, *_CLASS)
+    "Mean IoU per subset from stage 05's `unet/metrics.csv`: the `mean` row of the pooled reduction (else the classes' mean)."
+    df = metrics
+    if df.empty: return {}
+    red = df.reduction.astype(str)
+    df = df[red == ('pooled' if (red == 'pooled').any() else red.iloc[0])]
     out = {}
-    for s, g in df.groupby(sub, sort=False):
-        s = str(s).lower()
-        if iou is not None and cls is not None:
-            is_mean = g[cls].astype(str).str.lower().isin(_MEANS)
-            vals = pd.to_numeric(g.loc[is_mean, iou] if is_mean.any() else g[iou], errors='coerce')
-        elif iou is not None: vals = pd.to_numeric(g[iou], errors='coerce')
-        else:
-            wide = [c for c in g.columns if str(c).lower().startswith('iou_')]
-            vals = pd.to_numeric(g[wide].stack(), errors='coerce') if wide else pd.Series(dtype=float)
-        if vals.notna().any(): out[s] = float(vals.mean())
+    for s, g in df.groupby('subset', sort=False):
+        is_mean = g.cls.astype(str) == 'mean'
+        vals = pd.to_numeric(g.loc[is_mean, 'iou'] if is_mean.any() else g.iou, errors='coerce')
+        if vals.notna().any(): out[str(s)] = float(vals.mean())
     return out
 
 def check_val_test_gap(run:RunData, rc:ReportConfig) -> dict:
@@ -494,15 +435,12 @@ def check_val_test_gap(run:RunData, rc:ReportConfig) -> dict:
 # %% ../nbs/07a_qc.ipynb #573af70f
 def confidence_table(run:RunData) -> pd.DataFrame|None:
     "Per image: mean confidence and mean uncertainty of the U-Net's predictions (NaN where not written)."
-    tables = [run.csv('unet/per_image.csv')] + [run.csv(str(p.relative_to(run.dir))) for p in run.glob('unet/**/predictions.csv')]
-    for pi in tables:
-        ic = _col(pi, 'image', 'stem', 'file', 'name')
-        conf = _col(pi, 'confidence', 'mean_confidence', 'conf')
-        unc = _col(pi, 'uncertainty', 'mean_uncertainty', 'tta_uncertainty', 'tta_disagreement', 'disagreement')
-        if pi is not None and ic is not None and (conf is not None or unc is not None):
-            df = pd.DataFrame(dict(image=pi[ic].map(image_stem),
-                                   confidence=pd.to_numeric(pi[conf], errors='coerce') if conf is not None else np.nan,
-                                   uncertainty=pd.to_numeric(pi[unc], errors='coerce') if unc is not None else np.nan))
+    for rel in ('unet/per_image.csv', 'unet/predict/predictions.csv'):   # evaluated images (05), else the run's predictions
+        pi = run.csv(rel)
+        if pi is not None:
+            df = pd.DataFrame(dict(image=pi.image.map(image_stem),
+                                   confidence=pd.to_numeric(pi.confidence, errors='coerce') if 'confidence' in pi else np.nan,
+                                   uncertainty=pd.to_numeric(pi.mean_uncertainty, errors='coerce')))
             return df.groupby('image', sort=False).mean().reset_index()
     rows = []
     maps = run.glob('unet/**/uncertainty/*.npy') + run.glob('unet/**/*uncertainty*.npy') + run.glob('unet/**/*uncertainty*.png')
@@ -520,14 +458,11 @@ def check_poor_images(run:RunData, rc:ReportConfig) -> dict:
     "Validation/test images whose mean IoU over the target classes is under `min_image_iou`: warn."
     name = 'poorly segmented images'
     pi = run.csv('unet/per_image.csv')
-    ic, iou = _col(pi, 'image', 'stem', 'file'), _col(pi, 'iou', 'iou_score', 'jaccard')
-    if pi is None or ic is None or iou is None: return not_run(name, 'unet/per_image.csv with an IoU column (stage 05)')
-    cc = _col(pi, *_CLASS)
-    t = pi[~pi[cc].astype(str).str.lower().isin(_MEANS)] if cc is not None else pi
-    sc = _col(t, *_SUBSET)
-    g = t.assign(_i=t[ic].map(image_stem), _v=pd.to_numeric(t[iou], errors='coerce')).groupby('_i')
+    if pi is None: return not_run(name, 'unet/per_image.csv (stage 05)')
+    t = pi[pi.cls.astype(str) != 'mean']
+    g = t.assign(_i=t.image.map(image_stem), _v=pd.to_numeric(t.iou, errors='coerce')).groupby('_i')
     m = g._v.mean()
-    sub = g[sc].first() if sc is not None else pd.Series('', index=m.index)
+    sub = g.subset.first()
     bad = m[m < rc.min_image_iou]
     if bad.empty: return qc_result(name, 'pass', f'every evaluated image ({len(m)}) has mean IoU >= {rc.min_image_iou:g}')
     desc = [f'{i} ({sub[i]}: IoU {v:.2f})' for i, v in bad.sort_values().items()]
@@ -541,8 +476,7 @@ def check_confidence(run:RunData, rc:ReportConfig) -> dict:
     t = confidence_table(run)
     if t is None:
         if run.exists('unet/per_image.csv'):
-            return qc_result(name, 'skip', 'not measured: stage 05 wrote no per-image confidence or uncertainty (no such column in '
-                                           'unet/per_image.csv, no uncertainty maps under unet/)')
+            return qc_result(name, 'skip', 'not measured: stage 05 wrote no per-image confidence or uncertainty')
         return not_run(name, 'unet/per_image.csv and uncertainty maps (stage 05)')
     low = t[t.confidence < rc.min_confidence]; high = t[t.uncertainty > rc.max_uncertainty]
     bad = sorted(set(low.image) | set(high.image))
@@ -559,14 +493,11 @@ def check_border(run:RunData, rc:ReportConfig) -> dict:
     name = 'objects touching the border'
     o = run.csv('objects/objects.csv')
     if o is None: return not_run(name, 'objects/objects.csv (stage 06)')
-    ic, bc = _col(o, 'image', 'stem', 'file'), _col(o, 'touches_border', 'border', 'on_border', 'touch_border')
-    if ic is None or bc is None: return qc_result(name, 'skip', 'objects.csv has no image or touches_border column')
-    cc = _col(o, 'class', 'cls', 'predicted_class')
-    if cc is not None and rc.size_classes: o = o[o[cc].astype(str).isin(rc.size_classes)]
+    if rc.size_classes: o = o[o['class'].astype(str).isin(rc.size_classes)]
     if o.empty: return qc_result(name, 'pass', f'no objects of {", ".join(rc.size_classes)}')
-    t = o.assign(_b=o[bc].map(_truthy), _i=o[ic].map(image_stem)).groupby('_i')._b.agg(['mean', 'size'])
+    t = o.assign(_b=o.touches_border.map(_truthy), _i=o.stem.map(image_stem)).groupby('_i')._b.agg(['mean', 'size'])
     bad = t[t['mean'] > rc.border_fraction]
-    overall = o[bc].map(_truthy).mean()
+    overall = o.touches_border.map(_truthy).mean()
     head = f'{overall:.0%} of {len(o)} {"/".join(rc.size_classes)} objects touch the border'
     if bad.empty: return qc_result(name, 'pass', f'{head}; no image above {rc.border_fraction:.0%}')
     desc = [f"{i} ({r['mean']:.0%} of {int(r['size'])})" for i, r in bad.iterrows()]
@@ -575,13 +506,8 @@ def check_border(run:RunData, rc:ReportConfig) -> dict:
                      f'(sizes biased low): {_names(desc)}', bad.index, details=_details(desc))
 
 def classifier_probabilities(pred:pd.DataFrame) -> dict[str, str]:
-    "task -> its probability column in a classifier predictions table."
-    out = {}
-    for c in pred.columns:
-        s = str(c)
-        m = re.match(r'^(?:prob_|p_|confidence_)(.+)$', s, re.I) or re.match(r'^(.+?)[_ ](?:prob|probability|p|confidence)$', s, re.I)
-        if m: out[m.group(1)] = c
-    return out
+    "task -> its probability column (`<task>_prob`) in stage 04's `classifier/predictions.csv`."
+    return {str(c)[:-5]: c for c in pred.columns if str(c).endswith('_prob')}
 
 def check_classifier_confidence(run:RunData, rc:ReportConfig) -> dict:
     "Classifier answers with probability under `classifier_min_confidence`: warn."
@@ -590,7 +516,6 @@ def check_classifier_confidence(run:RunData, rc:ReportConfig) -> dict:
     if p is None: return not_run(name, 'classifier/predictions.csv (stage 04)')
     probs = classifier_probabilities(p)
     if not probs: return qc_result(name, 'skip', 'predictions.csv has no probability columns')
-    ic = _col(p, 'image', 'file', 'filename', 'stem', 'path')
     bad, desc, n_answers = set(), [], 0
     for task, c in probs.items():
         v = pd.to_numeric(p[c], errors='coerce')
@@ -598,7 +523,7 @@ def check_classifier_confidence(run:RunData, rc:ReportConfig) -> dict:
         low = (v < rc.classifier_min_confidence) & ~ans.str.contains('not assessable')
         n_answers += int(v.notna().sum())
         for i in p.index[low]:
-            nm = Path(str(p.at[i, ic])).name if ic is not None else str(i)
+            nm = Path(str(p.at[i, 'filename'])).name
             bad.add(nm); desc.append(f'{nm} {task} ({v[i]:.2f})')
     if not bad: return qc_result(name, 'pass', f'every answer of {len(p)} image(s) has probability >= {rc.classifier_min_confidence:g}')
     return qc_result(name, _warn_or_fail(len(desc), n_answers, rc),       # a failure when most answers are guesses
@@ -615,10 +540,9 @@ def check_unusable(run:RunData, rc:ReportConfig) -> dict:
     name = 'images judged unusable'
     found, srcs = {}, []
     p = run.csv('classifier/predictions.csv')
-    u, ic = _col(p, 'usability', 'usability_pred', 'pred_usability'), _col(p, 'image', 'file', 'filename', 'stem', 'path')
-    if p is not None and u is not None and ic is not None:
+    if p is not None and 'Usability' in p.columns:
         srcs.append('classifier')
-        for v in p.loc[p[u].astype(str).str.strip().str.lower() == 'no', ic]: found.setdefault(Path(str(v)).name, []).append('classifier')
+        for v in p.loc[p.Usability.astype(str).str.strip().str.lower() == 'no', 'filename']: found.setdefault(Path(str(v)).name, []).append('classifier')
     cfg = run.config
     if cfg is not None and Path(cfg.data.root).is_dir():
         for sp in sorted(Path(cfg.data.root).glob(cfg.data.sheet_glob)):
@@ -637,6 +561,10 @@ CHECKS = [check_stages, check_unreadable, check_calibration, check_saturation, c
           check_overlap, check_split, check_val_test_gap, check_poor_images, check_confidence, check_border, check_classifier_confidence,
           check_unusable]
 
+def check_title(fn, rc:ReportConfig) -> str:
+    "The title of a check: the name its verdict carries (taken from its verdict on an empty run folder)."
+    with tempfile.TemporaryDirectory() as t: return fn(RunData(t), rc)['check']
+
 def _report_config(cfg) -> tuple[Config|None, ReportConfig]:
     if cfg is None: return None, ReportConfig()
     if isinstance(cfg, ReportConfig): return None, cfg
@@ -652,9 +580,8 @@ def quality_checks(run_dir:str|os.PathLike, # run folder
     out = []
     for fn in CHECKS:
         try: out.append(fn(run, rc))
-        except Exception as e:
-            out.append(qc_result(fn.__name__.removeprefix('check_').replace('_', ' '), 'warn',
-                                 f'check could not be evaluated ({type(e).__name__}: {e}); look at the files by hand'))
+        except Exception as e:   # e.g. a table without the columns its stage writes (layout.RunLayoutError names it)
+            out.append(qc_result(check_title(fn, rc), 'warn', f'check could not be evaluated ({type(e).__name__}: {e}); look at the files by hand'))
     if write:
         counts = {s: sum(r['status'] == s for r in out) for s in ('pass', 'warn', 'fail', 'skip')}
         try: h = config_hash(run.config) if run.config is not None else None
@@ -667,7 +594,7 @@ def quality_checks(run_dir:str|os.PathLike, # run folder
 def fake_run(path:str|os.PathLike, # folder to create (a run folder)
              n:int=6, # number of images (at least 6)
              seed:int=0) -> Path:
-    "Write a small run folder with known numbers in every stage's files (for tests and documentation)."
+    "Write a small run folder with known numbers in every stage's files, in the layout of `layout.TABLES` (for tests and documentation)."
     import tifffile
     import matplotlib.pyplot as plt
     from PIL import Image
@@ -678,6 +605,8 @@ def fake_run(path:str|os.PathLike, # folder to create (a run folder)
     stems = [f'AC_UT_GO_02_01_UO_{m}X_{i:04d}' for i, m in zip(range(1, n + 1), [2000, 5000, 10000] * n)]
     yy, xx = np.mgrid[:128, :128]
     rows = []
+    def table(df, rel):   # a stage's table: every column of the layout (those not set here empty)
+        (d/rel).parent.mkdir(parents=True, exist_ok=True); complete(pd.DataFrame(df), rel).to_csv(d/rel, index=False)
     for i, s in enumerate(stems):
         a = 3000 + 400 * np.sin(xx / (6 + i)) * np.cos(yy / 9) + rng.normal(0, 150, (128, 128))
         if i == 1: a = np.minimum(a, 3000)                                     # 0002: clipped
@@ -686,13 +615,14 @@ def fake_run(path:str|os.PathLike, # folder to create (a run folder)
         mag = int(s.split('_')[-2][:-1])
         rows.append(dict(file=str(raw/f'{s}.tif'), material='GO_02', format='tiff', width=128, height=128, dtype='uint16',
                          magnification=mag, nm_per_px=np.nan if i == 3 else round(14000 / mag, 3),   # 0004: no pixel size
-                         pixel_size_source='none' if i == 3 else 'imagej'))
-    pd.DataFrame(rows).to_csv(d/'inventory.csv', index=False)
+                         pixel_size_source='none' if i == 3 else 'imagej', mean=float(a.mean()), std=float(a.std()),
+                         saturated_fraction=float((a >= a.max()).mean()), zero_fraction=float((a <= a.min()).mean())))
+    table(rows, 'inventory.csv')
     import yaml
     (d/'config.yaml').write_text(yaml.safe_dump(dict(name='fabricated', seed=0, data=dict(root=str(d/'raw'), ground_truth=None))))
     (d/'raw'/'GO_02'/'GO_02_labels.csv').write_text('filename,Usability\n' + ''.join(f'{s}.tif,{"No" if i == 5 else "Yes"}\n' for i, s in enumerate(stems)))
-    pd.DataFrame([dict(stage='io', file='GO_02/AC_UT_GO_02_01_UO_2000X_0099.tif', error='ImageReadError',
-                       reason="not a TIFF file (starts with b'hell')", time='2026-11-24T12:00:00')]).to_csv(d/'failures.csv', index=False)
+    table([dict(stage='io', file='GO_02/AC_UT_GO_02_01_UO_2000X_0099.tif', error='ImageReadError',
+                reason="not a TIFF file (starts with b'hell')", time='2026-11-24T12:00:00')], 'failures.csv')
 
     def fig(p, title):
         f, ax = plt.subplots(figsize=(6, 3))
@@ -712,31 +642,29 @@ def fake_run(path:str|os.PathLike, # folder to create (a run folder)
             iou.append(dict(file=str(raw/f'{s}.tif'), **{'class': c}, threshold=0.5, iou=round(0.71 + 0.04 * i, 4) if c == 'GFM' else 0.8,
                             tp=100, fp=10, fn=10, fraction=m.mean() / 255))
         fig(d/'masks'/c/'contact_sheet.png', f'{c}: contact sheet')
-    pd.DataFrame(iou).to_csv(d/'masks'/'iou.csv', index=False)
-    pd.DataFrame(dict(**{'class': ['GFM', 'carbonhole']}, images=n, iou_macro=[0.81, 0.8], iou_micro=[0.8412, 0.8])).to_csv(d/'masks'/'iou_summary.csv', index=False)
+    table(iou, 'masks/iou.csv')
+    table(dict(**{'class': ['GFM', 'carbonhole']}, images=n, iou_macro=[0.81, 0.8], iou_micro=[0.8412, 0.8]), 'masks/iou_summary.csv')
     q = pd.DataFrame(dict(stem=stems, material='GO_02', px_GFM=[3000 + 100 * i for i in range(n)], px_carbonhole=[800] * (n - 1) + [0]))
     q['px_undefined'] = 4096 - q.px_GFM.clip(upper=3000) - q.px_carbonhole
     for c in ['GFM', 'carbonhole', 'undefined']: q[f'frac_{c}'] = (q[f'px_{c}'] / 4096).round(4)
     q['overlap_px'] = 0; q['uncovered_px'] = 0; q['onehot_ok'] = True
     q['flags'] = [''] * (n - 1) + ['absent:carbonhole']
-    (d/'dataset').mkdir(exist_ok=True); q.to_csv(d/'dataset'/'qc.csv', index=False)
+    table(q, 'dataset/qc.csv')
     fig(d/'dataset'/'pixel_distribution.png', 'pixel distribution')
     sub = ['train'] * n; sub[-1] = 'val'; sub[-2] = 'test'                # carbonhole absent from val
-    (d/'unet').mkdir(exist_ok=True)
-    pd.DataFrame(dict(image=stems, subset=sub)).to_csv(d/'unet'/'split.csv', index=False)
-    pd.DataFrame(dict(subset=['val'] * 3 + ['test'] * 3, cls=['GFM', 'carbonhole', 'mean'] * 2,
-                      iou=[0.9012, 0.8234, 0.8623, 0.7011, 0.6543, 0.6777], dice=[0.95, 0.9, 0.925, 0.82, 0.79, 0.805],
-                      reduction='pooled')).to_csv(d/'unet'/'metrics.csv', index=False)
-    pd.DataFrame(dict(image=stems[-2:], subset=sub[-2:], iou=[0.68, 0.86], confidence=[0.52, 0.93], uncertainty=[0.08, 0.02])
-                 ).to_csv(d/'unet'/'per_image.csv', index=False)                 # 0005: unsure
+    table(dict(image=stems, subset=sub), 'unet/split.csv')
+    table(dict(subset=['val'] * 3 + ['test'] * 3, images=1, cls=['GFM', 'carbonhole', 'mean'] * 2,
+               iou=[0.9012, 0.8234, 0.8623, 0.7011, 0.6543, 0.6777], dice=[0.95, 0.9, 0.925, 0.82, 0.79, 0.805],
+               reduction='pooled'), 'unet/metrics.csv')
+    table(dict(subset=sub[-2:], image=stems[-2:], cls='GFM', iou=[0.68, 0.86], confidence=[0.52, 0.93], mean_uncertainty=[0.08, 0.02]),
+          'unet/per_image.csv')                                                   # 0005: unsure
     fig(d/'unet'/'curves.png', 'training curves')
     for s in stems[-2:]: fig(d/'unet'/'overlays'/f'{s}.png', f'overlay {s}'); fig(d/'unet'/'errors'/f'{s}.png', f'errors {s}')
-    (d/'classifier').mkdir(exist_ok=True)
-    pd.DataFrame(dict(task=['Usability', 'Morphology', 'average'], n_valid=[3, 3, np.nan], majority=['Yes', 'Combination', ''],
-                      baseline_accuracy=[0.67, 0.33, 0.5], resnet18_accuracy=[0.8333, 0.5, 0.6667])).to_csv(d/'classifier'/'metrics.csv', index=False)
-    pd.DataFrame(dict(path=[str(raw/f'{s}.tif') for s in stems], filename=[f'{s}.tif' for s in stems],
-                      Usability=['Yes'] * (n - 1) + ['No'], Usability_prob=0.9,                                    # 0006: unusable
-                      Morphology='Combination', Morphology_prob=[0.8] * (n - 1) + [0.41])).to_csv(d/'classifier'/'predictions.csv', index=False)
+    table(dict(task=['Usability', 'Morphology', 'average'], n_valid=[3, 3, np.nan], majority=['Yes', 'Combination', ''],
+               baseline_accuracy=[0.67, 0.33, 0.5], resnet18_accuracy=[0.8333, 0.5, 0.6667]), 'classifier/metrics.csv')
+    table(dict(filename=[f'{s}.tif' for s in stems], path=[str(raw/f'{s}.tif') for s in stems],
+               Usability=['Yes'] * (n - 1) + ['No'], Usability_prob=0.9,                                    # 0006: unusable
+               Morphology='Combination', Morphology_prob=[0.8] * (n - 1) + [0.41]), 'classifier/predictions.csv')
     fig(d/'classifier'/'confusion_resnet18.png', 'confusion matrices')
     obj = []
     for i, s in enumerate(stems):
@@ -744,13 +672,11 @@ def fake_run(path:str|os.PathLike, # folder to create (a run folder)
             obj.append(dict(image=f'GO_02/{s}.tif', stem=s, sample='GO_02', object_id=k + 1, **{'class': 'GFM' if k < 4 else 'carbonhole'},
                             probability=0.9, area=float(rng.lognormal(8, 1)), equivalent_diameter=float(rng.lognormal(4.5, 0.5)), unit='nm',
                             touches_border=bool(i == 0 and k < 4)))                  # 0001: most objects cut by the border
-    (d/'objects').mkdir(exist_ok=True)
-    pd.DataFrame(obj).to_csv(d/'objects'/'objects.csv', index=False)
-    pd.DataFrame(dict(image=[f'GO_02/{s}.tif' for s in stems], n_objects=5, n_GFM=4, n_carbonhole=1,
-                      GFM_area_fraction=np.round(np.linspace(0.2, 0.45, n), 3), GFM_D50=95.5, size_unit='nm')).to_csv(d/'objects'/'summary_images.csv', index=False)
-    pd.DataFrame(dict(sample=['GO_02'], n_images=n, n_objects=5 * n, GFM_area_fraction=0.325, GFM_D50=95.5, size_unit='nm')
-                 ).to_csv(d/'objects'/'summary_samples.csv', index=False)
-    pd.DataFrame(dict(image=[f'GO_02/{stems[0]}.tif', 'ALL'], n_pred=[5, 5 * n], n_gt=[5, 5 * n], tp=[4, 25], fp=[1, 5], fn=[1, 5],
-                      precision=[0.8, 0.8333], recall=[0.8, 0.8333], f1=[0.8, 0.8333], mean_iou=[0.77, 0.79], D50_rel_error=[0.1, 0.05])
-                 ).to_csv(d/'objects'/'evaluation.csv', index=False)
+    table(obj, 'objects/objects.csv')
+    table(dict(image=[f'GO_02/{s}.tif' for s in stems], n_objects=5, n_GFM=4, n_carbonhole=1,
+               GFM_area_fraction=np.round(np.linspace(0.2, 0.45, n), 3), GFM_D50=95.5, size_unit='nm'), 'objects/summary_images.csv')
+    table(dict(sample=['GO_02'], n_images=n, n_objects=5 * n, GFM_area_fraction=0.325, GFM_D50=95.5, size_unit='nm'), 'objects/summary_samples.csv')
+    table(dict(image=[f'GO_02/{stems[0]}.tif', 'ALL'], n_pred=[5, 5 * n], n_gt=[5, 5 * n], tp=[4, 25], fp=[1, 5], fn=[1, 5],
+               precision=[0.8, 0.8333], recall=[0.8, 0.8333], f1=[0.8, 0.8333], mean_iou=[0.77, 0.79], D50_rel_error=[0.1, 0.05]),
+          'objects/evaluation.csv')
     return d

@@ -9,6 +9,7 @@ import pytest
 from accords_tem.core import config_hash, load_config
 from accords_tem.reporting import (ReportConfig, RunData, build_report, fake_run, pdf_pages, pdf_text, quality_checks, run_report)
 from accords_tem.qc import check_calibration, check_contrast, check_saturation, check_unreadable, mean_iou_by_subset
+from accords_tem.layout import complete, layout_problems
 
 POPPLER = shutil.which('pdftoppm') and shutil.which('pdftotext')
 needs_poppler = pytest.mark.skipif(not POPPLER, reason='pdftoppm/pdftotext not found: install poppler-utils (make sysdeps)')
@@ -49,9 +50,10 @@ def test_data_bars_are_not_saturation(tmp_path, bar_value):
     from accords_tem.io import run_inventory
     raw = tmp_path / 'raw'; raw.mkdir()
     for i in range(4): tifffile.imwrite(raw / f'sem_{i}.tif', _sem_with_bar(i, bar_value))
-    (tmp_path / 'inventory.csv').write_text('file,nm_per_px\n' + ''.join(f'{raw}/sem_{i}.tif,7.344\n' for i in range(4)))
+    data = f'data: {{root: {raw}, image_glob: "*.tif", ground_truth: null}}\n'
+    (tmp_path / 'config.yaml').write_text(data)                                               # no inventory: the raw images
     assert check_saturation(RunData(tmp_path), ReportConfig())['status'] == 'pass'          # raw images read, bars cut
-    (tmp_path / 'config.yaml').write_text('io: {data_bar: none}\n')
+    (tmp_path / 'config.yaml').write_text(data + 'io: {data_bar: none}\n')
     r = check_saturation(RunData(tmp_path), ReportConfig())
     assert r['status'] == 'fail' and len(r['images']) == 4                                    # with the bars: "clipped"
     cfg = load_config(None, {'data.root': str(raw), 'data.image_glob': '*.tif', 'data.ground_truth': None, 'io.thumbnails': 0})
@@ -62,16 +64,18 @@ def test_data_bars_are_not_saturation(tmp_path, bar_value):
 
 
 def test_missing_pixel_size_warns(tmp_path):
-    d = _folder(tmp_path, {'inventory.csv': 'file,magnification,nm_per_px,pixel_size_source\n'
-                                            'a.tif,2000,6.9,imagej\nb.tif,5000,,none\nc.tif,5000,2.8,imagej\n'})
+    complete(pd.DataFrame(dict(file=['a.tif', 'b.tif', 'c.tif'], magnification=[2000, 5000, 5000], nm_per_px=[6.9, None, 2.8],
+                               pixel_size_source=['imagej', 'none', 'imagej'])), 'inventory.csv').to_csv(tmp_path/'inventory.csv', index=False)
+    d = tmp_path
     r = check_calibration(RunData(d), ReportConfig())
     assert (r['status'], r['images']) == ('warn', ['b.tif'])
 
 
-@pytest.mark.parametrize('metrics, expected', [
-    (dict(subset=['val', 'val', 'test', 'test'], cls=['GFM', 'carbonhole'] * 2, iou=[0.9, 0.7, 0.8, 0.6]), {'val': 0.8, 'test': 0.7}),
-    (dict(split=['val', 'test'], cls=['mean', 'mean'], metric='iou', value=[0.81, 0.79]), {'val': 0.81, 'test': 0.79}),
-    (dict(subset=['val', 'test'], iou_GFM=[0.5, 0.7], iou_carbonhole=[0.7, 0.9]), {'val': 0.6, 'test': 0.8}),
+@pytest.mark.parametrize('metrics, expected', [   # stage 05's unet/metrics.csv: subset, reduction, cls (classes and 'mean'), iou
+    (dict(subset=['val', 'val', 'test', 'test'], reduction='pooled', cls=['GFM', 'carbonhole'] * 2, iou=[0.9, 0.7, 0.8, 0.6]),
+     {'val': 0.8, 'test': 0.7}),                                                             # no mean row: the classes' mean
+    (dict(subset=['val', 'test'] * 2, reduction=['per_image'] * 2 + ['pooled'] * 2, cls='mean', iou=[0.5, 0.5, 0.81, 0.79]),
+     {'val': 0.81, 'test': 0.79}),                                                           # the pooled reduction, not per image
 ])
 def test_mean_iou_by_subset(metrics, expected):
     got = mean_iou_by_subset(pd.DataFrame(metrics))
@@ -79,6 +83,7 @@ def test_mean_iou_by_subset(metrics, expected):
 
 
 def test_every_check_on_the_fabricated_run(run):
+    assert layout_problems(run) == []
     qc = {r['check']: r for r in quality_checks(run, ReportConfig())}
     assert qc['images could not be read']['images'] == ['AC_UT_GO_02_01_UO_2000X_0099.tif']
     want = {'missing calibration': ['AC_UT_GO_02_01_UO_2000X_0004.tif'], 'saturated images': ['AC_UT_GO_02_01_UO_5000X_0002.tif'],
@@ -133,13 +138,15 @@ def test_report_of_an_empty_run(tmp_path):
 @needs_poppler
 def test_damaged_files_do_not_break_the_report(tmp_path):
     run = fake_run(tmp_path/'run')
-    (run/'unet'/'curves.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')                 # truncated figure
+    (run/'dataset'/'pixel_distribution.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')   # truncated figure
     (run/'unet'/'metrics.csv').write_text('what,ever\n1,2\n')                            # unexpected columns
     (run/'objects'/'objects.csv').write_text('')                                        # empty file
     (run/'classifier'/'predictions.csv').write_text('image\nx.tif\n')                   # no probabilities
     (run/'inventory.csv').write_text('file\n' + 'x' * 50 + '.tif\n')                    # no pixel size column
     qc = {r['check']: r for r in quality_checks(run, ReportConfig())}
     assert qc['validation-test metric gap']['status'] == 'warn' and qc['objects touching the border']['status'] == 'skip'
-    assert qc['classifier predictions below confidence']['status'] == 'skip'
+    clf = qc['classifier predictions below confidence']                                    # a table without its columns: said so
+    assert clf['status'] == 'warn' and 'classifier/predictions.csv' in clf['reason'] and "lacks the column(s) ['filename', 'path']" in clf['reason']
     txt = pdf_text(build_report(run, ReportConfig(), qc=list(qc.values())))
-    assert 'curves.png could not be read' in txt and 'Quality checks' in txt and 'Failures' in txt
+    assert 'pixel_distribution.png could not be read' in txt and 'Quality checks' in txt and 'Failures' in txt
+    assert 'unet/metrics.csv' in txt and 'lacks the column' in txt                        # the damaged table, named
