@@ -16,6 +16,7 @@ from accords_tem.classifier import (DEFAULT_TASKS, NOT_ASSESSABLE, ClassifierBun
                                     TEMClassifier, assessable_mask, classify_main, encode_targets, find_sheets,
                                     load_labels, load_pretrained, masked_multitask_loss, match_value,
                                     multitask_split, pretrained_file, read_sheet, run_classifier)
+from accords_tem.layout import layout_problems
 
 @pytest.fixture(autouse=True, scope='module')
 def _one_thread():
@@ -237,6 +238,7 @@ def test_run_classifier_and_cli(sample, tmp_path):
                              'classifier.progress': False, 'classifier.thumbnail_size': 64, 'classifier.threads': 1})
     run = tmp_path/'run'
     s = run_classifier(cfg, run)
+    assert layout_problems(run) == []
     out = run/'classifier'
     for f in ('model/bundle.json', 'model/model.pth', 'metrics.csv', 'predictions.csv', 'validation_report.csv',
               'label_issues.csv', 'confusion_resnet18.png', 'metrics.png', 'summary.json'):

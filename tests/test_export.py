@@ -17,6 +17,7 @@ from accords_tem.seg_data import UnetConfig
 from accords_tem.seg_train import build_model, save_model, load_model
 from accords_tem.seg_eval import predict_tiled
 from accords_tem import export, unet
+from accords_tem.layout import layout_problems
 
 TINY = dict(encoder='resnet18', encoder_weights=None, decoder_channels=[32, 16, 8], tile_size=64, tile_overlap=32, tta_scales=[1.0],
             instance_classes=['GFM'])
@@ -107,6 +108,7 @@ def test_stage05_writes_model_card(tmp_path):
     tiny = {**TINY, 'instance_classes': [], 'synthetic_per_material': 0, 'train_scale_copies': [], 'threshold_min_images': 0,
             'batch_size': 4, 'patch_size': 64, 'stride': 64, 'epochs': 1, 'min_steps': 0, 'max_figures': 0, 'predict_run_images': False}
     unet.run_unet(load_config(None, {f'unet.{k}': v for k, v in tiny.items()}), tmp_path, progress=False)
+    assert layout_problems(tmp_path) == []      # unet/ split, subset counts, metrics, per-image tables
     card = json.loads((tmp_path/'unet'/'model'/'card.json').read_text())
     assert card['training_data']['real_images'] == 6 and card['training_data']['height_px'] == [64, 64]
     assert {r['subset'] for r in card['metrics']} == {'val', 'test'}

@@ -15,6 +15,7 @@ from accords_tem.io import (IOConfig, LazyTiff, PixelSize, content_rows, file_fo
                             open_tem_lazy, parse_magnification, pixel_size, read_ilastik_h5, read_magnification, read_metadata,
                             read_pixel_size, read_region, read_tem, run_inventory, to_float01, write_dm, write_ilastik_h5,
                             write_tem_tiff)
+from accords_tem.layout import layout_problems
 
 RNG = np.random.default_rng(1)
 IMG16 = RNG.integers(0, 60000, (37, 53), dtype=np.uint16)
@@ -246,6 +247,7 @@ def test_run_inventory(tmp_path):
     cfg = load_config(overrides={'data.root': str(root), 'io.thumbnails': 0, 'io.max_pixels_in_memory': 500})
     s = run_inventory(cfg, tmp_path / 'run')
     assert (s['images'], s['read'], s['failed']) == (3, 2, 1)
+    assert layout_problems(tmp_path / 'run') == []        # inventory.csv and failures.csv hold the layout's columns
     inv = pd.read_csv(tmp_path / 'run' / 'inventory.csv')
     assert inv['material'].tolist() == ['GO_02', 'G_04']
     assert inv['pixel_size_source'].tolist() == ['imagej', 'none']

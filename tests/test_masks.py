@@ -11,6 +11,7 @@ from accords_tem.core import ClassSpec, ConfigError, FailureLog, IlastikFormatEr
 from accords_tem.io import write_ilastik_h5
 from accords_tem.masks import (MasksConfig, check_probabilities, export_kind, iou, masks_for_export, pair_exports,
                                run_masks, target_classes, threshold_masks, threshold_table)
+from accords_tem.layout import layout_problems
 
 NAMES = ['GFM', 'carbonhole', 'undefined']
 
@@ -158,6 +159,7 @@ def test_run_masks_end_to_end(tmp_path):
                              'masks.overrides': {'AC_UT_GO_01_01_UO_2000X_0001': {'GFM': 0.9}}})
     s = run_masks(cfg, tmp_path/'run', progress=False)
     assert (s['exports'], s['paired'], s['written'], s['failed']) == (6, 5, 2, 4)
+    assert layout_problems(tmp_path/'run') == []
     assert s['classes'] == ['GFM', 'carbonhole'] and not (tmp_path/'run'/'masks'/'undefined').exists()
     fails = {Path(r['file']).name: r for r in FailureLog(tmp_path/'run', 'masks').rows()}
     assert set(fails) == {'AC_UT_GO_01_01_UO_2000X_000{}_Probabilities.h5'.format(i) for i in (2, 3, 4)} | {'orphan_Probabilities.h5'}

@@ -9,6 +9,7 @@ from accords_tem.core import ConfigError, FailureLog, load_config
 from accords_tem.normalization import (NormalizationConfig, clahe, intensity_window, minmax, normalize,
                                        normalized_path, run_normalization)
 from accords_tem.imaging import clip_uint8
+from accords_tem.layout import layout_problems
 
 
 def test_minmax_known_answer():
@@ -100,6 +101,7 @@ def test_run_normalization_batch_failures_and_resume(tmp_path):
     cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'normalization.format': 'tif'})
     s = run_normalization(cfg, tmp_path/'run', progress=False)
     assert (s['images'], s['written'], s['failed'], s['skipped']) == (3, 2, 1, 0)
+    assert layout_problems(tmp_path/'run') == []
     out = tifffile.imread(tmp_path/'run'/'normalized'/'GO_01'/'a.tif')
     assert out.dtype == np.uint8 and out.shape == (64, 80)
     assert (tmp_path/'run'/'normalized'/'figures'/'b.png').exists()

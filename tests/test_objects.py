@@ -10,6 +10,7 @@ from accords_tem.io import read_tem, write_tem_tiff
 from accords_tem.objects import (ObjectsConfig, object_features, majority_class, ObjectClassifier, FEATURE_COLUMNS,
                                  size_stats, summarize, match_instances, rle_encode, rle_decode, coco_annotations,
                                  run_objects, _write_png)
+from accords_tem.layout import layout_problems
 
 def disk_labels(shape=(256, 256), c=(128, 128), r=50):
     lab = np.zeros(shape, np.int32); rr, cc = draw.disk(c, r, shape=shape); lab[rr, cc] = 1; return lab
@@ -148,6 +149,7 @@ def test_run_objects(tmp_path, source):
                              'objects.max_overlays': 1})
     s = run_objects(cfg, tmp_path/'run')
     assert s['source'] == source
+    assert layout_problems(tmp_path/'run') == []
     out = tmp_path/'run'/'objects'
     ob = pd.read_csv(out/'objects.csv')
     assert (ob['class'] == 'GFM').sum() == 8 and (ob['class'] == 'carbonhole').sum() == 2

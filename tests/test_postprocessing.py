@@ -13,6 +13,7 @@ from accords_tem.postprocessing import (PostprocessingConfig, check_aspect, chec
                                         fill_unlabelled, label_stem, make_demo_inputs, onehot_check, open_class,
                                         run_postprocessing, save_png, to_onehot)
 from accords_tem.imaging import resize_labels
+from accords_tem.layout import layout_problems
 
 
 # ---------------------------------------------------------------- resizing
@@ -157,6 +158,7 @@ def demo(tmp_path):
 
 def test_stage_bad_inputs_are_logged_and_the_batch_goes_on(demo):
     s = run_postprocessing(_cfg(demo/'data', examples=1), demo/'run', progress=False)
+    assert layout_problems(demo/'run') == []
     assert (s['labels_found'], s['written'], s['failed']) == (8, 4, 4)
     rows = FailureLog(demo/'run', 'postprocessing').rows()
     reasons = {Path(r['file']).name: r['reason'] for r in rows}
