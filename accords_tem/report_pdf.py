@@ -18,7 +18,7 @@ from .core import (AccordsError, Config, ConfigError, _Section, atomic_path, con
                               device_description, load_config, save_json, save_figure)
 
 from .qc import (ReportConfig, RunData, image_stem, quality_checks, split_balance, mean_iou_by_subset,
-                            stage02_masks, classifier_probabilities, _col, _truthy, _read_image, _read_sheet, _report_config)
+                            stage02_masks, classifier_probabilities, _truthy, _read_image, _read_sheet, _report_config)
 
 # %% auto #0
 __all__ = ['SECTIONS', 'package_versions', 'df_table', 'image_flowable', 'key_results', 'image_facts', 'build_report',
@@ -245,7 +245,7 @@ def key_results(run:RunData) -> dict[str, str]:
     out = {}
     inv, f = run.inventory, run.failures
     if inv is not None:
-        mat = _col(inv, 'material')
+        mat = 'material'
         out['images'] = f'{len(inv)} read' + (f' from {inv[mat].nunique()} material folder(s)' if mat else '') + \
                         (f'; {len(f)} input(s) could not be used (failures.csv)' if f is not None and len(f) else '')
     summ = run.csv('masks/iou_summary.csv')
@@ -265,13 +265,13 @@ def key_results(run:RunData) -> dict[str, str]:
                                      (f' (majority baseline {r["baseline_macro_f1"]:.3f})' if 'baseline_macro_f1' in cm and pd.notna(r['baseline_macro_f1']) else '')
     o = run.csv('objects/objects.csv')
     if o is not None and len(o):
-        cc = _col(o, 'class', 'cls')
+        cc = 'class'
         txt = f'{len(o)} objects' + (' (' + ', '.join(f'{k} {v}' for k, v in o[cc].astype(str).value_counts().items()) + ')' if cc else '')
         sm = run.csv('objects/summary_samples.csv')
         if sm is not None:
             cov = next((c for c in sm.columns if 'area_fraction' in str(c)), None)
             d50 = next((c for c in sm.columns if str(c).endswith('_D50')), None)
-            sc = _col(sm, 'sample')
+            sc = 'sample'
             if sc and (cov or d50):
                 unit = f" {sm['size_unit'].iloc[0]}" if 'size_unit' in sm else ''
                 txt += '; per sample: ' + ', '.join(f'{r[sc]}' + (f' coverage {r[cov]:.1%}' if cov else '') + (f' D50 {_fmt(r[d50])}{unit}' if d50 else '')
@@ -314,8 +314,8 @@ def _dataset_section(doc:_Doc) -> list:
     out = [_p('2. Dataset (stage 00)', s['h1'])]
     inv = run.inventory
     if inv is None: return out + _not_run(doc, 'inventory.csv')
-    mat, mag = _col(inv, 'material', 'folder', 'sample'), _col(inv, 'magnification', 'mag')
-    nm, src, fc = _col(inv, 'nm_per_px', 'pixel_size_nm'), _col(inv, 'pixel_size_source'), _col(inv, 'file', 'path', 'filename')
+    mat, mag = 'material', 'magnification'
+    nm, src, fc = 'nm_per_px', 'pixel_size_source', 'file'
     out.append(_p(f'{len(inv)} image(s) in the inventory.', s['body']))
     g = inv.assign(_m=inv[mat].astype(str) if mat else 'all')
     rows = []
@@ -324,11 +324,11 @@ def _dataset_section(doc:_Doc) -> list:
         if mag: r['magnifications'] = ', '.join(f'{int(x)}x' for x in sorted(pd.to_numeric(t[mag], errors='coerce').dropna().unique()))
         if nm: r['nm/px (range)'] = (lambda v: f'{v.min():.3g} - {v.max():.3g}' if len(v) else '')(pd.to_numeric(t[nm], errors='coerce').dropna())
         if src: r['pixel size from'] = ', '.join(f'{k}: {v}' for k, v in t[src].fillna('none').astype(str).value_counts().items())
-        dt = _col(t, 'dtype')
+        dt = 'dtype'
         if dt: r['dtype'] = ', '.join(sorted(t[dt].astype(str).unique()))
         rows.append(r)
     out += [_p('Images per material', s['h2']), df_table(doc, pd.DataFrame(rows))]
-    keep = [c for c in [fc, mat, mag, nm, src, _col(inv, 'height'), _col(inv, 'width'), _col(inv, 'dtype')] if c]
+    keep = [c for c in [fc, mat, mag, nm, src, 'height', 'width', 'dtype'] if c]
     t = inv[keep].copy()
     if fc: t[fc] = t[fc].map(lambda v: Path(str(v)).name)
     out += [_p('Inventory', s['h2']), df_table(doc, t)]
@@ -343,7 +343,7 @@ def _normalization_section(doc:_Doc) -> list:
     if not run.exists('normalized'): return out + _not_run(doc, 'normalized/')
     t = run.csv('normalized/normalized.csv')
     if t is not None:
-        mc = _col(t, 'method')
+        mc = 'method'
         out.append(_p(f'{len(t)} image(s) normalized' + (f" ({', '.join(f'{k}: {v}' for k, v in t[mc].value_counts().items())})" if mc else '') +
                       '. Each figure shows the original, the min-max and the CLAHE result with their histograms.', s['body']))
     figs = run.glob('normalized/figures/**/*.png') or run.glob('normalized/**/*comparison*.png')
@@ -362,7 +362,7 @@ def _masks_section(doc:_Doc) -> list:
         out += [_p('IoU against the ground truth', s['h2']),
                 _p('iou_micro: pooled over all pixels of all images; iou_macro: mean of the per-image IoU.', s['small']), df_table(doc, summ)]
     if per is not None:
-        fc, cc, ic = _col(per, 'file', 'image', 'stem'), _col(per, 'class', 'cls'), _col(per, 'iou')
+        fc, cc, ic = 'file', 'class', 'iou'
         if fc and cc and ic:
             t = per.assign(image=per[fc].map(image_stem)).pivot_table(index='image', columns=cc, values=ic, aggfunc='first').reset_index()
             t.columns = [str(c) if c == 'image' else f'IoU {c}' for c in t.columns]
@@ -384,7 +384,7 @@ def _dataset03_section(doc:_Doc) -> list:
     out = [_p('5. U-Net dataset and post-processing QC (stage 03)', s['h1'])]
     qc = run.csv('dataset/qc.csv')
     if qc is None: return out + _not_run(doc, 'dataset/qc.csv')
-    fl = _col(qc, 'flags')
+    fl = 'flags'
     nflag = int(qc[fl].fillna('').astype(str).str.len().gt(0).sum()) if fl else 0
     out.append(_p(f'{len(qc)} label image(s) cleaned into one-hot masks; {nflag} with flags. Fractions are of the image area '
                   'after resizing; overlap and uncovered pixels must be 0.', s['body']))
@@ -451,7 +451,7 @@ def _unet_section(doc:_Doc) -> list:
     if m is None: out += _not_run(doc, 'unet/metrics.csv')
     else:
         ious = mean_iou_by_subset(m)
-        red = _col(m, 'reduction', 'averaging')
+        red = 'reduction'
         note = (f" Reductions: {', '.join(sorted(m[red].astype(str).unique()))} (pooled: counts summed over all pixels of the "
                 "subset, then the score; per_image: the score of each image, then their mean).") if red else ''
         out.append(_p('Metrics per subset and class.' + note +
@@ -463,7 +463,7 @@ def _unet_section(doc:_Doc) -> list:
             out.append(_p('Thresholds tuned on the validation set (maximising IoU): ' + _thresholds_text(th) + '.', s['body'])); break
     pi = run.csv('unet/per_image.csv')
     if pi is not None:
-        ic, cc, iou, sc = _col(pi, 'image', 'stem'), _col(pi, 'cls', 'class'), _col(pi, 'iou'), _col(pi, 'subset', 'split')
+        ic, cc, iou, sc = 'image', 'cls', 'iou', 'subset'
         if ic and cc and iou:
             t = pi.pivot_table(index=[c for c in (sc, ic) if c], columns=cc, values=iou, aggfunc='first').reset_index()
             t.columns = [str(c) if c in (sc, ic) else f'IoU {c}' for c in t.columns]
@@ -508,7 +508,7 @@ def _classifier_section(doc:_Doc) -> list:
     if bars: out += _figures(doc, bars[:2], max_h=7.5 * cm, title=_p('Scores per task', s['h2']))
     iss = run.csv('classifier/label_issues.csv')
     if iss is not None and len(iss):
-        kc = _col(iss, 'kind', 'issue', 'type')
+        kc = 'kind'
         out.append(_p(f'Label sheets: {len(iss)} issue(s)' + (' (' + ', '.join(f'{k}: {v}' for k, v in iss[kc].astype(str).value_counts().items()) + ')'
                       if kc else '') + '; see classifier/label_issues.csv.', s['body']))
     if cm_: out += _figures(doc, cm_, max_h=13 * cm, title=_p('Confusion matrices (validation images; rows: truth, columns: prediction)', s['h2']))
@@ -525,9 +525,8 @@ def _classifier_section(doc:_Doc) -> list:
 
 def _size_table(o:pd.DataFrame, cc:str, bc:str|None) -> tuple[pd.DataFrame, str|None]:
     "Counts and D10/D50/D90 of the equivalent diameter per class (and unit), border-touching objects left out of the sizes."
-    size = next((c for c in o.columns if re.fullmatch(r'(equivalent_diameter|eq_diam|ecd)(_nm)?', str(c), re.I)), None) or \
-           next((c for c in o.columns if re.match(r'(equivalent_diameter|eq_diam|ecd|diameter)', str(c), re.I)), None)
-    uc = _col(o, 'unit', 'size_unit', 'units')
+    size = 'equivalent_diameter'
+    uc = 'unit'
     keys = [o[cc].astype(str)] + ([o[uc].fillna('px').astype(str)] if uc else [])
     rows = []
     for k, g in o.groupby(keys, sort=True):
@@ -554,8 +553,8 @@ def _objects_section(doc:_Doc) -> list:
     out = [_p('9. Objects and morphometry (stage 06)', s['h1'])]
     o = run.csv('objects/objects.csv')
     if o is None: return out + _not_run(doc, 'objects/objects.csv')
-    cc, bc = _col(o, 'class', 'cls', 'predicted_class', 'class_name'), _col(o, 'touches_border', 'border')
-    ic = _col(o, 'image', 'stem', 'file')
+    cc, bc = 'class', 'touches_border'
+    ic = 'image'
     m = run.json('objects/metrics.json') or {}
     src = f" Proposals from: {m['source']}." if m.get('source') else ''
     out.append(_p(f'{len(o)} object(s) on {o[ic].nunique() if ic else "?"} image(s).{src}', s['body']))
@@ -595,7 +594,7 @@ def _objects_section(doc:_Doc) -> list:
     ev = run.csv('objects/evaluation.csv')
     if ev is not None:
         out += [_p('Evaluation against the ground-truth instances (matching at IoU 0.5)', s['h2'])]
-        ic2 = _col(ev, 'image')
+        ic2 = 'image'
         allr = ev[ev[ic2].astype(str) == 'ALL'] if ic2 else ev.iloc[0:0]
         if len(allr):
             r = allr.iloc[0]
@@ -645,30 +644,29 @@ def _thumb(doc:_Doc, stem:str) -> Path|None:
     ax.imshow(a, cmap='gray', vmin=lo, vmax=hi if hi > lo else lo + 1); ax.set_axis_off()
     return _figure(doc, fig, dpi=100)
 
-def _rows_of(df:pd.DataFrame|None, stem:str, *cols:str) -> pd.DataFrame|None:
-    "The rows of `df` about image `stem` (matched on the first of `cols` present)."
-    c = _col(df, *cols)
-    if df is None or c is None: return None
-    r = df[df[c].map(image_stem) == stem]
+def _rows_of(df:pd.DataFrame|None, stem:str, col:str) -> pd.DataFrame|None:
+    "The rows of `df` about image `stem` (its column `col` names the image)."
+    if df is None: return None
+    r = df[df[col].map(image_stem) == stem]
     return r if len(r) else None
 
 def image_facts(run:RunData, stem:str) -> dict[str, str]:
     "What each stage says about one image, one line per stage (for the flagged-image pages)."
     out = {}
-    q = _rows_of(run.csv('dataset/qc.csv'), stem, 'stem', 'image')
+    q = _rows_of(run.csv('dataset/qc.csv'), stem, 'stem')
     if q is not None:
         r = q.iloc[0]
         fr = ', '.join(f'{str(c)[5:]} {r[c]:.0%}' for c in q.columns if str(c).startswith('frac_'))
         out['labels (03)'] = fr + (f"; flags: {r['flags']}" if 'flags' in q and isinstance(r['flags'], str) and r['flags'] else '')
-    pi = _rows_of(run.csv('unet/per_image.csv'), stem, 'image', 'stem')
+    pi = _rows_of(run.csv('unet/per_image.csv'), stem, 'image')
     if pi is not None:
-        cc, sc = _col(pi, 'cls', 'class'), _col(pi, 'subset', 'split')
+        cc, sc = 'cls', 'subset'
         ious = ', '.join(f'{r[cc]} {r["iou"]:.2f}' for _, r in pi.iterrows() if 'iou' in pi) if cc else ''
         out['U-Net (05)'] = (f'{pi.iloc[0][sc]} image; ' if sc else '') + f'IoU {ious}'
-    o = _rows_of(run.csv('objects/objects.csv'), stem, 'image', 'stem')
-    sm = _rows_of(run.csv('objects/summary_images.csv'), stem, 'image', 'stem')
+    o = _rows_of(run.csv('objects/objects.csv'), stem, 'stem')
+    sm = _rows_of(run.csv('objects/summary_images.csv'), stem, 'image')
     if o is not None:
-        cc, bc = _col(o, 'class', 'cls'), _col(o, 'touches_border')
+        cc, bc = 'class', 'touches_border'
         txt = ', '.join(f'{k} {v}' for k, v in o[cc].astype(str).value_counts().items()) if cc else f'{len(o)}'
         if bc: txt += f'; {int(o[bc].map(_truthy).sum())} touching the border'
         if sm is not None:
@@ -676,14 +674,14 @@ def image_facts(run:RunData, stem:str) -> dict[str, str]:
             extra = [f'{c} {_fmt(r[c])}' for c in sm.columns if re.search(r'area_fraction|_D50$', str(c))]
             if extra: txt += '; ' + ', '.join(extra) + (f" {r['size_unit']}" if 'size_unit' in sm else '')
         out['objects (06)'] = txt
-    p = _rows_of(run.csv('classifier/predictions.csv'), stem, 'filename', 'image', 'path', 'file')
+    p = _rows_of(run.csv('classifier/predictions.csv'), stem, 'filename')
     if p is not None:
         probs = classifier_probabilities(p); r = p.iloc[0]
         out['classifier (04)'] = '; '.join(f'{t}: {r[t]}' + (f' ({r[c]:.2f})' if pd.notna(r[c]) else '') for t, c in probs.items() if t in p)
     cfg = run.config
     if cfg is not None and Path(cfg.data.root).is_dir():
         for sp in sorted(Path(cfg.data.root).glob(cfg.data.sheet_glob)):
-            s = _rows_of(_read_sheet(sp), stem, 'filename', 'file', 'image')
+            s = _rows_of(_read_sheet(sp), stem, 'filename')
             if s is not None:
                 r = s.iloc[0]
                 out['label sheet'] = f'{sp.name}: ' + '; '.join(f'{c}: {r[c]}' for c in s.columns
@@ -710,7 +708,7 @@ def _flagged_section(doc:_Doc) -> list:
     out.append(df_table(doc, pd.DataFrame([dict(image=k, checks='; '.join(f"{r['check']} ({r['status']})" for r in v)) for k, v in fl]),
                         max_rows=60))
     inv = run.inventory
-    fc = _col(inv, 'file', 'path', 'filename')
+    fc = 'file'
     for stem, rs in shown:
         out += [PageBreak(), _p(f'Flagged: {stem}', s['h1'])]
         for r in rs:
@@ -755,7 +753,7 @@ def _failures_section(doc:_Doc) -> list:
     if f is None or f.empty: return out + [_p('failures.csv: no stage recorded an input it could not use.', s['body'])]
     out.append(_p(f'{len(f)} row(s) in failures.csv: inputs a stage could not use (the rest of the batch went on).', s['body']))
     t = f.copy()
-    fc = _col(t, 'file')
+    fc = 'file'
     if fc: t[fc] = t[fc].map(lambda v: Path(str(v)).name)
     keep = [c for c in ['stage', 'file', 'error', 'reason'] if c in t.columns] or list(t.columns)
     out.append(df_table(doc, t[keep], max_rows=200, col_widths=[2.2 * cm, 5.3 * cm, 2.8 * cm, doc.width - 10.3 * cm] if len(keep) == 4 else None))
@@ -799,7 +797,7 @@ def _categories(run:RunData, samples:list) -> dict:
     "Per sample, the classifier's most frequent Morphology and Num_particles answers ('answer (k of n)')."
     p = run.csv('classifier/predictions.csv')
     if p is None: return {}
-    fc = _col(p, 'filename', 'path', 'image')
+    fc = 'filename'
     out = {}
     for sm in samples:
         stems = {image_stem(i) for i in sm.get('images', [])}
