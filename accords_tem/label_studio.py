@@ -297,6 +297,9 @@ def label_studio_main(argv:list[str]|None=None) -> int:
     a = ap.parse_args(argv)
     t0 = time.time(); label_studio_env(a.env)
     if a.action == 'install': print(f'Label Studio ready in {a.env} ({time.time() - t0:.0f} s)'); return 0
+    import signal
+    def _stop(*_): raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _stop); signal.signal(signal.SIGINT, signal.default_int_handler)   # Ctrl-C or kill: the server ends too
     proc = start_server(a.env, a.data, port=a.port, host=a.host); url = f'http://localhost:{a.port}'
     try:
         wait_ready(url, proc, log=Path(a.data)/'server.log'); c = server_credentials(a.data)

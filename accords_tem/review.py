@@ -460,7 +460,7 @@ def round_split(run_dir:str|os.PathLike) -> pd.DataFrame:
 # %% ../nbs/10_review.ipynb #f8bdeb26
 def _round_record(run_dir:Path, rd:Path, k:int, corrected:int, seconds:float, init:str|None) -> dict:
     s = json.loads((rd/'summary.json').read_text()) if (rd/'summary.json').exists() else {}
-    n = sum(1 for _ in (run_dir/'dataset'/'masks').glob('*.npy'))
+    n = len(pd.read_csv(rd/'split.csv')) if (rd/'split.csv').exists() else sum(1 for _ in (run_dir/'dataset'/'masks').glob('*.npy'))   # the round's dataset
     rec = dict(round=k, images_corrected=corrected, dataset_images=n, train_images=(s.get('images') or {}).get('train'),
                val_mean_iou=s.get('val_mean_iou'), test_mean_iou=s.get('test_mean_iou'), init=init, seconds=round(seconds, 1))
     save_json(rec, rd/'round.json')

@@ -1,10 +1,13 @@
 """Label Studio (10b_label_studio) against a real server started here: project creation, pre-annotations, a person's
-correction submitted through the API, the corrections back in the dataset exactly as drawn; and a headless-Chromium
-screenshot of a task showing the model's pre-annotation.
+correction submitted through the API, the corrections back in the dataset exactly as drawn; a headless-Chromium
+screenshot of a task showing the model's pre-annotation, and a brush stroke painted in that browser, submitted and
+brought back (the browser's own RLE).
 
-Slow: the server lives in its own virtual environment (ROOT/.venv-labelstudio, or $ACCORDS_LABEL_STUDIO_ENV), made here
-on first use (pip install label-studio: about 75 s), and each run starts it on a fresh database (migrations: about
-70 s). Skipped when label-studio-sdk is missing (make label-studio-sdk) or the environment cannot be made.
+The server lives in its own virtual environment (ROOT/.venv-labelstudio, or $ACCORDS_LABEL_STUDIO_ENV), made here on
+first use (pip install label-studio: 75-130 s on this 2-core machine), and starts on a fresh database (migrations:
+about 80 s). The first run keeps that migrated, empty database in the environment (.accords-test-data/), from which
+later runs start a server in about 7 s: the tests are marked slow (skipped without --runslow) until it exists, and take
+about 40 s after. Skipped when label-studio-sdk is missing (make label-studio-sdk) or the environment cannot be made.
 The screenshot goes to $ACCORDS_SCREENSHOT_DIR (default: the test's temporary folder)."""
 import os, shutil, socket, time
 from pathlib import Path
@@ -20,8 +23,9 @@ from accords_tem.seg_data import load_mask, read_instances
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = Path(os.environ.get('ACCORDS_LABEL_STUDIO_ENV', ROOT/'.venv-labelstudio'))
+TEMPLATE = ENV/'.accords-test-data'      # a migrated, empty database and its user: later test servers start in seconds
 CHROMIUM, DRIVER = shutil.which('chromium'), shutil.which('chromedriver')
-pytestmark = pytest.mark.slow
+pytestmark = [] if TEMPLATE.exists() else [pytest.mark.slow]
 
 
 def _free_port() -> int:
@@ -35,12 +39,21 @@ def server(tmp_path_factory):
     try: lsm.label_studio_env(ENV)
     except Exception as e: pytest.skip(f'no Label Studio environment in {ENV}, and it could not be made: {e}')
     made = time.time() - t0
-    data, port = tmp_path_factory.mktemp('label-studio'), _free_port()
-    proc = lsm.start_server(ENV, data, port=port)
+    data, port = tmp_path_factory.mktemp('ls')/'data', _free_port()
     url = f'http://127.0.0.1:{port}'
+    if not TEMPLATE.exists():                    # first run: migrate a database, stop, keep it
+        data.mkdir(); proc = lsm.start_server(ENV, data, port=port)
+        try: first = lsm.wait_ready(url, proc, timeout=600, log=data/'server.log')
+        finally: lsm.stop_server(proc)
+        print(f'\nLabel Studio environment ready in {made:.0f} s, first start (database migrations) {first:.0f} s')
+        (data/'server.log').unlink(missing_ok=True)
+        shutil.copytree(data, TEMPLATE.with_name(TEMPLATE.name + '.tmp'), dirs_exist_ok=True)
+        os.replace(TEMPLATE.with_name(TEMPLATE.name + '.tmp'), TEMPLATE); shutil.rmtree(data)
+    shutil.copytree(TEMPLATE, data)
+    proc = lsm.start_server(ENV, data, port=port)
     try:
         up = lsm.wait_ready(url, proc, timeout=600, log=data/'server.log')
-        print(f'\nLabel Studio environment ready in {made:.0f} s, server up in {up:.0f} s')
+        print(f'\nLabel Studio server up in {up:.0f} s')
         yield url, lsm.server_credentials(data)
     finally: lsm.stop_server(proc)
 
@@ -98,6 +111,7 @@ def test_screenshot_of_a_task_with_the_pre_annotation(server, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import WebDriverWait
     url, cred = server
     run, cfg = _toy(tmp_path, 256)
@@ -125,6 +139,16 @@ def test_screenshot_of_a_task_with_the_pre_annotation(server, tmp_path):
         png = out/'label_studio_task.png'
         assert drv.save_screenshot(str(png))
         text = drv.find_element(By.TAG_NAME, 'body').text
+        # a person's stroke: label GFM (hotkey 1), brush (b), a drag right of and below the image's centre, Submit
+        stage = max(drv.find_elements(By.TAG_NAME, 'canvas'), key=lambda e: e.rect['width'] * e.rect['height'])
+        ActionChains(drv).send_keys('1').perform(); time.sleep(0.5); ActionChains(drv).send_keys('b').perform(); time.sleep(0.5)
+        w, h = stage.rect['width'], stage.rect['height']
+        act = ActionChains(drv).move_to_element_with_offset(stage, int(w * 0.05), int(h * 0.2)).click_and_hold()   # offsets from the centre
+        for _ in range(10): act.move_by_offset(int(w * 0.012), 0)
+        act.release().perform(); time.sleep(1)
+        next(b for b in drv.find_elements(By.TAG_NAME, 'button') if b.text.strip() == 'Submit').click()
+        ls = lsm.connect(url, cred['api_key'])
+        WebDriverWait(drv, 60).until(lambda d: ls.annotations.list(id=int(tid)))
     finally: drv.quit()
     print(f'\nscreenshot: {png}')
     img = np.asarray(Image.open(png).convert('RGB')).astype(int)
@@ -132,3 +156,13 @@ def test_screenshot_of_a_task_with_the_pre_annotation(server, tmp_path):
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     green = (g > r + 40) & (g > b + 40)                                              # GFM's colour #2ca02c over the grey micrograph
     assert green.sum() > 500, f'no GFM pre-annotation drawn ({green.sum()} green pixels); page text: {text[:300]}'
+    # the browser's own RLE decodes: the pre-annotation kept, the stroke a new GFM region in the lower right quarter
+    res = lsm._latest(ls.annotations.list(id=int(tid))).result
+    pred = lsm.regions_labels(ls.predictions.list(task=int(tid))[0].result, cfg, (256, 256))[0]
+    lab, obj, oc = lsm.regions_labels(res, cfg, (256, 256))
+    assert oc == ['GFM', 'GFM'], oc
+    stroke = obj == 2; ys, xs = np.nonzero(stroke)
+    assert stroke.sum() >= 20 and ys.min() > 128 and xs.min() > 128, (stroke.sum(), ys.min(), xs.min())
+    np.testing.assert_array_equal(lab[~stroke], pred[~stroke])                     # everything else as the model drew it
+    assert main(['review', str(run), '--from-label-studio', '--api-key', cred['api_key']]) == 0
+    np.testing.assert_array_equal(load_mask(run/'dataset'/'masks'/'img_1.npy')[0], (lab == 1).astype(np.uint8))
