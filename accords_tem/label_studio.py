@@ -250,6 +250,13 @@ def read_export(run_dir:str|os.PathLike) -> pd.DataFrame:
     "The last fetch's table (RUN/review/label-studio/corrected/export.csv): image, task, annotation, regions, objects, status."
     return pd.read_csv(Path(run_dir)/'review'/'label-studio'/'corrected'/'export.csv', dtype={'image': str})
 
+def _annotations(ls, task:int, url:str) -> list:
+    "The annotations of a task; an error naming the task when the server no longer has it."
+    try: return ls.annotations.list(id=task)
+    except Exception as e:
+        if getattr(e, 'status_code', None) == 404: raise AccordsError(f'task {task} is no longer on {url} (project deleted?); send the queue again') from None
+        raise
+
 def _latest(anns:list):
     "The latest submitted, not skipped annotation (None when there is none)."
     done = [a for a in anns if not getattr(a, 'was_cancelled', False)]
@@ -270,7 +277,7 @@ def fetch_from_label_studio(run_dir:str|os.PathLike, # run folder that sent a pr
     inst = cfg.section('unet').instance_classes
     tmp = base/'.corrected.tmp'; shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True); rows = []
     for tid, t in rec['tasks'].items():
-        a = _latest(ls.annotations.list(id=int(tid)))
+        a = _latest(_annotations(ls, int(tid), url or rec['url']))
         row = dict(image=t['image'], task=int(tid), annotation=None, regions=None, objects=None, status='not annotated')
         if a is not None:
             lab, obj, oc = regions_labels(a.result or [], cfg, (t['height'], t['width']))

@@ -559,7 +559,10 @@ def review_main(argv:list[str]|None=None) -> int:
             sent = send_to_label_studio(a.run, a.to_label_studio or rc.label_studio_url, a.api_key, cfg, stems=q.image.head(export).tolist())
     print(q.head(top)[['rank', 'image', 'score', 'reasons']].to_string(index=False))
     print(f"{len(q)} image(s) ranked -> {Path(a.run)/'review'/'queue.csv'}" + (f"; the first {min(export, len(q))} as ilastik labels in {Path(a.run)/'review'/'ilastik'}" if export else ''))
-    if a.to_label_studio is not None and export and len(q):
+    if a.to_label_studio is not None and not (export and len(q)):
+        print('nothing sent to Label Studio: ' + ('--export is 0' if not export else 'the queue is empty (every image has labels already? '
+                                                  'add --include-labelled)'))
+    elif a.to_label_studio is not None:
         print(f"Label Studio: project {sent['project_id']} with {len(sent['tasks'])} task(s): {sent['project_url']}\n"
               f"correct them there (Submit), then: accords-tem review {a.run} --from-label-studio")
     return 0

@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip('label_studio_sdk', reason='label-studio-sdk is not installed: make label-studio-sdk')
 from accords_tem import label_studio as lsm
 from accords_tem.cli import main
+from accords_tem.core import AccordsError
 from accords_tem.review import prediction_label_image, write_toy_review_run
 from accords_tem.seg_data import load_mask, read_instances
 
@@ -103,6 +104,10 @@ def test_round_trip_through_the_commands(server, tmp_path):
     np.testing.assert_array_equal(inst == 1, flake); np.testing.assert_array_equal(inst == 2, new); assert inst.max() == 2
     corrected = run/'review'/'label-studio'/'corrected'
     assert (corrected/'img_1_Labels.h5').exists() and not (corrected/'img_3_Labels.h5').exists()   # for `accords-tem round`
+    # errors that say what is wrong: a refused key, a project deleted on the server
+    with pytest.raises(AccordsError, match='refuses the API key'): lsm.connect(url, 'not-the-key')
+    ls.projects.delete(id=proj.id)
+    with pytest.raises(AccordsError, match='no longer on'): lsm.fetch_from_label_studio(run, cred['api_key'], cfg)
 
 
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason='needs Debian chromium + chromium-driver (make sysdeps)')
