@@ -573,7 +573,7 @@ def round_main(argv:list[str]|None=None) -> int:
     from accords_tem.core import parse_overrides
     ap = argparse.ArgumentParser(prog='accords-tem round', description='One round of the correction loop.')
     ap.add_argument('run', help='run folder with a trained U-Net')
-    ap.add_argument('--corrections', required=True, help='folder of corrected ilastik label exports (*_Labels.h5)')
+    ap.add_argument('--corrections', required=True, help='folder of corrected label files (*_Labels.h5): ilastik exports, or RUN/review/label-studio/corrected')
     ap.add_argument('--config', help='configuration (default: RUN/config.yaml)')
     ap.add_argument('--epochs', type=int, help='fine-tuning epochs (default: unet.epochs)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a unet key for the fine-tuning, e.g. unet.lr=0.0003')
