@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 # Threads spin-wait by default; passive waiting keeps a shared or busy CPU from thrashing.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install demo test export clean-nbs bench bench-deps docs readme sysdeps clean gpu-wheels gpu-check-cpu
+.PHONY: install demo test export clean-nbs bench bench-deps docs readme sysdeps clean gpu-wheels gpu-check-cpu label-studio label-studio-sdk
 
 # Create the virtual environment and install the project (torch + torchvision as a matching pair
 # from the registry, everything else from settings.ini). Re-runs when the dependencies change.
@@ -58,6 +58,24 @@ bench-deps: $(STAMP)
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+# Corrections in the browser (nbs/10b_label_studio.ipynb): `make label-studio` starts a Label Studio server at
+# http://localhost:$(LS_PORT) in its own virtual environment (.venv-labelstudio/, made from PyPI on first use, about 75 s;
+# database, uploads and API key in .label-studio/) and prints the user and API key. The analysis side talks to it with
+# label-studio-sdk, installed without its pins (it declares opencv-python-headless<4.13, hence numpy<2.3, for converters
+# this project does not use), with the modules it imports.
+LS_PORT ?= 8080
+LS_SDK_STAMP := $(VENV)/.label-studio-sdk
+LS_SDK_DEPS = appdirs faker ijson "jsf>=0.11.2,<0.12" lxml "nltk>=3.10,<=3.11" "pyjwt>=2.13,<2.14" rstr ujson xmljson==0.2.1
+$(LS_SDK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --no-deps "label-studio-sdk>=2.1,<3"
+	$(BIN)/python -m pip install $(LS_SDK_DEPS)
+	touch $(LS_SDK_STAMP)
+
+label-studio-sdk: $(LS_SDK_STAMP)
+
+label-studio: $(LS_SDK_STAMP)
+	$(BIN)/accords-tem label-studio serve --port $(LS_PORT)
 
 # A lent GPU machine has no network: the wheels its image lacks (Python 3.12) go to .whl/, which the run carries and
 # bench/gpu_check.sh installs there. Without a GPU the same check runs on the CPU: make gpu-check-cpu.

@@ -262,6 +262,7 @@ SECTION_MODELS = {
     'objects': 'accords_tem.objects:ObjectsConfig',
     'report': 'accords_tem.reporting:ReportConfig',
     'pipeline': 'accords_tem.pipeline:PipelineConfig',
+    'review': 'accords_tem.review:ReviewConfig',
 }
 
 def section_model(name:str):

@@ -48,8 +48,9 @@ EXTRA_COMMANDS = {
     'classify': ('accords_tem.classifier:classify_main', 'categorize new images with a trained classifier'),
     'synthesize': ('accords_tem.synthetic:synthesize_main', 'generate synthetic TEM micrographs with ground truth'),
     'inspect': ('accords_tem.io:inspect_main', 'print shape, dtype, magnification and pixel size of image files'),
-    'review': ('accords_tem.review:review_main', 'rank the run\'s images for correction, worst first; export them as ilastik labels'),
-    'round': ('accords_tem.review:round_main', 'import corrected ilastik labels and fine-tune the U-Net on them (RUN/rounds/rN)'),
+    'review': ('accords_tem.review:review_main', 'rank the run\'s images for correction, worst first; send them to ilastik or Label Studio, bring Label Studio\'s corrections back'),
+    'round': ('accords_tem.review:round_main', 'import corrected label files (ilastik, or Label Studio\'s RUN/review/label-studio/corrected) and fine-tune the U-Net on them (RUN/rounds/rN)'),
+    'label-studio': ('accords_tem.label_studio:label_studio_main', 'install or start a local Label Studio server (its own virtual environment) for corrections in the browser'),
     'import-masks': ('accords_tem.import_masks:import_masks_main', 'your own labelled images (binary, instance or COCO masks) -> RUN/dataset/ and RUN/config.yaml for train-unet'),
     'export-model': ('accords_tem.export:export_model_main', 'share a trained U-Net: a bioimage.io package (ilastik, deepImageJ) or an ONNX file'),
 }

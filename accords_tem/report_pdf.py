@@ -615,6 +615,47 @@ def _class_color(run:RunData, name:str):
             if c.name == name: return c.color
     return None
 
+# %% ../nbs/07b_report_pdf.ipynb #b7r0und2
+def _round_corrections(run:RunData, k:int) -> dict:
+    "Tool used and mean share of labelled pixels changed by round k's corrections (rounds/rK/corrected.csv)."
+    c = run.csv(f'rounds/r{k}/corrected.csv')
+    if c is None or not len(c): return {}
+    lf = c.get('label_file', pd.Series(dtype=str)).astype(str)
+    tools = sorted({'Label Studio' if 'label-studio' in f else 'ilastik' for f in lf})
+    ch = pd.to_numeric(c.get('changed_fraction', pd.Series(dtype=float)), errors='coerce')
+    return {'tool': ', '.join(tools), 'changed (mean share)': round(float(ch.mean()), 3) if ch.notna().any() else None}
+
+def _rounds_section(doc:_Doc) -> list:
+    "Accuracy and images corrected per round of the correction loop (rounds/history.csv); nothing when the run has no rounds."
+    import matplotlib.pyplot as plt
+    from reportlab.lib.units import cm
+    s, run = doc.styles, doc.run
+    h = run.csv('rounds/history.csv')
+    if h is None or not len(h) or 'round' not in h: return []
+    h = h.sort_values('round').reset_index(drop=True)
+    col = lambda c: pd.to_numeric(h[c], errors='coerce') if c in h else pd.Series(np.nan, index=h.index)
+    n = col('images_corrected').fillna(0).astype(int); total = n.cumsum()
+    t = pd.DataFrame({'round': [f'r{int(k)}' for k in h['round']], 'images corrected': n, 'corrected so far': total,
+                      'dataset images': col('dataset_images'), 'training images': col('train_images'),
+                      'val mean IoU': col('val_mean_iou'), 'test mean IoU': col('test_mean_iou'), 'seconds': col('seconds')})
+    extra = pd.DataFrame([_round_corrections(run, int(k)) for k in h['round']], index=t.index)
+    t = pd.concat([t, extra], axis=1).dropna(axis=1, how='all')
+    out = [_p('7b. Correction rounds (accords-tem round)', s['h1']),
+           _p(f'{len(h) - 1} round(s) of correction and fine-tuning after the first model (r0); {int(total.iloc[-1])} image(s) '
+              'corrected in all. Mean IoU pooled over the pixels of the validation and test images, which stay held out '
+              'from round to round (rounds/rN/split.csv); "changed": the mean share of labelled pixels the corrections changed.', s['body']),
+           df_table(doc, t)]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for c, lab, mk in (('test_mean_iou', 'test', 'o-'), ('val_mean_iou', 'validation', 's--')):
+        v = col(c)
+        if v.notna().any(): a.plot(total[v.notna()], v[v.notna()], mk, label=lab)
+    for x, y, k in zip(total, col('test_mean_iou'), h['round']):
+        if pd.notna(y): a.annotate(f'r{int(k)}', (x, y), textcoords='offset points', xytext=(4, 4), fontsize=7)
+    a.set_xlabel('images corrected so far'); a.set_ylabel('mean IoU (pooled)'); a.set_title('accuracy per round', fontsize=9); a.legend(fontsize=7)
+    b.bar([f'r{int(k)}' for k in h['round']], n, color='#1a3d5c'); b.set_ylabel('images'); b.set_title('images corrected per round', fontsize=9)
+    fig.tight_layout()
+    return out + _figures(doc, [_figure(doc, fig)], max_h=6.5 * cm)
+
 # %% ../nbs/07b_report_pdf.ipynb #7475ca88
 def _flagged(doc:_Doc) -> list[tuple[str, list[dict]]]:
     "Flagged image stems (worst first) with the checks that flag them; unreadable files left out."
@@ -760,7 +801,7 @@ def _failures_section(doc:_Doc) -> list:
     return out
 
 SECTIONS = [_qc_section, _dataset_section, _normalization_section, _masks_section, _dataset03_section, _split_section,
-            _unet_section, _classifier_section, _objects_section, _flagged_section, _failures_section]
+            _unet_section, _rounds_section, _classifier_section, _objects_section, _flagged_section, _failures_section]
 
 # %% ../nbs/07b_report_pdf.ipynb #a75cdba6
 def _ci_txt(d:dict|None, unit:str='') -> str:

@@ -16,9 +16,10 @@ from .core import (AccordsError, Config, FailureLog, atomic_path, load_config, r
 # %% auto #0
 __all__ = ['SIGNALS', 'QUEUE_COLUMNS', 'uncertainty_signal', 'near_threshold_fraction', 'weak_object_fraction', 'qc_flags',
            'classifier_confidence', 'grey_histogram', 'training_distance', 'percentile', 'rank_images',
-           'training_histograms', 'run_signals', 'plot_queue', 'review_queue', 'prediction_labels', 'export_ilastik',
-           'write_toy_review_run', 'corrected_instances', 'import_corrections', 'rounds', 'snapshot_model',
-           'round_split', 'run_round', 'review_main', 'round_main']
+           'training_histograms', 'run_signals', 'plot_queue', 'review_queue', 'prediction_labels',
+           'prediction_label_image', 'export_ilastik', 'write_toy_review_run', 'corrected_instances',
+           'import_corrections', 'rounds', 'snapshot_model', 'round_split', 'run_round', 'ReviewConfig', 'review_main',
+           'round_main']
 
 # %% ../nbs/10_review.ipynb #a9f19325
 def uncertainty_signal(unc:np.ndarray, # (K, H, W) TTA / scale disagreement (std) of each class probability
@@ -272,22 +273,25 @@ def prediction_labels(masks:np.ndarray, # (K, H, W) the model's binary masks
     k = np.where(on, np.asarray(prob, np.float32), -1).argmax(0)
     return np.where(on.any(0), np.asarray(values, np.uint8)[k], background).astype(np.uint8)
 
+def prediction_label_image(run_dir:str|os.PathLike, stem:str, cfg:Config) -> np.ndarray:
+    "The prediction of `stem` (RUN/unet/predict) as an ilastik label image at the micrograph's size (`prediction_labels`)."
+    from PIL import Image
+    pdir = Path(run_dir)/'unet'/'predict'; classes, thr = _thresholds(pdir)
+    prob = np.load(pdir/'probabilities'/f'{stem}.npy').astype(np.float32)
+    mk = [pdir/'masks'/f'{stem}_{c}.png' for c in classes]
+    masks = np.stack([np.asarray(Image.open(p)) > 0 if p.exists() else prob[k] >= thr[k] for k, p in enumerate(mk)])
+    bg = cfg.class_by_name(cfg.section('postprocessing').background_class).label
+    return prediction_labels(masks, prob, [cfg.class_by_name(c).label for c in classes], bg)
+
 def export_ilastik(run_dir:str|os.PathLike, stems:list[str], cfg:Config,
                    out:str|os.PathLike|None=None, # default RUN/review/ilastik
                   ) -> pd.DataFrame:
     "The predictions of `stems` as ilastik label files `<stem>_Labels.h5`; the table of what was written (export.csv)."
-    from PIL import Image
     from accords_tem.io import write_ilastik_h5
-    run_dir = Path(run_dir); pdir = run_dir/'unet'/'predict'; out = Path(out or run_dir/'review'/'ilastik')
-    classes, thr = _thresholds(pdir)
-    values = [cfg.class_by_name(c).label for c in classes]
-    bg = cfg.class_by_name(cfg.section('postprocessing').background_class).label
+    run_dir = Path(run_dir); out = Path(out or run_dir/'review'/'ilastik')
     rows = []
     for s in stems:
-        prob = np.load(pdir/'probabilities'/f'{s}.npy').astype(np.float32)
-        mk = [pdir/'masks'/f'{s}_{c}.png' for c in classes]
-        masks = np.stack([np.asarray(Image.open(p)) > 0 if p.exists() else prob[k] >= thr[k] for k, p in enumerate(mk)])
-        lab = prediction_labels(masks, prob, values, bg)
+        lab = prediction_label_image(run_dir, s, cfg)
         write_ilastik_h5(out/f'{s}_Labels.h5', lab[..., None], axes='yxc')
         rows.append(dict(image=s, label_file=str(out/f'{s}_Labels.h5'), height=lab.shape[0], width=lab.shape[1],
                          **{f'px_{c.name}': int((lab == c.label).sum()) for c in cfg.classes}))
@@ -353,13 +357,15 @@ def _read_h5_labels(p:Path) -> np.ndarray|None:
     except AccordsError: return None
 
 def _previous_objects(run_dir:Path, stem:str, res:dict, cfg:Config) -> tuple[np.ndarray|None, list[int]|None]:
-    "The image's objects before the correction at the dataset size: the dataset's, else the prediction's (with their classes)."
+    "The image's objects at the dataset size: drawn with the correction (`<stem>_objects.tif` beside the label file), else the dataset's, else the prediction's."
     from accords_tem.imaging import resize_labels
     from accords_tem.seg_data import read_instances
     from accords_tem.unet import read_instances_with_classes
     shape = res['clean'].shape; f = run_dir/'dataset'/'instances'/f'{stem}.tif'
-    if f.exists(): return read_instances(f, shape), None
-    f = run_dir/'unet'/'predict'/'instances'/f'{stem}.tif'
+    drawn = Path(res['row']['label_file']).with_name(f'{stem}_objects.tif')   # at the micrograph's size, as label_studio writes it
+    if drawn.exists(): f = drawn
+    elif f.exists(): return read_instances(f, shape), None
+    else: f = run_dir/'unet'/'predict'/'instances'/f'{stem}.tif'
     if not f.exists(): return None, None
     lab, names, _ = read_instances_with_classes(f)
     r0, r1 = map(int, res['row']['content_rows'].split('-'))
@@ -454,7 +460,7 @@ def round_split(run_dir:str|os.PathLike) -> pd.DataFrame:
 # %% ../nbs/10_review.ipynb #f8bdeb26
 def _round_record(run_dir:Path, rd:Path, k:int, corrected:int, seconds:float, init:str|None) -> dict:
     s = json.loads((rd/'summary.json').read_text()) if (rd/'summary.json').exists() else {}
-    n = sum(1 for _ in (run_dir/'dataset'/'masks').glob('*.npy'))
+    n = len(pd.read_csv(rd/'split.csv')) if (rd/'split.csv').exists() else sum(1 for _ in (run_dir/'dataset'/'masks').glob('*.npy'))   # the round's dataset
     rec = dict(round=k, images_corrected=corrected, dataset_images=n, train_images=(s.get('images') or {}).get('train'),
                val_mean_iou=s.get('val_mean_iou'), test_mean_iou=s.get('test_mean_iou'), init=init, seconds=round(seconds, 1))
     save_json(rec, rd/'round.json')
@@ -490,6 +496,24 @@ def run_round(run_dir:str|os.PathLike, # run folder with a trained U-Net (RUN/un
     summary['record'] = _round_record(run_dir, rd, k, len(df), time.time() - t0, init if train else None)
     return summary
 
+# %% ../nbs/10_review.ipynb #a1c0e5d2
+from pydantic import Field, field_validator
+from .core import _Section
+
+class ReviewConfig(_Section):
+    "The review queue and the correction tools (section `review:`); `accords-tem review`'s flags override it."
+    top: int = Field(8, ge=0)                       # images in review/queue.png
+    export: int = Field(10, ge=0)                   # the first N images of the queue to ilastik (review/ilastik/) or Label Studio
+    band: float = Field(0.1, gt=0, le=1)            # a probability this close to a class threshold is near it
+    weights: dict[str, float] = Field(default_factory=dict)   # signal -> weight in the score (default 1 each; 0 leaves it out)
+    label_studio_url: str = 'http://localhost:8080'   # the server of --to-label-studio (`accords-tem label-studio serve`)
+
+    @field_validator('weights')
+    @classmethod
+    def _known_signals(cls, v):
+        if unknown := sorted(set(v) - set(SIGNALS)): raise ValueError(f'unknown signals {unknown}; known: {list(SIGNALS)}')
+        return v
+
 # %% ../nbs/10_review.ipynb #f75c46b5
 def _weights(pairs:list[str]) -> dict:
     out = {}
@@ -499,23 +523,48 @@ def _weights(pairs:list[str]) -> dict:
         out[k.strip()] = float(v)
     return out
 
-def review_main(argv:list[str]|None=None) -> int:
-    "accords-tem review RUN: the review queue (review/queue.csv, queue.png) and the top images as ilastik label files."
-    from accords_tem.cli import config_path
-    ap = argparse.ArgumentParser(prog='accords-tem review', description='Rank the run\'s images for correction, worst first.')
+def _review_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog='accords-tem review', description='Rank the run\'s images for correction, worst first; '
+                                 'send them to ilastik (label files) or Label Studio, and bring Label Studio\'s corrections back.')
     ap.add_argument('run', help='run folder after stage 05 (train-unet)')
     ap.add_argument('--config', help='configuration (default: RUN/config.yaml)')
-    ap.add_argument('--top', type=int, default=8, help='images in review/queue.png (default 8)')
-    ap.add_argument('--export', type=int, default=10, help='the first N images as ilastik label files in review/ilastik/ (default 10; 0: none)')
-    ap.add_argument('--band', type=float, default=0.1, help='probability this close to a threshold is near it (default 0.1)')
-    ap.add_argument('--weight', action='append', default=[], metavar='SIGNAL=W', help=f"weight of a signal ({', '.join(SIGNALS)}; default 1)")
+    ap.add_argument('--top', type=int, help='images in review/queue.png (default review.top)')
+    ap.add_argument('--export', type=int, help='the first N images to review/ilastik/ and Label Studio (default review.export; 0: none)')
+    ap.add_argument('--band', type=float, help='probability this close to a threshold is near it (default review.band)')
+    ap.add_argument('--weight', action='append', default=[], metavar='SIGNAL=W', help=f"weight of a signal ({', '.join(SIGNALS)}; default review.weights, else 1)")
     ap.add_argument('--include-labelled', action='store_true', help='rank the images that already have labels in RUN/dataset too')
-    a = ap.parse_args(argv)
-    cfg = load_config(config_path(a.config, a.run))
+    ls = ap.add_argument_group('Label Studio (a server: `accords-tem label-studio serve` or `make label-studio`)')
+    ls.add_argument('--to-label-studio', nargs='?', const='', metavar='URL', help='send the first --export images of the queue, '
+                    'with the model\'s masks as pre-annotations, to a new project there (default URL: review.label_studio_url)')
+    ls.add_argument('--from-label-studio', nargs='?', const='', metavar='URL', help='bring the finished annotations of the last project '
+                    'sent back into RUN/dataset (label files in RUN/review/label-studio/corrected/ for `accords-tem round`)')
+    ls.add_argument('--api-key', help='Label Studio API key (default: $LABEL_STUDIO_API_KEY, else the local server\'s own key)')
+    return ap
+
+def review_main(argv:list[str]|None=None) -> int:
+    "accords-tem review RUN: the review queue (review/queue.csv, queue.png), the top images as ilastik label files or Label Studio tasks."
+    from accords_tem.cli import config_path
+    a = _review_parser().parse_args(argv)
+    cfg = load_config(config_path(a.config, a.run)); rc = cfg.section('review')
+    if a.from_label_studio is not None:
+        from accords_tem.label_studio import fetch_from_label_studio
+        with run_lock(a.run): t = fetch_from_label_studio(a.run, a.api_key, cfg, url=a.from_label_studio or None)
+        print(t.to_string(index=False) if len(t) else 'no task')
+        return 0
+    top, export, band = (v if v is not None else d for v, d in ((a.top, rc.top), (a.export, rc.export), (a.band, rc.band)))
     with run_lock(a.run):
-        q = review_queue(a.run, cfg, top=a.top, export=a.export, band=a.band, weights=_weights(a.weight), include_labelled=a.include_labelled)
-    print(q.head(a.top)[['rank', 'image', 'score', 'reasons']].to_string(index=False))
-    print(f"{len(q)} image(s) ranked -> {Path(a.run)/'review'/'queue.csv'}" + (f"; the first {min(a.export, len(q))} as ilastik labels in {Path(a.run)/'review'/'ilastik'}" if a.export else ''))
+        q = review_queue(a.run, cfg, top=top, export=export, band=band, weights=rc.weights | _weights(a.weight), include_labelled=a.include_labelled)
+        if a.to_label_studio is not None and export and len(q):
+            from accords_tem.label_studio import send_to_label_studio
+            sent = send_to_label_studio(a.run, a.to_label_studio or rc.label_studio_url, a.api_key, cfg, stems=q.image.head(export).tolist())
+    print(q.head(top)[['rank', 'image', 'score', 'reasons']].to_string(index=False))
+    print(f"{len(q)} image(s) ranked -> {Path(a.run)/'review'/'queue.csv'}" + (f"; the first {min(export, len(q))} as ilastik labels in {Path(a.run)/'review'/'ilastik'}" if export else ''))
+    if a.to_label_studio is not None and not (export and len(q)):
+        print('nothing sent to Label Studio: ' + ('--export is 0' if not export else 'the queue is empty (every image has labels already? '
+                                                  'add --include-labelled)'))
+    elif a.to_label_studio is not None:
+        print(f"Label Studio: project {sent['project_id']} with {len(sent['tasks'])} task(s): {sent['project_url']}\n"
+              f"correct them there (Submit), then: accords-tem review {a.run} --from-label-studio")
     return 0
 
 def round_main(argv:list[str]|None=None) -> int:
@@ -524,7 +573,7 @@ def round_main(argv:list[str]|None=None) -> int:
     from accords_tem.core import parse_overrides
     ap = argparse.ArgumentParser(prog='accords-tem round', description='One round of the correction loop.')
     ap.add_argument('run', help='run folder with a trained U-Net')
-    ap.add_argument('--corrections', required=True, help='folder of corrected ilastik label exports (*_Labels.h5)')
+    ap.add_argument('--corrections', required=True, help='folder of corrected label files (*_Labels.h5): ilastik exports, or RUN/review/label-studio/corrected')
     ap.add_argument('--config', help='configuration (default: RUN/config.yaml)')
     ap.add_argument('--epochs', type=int, help='fine-tuning epochs (default: unet.epochs)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a unet key for the fine-tuning, e.g. unet.lr=0.0003')
