@@ -771,14 +771,23 @@ def _ci_txt(d:dict|None, unit:str='') -> str:
     lo, hi = d.get('lo'), d.get('hi')
     return f"{_fmt(float(d['value']))} ({_fmt(float(lo)) if lo is not None else '?'}-{_fmt(float(hi)) if hi is not None else '?'})" + (f' {unit}' if unit else '')
 
-def _risk_plot(doc:_Doc, samples:list, measures:list):
-    "Cumulative number distributions with their bootstrap bands, one panel per measure, one colour per sample."
+def _agg_txt(a:dict|None) -> str:
+    "'12 % (8-18 %), 5 agglomerates' from risk.json's `agglomerates`; 'not assessed' without one."
+    if not a or a.get('share') is None: return 'not assessed'
+    lo, hi = a.get('share_ci') or [None, None]
+    ci = f" ({100 * lo:.0f}-{100 * hi:.0f} %)" if lo is not None and hi is not None else ''
+    return f"{100 * a['share']:.0f} %{ci}, {a.get('n_agglomerates', 0)} agglomerate{'s' if a.get('n_agglomerates', 0) != 1 else ''}"
+
+_DECIDED = dict(feret_min='minimum Feret in 1-100 nm', feret_max='maximum Feret in 1-100 nm', thickness='thickness in 1-100 nm')
+
+def _risk_plot(doc:_Doc, samples:list, measures:list, layers:bool=False):
+    "Cumulative number distributions with their bootstrap bands, one panel per measure, one colour per sample; `layers`: a layer-count histogram."
     import matplotlib.pyplot as plt
     names = dict(equivalent_diameter='ECD', feret_min='minimum Feret', feret_max='maximum Feret')
     from matplotlib.ticker import NullFormatter
-    cal = [sm for sm in samples if sm.get('unit') == 'nm']
+    allsm, cal = samples, [sm for sm in samples if sm.get('unit') == 'nm']
     samples, unit = (cal, 'nm') if cal else (samples, 'px')       # nm and px do not share an axis
-    fig, axs = plt.subplots(1, len(measures), figsize=(3.3 * len(measures), 2.4), squeeze=False)
+    fig, axs = plt.subplots(1, len(measures) + layers, figsize=(3.3 * (len(measures) + layers), 2.4), squeeze=False)
     for ax, m in zip(axs[0], measures):
         for k, sm in enumerate(samples):
             for c, band in (sm.get('cdf') or {}).items():
@@ -790,6 +799,13 @@ def _risk_plot(doc:_Doc, samples:list, measures:list):
         if unit == 'nm': ax.axvline(100, color='k', ls=':', lw=0.8)
         ax.set_xscale('log'); ax.set_ylim(0, 1); ax.set_xlabel(f"{names.get(m, m)} ({unit})"); ax.grid(alpha=0.3)
         ax.xaxis.set_minor_formatter(NullFormatter())
+    if layers:                                                    # layer counts: every sample that has them (no unit issue)
+        ax, hs = axs[0][-1], [sm for sm in allsm if (sm.get('layers') or {}).get('histogram')]
+        for k, sm in enumerate(hs):
+            h = {int(a): b for a, b in sm['layers']['histogram'].items()}; n = sum(h.values()) or 1
+            x = np.array(sorted(h)); ax.bar(x + (k - (len(hs) - 1) / 2) * 0.8 / len(hs), [h[v] / n for v in x], width=0.8 / len(hs),
+                                            color=plt.cm.tab10((samples.index(sm) if sm in samples else len(samples) + k) % 10), label=sm['sample'])
+        ax.set_xlabel('layers (rounded)'); ax.set_ylabel('share of flakes'); ax.grid(alpha=0.3, axis='y'); ax.legend(fontsize=6)
     axs[0][0].set_ylabel('cumulative share of particles')
     axs[0][0].legend(fontsize=6, loc='lower right')
     fig.tight_layout()
@@ -834,7 +850,8 @@ def _risk_page(doc:_Doc) -> list:
                      'particles measured / detected': f"{pa.get('measured', 0)} / {pa.get('detected', 0)}",
                      'size limit': f"{'-'.join(_fmt(v) for v in sorted({min(ll), max(ll)}))} nm" if ll else f"{_fmt(rc.get('min_size_px'))} px",
                      **{f'{lab} D50 (95 % CI)': _ci_txt((sz.get(m) or {}).get('D50'), u) for m, lab in
-                        [('equivalent_diameter', 'ECD'), ('feret_min', 'Feret min'), ('feret_max', 'Feret max')]},
+                        [('equivalent_diameter', 'ECD'), ('feret_min', 'Feret min')]},
+                     'in agglomerates (95 % CI)': _agg_txt(sm.get('agglomerates')),
                      'EU verdict': sm.get('eu', {}).get('verdict', ''), 'QC': sm.get('qc', {}).get('state', '')})
     out += [df_table(doc, pd.DataFrame(rows), status_col='QC', font=7.5), Spacer(1, 0.2 * cm)]
     out.append(_p('EU nanomaterial test', s['h2']))
@@ -846,7 +863,7 @@ def _risk_page(doc:_Doc) -> list:
             lo, hi = eu.get('share_low_ci') or [None, None], eu.get('share_high_ci') or [None, None]
             rng_ = (f"{pct(eu['share_low'])} (CI {pct(lo[0])}-{pct(lo[1])})" if eu['share_low'] == eu.get('share_high') else
                     f"between {pct(eu['share_low'])} (CI {pct(lo[0])}-{pct(lo[1])}) and {pct(eu.get('share_high'))} (CI {pct(hi[0])}-{pct(hi[1])})")
-            dec = ', '.join(f'{escape(k)}: {v}' for k, v in (eu.get('decided_by') or {}).items())
+            dec = ', '.join(f'{escape(_DECIDED.get(k, k))}: {v}' for k, v in (eu.get('decided_by') or {}).items())
             txt += f". Share of the {eu['n_measured']} measured particles meeting (a), (b) or (c): {rng_}; decided by {dec or 'none'}"
             if eu.get('n_below_limit'): txt += f"; {eu['n_below_limit']} particle(s) below the size limit not in the share"
             txt += '.'
@@ -855,7 +872,9 @@ def _risk_page(doc:_Doc) -> list:
     lay = [(sm['sample'], sm['layers']) for sm in samples if sm.get('layers')]
     if lay: out += [_p('Thickness: layer count from the transmitted intensity', s['h2'])] + [
         _p(f"{a}: {l['n_estimated']} of {l['n_measured']} measured flakes estimated; layers D10 / D50 / D90: {_fmt(l['D10'])} / "
-           f"{_fmt(l['D50'])} / {_fmt(l['D90'])} ({_fmt(rc.get('layer_nm', 0.335))} nm per layer)", s['body']) for a, l in lay]
+           f"{_fmt(l['D50'])} / {_fmt(l['D90'])} ({_fmt(rc.get('layer_nm', 0.335))} nm per layer)"
+           + (f"; {l['n_heterogeneous']} marked heterogeneous (folds, wrinkles or overlaps over much of the flake: "
+              "their count is the least reliable)" if l.get('n_heterogeneous') else ''), s['body']) for a, l in lay]
     cats = _categories(run, samples); cats = cats if any(cats.values()) else {}
     meas = rc.get('measures') or ['equivalent_diameter', 'feret_min', 'feret_max']
     lab = dict(equivalent_diameter='ECD', feret_min='Feret min', feret_max='Feret max')
@@ -866,11 +885,12 @@ def _risk_page(doc:_Doc) -> list:
     if any(sm.get('cdf') for sm in samples):
         px_only = [sm['sample'] for sm in samples if sm.get('unit') != 'nm']
         nm_any = len(px_only) < len(samples)
-        out += _figures(doc, [_figure(doc, _risk_plot(doc, samples, meas), dpi=150)], max_h=4.6 * cm,
+        out += _figures(doc, [_figure(doc, _risk_plot(doc, samples, meas, layers=bool(lay)), dpi=150)], max_h=4.2 * cm,
                         caption='Cumulative number distributions with 95 % bootstrap bands; dotted: 100 nm' +
-                                (f' (not plotted, no pixel size: {", ".join(px_only)})' if px_only and nm_any else '') + '. ')
+                                (f' (not plotted, no pixel size: {", ".join(px_only)})' if px_only and nm_any else '') +
+                                ('; right: layer counts of the measured flakes' if lay else '') + '. ')
     if cats: out += [_p('Morphology and particle count (image classifier, stage 04)', s['h2']),
-                     df_table(doc, pd.DataFrame([{'sample': k, **v} for k, v in cats.items()]), font=7.5)]
+                     df_table(doc, pd.DataFrame([{'sample': k, **v} for k, v in cats.items()]).fillna('no prediction'), font=7.5)]
     fails = [(sm['sample'], '; '.join(sm.get('qc', {}).get('failed', []))) for sm in samples if sm.get('qc', {}).get('failed')]
     if fails: out += [_p('QC checks that failed', s['h2'])] + [_p(f'{a}: {b}', s['small']) for a, b in fails]
     out.append(_p(f"D10/D50/D90: number-weighted percentiles of the measured particles (edge-cut particles excluded"
@@ -878,8 +898,15 @@ def _risk_page(doc:_Doc) -> list:
                   f"intervals: percentile bootstrap over {'images (particles where a sample has one image)' if rc.get('resample') == 'images' else 'particles'} ({rc.get('n_boot', '')} resamples). A particle whose minimum Feret "
                   f"diameter spans fewer than {_fmt(rc.get('min_size_px'))} px is detected, not measured. EU share: Wilson interval. "
                   + (f"Thickness from the transmission relative to vacuum or film (mu {_fmt(rc.get('mu_per_layer'))} per layer, dark level "
-                     f"{_fmt(rc.get('dark_level'))}); " if rc.get('thickness') else 'Thickness not measured; ')
-                  + 'a particle with both lateral dimensions above 100 nm and no thickness counts as unknown. Agglomerates are not told apart from single flakes. Tables: objects/risk.csv, risk.json.', s['small']))
+                     f"{_fmt(rc.get('dark_level'))}); " if rc.get('thickness') else 'Layer counts as given in objects.csv; ' if lay
+                     else 'Thickness not measured; ')
+                  + 'EU criteria: (a) an external dimension in 1-100 nm, (b) elongated, two dimensions below 1 nm, (c) plate-like, '
+                    'thickness below 1 nm; '
+                  + 'a particle with both lateral dimensions above 100 nm and no thickness counts as unknown. '
+                  + f"In agglomerates: share of the measured particles in contact with another particle (pixels at most "
+                    f"{_fmt(rc.get('contact_px', 1))} px apart, directly or through others), number-weighted, Wilson interval; "
+                  + 'agglomerated particles are counted one by one in the sizes and the EU share, as the definition asks. '
+                  + 'Tables: objects/risk.csv, risk.json.', s['small']))
     return out + [PageBreak()]
 
 # %% ../nbs/07b_report_pdf.ipynb #b1b4f42a
