@@ -338,11 +338,11 @@ def _ci(v, lo, hi): return dict(value=v, lo=lo, hi=hi)
 _SHORT = dict(equivalent_diameter='ECD', feret_min='Feret min', feret_max='Feret max')
 
 def _qc_summary(sz:pd.DataFrame, rc:RiskConfig) -> list[str]:
-    "The failed checks of one sample, each once: 'D50 uncertain beyond ±10 %: ECD ±12.3 %, ...' for the measures that fail it."
+    "The failed checks of one sample, each once: 'D50 interval wider than ±10 %: ECD -8/+12 %, ...' for the measures that fail it."
     out = sorted({x for r in sz['qc_reasons'] for x in str(r).split('; ') if x and x != 'nan' and not x.startswith('D50 of ')})
-    bad = [f"{c + ' ' if sz['class'].nunique() > 1 else ''}{_SHORT.get(r.measure, r.measure)} ±{100 * max(r.D50 - r.D50_lo, r.D50_hi - r.D50) / r.D50:.1f} %"
+    bad = [f"{c + ' ' if sz['class'].nunique() > 1 else ''}{_SHORT.get(r.measure, r.measure)} -{100 * (r.D50 - r.D50_lo) / r.D50:.0f}/+{100 * (r.D50_hi - r.D50) / r.D50:.0f} %"
            for c, r in zip(sz['class'], sz.itertuples()) if 'D50 of ' in str(r.qc_reasons)]
-    return out + ([f"D50 uncertain beyond ±{100 * rc.max_d50_ci_rel:g} %: " + ', '.join(bad)] if bad else [])
+    return out + ([f"D50 interval wider than ±{100 * rc.max_d50_ci_rel:g} %: " + ', '.join(bad)] if bad else [])
 
 def risk_report(objects:pd.DataFrame, # objects.csv
                 images:pd.DataFrame, # image, sample, height, width, nm_per_px of the images measured
