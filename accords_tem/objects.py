@@ -802,7 +802,8 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     excl = pd.DataFrame([dict(image=p.relative_to(root).as_posix() if root in p.parents else str(p), sample=_sample_of(p, root),
                               reason=why.get(str(p), 'not measured')) for p in images if p.stem not in set(done)],
                         columns=['image', 'sample', 'reason'])
-    risk_tab, risk_js = risk_report(ob, imgs, oc.risk, nano_nm=oc.nano_nm, exclude_border=oc.exclude_border, seed=cfg.seed, excluded=excl)
+    risk_tab, risk_js = risk_report(ob, imgs, oc.risk, nano_nm=oc.nano_nm, exclude_border=oc.exclude_border, seed=cfg.seed, excluded=excl,
+                                    labels=lambda stem: _read_png(out/'labels'/f'{stem}.png'))   # agglomerates: objects in contact
     save_csv(risk_tab, out/'risk.csv'); save_json(_no_nan(risk_js), out/'risk.json')
     # per-image exports: COCO, overlays, evaluation
     cats = [dict(id=c.label, name=c.name, supercategory='object') for c in cfg.classes]

@@ -810,14 +810,24 @@ def _ci_txt(d:dict|None, unit:str='') -> str:
     lo, hi = d.get('lo'), d.get('hi')
     return f"{_fmt(float(d['value']))} ({_fmt(float(lo)) if lo is not None else '?'}-{_fmt(float(hi)) if hi is not None else '?'})" + (f' {unit}' if unit else '')
 
-def _risk_plot(doc:_Doc, samples:list, measures:list):
-    "Cumulative number distributions with their bootstrap bands, one panel per measure, one colour per sample."
+def _agg_txt(a:dict|None) -> str:
+    "'5 of 18: 12 % (8-18 %)' (count, then the weighted share and its CI) from risk.json's `agglomerates`; 'not assessed' without."
+    if not a or a.get('share') is None: return 'not assessed'
+    lo, hi = a.get('share_ci') or [None, None]
+    ci = f" ({100 * lo:.0f}-{100 * hi:.0f} %)" if lo is not None and hi is not None else ''
+    return f"{a.get('n_in_agglomerates', 0)} of {a.get('n_measured', 0)}: {100 * a['share']:.0f} %{ci}"
+
+_DECIDED = dict(feret_min='minimum Feret in 1-100 nm', feret_max='maximum Feret in 1-100 nm', thickness='thickness in 1-100 nm')
+_NOT_MEETING = {'thickness not estimable', 'all dimensions outside 1-100 nm'}   # `decided_by` keys of particles that do not meet
+
+def _risk_plot(doc:_Doc, samples:list, measures:list, layers:bool=False):
+    "Cumulative number distributions with their bootstrap bands, one panel per measure, one colour per sample; `layers`: a layer-count histogram."
     import matplotlib.pyplot as plt
     names = dict(equivalent_diameter='ECD', feret_min='minimum Feret', feret_max='maximum Feret')
     from matplotlib.ticker import NullFormatter
-    cal = [sm for sm in samples if sm.get('unit') == 'nm']
+    allsm, cal = samples, [sm for sm in samples if sm.get('unit') == 'nm']
     samples, unit = (cal, 'nm') if cal else (samples, 'px')       # nm and px do not share an axis
-    fig, axs = plt.subplots(1, len(measures), figsize=(3.3 * len(measures), 2.4), squeeze=False)
+    fig, axs = plt.subplots(1, len(measures) + layers, figsize=(3.3 * (len(measures) + layers), 2.4), squeeze=False)
     for ax, m in zip(axs[0], measures):
         for k, sm in enumerate(samples):
             for c, band in (sm.get('cdf') or {}).items():
@@ -829,6 +839,13 @@ def _risk_plot(doc:_Doc, samples:list, measures:list):
         if unit == 'nm': ax.axvline(100, color='k', ls=':', lw=0.8)
         ax.set_xscale('log'); ax.set_ylim(0, 1); ax.set_xlabel(f"{names.get(m, m)} ({unit})"); ax.grid(alpha=0.3)
         ax.xaxis.set_minor_formatter(NullFormatter())
+    if layers:                                                    # layer counts: every sample that has them (no unit issue)
+        ax, hs = axs[0][-1], [sm for sm in allsm if (sm.get('layers') or {}).get('histogram')]
+        for k, sm in enumerate(hs):
+            h = {int(a): b for a, b in sm['layers']['histogram'].items()}; n = sum(h.values()) or 1
+            x = np.array(sorted(h)); ax.bar(x + (k - (len(hs) - 1) / 2) * 0.8 / len(hs), [h[v] / n for v in x], width=0.8 / len(hs),
+                                            color=plt.cm.tab10((samples.index(sm) if sm in samples else len(samples) + k) % 10), label=sm['sample'])
+        ax.set_xlabel('layers (rounded)'); ax.set_ylabel('share of flakes'); ax.grid(alpha=0.3, axis='y'); ax.legend(fontsize=6)
     axs[0][0].set_ylabel('cumulative share of particles')
     axs[0][0].legend(fontsize=6, loc='lower right')
     fig.tight_layout()
@@ -858,9 +875,10 @@ def _risk_page(doc:_Doc) -> list:
     from reportlab.lib.units import cm
     s, run = doc.styles, doc.run
     from reportlab.lib.styles import ParagraphStyle
-    out = [_p('Risk descriptors per sample', ParagraphStyle('rt', parent=s['title'], fontSize=20, leading=24, spaceAfter=4)),
+    out = [_p('Risk descriptors per sample', ParagraphStyle('rt', parent=s['title'], fontSize=18, leading=21, spaceAfter=4)),
            _p('Particle size per ISO 21363:2020 and the EU nanomaterial test (Commission Recommendation 2022/C 229/01), from '
               'the objects of stage 06. Machine-learning and quality-control details follow this page.', s['body'])]
+    h2 = ParagraphStyle('rh2', parent=s['h2'], fontSize=11.5, leading=14, spaceBefore=6, spaceAfter=3)   # one page: compact headings
     rj = run.json('objects/risk.json')
     if rj is None: return out + _not_run(doc, 'objects/risk.json (stage 06)') + [PageBreak()]
     samples, rc = rj.get('samples', []), rj.get('config', {})
@@ -869,56 +887,75 @@ def _risk_page(doc:_Doc) -> list:
         u, z = sm.get('unit', ''), sm.get('sizes', {})
         c0 = next(iter(z), None); sz = z.get(c0, {}) if c0 else {}
         pa = sm.get('particles', {}); ll = (sm.get('lower_limit') or {}).get('nm')
-        rows.append({'sample': sm['sample'], 'images used (excl.)': f"{sm.get('n_images', 0)} ({len(sm.get('images_excluded', []))})",
+        rows.append({'sample': sm['sample'], 'images (excluded)': f"{sm.get('n_images', 0)} ({len(sm.get('images_excluded', []))})",
                      'particles measured / detected': f"{pa.get('measured', 0)} / {pa.get('detected', 0)}",
                      'size limit': f"{'-'.join(_fmt(v) for v in sorted({min(ll), max(ll)}))} nm" if ll else f"{_fmt(rc.get('min_size_px'))} px",
-                     **{f'{lab} D50 (95 % CI)': _ci_txt((sz.get(m) or {}).get('D50'), u) for m, lab in
-                        [('equivalent_diameter', 'ECD'), ('feret_min', 'Feret min'), ('feret_max', 'Feret max')]},
+                     'Feret min D50 (95 % CI)': _ci_txt((sz.get('feret_min') or {}).get('D50'), u),
+                     'in agglomerates (95 % CI)': _agg_txt(sm.get('agglomerates')),
                      'EU verdict': sm.get('eu', {}).get('verdict', ''), 'QC': sm.get('qc', {}).get('state', '')})
-    out += [df_table(doc, pd.DataFrame(rows), status_col='QC', font=7.5), Spacer(1, 0.2 * cm)]
-    out.append(_p('EU nanomaterial test', s['h2']))
+    out += [df_table(doc, pd.DataFrame(rows), status_col='QC')]
+    out.append(_p('EU nanomaterial test', h2))
+    eu_style = ParagraphStyle('eu', parent=s['body'], fontSize=8.5, leading=11, spaceAfter=3)
     for sm in samples:
         eu = sm.get('eu', {}); pct = lambda v: '?' if v is None else f'{100 * v:.0f} %'
         txt = f"<b>{escape(str(sm['sample']))}: {escape(eu.get('verdict', ''))}</b>"
-        if eu.get('why'): txt += f" ({escape(eu['why'])})"
+        if eu.get('why'): txt += f": {escape(eu['why'])}"
         if eu.get('share_low') is not None and eu.get('n_measured'):
             lo, hi = eu.get('share_low_ci') or [None, None], eu.get('share_high_ci') or [None, None]
-            rng_ = (f"{pct(eu['share_low'])} (CI {pct(lo[0])}-{pct(lo[1])})" if eu['share_low'] == eu.get('share_high') else
-                    f"between {pct(eu['share_low'])} (CI {pct(lo[0])}-{pct(lo[1])}) and {pct(eu.get('share_high'))} (CI {pct(hi[0])}-{pct(hi[1])})")
-            dec = ', '.join(f'{escape(k)}: {v}' for k, v in (eu.get('decided_by') or {}).items())
-            txt += f". Share of the {eu['n_measured']} measured particles meeting (a), (b) or (c): {rng_}; decided by {dec or 'none'}"
+            ci = lambda v: '(CI ?)' if None in v else f"(CI&nbsp;{100 * v[0]:.0f}-{100 * v[1]:.0f}&nbsp;%)"
+            rng_ = (f"{pct(eu['share_low'])} {ci(lo)}" if eu['share_low'] == eu.get('share_high') else
+                    f"between {pct(eu['share_low'])} {ci(lo)} and {pct(eu.get('share_high'))} {ci(hi)}")
+            db = eu.get('decided_by') or {}
+            met = [(escape(_DECIDED.get(k, k)), v) for k, v in db.items() if k not in _NOT_MEETING]
+            dec = met[0][0] if len(met) == 1 else ', '.join(f'{k}: {v}' for k, v in met)
+            txt += (f". Of the {eu['n_measured']} measured particles {eu.get('n_meets', 0)} meet" + (f" ({dec})" if dec else '')
+                    + (f", {eu['n_unknown']} unknown (thickness not estimable)" if eu.get('n_unknown') else '')
+                    + (f", {eu['n_not']} do not meet" if eu.get('n_not') else '') + f"; share meeting: {rng_}")
             if eu.get('n_below_limit'): txt += f"; {eu['n_below_limit']} particle(s) below the size limit not in the share"
             txt += '.'
         if eu.get('note'): txt += f" {escape(eu['note'])}."
-        out.append(Paragraph(txt, s['body']))
+        out.append(Paragraph(txt, eu_style))
     lay = [(sm['sample'], sm['layers']) for sm in samples if sm.get('layers')]
-    if lay: out += [_p('Thickness: layer count from the transmitted intensity', s['h2'])] + [
+    if lay: out += [_p('Thickness: layer count from the transmitted intensity', h2)] + [
         _p(f"{a}: {l['n_estimated']} of {l['n_measured']} measured flakes estimated; layers D10 / D50 / D90: {_fmt(l['D10'])} / "
-           f"{_fmt(l['D50'])} / {_fmt(l['D90'])} ({_fmt(rc.get('layer_nm', 0.335))} nm per layer)", s['body']) for a, l in lay]
+           f"{_fmt(l['D50'])} / {_fmt(l['D90'])} ({_fmt(rc.get('layer_nm', 0.335))} nm per layer)"
+           + (f"; {l['n_heterogeneous']} marked heterogeneous (folds, wrinkles or overlaps over much of the flake: "
+              "their count is the least reliable)" if l.get('n_heterogeneous') else ''), s['body']) for a, l in lay]
     cats = _categories(run, samples); cats = cats if any(cats.values()) else {}
     meas = rc.get('measures') or ['equivalent_diameter', 'feret_min', 'feret_max']
     lab = dict(equivalent_diameter='ECD', feret_min='Feret min', feret_max='Feret max')
-    rows = [{'sample': sm['sample'], 'class': c, 'size': lab.get(m, m), 'unit': sm.get('unit', ''),
+    rows = [{'sample': sm['sample'], 'class': c, 'size': f"{lab.get(m, m)} ({sm.get('unit', '')})",
              **{f'{q} (95 % CI)': _ci_txt(d.get(q)) for q in ('D10', 'D50', 'D90')}}
             for sm in samples for c, z in (sm.get('sizes') or {}).items() for m, d in z.items()]
-    if rows: out += [_p('Lateral size: D10 / D50 / D90 with 95 % confidence intervals', s['h2']), df_table(doc, pd.DataFrame(rows), font=7.5)]
+    rows = pd.DataFrame(rows)
+    if len(rows) and rows['class'].nunique() == 1: rows = rows.drop(columns='class')   # one class: said in the footnote
+    if len(rows): out += [_p('Lateral size: D10 / D50 / D90 with 95 % confidence intervals', h2), df_table(doc, rows, font=7.5)]
     if any(sm.get('cdf') for sm in samples):
         px_only = [sm['sample'] for sm in samples if sm.get('unit') != 'nm']
         nm_any = len(px_only) < len(samples)
-        out += _figures(doc, [_figure(doc, _risk_plot(doc, samples, meas), dpi=150)], max_h=4.6 * cm,
+        out += _figures(doc, [_figure(doc, _risk_plot(doc, samples, meas, layers=bool(lay)), dpi=150)], max_h=3.1 * cm,
                         caption='Cumulative number distributions with 95 % bootstrap bands; dotted: 100 nm' +
-                                (f' (not plotted, no pixel size: {", ".join(px_only)})' if px_only and nm_any else '') + '. ')
-    if cats: out += [_p('Morphology and particle count (image classifier, stage 04)', s['h2']),
-                     df_table(doc, pd.DataFrame([{'sample': k, **v} for k, v in cats.items()]), font=7.5)]
+                                (f' (not plotted, no pixel size: {", ".join(px_only)})' if px_only and nm_any else '') +
+                                ('; right: layer counts of the measured flakes' if lay else '') + '. ')
+    if cats: out += [_p('Morphology and particle count (image classifier, stage 04)', h2),
+                     df_table(doc, pd.DataFrame([{'sample': k, **v} for k, v in cats.items()]).fillna('no prediction'), font=7.5)]
     fails = [(sm['sample'], '; '.join(sm.get('qc', {}).get('failed', []))) for sm in samples if sm.get('qc', {}).get('failed')]
-    if fails: out += [_p('QC checks that failed', s['h2'])] + [_p(f'{a}: {b}', s['small']) for a, b in fails]
-    out.append(_p(f"D10/D50/D90: number-weighted percentiles of the measured particles (edge-cut particles excluded"
+    if fails: out += [_p('QC checks that failed', h2)] + [_p(f'{a}: {b}', s['small']) for a, b in fails]
+    out.append(_p(f"Particles: objects of class {', '.join(rc.get('classes') or ['GFM'])}. D10/D50/D90: number-weighted percentiles of the measured particles (edge-cut particles excluded"
                   f"{', Miles-Lantuéjoul weighted' if rc.get('edge_correction') else ''}; magnifications pooled: {rc.get('pool', '')}); "
                   f"intervals: percentile bootstrap over {'images (particles where a sample has one image)' if rc.get('resample') == 'images' else 'particles'} ({rc.get('n_boot', '')} resamples). A particle whose minimum Feret "
                   f"diameter spans fewer than {_fmt(rc.get('min_size_px'))} px is detected, not measured. EU share: Wilson interval. "
                   + (f"Thickness from the transmission relative to vacuum or film (mu {_fmt(rc.get('mu_per_layer'))} per layer, dark level "
-                     f"{_fmt(rc.get('dark_level'))}); " if rc.get('thickness') else 'Thickness not measured; ')
-                  + 'a particle with both lateral dimensions above 100 nm and no thickness counts as unknown. Agglomerates are not told apart from single flakes. Tables: objects/risk.csv, risk.json.', s['small']))
+                     f"{_fmt(rc.get('dark_level'))}); " if rc.get('thickness') else 'Layer counts as given in objects.csv; ' if lay
+                     else 'Thickness not measured; ')
+                  + 'EU criteria: (a) a dimension in 1-100 nm, (b) elongated, two dimensions below 1 nm, (c) plate-like, '
+                    'thickness below 1 nm; '
+                  + 'a particle with both lateral dimensions above 100 nm and no thickness counts as unknown. '
+                  + f"In agglomerates: measured particles in contact with another particle (pixels at most "
+                    f"{_fmt(rc.get('contact_px', 1))} px apart, directly or through others): their count, and their share weighted as "
+                    "the size distribution is (pooling, edge correction; the EU share too), Wilson interval; "
+                  + 'agglomerated particles count one by one in the sizes and the EU share, as the definition asks. '
+                  + 'Tables: objects/risk.csv, risk.json.', s['small']))
     return out + [PageBreak()]
 
 # %% ../nbs/07b_report_pdf.ipynb #b1b4f42a

@@ -15,7 +15,8 @@ from .core import _Section, AccordsError
 
 # %% auto #0
 __all__ = ['MEASURES', 'RiskConfig', 'weighted_percentiles', 'resamples', 'bootstrap_percentiles', 'wilson_ci', 'effective_n',
-           'particle_table', 'particle_weights', 'size_statistics', 'eu_particle', 'eu_test', 'cdf_band', 'risk_report']
+           'particle_table', 'particle_weights', 'size_statistics', 'eu_particle', 'eu_test', 'cdf_band', 'contacts',
+           'agglomerate_stats', 'risk_report']
 
 # %% ../nbs/06c_risk.ipynb #risk006
 MEASURES = ['equivalent_diameter', 'feret_min', 'feret_max']
@@ -37,6 +38,7 @@ class RiskConfig(_Section):
     max_d50_ci_rel: float = Field(0.1, gt=0)      # QC: the D50's CI half-width above this share of the D50 fails
     eu_share: float = Field(0.5, gt=0, le=1)      # EU: nanomaterial when at least this share of particles meets (a), (b) or (c)
     nano_min_nm: float = Field(1.0, ge=0)         # EU: lower end of the 1-100 nm range (the upper end is objects.nano_nm)
+    contact_px: int = Field(1, ge=1)              # agglomerates: particles whose pixels lie at most this far apart touch (1: adjacent)
     layer_nm: float = Field(0.335, gt=0)          # thickness of one graphene layer (nm), used where a `layers` column exists
     thickness: bool = False                       # layer count per flake from its transmission (06d_thickness): only for raw detector
                                                   # counts with a known dark level and a calibrated mu (8-bit exports have lost the zero)
@@ -274,25 +276,82 @@ def cdf_band(x:np.ndarray, w:np.ndarray|None=None, grid:np.ndarray|None=None, *,
     lo, hi = np.quantile(bs, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
     return dict(grid=np.asarray(grid).tolist(), F=est.tolist(), lo=lo.tolist(), hi=hi.tolist())
 
+# %% ../nbs/06c_risk.ipynb #risk048
+def contacts(labels:np.ndarray, # instance labels (0 = none)
+             keep=None, # the labels that are particles (others are ignored: holes, film); None: all
+             contact_px:int=1, # particles whose pixels lie at most this far apart (chessboard distance) touch
+            ) -> pd.DataFrame:
+    "Per particle: `n_contacts` (others it touches), `group` (its agglomerate: touching particles, transitively) and `group_size`."
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    lab = np.asarray(labels).astype(np.int64)
+    if keep is not None: lab = np.where(np.isin(lab, np.asarray(list(keep), np.int64)), lab, 0)
+    ids = np.unique(lab[lab > 0]); H, W = lab.shape
+    pairs = [np.zeros((0, 2), np.int64)]
+    for dy in range(contact_px + 1):                                  # half of the neighbourhood: each pair once
+        for dx in range(-contact_px, contact_px + 1):
+            if (dy == 0 and dx <= 0) or dy >= H or abs(dx) >= W: continue
+            a = lab[:H - dy, max(0, -dx):W - max(0, dx)]; b = lab[dy:, max(0, dx):W - max(0, -dx)]
+            m = (a > 0) & (b > 0) & (a != b)
+            if m.any(): pairs.append(np.unique(np.sort(np.c_[a[m], b[m]], 1), axis=0))
+    p = np.unique(np.concatenate(pairs), axis=0); k = np.searchsorted(ids, p)
+    n = len(ids)
+    g = coo_matrix((np.ones(len(k)), (k[:, 0], k[:, 1])), shape=(n, n)) if n else None
+    grp = connected_components(g, directed=False)[1] if n else np.zeros(0, int)
+    nc = np.bincount(k.ravel(), minlength=n) if n else np.zeros(0, int)
+    return pd.DataFrame(dict(label=ids, n_contacts=nc, group=grp, group_size=np.bincount(grp)[grp] if n else grp))
+
+# %% ../nbs/06c_risk.ipynb #risk051
+def _with_contacts(parts:pd.DataFrame, labels, rc:RiskConfig) -> pd.DataFrame:
+    "`parts` with each particle's `n_contacts`, `group` and `group_size` from its image's labels (`labels`: stem -> label image)."
+    key = 'stem' if 'stem' in parts else 'image'
+    if labels is None or not len(parts) or 'label' not in parts: return parts
+    get = labels if callable(labels) else labels.__getitem__
+    tabs = []
+    for k, g in parts.groupby(key):
+        try: lab = get(k)
+        except (FileNotFoundError, KeyError): continue                     # that image's agglomerates stay unknown
+        tabs.append(contacts(lab, keep=g['label'].astype(int).unique(), contact_px=rc.contact_px).assign(**{key: k}))
+    if not tabs: return parts
+    old = [c for c in ('n_contacts', 'group', 'group_size') if c in parts]
+    return parts.drop(columns=old).merge(pd.concat(tabs), on=[key, 'label'], how='left')
+
+def agglomerate_stats(parts:pd.DataFrame, # `particle_table` rows of one sample, with `group_size` (`contacts`)
+                      rc:RiskConfig) -> dict|None:
+    "Share of the measured particles that are part of an agglomerate (weighted, Wilson CI), agglomerates and their size; None: not assessed."
+    if 'group_size' not in parts or not pd.to_numeric(parts['group_size'], errors='coerce').notna().any(): return None
+    m = parts[(parts['status'] == 'measured') & pd.to_numeric(parts['group_size'], errors='coerce').notna()]
+    w = m['weight'].to_numpy(float); w = np.where(np.isfinite(w), w, 0.0); W, ne = w.sum(), effective_n(w)
+    agg = (pd.to_numeric(m['group_size']) > 1).to_numpy()
+    share = float(w[agg].sum() / W) if W > 0 else np.nan
+    g = parts[pd.to_numeric(parts['group_size'], errors='coerce') > 1]
+    sizes = g.groupby([g['image'].astype(str), g['group']]).size() if len(g) else pd.Series(dtype=int)
+    return dict(contact_px=rc.contact_px, n_measured=len(m), n_in_agglomerates=int(agg.sum()), share=share,
+                share_ci=list(wilson_ci(share * ne, ne, rc.ci_level)) if W > 0 else [np.nan, np.nan],
+                n_agglomerates=len(sizes), particles_per_agglomerate_median=float(sizes.median()) if len(sizes) else None,
+                definition=f'particles of {", ".join(rc.classes)} in contact (pixels at most {rc.contact_px} px apart) with another, '
+                           'directly or through others; share of the measured particles, number-weighted')
+
 # %% ../nbs/06c_risk.ipynb #risk042
 def _ci(v, lo, hi): return dict(value=v, lo=lo, hi=hi)
 
 _SHORT = dict(equivalent_diameter='ECD', feret_min='Feret min', feret_max='Feret max')
 
 def _qc_summary(sz:pd.DataFrame, rc:RiskConfig) -> list[str]:
-    "The failed checks of one sample, each once: 'D50 uncertain beyond ±10 %: ECD ±12.3 %, ...' for the measures that fail it."
+    "The failed checks of one sample, each once: 'D50 interval wider than ±10 %: ECD -8/+12 %, ...' for the measures that fail it."
     out = sorted({x for r in sz['qc_reasons'] for x in str(r).split('; ') if x and x != 'nan' and not x.startswith('D50 of ')})
-    bad = [f"{c + ' ' if sz['class'].nunique() > 1 else ''}{_SHORT.get(r.measure, r.measure)} ±{100 * max(r.D50 - r.D50_lo, r.D50_hi - r.D50) / r.D50:.1f} %"
+    bad = [f"{c + ' ' if sz['class'].nunique() > 1 else ''}{_SHORT.get(r.measure, r.measure)} -{100 * (r.D50 - r.D50_lo) / r.D50:.0f}/+{100 * (r.D50_hi - r.D50) / r.D50:.0f} %"
            for c, r in zip(sz['class'], sz.itertuples()) if 'D50 of ' in str(r.qc_reasons)]
-    return out + ([f"D50 uncertain beyond ±{100 * rc.max_d50_ci_rel:g} %: " + ', '.join(bad)] if bad else [])
+    return out + ([f"D50 interval wider than ±{100 * rc.max_d50_ci_rel:g} %: " + ', '.join(bad)] if bad else [])
 
 def risk_report(objects:pd.DataFrame, # objects.csv
                 images:pd.DataFrame, # image, sample, height, width, nm_per_px of the images measured
                 rc:RiskConfig, *, nano_nm:float=100.0, exclude_border:bool=True, seed:int=0,
                 excluded:pd.DataFrame|None=None, # images not measured: image, sample, reason
+                labels=None, # each image's instance labels for the agglomerates: stem -> array (dict or function); None: not assessed
                ) -> tuple[pd.DataFrame, dict]:
-    "Size statistics and EU test per sample: (risk.csv table, risk.json content)."
-    parts = particle_table(objects, images, rc, exclude_border=exclude_border)
+    "Size statistics, agglomerates and EU test per sample: (risk.csv table, risk.json content)."
+    parts = _with_contacts(particle_table(objects, images, rc, exclude_border=exclude_border), labels, rc)
     sizes = size_statistics(parts, images, rc, seed=seed)
     excluded = excluded if excluded is not None else pd.DataFrame(columns=['image', 'sample', 'reason'])
     samples = sorted(set(images['sample']) | set(excluded['sample']))
@@ -311,9 +370,10 @@ def risk_report(objects:pd.DataFrame, # objects.csv
             cdf[c] = {m: cdf_band(g[f'{m}_u'], g['weight'], n_boot=min(rc.n_boot, 500), level=rc.ci_level, seed=seed,
                                   groups=g['image'] if rc.resample == 'images' else None)
                       for m in rc.measures}
-        ex = excluded[excluded['sample'] == s]
+        ex, ag = excluded[excluded['sample'] == s], agglomerate_stats(p, rc) if len(p) else None
         lay = pd.to_numeric(p.loc[p.status == 'measured', 'layers'], errors='coerce').dropna() if 'layers' in p else pd.Series(dtype=float)
-        layers = (dict(n_estimated=len(lay), n_measured=int((p.status == 'measured').sum()),
+        het = int(p.loc[p.status == 'measured', 'heterogeneous'].fillna(False).astype(bool).sum()) if 'heterogeneous' in p else None
+        layers = (dict(n_estimated=len(lay), n_measured=int((p.status == 'measured').sum()), n_heterogeneous=het,
                        **{q: float(np.percentile(lay, int(q[1:]))) for q in ('D10', 'D50', 'D90')},
                        histogram={str(k): int(v) for k, v in lay.round().clip(0, 30).astype(int).value_counts().sort_index().items()})
                   if len(lay) else None)
@@ -325,10 +385,13 @@ def risk_report(objects:pd.DataFrame, # objects.csv
                         lower_limit=dict(px=rc.min_size_px, nm=sorted({round(float(v) * rc.min_size_px, 3) for v in pm.dropna()}) if cal else None),
                         sizes=sizes_d, qc=dict(state='fail' if (sz.qc == 'fail').any() else 'px' if (sz.qc == 'px').any() else
                                                'pass' if len(sz) else 'fail', failed=fails or ([] if len(sz) else ['no particles measured'])),
-                        eu=eu, layers=layers, cdf=cdf))
+                        eu=eu, layers=layers, agglomerates=ag, cdf=cdf))
         eu_cols.append(dict(sample=s, eu_verdict=eu['verdict'], eu_share_low=eu.get('share_low', np.nan),
-                            eu_share_high=eu.get('share_high', np.nan), eu_why=eu.get('why', '')))
-    table = sizes.merge(pd.DataFrame(eu_cols, columns=['sample', 'eu_verdict', 'eu_share_low', 'eu_share_high', 'eu_why']), on='sample', how='left')
+                            eu_share_high=eu.get('share_high', np.nan), eu_why=eu.get('why', ''),
+                            agglomerated_share=ag['share'] if ag else np.nan, agglomerated_share_lo=ag['share_ci'][0] if ag else np.nan,
+                            agglomerated_share_hi=ag['share_ci'][1] if ag else np.nan, n_agglomerates=ag['n_agglomerates'] if ag else np.nan))
+    table = sizes.merge(pd.DataFrame(eu_cols, columns=['sample', 'eu_verdict', 'eu_share_low', 'eu_share_high', 'eu_why', 'agglomerated_share',
+                                                       'agglomerated_share_lo', 'agglomerated_share_hi', 'n_agglomerates']), on='sample', how='left')
     meta = dict(standard='ISO 21363:2020 size statistics; EU Recommendation 2022/C 229/01 nanomaterial test',
                 nano_nm=[rc.nano_min_nm, nano_nm], exclude_border=exclude_border, config=rc.model_dump(mode='json'))
     return table, dict(meta, samples=out)

@@ -28,6 +28,10 @@ def flake_layers(image:np.ndarray, # detector counts (or intensity with a known 
                                    # from folds, wrinkles, overlaps and specks, which only add attenuation
                  smooth_px:float=1.5, # Gaussian smoothing (px) before the percentile (noise would bias a high percentile)
                  under:np.ndarray|None=None, # what lies under each flake pixel where it is known; None: the nearest outside
+                 max_spread:float=2.0, # layers between the estimates at the median and the 90th percentile above which
+                                       # a flake is `heterogeneous` (folds, wrinkles, overlaps: its sheet is uncertain)
+                 level_heterogeneous:float=90.0, # the percentile taken as the sheet of a heterogeneous flake (its sheet is
+                                                 # the brightest part: most of it carries extra layers)
                 ) -> pd.DataFrame:
     "Layer count per flake from its transmission relative to the local vacuum (else film): one row per label."
     img = np.asarray(image, float) - dark
@@ -42,7 +46,8 @@ def flake_layers(image:np.ndarray, # detector counts (or intensity with a known 
     rows = []
     for i, sl in enumerate(ndi.find_objects(lab), 1):
         if sl is None: continue
-        r = dict(label=i, layers=np.nan, layers_se=np.nan, thickness_nm=np.nan, reference='', n_px=0, flag='')
+        r = dict(label=i, layers=np.nan, layers_se=np.nan, thickness_nm=np.nan, layers_spread=np.nan, heterogeneous=False,
+                 reference='', n_px=0, flag='')
         pad = tuple(slice(max(s.start - ring_px, 0), s.stop + ring_px) for s in sl)
         L, R, U, C, I = lab[pad], ring[pad], under[pad], cm[pad], img[pad]
         for ref, name in ((hole, 'vacuum'), (film, 'film')):
@@ -51,11 +56,16 @@ def flake_layers(image:np.ndarray, # detector counts (or intensity with a known 
         else:
             r['flag'] = 'too few interior pixels over a hole or film, or no reference around the flake'; rows.append(r); continue
         (mf, sf), (mr, sr) = _med_se(px), _med_se(rp)
+        p50, p90 = mf, float(np.percentile(px, 90))
         if level != 50: mf = float(np.percentile(px, level))
+        spread = float(np.log(p90 / p50) / mu) if p50 > 0 and p90 > 0 else np.nan   # n(median) - n(90th percentile)
+        if spread > max_spread: mf = float(np.percentile(px, level_heterogeneous))     # heterogeneous: its brightest part
         T = mf / mr if mr > 0 else np.nan
         r.update(reference=name, n_px=len(px))
         if not (0 < T < 1): r['flag'] = 'no attenuation measured (T >= 1 or reference <= dark)'; rows.append(r); continue
         n = -np.log(T) / mu
-        r.update(layers=n, layers_se=float(np.hypot(sf / mf, sr / mr) / mu), thickness_nm=n * layer_nm)
+        r.update(layers=n, layers_se=float(np.hypot(sf / mf, sr / mr) / mu), thickness_nm=n * layer_nm,
+                 layers_spread=spread, heterogeneous=bool(spread > max_spread))
         rows.append(r)
-    return pd.DataFrame(rows, columns=['label', 'layers', 'layers_se', 'thickness_nm', 'reference', 'n_px', 'flag'])
+    return pd.DataFrame(rows, columns=['label', 'layers', 'layers_se', 'thickness_nm', 'layers_spread', 'heterogeneous',
+                                       'reference', 'n_px', 'flag'])

@@ -20,6 +20,14 @@ flakes placed uniformly at one number density. Truth: the D50 of all flakes at o
 
 Experiment C, real distributions in px (../shared/data/emps-train, Yildirim & Cole 2021; skipped when absent): the
 statistics of each image's hand-drawn instances as one sample, to show how wide the intervals are on real figures.
+Reduction: per image (each image its own sample), then the median of the per-image values within groups of images
+by the number of particles measured (0-4, 5-19, 20-99, 100+); and pooled (all particles as one sample, for scale only:
+the figures are of different materials and magnifications). Also the share of particles touching another particle
+(`contacts` on the hand-drawn instance map: the agglomerate share of the risk page), per image and pooled.
+
+Experiment D, small counts: how often the 95 % interval of the median holds the true median of a log-normal (median
+200, shape 0.5) when a sample has 3, 5, 10, 20 or 50 particles (300 samples each): the per-image intervals of C at a
+handful of particles are too narrow, and this says by how much.
 """
 import argparse, json, math, os, time
 RESAMPLE = 'particles'   # --resample
@@ -28,7 +36,7 @@ import numpy as np, pandas as pd
 from skimage.draw import polygon as draw_polygon
 
 from accords_tem.objects import object_features
-from accords_tem.risk import RiskConfig, particle_table, size_statistics, eu_test, weighted_percentiles
+from accords_tem.risk import RiskConfig, particle_table, size_statistics, eu_test, weighted_percentiles, contacts, agglomerate_stats
 from accords_tem.synthetic import plan_scene, flake_polygon, nm_per_px
 
 MEAS = ['equivalent_diameter', 'feret_min', 'feret_max']
@@ -174,6 +182,7 @@ def experiment_c(n_boot:int, root:str=EMPS) -> dict|None:
         f = object_features(lab)
         if not len(f): continue
         sid = os.path.splitext(fn)[0]
+        f = f.merge(contacts(lab), on='label', how='left')                    # agglomerates: particles touching others
         obs.append(f.assign(sample=sid, image=sid, height=lab.shape[0], width=lab.shape[1], **{'class': 'GFM'}))
         ims.append(dict(image=sid, sample=sid, height=lab.shape[0], width=lab.shape[1], nm_per_px=np.nan))
     ob, im = pd.concat(obs, ignore_index=True), pd.DataFrame(ims)
@@ -182,6 +191,19 @@ def experiment_c(n_boot:int, root:str=EMPS) -> dict|None:
     st = size_statistics(pt, im, rc).set_index('measure').loc['equivalent_diameter']
     hw = (st.D50_hi - st.D50_lo) / 2 / st.D50
     big = st[st.n_measured >= 20]
+    # per image-group (by particles measured per image): the median of the per-image values in each group
+    st = st.assign(hw=100 * hw, group=pd.cut(st.n_measured, [-1, 4, 19, 99, 10 ** 9], labels=['0-4', '5-19', '20-99', '100+']),
+                   rel90=100 * (st.D90_hi - st.D90_lo) / 2 / st.D90, ci_in_px=(st.D50_hi - st.D50_lo))
+    ag = {k: agglomerate_stats(g, rc) for k, g in pt.groupby('sample')}
+    st['agg_pct'] = [100 * ag[k]['share'] if ag.get(k) and ag[k]['n_measured'] else np.nan for k in st['sample']]
+    groups = {str(k): dict(images=len(g), particles_measured_median=float(g.n_measured.median()) if len(g) else None,
+                           D50_px_median=round(float(g.D50.median()), 1) if len(g) else None,
+                           D50_ci_halfwidth_pct_median=round(float(g.hw.median()), 1) if g.hw.notna().any() else None,
+                           D90_ci_halfwidth_pct_median=round(float(g.rel90.median()), 1) if g.rel90.notna().any() else None,
+                           images_with_finite_ci=int(g.hw.notna().sum()),
+                           agglomerated_pct_median=round(float(g['agg_pct'].median()), 1) if g['agg_pct'].notna().any() else None)
+              for k, g in st.groupby('group', observed=False)}
+    agp = agglomerate_stats(pt.assign(sample='ALL'), rc)
     allr = RiskConfig(resample=RESAMPLE, n_boot=n_boot)
     pooled = size_statistics(pt.assign(sample='ALL'), im.assign(sample='ALL'), allr).set_index('measure').loc['equivalent_diameter']
     return dict(images=len(im), particles=len(pt), edge_excluded=int((pt.status == 'edge').sum()),
@@ -194,14 +216,28 @@ def experiment_c(n_boot:int, root:str=EMPS) -> dict|None:
                 pooled_ECD_px=dict(D10=[round(pooled[k], 1) for k in ('D10', 'D10_lo', 'D10_hi')],
                                    D50=[round(pooled[k], 1) for k in ('D50', 'D50_lo', 'D50_hi')],
                                    D90=[round(pooled[k], 1) for k in ('D90', 'D90_lo', 'D90_hi')]),
+                by_particles_per_image=groups,
+                agglomerated_pooled=dict(share=round(agp['share'], 3), ci=[round(v, 3) for v in agp['share_ci']],
+                                         n_in_agglomerates=agp['n_in_agglomerates'], n_measured=agp['n_measured'],
+                                         agglomerates=agp['n_agglomerates'], particles_per_agglomerate_median=agp['particles_per_agglomerate_median']),
                 seconds=round(time.time() - t0, 1))
+
+def experiment_d(n_boot:int, reps:int=300, seed:int=11, sizes=(3, 5, 10, 20, 50)) -> dict:
+    "Coverage of the 95 % interval of the median at small particle counts (log-normal, median 200, shape 0.5): where to trust it."
+    t0 = time.time(); rng = np.random.default_rng(seed); out = {}
+    from accords_tem.risk import bootstrap_percentiles
+    for n in sizes:
+        hit = [bool((lambda r: r.lo[0] <= 200 <= r.hi[0])(bootstrap_percentiles(rng.lognormal(np.log(200), 0.5, n), [50], n_boot=n_boot, seed=k)))
+               for k in range(reps)]
+        out[str(n)] = round(float(np.mean(hit)), 3)
+    return dict(coverage_D50_by_n=out, reps=reps, seconds=round(time.time() - t0, 1))
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--samples', type=int, default=200, help='samples per experiment')
     ap.add_argument('--images', type=int, default=8, help='frames per sample (experiment A)')
     ap.add_argument('--boot', type=int, default=1000, help='bootstrap resamples')
-    ap.add_argument('--only', choices=['a', 'b', 'c'], default=None)
+    ap.add_argument('--only', choices=['a', 'b', 'c', 'd'], default=None)
     ap.add_argument('--resample', choices=['particles', 'images'], default='particles', help='what a bootstrap resample draws (objects.risk.resample)')
     ap.add_argument('--out', default=None, help='also write the numbers to this JSON file')
     a = ap.parse_args()
@@ -210,4 +246,5 @@ if __name__ == '__main__':
     if a.only in (None, 'a'): out['A_generator'] = experiment_a(a.samples, a.images, a.boot); print(json.dumps(out['A_generator'], indent=1), flush=True)
     if a.only in (None, 'b'): out['B_pooling'] = experiment_b(a.samples, a.boot); print(json.dumps(out['B_pooling'], indent=1), flush=True)
     if a.only in (None, 'c'): out['C_emps_px'] = experiment_c(a.boot); print(json.dumps(out['C_emps_px'], indent=1), flush=True)
+    if a.only in (None, 'd'): out['D_small_n'] = experiment_d(min(a.boot, 400)); print(json.dumps(out['D_small_n'], indent=1), flush=True)
     if a.out: open(a.out, 'w').write(json.dumps(out, indent=1))

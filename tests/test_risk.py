@@ -89,3 +89,24 @@ def test_risk_report_tables():
     assert set(tab.measure) == {'equivalent_diameter', 'feret_min', 'feret_max'} and (tab.eu_verdict == 'meets').all()
     s = js['samples'][0]
     assert s['lower_limit']['nm'] == [20.0] and s['images_excluded'][0]['reason'] == 'unreadable' and s['cdf']['GFM']['feret_min']['F']
+
+
+def test_agglomerates_known_answer():
+    "Drawn particles: four in a row touching (one agglomerate), six apart, a hole touching a flake (not a particle)."
+    from accords_tem.risk import contacts, agglomerate_stats
+    lab = np.zeros((200, 1000), np.int32); rows = []
+    for i in range(10):
+        c0 = 100 + 40 * i if i < 4 else 100 + 60 * i
+        lab[80:120, c0:c0 + 40] = i + 1
+        rows.append(dict(row('S', 'a', 40.0, 1.0, H=200, W=1000, bb=(80, c0, 120, c0 + 40)), label=i + 1, stem='a'))
+    lab[120:140, 650:690] = 11                                                 # a hole under particle 10
+    ct = contacts(lab, keep=range(1, 11)).set_index('label')
+    assert ct.group_size.tolist() == [4] * 4 + [1] * 6 and ct.n_contacts.tolist() == [1, 2, 2, 1] + [0] * 6
+    assert contacts(lab).set_index('label').group_size[11] == 2
+    tab, js = risk_report(pd.DataFrame(rows), images(H=1000).assign(height=200), RiskConfig(n_boot=100, min_particles=1),
+                          labels={'a': lab})
+    ag = js['samples'][0]['agglomerates']
+    assert (ag['n_in_agglomerates'], ag['n_agglomerates'], ag['particles_per_agglomerate_median']) == (4, 1, 4.0)
+    assert tab.agglomerated_share.iloc[0] == pytest.approx(0.4) and tab.agglomerated_share_lo.iloc[0] < 0.4 < tab.agglomerated_share_hi.iloc[0]
+    _, js0 = risk_report(pd.DataFrame(rows), images(H=1000).assign(height=200), RiskConfig(n_boot=100, min_particles=1))
+    assert js0['samples'][0]['agglomerates'] is None                          # no label images: not assessed

@@ -209,3 +209,22 @@ def test_sample_is_what_the_code_makes(scenes):
                        quality=p.quality, dose_range=scfg.dose_e_per_px, support=p.support,
                        hole_diameter_nm=scfg.hole_diameter_nm)
         np.testing.assert_array_equal(read_tem(SAMPLE / p.material / f'{p.stem}.tif'), m.image)
+
+
+@needs_sample
+def test_sample_layer_table(scenes):
+    "ground_truth/flakes.csv holds the exact layer count of every flake: one row per id of <stem>_instances.png (issue 19)."
+    fl = pd.read_csv(SAMPLE / 'ground_truth' / 'flakes.csv')
+    assert {'stem', 'instance', 'layers', 'mean_layers'} <= set(fl.columns)
+    for r in scenes.itertuples():
+        inst = cv2.imread(str(SAMPLE / 'ground_truth' / f'{r.stem}_instances.png'), cv2.IMREAD_UNCHANGED)
+        f = fl[fl.stem == r.stem].sort_values('instance')
+        ids = np.unique(inst[inst > 0])
+        np.testing.assert_array_equal(f.instance.to_numpy(), ids)
+        np.testing.assert_array_equal(f.area_px.to_numpy(), np.bincount(inst.ravel())[ids])
+    assert (fl.layers >= 1).all() and (fl.layers == fl.layers.round()).all()
+    p = S._plan(_default_section(), 42).iloc[0]                                       # the table is the generator's
+    m = S.generate(np.random.default_rng([42, p.mi, p.k]), _default_section().size, p.magnification, p.material, dtype=p['dtype'],
+                   quality=p.quality, dose_range=_default_section().dose_e_per_px, support=p.support,
+                   hole_diameter_nm=_default_section().hole_diameter_nm)
+    np.testing.assert_array_equal(fl[fl.stem == p.stem].sort_values('instance').layers.to_numpy(), m.flakes.layers.to_numpy())
