@@ -249,6 +249,7 @@ def _set_threads(threads:dict, dask_worker=None):
     "Run on every worker (`Client.run`): remember and apply its share of torch threads."
     global _TASK_THREADS
     _TASK_THREADS = threads.get(dask_worker.address) if dask_worker is not None else None
+    for k in (WORKERS_ENV, SCHEDULER_ENV): os.environ.pop(k, None)   # a task's own batches stay in its worker
     if _TASK_THREADS and 'torch' in sys.modules: sys.modules['torch'].set_num_threads(_TASK_THREADS)
 
 def worker_threads(client) -> dict:

@@ -77,6 +77,19 @@ def test_bad_scheduler_address(folder):
         _predict(folder, folder/'nowhere', '--scheduler', 'tcp://127.0.0.1:9')
     assert 'no Dask scheduler answers' in str(e.value) and 'tcp://127.0.0.1:9' in str(e.value)
 
+def test_stages_on_the_cluster(folder, cluster):
+    "`accords-tem inventory|normalize --scheduler ADDRESS` write what the plain loop writes (core.map_images)."
+    from accords_tem.cli import main
+    common = ['--data', str(folder/'imgs'), '--set', "data.image_glob='*.png'", '--set', 'normalization.figures=false', '--set', 'io.thumbnails=0']
+    for run, extra in (('plain', []), ('dask', ['--scheduler', cluster.scheduler.address])):
+        for cmd in ('inventory', 'normalize'): assert main([cmd, '--out', str(folder/f'run_{run}'), *common, *extra]) == 0
+    a, b = folder/'run_plain', folder/'run_dask'
+    pd.testing.assert_frame_equal(pd.read_csv(a/'inventory.csv'), pd.read_csv(b/'inventory.csv'))
+    names = sorted(p.name for p in (a/'normalized').glob('*.png'))
+    assert names == [f'im{i}.png' for i in range(4)] and names == sorted(p.name for p in (b/'normalized').glob('*.png'))
+    for n in names: assert (a/'normalized'/n).read_bytes() == (b/'normalized'/n).read_bytes()
+    assert [r['file'].endswith('broken.png') for r in FailureLog(b, 'normalization').rows('normalization')] == [True]
+
 def _dies_once(x):
     "Kills its worker process the first time it sees 'die' (a flag file says it did): Dask runs the task again elsewhere."
     flag = Path(x[1])
