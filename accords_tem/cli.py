@@ -74,13 +74,18 @@ def _run(argv:list[str]) -> int:
     if not args.config and path != DEFAULT_CONFIG: print(f'configuration: {path} (the run\'s own)', file=sys.stderr)
     cfg = load_config(path, ov)
     if args.data: cfg.data.root = str(Path(args.data).resolve())
-    with run_lock(args.out), cluster_options(args.workers, args.scheduler):   # one writer per run folder; --workers for map_images
-        gone = clean_temporaries(args.out)
+    import contextlib, os
+    lead = int(os.environ.get('RANK', 0)) == 0   # under torchrun: rank 0 holds the lock and cleans; the others train beside it
+    with run_lock(args.out) if lead else contextlib.nullcontext(), cluster_options(args.workers, args.scheduler):
+        gone = clean_temporaries(args.out) if lead else []
         if gone: print(f'removed {len(gone)} temporary file(s) left by an interrupted write', file=sys.stderr)
         if args.command == 'run':
             summary = run_pipeline(cfg, args.out, stages=args.stages, force=args.force)
             return 0 if summary['ok'] else 1
         stage = next(s for s in STAGES if s.command == args.command)
+        if not lead:   # another torchrun process: it trains beside rank 0 and leaves the run folder to it
+            if args.command != 'train-unet': raise ConfigError(f'under torchrun only train-unet runs, not {args.command}')
+            print(import_object(stage.func)(cfg, Path(args.out).resolve(), force=args.force)); return 0
         print(run_stage_function(stage, cfg, args.out, force=args.force))
     return 0
 

@@ -360,6 +360,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     from accords_tem.core import config_hash
     t0 = time.time(); split_given = split
     u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
+    rank, _, world = distributed_rank(); shared = out   # under torchrun all train; rank 0 writes, the others into a scratch folder
+    if rank: out = Path(tempfile.mkdtemp(prefix=f'accords-tem-rank{rank}-'))
     names = cfg.class_names(); idx = target_indices(names, u.target_classes)
     colors = {c.name: c.color for c in cfg.classes}
     h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names) + (f"-{config_hash(cfg, 'synthetic')}" if u.synthetic_per_material else '')
@@ -369,10 +371,10 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
               + sorted((run_dir/'dataset'/'instances').glob('*.tif')) + ([cfg.resolve_path(u.split_file)] if u.split_file else [])
               + (run_images(cfg) if u.predict_run_images and split is None else []))   # the run's images are predicted too
     rec, outputs = InputRecord(out/'inputs.jsonl', h), [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
-    if rec.fresh(outputs, inputs, force): return {**json.loads(summary_path.read_text()), 'skipped': True}
+    if rec.fresh(outputs, inputs, force or world > 1): return {**json.loads(summary_path.read_text()), 'skipped': True}
     summary_path.unlink(missing_ok=True)   # the completion record goes first and is written last: a kill leaves it not done
     if u.threads: torch.set_num_threads(u.threads)
-    log = FailureLog(run_dir, 'unet'); log.clear_stage()
+    log = FailureLog(run_dir if not rank else out, 'unet'); log.clear_stage()
     imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress)
     stems = sorted(imgs)
     # split and pixel counts
@@ -404,7 +406,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
         imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)
     # training
-    set_seed(cfg.seed); dev = get_device(cfg.device)
+    set_seed(cfg.seed); dev = distributed_device(get_device(cfg.device))
     ds = lambda ss, tr: make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
                                            u.min_fg if tr else None, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value, K)
     train_ds, valid_ds = ds(by['train'], True), ds(by['val'], False)
@@ -412,10 +414,13 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
                                                          None, make_augment(u.augment, cfg.seed), u.norm_mean, u.norm_std, u.ignore_value, K)
     model, rep = build_model(u, weights=not u.init)
     if u.init: rep = init_from(model, cfg.resolve_path(u.init))   # fine-tuning: continue from a saved model
-    with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
+    with tempfile.TemporaryDirectory(dir=out, prefix='.work') if world == 1 else distributed_work_dir(shared) as wd:
         learn = make_learner(model, train_ds, valid_ds, u, wd, device=dev, seed=cfg.seed)
         epochs = u.epochs_for(len(train_ds))   # small datasets: enough steps (unet.min_steps)
         hist = fit(learn, epochs, progress=progress)
+    if rank:   # the results are rank 0's to write
+        import shutil; shutil.rmtree(out, ignore_errors=True)
+        return dict(stage='unet', rank=rank, world_size=world, trained=True)
     save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
     model = learn.model.eval()
     kw = dict(tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
