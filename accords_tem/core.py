@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'WORKERS_ENV', 'SCHEDULER_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS',
+__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'WORKERS_ENV', 'SCHEDULER_ENV', 'TRIM_KEY', 'SHEET_VOCABULARY', 'SECTION_MODELS',
            'CLASS_KEYS', 'PALETTE', 'LOCK_NAME', 'AccordsError', 'ImageReadError', 'MetadataError',
            'IlastikFormatError', 'LabelSheetError', 'ConfigError', 'CheckpointMissingError', 'CheckpointDamagedError',
            'OutputWriteError', 'RunLockedError', 'AllInputsFailed', 'atomic_write', 'atomic_path', 'save_json',
@@ -240,6 +240,7 @@ def cluster_wanted(workers:int|None=None, scheduler:str|None=None) -> tuple[int,
 
 # %% ../nbs/00_core.ipynb #b3e3853f
 _TASK_THREADS: int|None = None   # in a worker process: the torch threads each task uses
+TRIM_KEY = 'distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_'
 
 def _cpu_count() -> int:
     from dask.system import CPU_COUNT   # cgroup and affinity limits included
@@ -273,7 +274,8 @@ def dask_client(workers:int|None=None, scheduler:str|None=None, *,
     try:
         if scheduler: client = Client(scheduler, timeout=timeout)
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            with dask.config.set({TRIM_KEY: None}):   # glibc's default malloc: see below
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
     except (OSError, TimeoutError, ValueError, TypeError) as e:
         if cluster is not None: cluster.close()
@@ -282,6 +284,10 @@ def dask_client(workers:int|None=None, scheduler:str|None=None, *,
                            f'a local Dask cluster of {workers} workers could not start ({type(e).__name__}: {e})', scheduler) from None
     try:
         client.run(_set_threads, worker_threads(client))
+        if scheduler and any(client.run(os.environ.get, 'MALLOC_TRIM_THRESHOLD_').values()):
+            print(f'warning: the Dask workers at {scheduler} run with MALLOC_TRIM_THRESHOLD_ set (the nanny sets it by default): '
+                  'PyTorch takes about 2.7x the CPU time there; start them with `distributed: nanny: pre-spawn-environ: '
+                  'MALLOC_TRIM_THRESHOLD_: null` in their Dask configuration (docs/scale-out.md)', file=sys.stderr)
         yield client
     finally:
         client.close()
