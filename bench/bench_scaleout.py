@@ -14,6 +14,7 @@ The load average is printed: on a shared machine the ratios
 are only as good as the cores that were free.
 
     .venv/bin/python bench/bench_scaleout.py --images 12 --out bench/results/scaleout.json
+    .venv/bin/python bench/bench_scaleout.py --images 36 --one-thread --out bench/results/scaleout_36.json
 """
 from __future__ import annotations
 import argparse, json, os, platform, resource, shutil, tempfile, time
@@ -35,6 +36,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--images', type=int, default=12); ap.add_argument('--size', type=int, default=512)
     ap.add_argument('--workers', type=int, default=2); ap.add_argument('--repeat', type=int, default=2)
+    ap.add_argument('--one-thread', action='store_true', help='only the 1-thread runs: plain loop, 1 worker, N workers (cores // N threads)')
     ap.add_argument('--out', default=None, help='write the results as JSON here')
     a = ap.parse_args(argv)
     import numpy as np, torch
@@ -90,7 +92,7 @@ def main(argv=None):
           f'load average {os.getloadavg()[0]:.2f} at start', flush=True)
     outs = []
     for _ in range(a.repeat):
-        outs += [plain(1), dask(1, 1), dask(a.workers, max(1, cores // a.workers)), plain(cores), dask(1, cores)]
+        outs += [plain(1), dask(1, 1), dask(a.workers, max(1, cores // a.workers))] + ([] if a.one_thread else [plain(cores), dask(1, cores)])
     # the same outputs from every run (masks byte-equal)
     ref = sorted((outs[0]/'masks').iterdir())
     same = all((o/'masks'/p.name).read_bytes() == p.read_bytes() for o in outs[1:] for p in ref)
@@ -101,8 +103,9 @@ def main(argv=None):
     res = dict(images=a.images, size=a.size, cores=cores, encoder=u.encoder, platform=platform.platform(), torch=torch.__version__,
                runs=rows, best=list(by.values()), masks_identical=same,
                ratio_workers_vs_1_worker_1_thread=round(g(f'dask, {a.workers} worker(s) x {max(1, cores // a.workers)} thread(s)') / g('dask, 1 worker(s) x 1 thread(s)'), 2),
+               **({} if a.one_thread else dict(
                ratio_workers_vs_plain_all_threads=round(g(f'dask, {a.workers} worker(s) x {max(1, cores // a.workers)} thread(s)') / g(f'plain loop, {cores} thread(s)'), 2),
-               dask_overhead_1_worker=round(by[f'dask, 1 worker(s) x {cores} thread(s)']['seconds'] / by[f'plain loop, {cores} thread(s)']['seconds'], 3),
+               dask_overhead_1_worker=round(by[f'dask, 1 worker(s) x {cores} thread(s)']['seconds'] / by[f'plain loop, {cores} thread(s)']['seconds'], 3))),
                dask_overhead_1_worker_1_thread=round(by['dask, 1 worker(s) x 1 thread(s)']['seconds'] / by['plain loop, 1 thread(s)']['seconds'], 3))
     print(json.dumps({k: v for k, v in res.items() if k not in ('runs', 'best')}, indent=1))
     if a.out: Path(a.out).write_text(json.dumps(res, indent=1) + '\n')
