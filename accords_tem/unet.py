@@ -207,7 +207,9 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
         save_npy(prob.astype(np.float16), out/'probabilities'/f'{p.stem}.npy'); save_npy(unc.astype(np.float16), out/'uncertainty'/f'{p.stem}.npy')
         if figures:
             with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay_masks(img, masks, sm.classes)).save(tmp, format='PNG')
-    def rows_of(p) -> list[dict]: rows.clear(); one(Path(p)); return list(rows)
+    import threading; lock = threading.Lock()   # one image at a time per process: `rows` and the model are shared
+    def rows_of(p) -> list[dict]:
+        with lock: rows.clear(); one(Path(p)); return list(rows)
     return rows_of
 
 
@@ -240,9 +242,10 @@ class PredictedImage:
         if self.force or not (m := self.marker(p)).exists(): return None
         try: d = json.loads(m.read_text())
         except (OSError, ValueError): return None
-        ok = (d.get('key') == self.key and d.get('image') == file_digests([p])[str(p)][0]
-              and all((self.out/o).exists() for o in d.get('outputs', [None])))
-        return d['rows'] if ok else None
+        outs = d.get('outputs') if isinstance(d, dict) else None
+        ok = (bool(outs) and isinstance(outs, list) and d.get('key') == self.key and d.get('image') == file_digests([p])[str(p)][0]
+              and all((self.out/str(o)).exists() for o in outs))
+        return d['rows'] if ok and isinstance(d.get('rows'), list) else None
     def __call__(self, p):
         p = Path(p)
         if (rows := self.fresh(p)) is not None: return rows, True
