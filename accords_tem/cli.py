@@ -8,7 +8,7 @@ import argparse, sys
 from pathlib import Path
 import yaml
 from .core import (AccordsError, AllInputsFailed, ConfigError, FailureLog, adapt_classes, all_failed_is_error, atomic_write,
-                              clean_temporaries, collect_batches, config_to_yaml, load_config, make_section_snapshot, run_lock,
+                              clean_temporaries, cluster_options, collect_batches, config_to_yaml, load_config, make_section_snapshot, run_lock,
                               section_snapshot, shipped_configs)
 from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
 
@@ -22,6 +22,9 @@ def _common(p:argparse.ArgumentParser):
     p.add_argument('--data', help='folder of input images and ilastik exports (overrides data.root)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.epochs=3')
     p.add_argument('--force', action='store_true', help='redo outputs that already exist')
+    p.add_argument('--workers', type=int, default=None, help='spread the images over N local processes (a Dask LocalCluster); '
+                   'used by the stages that loop over images with core.map_images: inventory, normalize, predict')
+    p.add_argument('--scheduler', default=None, metavar='ADDRESS', help='use the running Dask cluster at tcp://HOST:PORT instead')
 
 def config_path(config:str|None, out:str) -> str:
     "The configuration a command uses: `--config`, else the run's own RUN/config.yaml if it exists, else the shipped default."
@@ -71,13 +74,18 @@ def _run(argv:list[str]) -> int:
     if not args.config and path != DEFAULT_CONFIG: print(f'configuration: {path} (the run\'s own)', file=sys.stderr)
     cfg = load_config(path, ov)
     if args.data: cfg.data.root = str(Path(args.data).resolve())
-    with run_lock(args.out):                      # one command at a time writes into a run folder
-        gone = clean_temporaries(args.out)
+    import contextlib, os
+    lead = int(os.environ.get('RANK', 0)) == 0   # under torchrun: rank 0 holds the lock and cleans; the others train beside it
+    with run_lock(args.out) if lead else contextlib.nullcontext(), cluster_options(args.workers, args.scheduler):
+        gone = clean_temporaries(args.out) if lead else []
         if gone: print(f'removed {len(gone)} temporary file(s) left by an interrupted write', file=sys.stderr)
         if args.command == 'run':
             summary = run_pipeline(cfg, args.out, stages=args.stages, force=args.force)
             return 0 if summary['ok'] else 1
         stage = next(s for s in STAGES if s.command == args.command)
+        if not lead:   # another torchrun process: it trains beside rank 0 and leaves the run folder to it
+            if args.command != 'train-unet': raise ConfigError(f'under torchrun only train-unet runs, not {args.command}')
+            print(import_object(stage.func)(cfg, Path(args.out).resolve(), force=args.force)); return 0
         print(run_stage_function(stage, cfg, args.out, force=args.force))
     return 0
 

@@ -13,16 +13,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'SHEET_VOCABULARY', 'SECTION_MODELS', 'CLASS_KEYS', 'PALETTE', 'LOCK_NAME',
-           'AccordsError', 'ImageReadError', 'MetadataError', 'IlastikFormatError', 'LabelSheetError', 'ConfigError',
-           'CheckpointMissingError', 'CheckpointDamagedError', 'OutputWriteError', 'RunLockedError', 'AllInputsFailed',
-           'atomic_write', 'atomic_path', 'save_json', 'save_csv', 'save_npy', 'save_figure', 'FailureLog',
-           'all_failed_is_error', 'collect_batches', 'run_batch', 'ClassSpec', 'DataConfig', 'CalibrationConfig',
-           'section_model', 'Config', 'check_class_names', 'configs_dir', 'shipped_configs', 'config_file',
-           'read_config_file', 'section_snapshot', 'make_section_snapshot', 'check_section', 'load_config',
-           'config_to_yaml', 'config_hash', 'parse_overrides', 'default_values', 'same_keys', 'adapt_classes',
-           'get_device', 'set_seed', 'device_description', 'prepare_run', 'file_digests', 'same_content', 'InputRecord',
-           'run_lock', 'clean_temporaries', 'load_weights']
+__all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'WORKERS_ENV', 'SCHEDULER_ENV', 'TRIM_KEY', 'SHEET_VOCABULARY', 'SECTION_MODELS',
+           'CLASS_KEYS', 'PALETTE', 'LOCK_NAME', 'AccordsError', 'ImageReadError', 'MetadataError',
+           'IlastikFormatError', 'LabelSheetError', 'ConfigError', 'CheckpointMissingError', 'CheckpointDamagedError',
+           'OutputWriteError', 'RunLockedError', 'AllInputsFailed', 'atomic_write', 'atomic_path', 'save_json',
+           'save_csv', 'save_npy', 'save_figure', 'FailureLog', 'all_failed_is_error', 'collect_batches', 'run_batch',
+           'ClusterError', 'cluster_options', 'cluster_wanted', 'worker_threads', 'dask_client', 'PerProcess',
+           'map_images', 'ClassSpec', 'DataConfig', 'CalibrationConfig', 'section_model', 'Config', 'check_class_names',
+           'configs_dir', 'shipped_configs', 'config_file', 'read_config_file', 'section_snapshot',
+           'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'config_hash', 'parse_overrides',
+           'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed', 'device_description',
+           'prepare_run', 'file_digests', 'same_content', 'InputRecord', 'run_lock', 'clean_temporaries',
+           'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -212,6 +214,137 @@ def run_batch(fn, items, log:FailureLog|None=None, desc:str='', strict:bool=Fals
         raise AllInputsFailed(f"all {len(items)} input(s) of stage '{log.stage}' failed, nothing was produced; "
                               f"the reasons are in {log.path}", rows=rows)
     return out
+
+# %% ../nbs/00_core.ipynb #093bd404
+WORKERS_ENV, SCHEDULER_ENV = 'ACCORDS_TEM_WORKERS', 'ACCORDS_TEM_SCHEDULER'
+
+class ClusterError(AccordsError): "A Dask cluster cannot be started, or no scheduler answers at the given address."
+
+@contextlib.contextmanager
+def cluster_options(workers:int|None=None, # local worker processes (1 or None: the plain loop)
+                    scheduler:str|None=None): # address of a running Dask scheduler (tcp://HOST:PORT)
+    "Inside this block (and in notebook kernels started from it) `map_images` uses these `workers` or this `scheduler`."
+    old = {k: os.environ.get(k) for k in (WORKERS_ENV, SCHEDULER_ENV)}
+    if workers: os.environ[WORKERS_ENV] = str(int(workers))
+    if scheduler: os.environ[SCHEDULER_ENV] = str(scheduler)
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+def cluster_wanted(workers:int|None=None, scheduler:str|None=None) -> tuple[int, str|None]:
+    "(workers, scheduler): the arguments, else what `cluster_options` set, else (1, None): the plain loop."
+    w = workers if workers is not None else int(os.environ.get(WORKERS_ENV) or 1)
+    return max(1, int(w)), scheduler or os.environ.get(SCHEDULER_ENV) or None
+
+# %% ../nbs/00_core.ipynb #b3e3853f
+_TASK_THREADS: int|None = None   # in a worker process: the torch threads each task uses
+TRIM_KEY = 'distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_'
+
+def _cpu_count() -> int:
+    from dask.system import CPU_COUNT   # cgroup and affinity limits included
+    return CPU_COUNT
+
+def _set_threads(threads:dict, dask_worker=None):
+    "Run on every worker (`Client.run`): remember and apply its share of torch threads."
+    global _TASK_THREADS
+    _TASK_THREADS = threads.get(dask_worker.address) if dask_worker is not None else None
+    for k in (WORKERS_ENV, SCHEDULER_ENV): os.environ.pop(k, None)   # a task's own batches stay in its worker
+    if _TASK_THREADS and 'torch' in sys.modules: sys.modules['torch'].set_num_threads(_TASK_THREADS)
+
+def worker_threads(client) -> dict:
+    "{worker address: torch threads}: each machine's cores shared among the task threads of the workers on it."
+    ws = client.scheduler_info(n_workers=-1)['workers']
+    cpus, per_host = client.run(_cpu_count), {}
+    for w in ws.values(): per_host[w['host']] = per_host.get(w['host'], 0) + w['nthreads']
+    return {a: max(1, cpus.get(a, 1) // per_host[w['host']]) for a, w in ws.items()}
+
+@contextlib.contextmanager
+def dask_client(workers:int|None=None, scheduler:str|None=None, *,
+                timeout:float|None=None): # seconds to wait for `scheduler` (default: Dask's `distributed.comm.timeouts.connect`)
+    "A `distributed.Client` of the cluster at `scheduler`, else of a new local cluster of `workers` processes; None for the plain loop."
+    workers, scheduler = cluster_wanted(workers, scheduler)
+    if not scheduler and workers <= 1: yield None; return
+    try: from distributed import Client, LocalCluster
+    except ImportError: raise ClusterError('--workers and --scheduler need Dask: pip install dask distributed') from None
+    import dask
+    timeout = timeout or dask.utils.parse_timedelta(dask.config.get('distributed.comm.timeouts.connect'))
+    cluster = None
+    try:
+        if scheduler: client = Client(scheduler, timeout=timeout)
+        else:
+            with dask.config.set({TRIM_KEY: None}):   # glibc's default malloc: see below
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        if cluster is not None: cluster.close()
+        raise ClusterError(f"no Dask scheduler answers at this address within {timeout:g} s ({type(e).__name__}: {e}); start one "
+                           "(`dask scheduler`, or a dask-jobqueue cluster) and give its tcp://HOST:PORT" if scheduler else
+                           f'a local Dask cluster of {workers} workers could not start ({type(e).__name__}: {e})', scheduler) from None
+    try:
+        client.run(_set_threads, worker_threads(client))
+        if scheduler and any(client.run(os.environ.get, 'MALLOC_TRIM_THRESHOLD_').values()):
+            print(f'warning: the Dask workers at {scheduler} run with MALLOC_TRIM_THRESHOLD_ set (the nanny sets it by default): '
+                  'PyTorch takes about 2.7x the CPU time there; start them with `distributed: nanny: pre-spawn-environ: '
+                  'MALLOC_TRIM_THRESHOLD_: null` in their Dask configuration (docs/scale-out.md)', file=sys.stderr)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None: cluster.close()
+
+# %% ../nbs/00_core.ipynb #977dd23b
+import threading, uuid
+_PER_PROCESS: dict = {}            # token -> what PerProcess built in this process
+_PER_PROCESS_LOCK = threading.Lock()
+
+class PerProcess:
+    "`make(**kw)` built once per process (a model loaded once per Dask worker) and called on each item."
+    def __init__(self, make, **kw): self.make, self.kw, self.token = make, kw, uuid.uuid4().hex
+    def get(self):
+        "What `make(**kw)` built in this process (built now if not yet)."
+        with _PER_PROCESS_LOCK:
+            if self.token not in _PER_PROCESS:
+                while len(_PER_PROCESS) >= 2: _PER_PROCESS.pop(next(iter(_PER_PROCESS)))   # an earlier command's model goes
+                _PER_PROCESS[self.token] = self.make(**self.kw)
+            return _PER_PROCESS[self.token]
+    def release(self):
+        "Forget it in this process (after a plain loop)."
+        with _PER_PROCESS_LOCK: _PER_PROCESS.pop(self.token, None)
+    def __call__(self, item): return self.get()(item)
+
+def _task(fn, item) -> tuple[bool, Any]:
+    "One item on a worker, with the worker's share of torch threads: (True, result), or (False, the exception) for the client to log."
+    if _TASK_THREADS and 'torch' in sys.modules and sys.modules['torch'].get_num_threads() != _TASK_THREADS:
+        sys.modules['torch'].set_num_threads(_TASK_THREADS)
+    try: return True, fn(item)
+    except Exception as e:
+        import pickle
+        try: pickle.dumps(e); return False, e
+        except Exception: return False, RuntimeError(f'{type(e).__name__}: {e}')
+
+def _result(fut):
+    "The result of a `_task` future; its exception raised here, in the client."
+    ok, v = fut.result()
+    if not ok: raise v
+    return v
+
+# %% ../nbs/00_core.ipynb #a1ae27cb
+def map_images(fn, items, log:FailureLog|None=None, desc:str='', strict:bool=False, progress:bool=True,
+               name=lambda o: o, *, client=None, # a `distributed.Client` already open (else one is opened and closed here)
+               workers:int|None=None, scheduler:str|None=None, # as `cluster_options`; default: what it set, else the plain loop
+              ) -> list:
+    "`run_batch` with `fn(item)` computed on a Dask cluster: the same `[(item, result)]` of the successes and the same failure log."
+    items = list(items)
+    if client is None:
+        w, s = cluster_wanted(workers, scheduler)
+        if not s and w <= 1: return run_batch(fn, items, log, desc, strict, progress, name)
+        with dask_client(w, s) as c: return map_images(fn, items, log, desc, strict, progress, name, client=c)
+    futs = client.map(functools.partial(_task, fn), items, pure=False) if items else []
+    try:   # run_batch takes each result (or the task's exception) in order, and logs failures as it always does
+        got = run_batch(lambda i: _result(futs[i]), range(len(items)), log, desc, strict, progress, lambda i: name(items[i]))
+    finally: client.cancel([f for f in futs if not f.done()])
+    return [(items[i], r) for i, r in got]
 
 # %% ../nbs/00_core.ipynb #3655f4d0
 class _Section(BaseModel):

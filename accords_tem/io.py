@@ -14,7 +14,7 @@ from pydantic import Field
 
 from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataError, CalibrationConfig, Config,
                               FailureLog, _Section, atomic_path, atomic_write, config_hash, load_config, InputRecord,
-                              prepare_run, run_batch, save_csv, save_figure, save_json)
+                              prepare_run, map_images, run_batch, save_csv, save_figure, save_json)
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'MIN_IMAGE_SIDE', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY_COLUMNS', 'file_format', 'write_tem_tiff',
@@ -966,7 +966,7 @@ def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibratio
         rec.forget([out, meta_path])
     log = FailureLog(run_dir, 'io'); log.clear_stage()
     thumb = 160 if io_cfg.thumbnails else 0
-    res = run_batch(lambda p: inventory_row(p, root, cfg.calibration, io_cfg, thumb), files, log, progress=False,
+    res = map_images(lambda p: inventory_row(p, root, cfg.calibration, io_cfg, thumb), files, log, progress=False,   # --workers
                     desc='inventory', name=lambda p: p.relative_to(root).as_posix() if p.is_relative_to(root) else p)
     rows = [r for _, r in res]
     df = pd.DataFrame([{k: v for k, v in r.items() if k != '_thumb'} for r in rows], columns=INVENTORY_COLUMNS)

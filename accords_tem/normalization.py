@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .core import (AccordsError, ImageReadError, Config, FailureLog, _Section, atomic_path,
-                              load_config, InputRecord, run_batch, save_csv, save_figure, save_json)
+                              load_config, InputRecord, map_images, run_batch, save_csv, save_figure, save_json)
 from .imaging import clip_uint8
 from .io import LazyTiff, data_images, file_format, read_tem
 
@@ -245,23 +245,20 @@ def run_normalization(cfg:Config, # run configuration (section `normalization:`)
     table_path, old = out_dir/'normalized.csv', {}
     import pandas as pd
     if same_cfg and table_path.exists(): old = {r['file']: r for r in pd.read_csv(table_path).to_dict('records')}
-    n_fig, skipped = 0, 0
-
-    def one(p:Path):
-        nonlocal n_fig, skipped
+    n_fig, jobs = 0, []
+    for p in images:   # here: which outputs are fresh (the record is this process's); the work itself may go to Dask workers
         out = normalized_path(p, root, out_dir, ncfg.format)
         want_fig = ncfg.figures and (ncfg.max_figures is None or n_fig < ncfg.max_figures)
         fig = out_dir/'figures'/f'{p.stem}.png' if want_fig else None
         n_fig += want_fig
-        outs = [out] + ([fig] if fig else [])
-        if rec.fresh(outs, [p], force=force or not (same_cfg and str(p) in old)):
-            skipped += 1; return old[str(p)]
-        row = normalize_file(p, out, fig, ncfg, max_pixels=cfg.section('io').max_pixels_in_memory)
-        rec.done(outs, [p])
-        return row
-
-    done = run_batch(one, images, log, desc='normalization', progress=progress)
-    rows = [r for _, r in done]
+        kept = rec.fresh([out] + ([fig] if fig else []), [p], force=force or not (same_cfg and str(p) in old))
+        jobs.append((p, out, fig, old[str(p)] if kept else None))
+    mp = cfg.section('io').max_pixels_in_memory
+    one = lambda j: j[3] if j[3] is not None else normalize_file(j[0], j[1], j[2], ncfg, max_pixels=mp)
+    done = map_images(one, jobs, log, desc='normalization', progress=progress, name=lambda j: j[0])   # core.map_images: --workers
+    for (p, out, fig, kept), _ in done:
+        if kept is None: rec.done([out] + ([fig] if fig else []), [p])
+    rows, skipped = [r for _, r in done], sum(j[3] is not None for j, _ in done)
     save_csv(pd.DataFrame(rows, columns=['file', 'output', 'dtype_in', 'height', 'width', 'window_lo', 'window_hi', 'method']),
              table_path)
     save_json(dict(stage='normalization', config_hash=h, section=ncfg.model_dump(mode='json')), stamp)

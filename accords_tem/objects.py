@@ -16,7 +16,7 @@ from pydantic import Field
 
 from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, collect_batches, load_config, run_batch, save_csv,
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
-                              device_description, InputRecord)
+                              device_description, InputRecord, dask_client, map_images)
 from .unet import read_instances_with_classes
 from .instances import match_instances
 from .risk import RiskConfig, risk_report
@@ -584,36 +584,43 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
                     out:str|os.PathLike, # output folder
                     *, nm_per_px:float|None=None, # pixel size for images whose metadata has none
                     cfg:Config|None=None, # objects and calibration settings (default: the package defaults)
+                    workers:int|None=None, scheduler:str|None=None, # as `core.map_images`: local processes, or a running Dask cluster
                     **predict_kw, # passed to unet.predict_images (tta, tile, scales, device, figures, ...)
                    ) -> pd.DataFrame:
     "Masks, instances and measured objects of new images: writes instances/, objects.csv, summary.csv, objects_overlays/; returns the objects."
+    with dask_client(workers, scheduler) as client:   # None: the plain loop
+        return _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_kw)
+
+def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_kw) -> pd.DataFrame:
     from PIL import Image
     from accords_tem import io as tio
     from accords_tem.unet import predict_images, image_files
     cfg = cfg or load_config(None)
-    oc, out, images = cfg.section('objects'), Path(out), Path(images)
+    oc, out, images = cfg.section('objects'), Path(out).absolute(), Path(images)
     cut = lambda m: instances_from_mask(m, **cut_options(oc))
     files = image_files(images)
     io = cfg.section('io')
     def px_of(p:Path):   # metadata wins; a given nm_per_px replaces estimates from the magnification
         ps = tio.pixel_size(p, cfg.calibration)
         return tio.PixelSize(float(nm_per_px), 'given') if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none') else ps
+    key = json.dumps([oc.model_dump(mode='json'), io.model_dump(mode='json'), cfg.calibration.model_dump(mode='json'), nm_per_px])
     preds = predict_images(model_dir, images, out, cut=cut, files=files, data_bar=io.data_bar, crop=io.crop_rows,
-                           pixel_size=lambda p: px_of(p).nm_per_px, **predict_kw)
-    tables, recs = [], []
-    for p in files:
+                           pixel_size=lambda p: px_of(p).nm_per_px, key=key, client=client, **predict_kw)
+    def measure(p:Path):
         f = out/'instances'/f'{p.stem}.tif'
-        if not f.exists(): continue   # its failure is in failures.csv
         lab, names, _ = read_instances_with_classes(f)
         nm, src = px_of(p)
         df = object_features(lab, None, spacing=nm, ring_px=oc.ring_px, levels=oc.texture_levels)
         df.insert(0, 'image', p.name); df.insert(1, 'stem', p.stem); df.insert(2, 'sample', ''); df.insert(3, 'class', [names[i - 1] for i in df['label']])
         df['px_source'] = src if nm else 'none'
-        tables.append(df); recs.append(dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan))
         if predict_kw.get('figures', True):   # each object's contour in its class colour
             from accords_tem.io import read_tem
             rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
             with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(rgb).save(tmp, format='PNG')
+        return df, dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan)
+    todo = [p.absolute() for p in files if (out/'instances'/f'{p.stem}.tif').exists()]   # the failures are in failures.csv
+    got = [r for _, r in map_images(measure, todo, progress=False, client=client)]   # on the same workers, when there are
+    tables, recs = [t for t, _ in got], [r for _, r in got]
     objects = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'stem', 'sample', 'class', 'label'])
     save_csv(objects.rename(columns={'label': 'object_id'}), out/'objects.csv')
     classes = list(dict.fromkeys(preds.cls)) if len(preds) else []
@@ -621,6 +628,7 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
     summ = summarize(objects, pd.DataFrame(recs, columns=['image', 'sample', 'height', 'width', 'nm_per_px']), 'image', classes,
                      size_class, size_class, oc.nano_nm, oc.exclude_border)
     save_csv(summ, out/'summary.csv')
+    objects.attrs['skipped'] = preds.attrs.get('skipped', 0)   # images whose predictions were done before (done/ markers)
     return objects
 
 def predict_main(argv:list[str]|None=None) -> int:
@@ -641,6 +649,9 @@ def predict_main(argv:list[str]|None=None) -> int:
     p.add_argument('--crop', type=int, nargs=2, metavar=('TOP', 'BOTTOM'), default=None, help='rows to cut at the top and bottom by hand')
     p.add_argument('--runtime', choices=['torch', 'onnx'], default='torch',
                    help="the network's forward pass: PyTorch, or ONNX Runtime (same tiling, TTA and decoding; the folder's model.onnx if it matches)")
+    p.add_argument('--workers', type=int, default=None, help='spread the images over N local processes (a Dask LocalCluster; default: one)')
+    p.add_argument('--scheduler', default=None, metavar='ADDRESS', help='use the running Dask cluster at tcp://HOST:PORT (e.g. dask-jobqueue on SLURM)')
+    p.add_argument('--force', action='store_true', help='predict again images whose done marker (OUT/done/<stem>.json) is fresh')
     a = p.parse_args(argv)
     try:
         ov = {**({'io.data_bar': a.data_bar} if a.data_bar else {}), **({'io.crop_rows': list(a.crop)} if a.crop else {})}
@@ -648,12 +659,13 @@ def predict_main(argv:list[str]|None=None) -> int:
         with collect_batches() as batches:
             ob = predict_objects(a.model, a.images, a.out, nm_per_px=a.nm_per_px, cfg=cfg,
                                  tta=a.tta, tile=a.tile, overlap=a.overlap, device=a.device, figures=not a.no_figures, as_is=a.as_is,
-                                 scales=a.tta_scales, runtime=a.runtime)
+                                 scales=a.tta_scales, runtime=a.runtime, workers=a.workers, scheduler=a.scheduler, force=a.force)
     except AccordsError as e: sys.exit(f'accords-tem predict: {e}')
     n_img = ob.image.nunique() if len(ob) else 0
     units = sorted(set(ob.unit)) if len(ob) else []
     print(f"{len(ob)} objects in {n_img} images -> {a.out} (objects.csv, summary.csv, instances/, masks/, probabilities/, uncertainty/)"
           + (f"; sizes in {', '.join(units)}" if units else ''))
+    if ob.attrs.get('skipped'): print(f"{ob.attrs['skipped']} image(s) done before were kept (OUT/done/ markers; --force predicts them again)")
     print(predict_summary(batches))
     return 0
 

@@ -23,8 +23,8 @@ from timm.models import adapt_input_conv
 # %% auto #0
 __all__ = ['SCORES', 'gated_logits', 'GatedUnet', 'load_encoder_weights', 'build_model', 'MaskedBCE', 'class_loss', 'SegLoss',
            'make_loss', 'seg_stats', 'scores', 'ThresholdSearch', 'leave_one_out', 'tune_thresholds', 'IoUMetric',
-           'TunedIoU', 'LRHistory', 'make_learner', 'fit', 'toy_dataset', 'save_model', 'SegModel', 'load_model',
-           'init_from']
+           'TunedIoU', 'LRHistory', 'make_learner', 'fit', 'distributed_rank', 'distributed_device', 'distributed_ctx',
+           'distributed_work_dir', 'toy_dataset', 'save_model', 'SegModel', 'load_model', 'init_from']
 
 # %% ../nbs/05b_seg_train.ipynb #249dec19
 def gated_logits(mask_logits:torch.Tensor, # (N, K, H, W) pixel logits
@@ -332,12 +332,13 @@ def fit(learn:Learner, epochs:int, lr:float|None=None, progress:bool=True) -> pd
     "Train for up to `epochs` (early stopping may end it sooner); the best epoch's weights are loaded. Returns the history."
     ctx = learn.no_bar() if not progress else _nullctx()
     one_cycle = getattr(learn, 'schedule', 'plateau') == 'one_cycle'
-    with ctx, warnings.catch_warnings():
+    with ctx, warnings.catch_warnings(), distributed_ctx(learn):   # under torchrun: fastai's DDP
         warnings.filterwarnings('ignore', message='.*autocast.*'); warnings.filterwarnings('ignore', message='.*GradScaler.*')
         if one_cycle:   # the one-cycle schedule sets the lr every batch and anneals to the end: no plateau, no early stop
             with learn.removed_cbs(learn.cbs.filter(lambda c: isinstance(c, (ReduceLROnPlateau, EarlyStoppingCallback)))):
                 learn.fit_one_cycle(epochs, lr_max=lr or learn.lr)
         else: learn.fit(epochs, lr=lr)
+    if distributed_rank()[0]: return pd.DataFrame()   # under torchrun, rank 0 keeps the history
     hist = pd.read_csv(learn.path/'history.csv')
     lrs = learn.cbs.filter(lambda c: isinstance(c, LRHistory))[0].lrs
     hist['lr'] = lrs[:len(hist)] + [np.nan] * (len(hist) - len(lrs))
@@ -345,6 +346,51 @@ def fit(learn:Learner, epochs:int, lr:float|None=None, progress:bool=True) -> pd
 
 import contextlib
 def _nullctx(): return contextlib.nullcontext()
+
+# %% ../nbs/05b_seg_train.ipynb #45533aca
+import contextlib
+
+def distributed_rank() -> tuple[int, int, int]:
+    "(rank, local rank, world size) of this process under `torchrun`; (0, 0, 1) otherwise."
+    e = os.environ
+    return int(e.get('RANK', 0)), int(e.get('LOCAL_RANK', 0)), int(e.get('WORLD_SIZE', 1))
+
+def distributed_device(device) -> torch.device:
+    "Under torchrun with CUDA: this process's own GPU (cuda:LOCAL_RANK); else `device`."
+    _, local, n = distributed_rank(); device = torch.device(device)
+    if n > 1 and device.type == 'cuda': torch.cuda.set_device(local); return torch.device('cuda', local)
+    return device
+
+def _broadcast(self, t, rank):
+    "fastai's `DistributedDL._broadcast` without the move to CUDA that only nccl needs (gloo broadcasts CPU tensors)."
+    t = torch.as_tensor(t, dtype=torch.long)
+    if torch.distributed.get_backend() == 'nccl': t = t.cuda()
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
+def distributed_ctx(learn:Learner):
+    "fastai's DDP (`Learner.distrib_ctx`) when this process runs under `torchrun` with more than one process; else nothing."
+    rank, _, n = distributed_rank()
+    if n <= 1: return contextlib.nullcontext()
+    if getattr(learn, 'schedule', 'plateau') != 'one_cycle':
+        raise ConfigError("under torchrun set unet.schedule: one_cycle (plateau's early stopping would decide on each process's own "
+                          "part of the validation patches, and the processes would part ways)")
+    import fastai.distributed as fd
+    fd.DistributedDL._broadcast = _broadcast
+    dev = learn.dls.device
+    learn.model.device = dev   # DistributedTrainer reads it
+    if rank: learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, CSVLogger)))   # one history.csv: rank 0's
+    from accelerate.utils import DistributedDataParallelKwargs   # encoders built shallower than their weights keep unused layers
+    return learn.distrib_ctx(sync_bn=False, cpu=dev.type != 'cuda', kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+@contextlib.contextmanager
+def distributed_work_dir(folder:Path):
+    "The work folder all ranks share (rank 0 saves the best epoch there, the others load it): `folder/.workDDPtrain`."
+    wd = Path(folder)/'.workDDPtrain'; wd.mkdir(parents=True, exist_ok=True)
+    try: yield str(wd)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.barrier()   # all have loaded it
+        if not distributed_rank()[0]: shutil.rmtree(wd, ignore_errors=True)
 
 # %% ../nbs/05b_seg_train.ipynb #f76f4e1e
 def toy_dataset(n:int=4, size:int=64, seed:int=0) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 
 from .core import (Config, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
-                              device_description, prepare_run, InputRecord, save_csv, save_json, save_npy, save_figure, atomic_path)
+                              device_description, prepare_run, InputRecord, save_csv, save_json, save_npy, save_figure, atomic_path,
+                              CheckpointMissingError, PerProcess, cluster_wanted, file_digests, map_images)
 from .io import IMAGE_SUFFIXES, data_images, parse_magnification, read_tem
 from .imaging import minmax_uint8, overlay_masks, resize_image
 from .seg_data import *
@@ -24,9 +25,10 @@ from .io import content_rows
 
 # %% auto #0
 __all__ = ['hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
-           'read_instances_with_classes', 'input_preparer', 'predict_images', 'tune_prediction', 'run_images',
-           'split_strata', 'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv',
-           'plot_cv_per_image', 'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
+           'read_instances_with_classes', 'input_preparer', 'image_predictor', 'prediction_key', 'prediction_outputs',
+           'PredictedImage', 'predict_images', 'tune_prediction', 'run_images', 'split_strata', 'dataset_preprocessing',
+           'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image', 'cross_validate_unet',
+           'cv_unet_main', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
 def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -170,29 +172,16 @@ def input_preparer(sm:SegModel, as_is:bool=False):
     sec = PostprocessingConfig.model_validate(prep['postprocessing'])
     return lambda raw, px_nm=None: dataset_image(raw, ncfg, sec, normalize=prep['normalized'], px_nm=px_nm)
 
-def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model), or RUN/unet_cv: its folds' ensemble
-                   images:str|os.PathLike, # a folder of micrographs (or one file)
-                   out:str|os.PathLike, # output folder
-                   tta:str|None=None, tile:int|None=None, overlap:int|None=None, device:str='auto',
-                   figures:bool=True, progress:bool=True,
-                   as_is:bool=False, # take the images as they are (already prepared like the dataset), at their own size
-                   scales:list[float]|None=None, # multi-scale factors (default: the model's `tta_scales`)
-                   cut=None, # mask -> instance labels, for target classes without a centre map (None: no instances for them)
-                   files:list|None=None, # the image files (default: every image under `images`)
-                   data_bar:str='auto', # 'auto': data bars at the top/bottom edge are found and left out ('none': keep all rows)
-                   crop:tuple[int, int]|None=None, # rows to cut at the (top, bottom) by hand (overrides data_bar)
-                   pixel_size=None, # path -> nm/px or None, for a model trained at one pixel size (default: the file's metadata)
-                   runtime:str='torch', # the network's forward pass: 'torch' or 'onnx' (ONNX Runtime; same tiling and TTA, 05e_export)
-                  ) -> pd.DataFrame:
-    "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
+def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None=None, tile:int|None=None, overlap:int|None=None,
+                    device:str='auto', figures:bool=True, as_is:bool=False, scales:list[float]|None=None, cut=None,
+                    data_bar:str='auto', crop:tuple[int, int]|None=None, pixel_size=None, runtime:str='torch'):
+    "`path -> its rows of predictions.csv`, writing the image's outputs: what `predict_images` does per image (options as there), model loaded once."
     from PIL import Image
     from accords_tem.export import load_predictor, predict_members   # one model or a fold ensemble, torch or ONNX (05e_export)
     dev = get_device(device); sm = load_predictor(model_dir, dev, runtime); u = sm.u
-    out = Path(out); images = Path(images)
-    files = files if files is not None else image_files(images)
-    if not files: raise AccordsError(f'no images ({", ".join(IMAGE_SUFFIXES)}) here', images)
+    out = Path(out)
     K = len(sm.classes)
-    log = FailureLog(out, 'predict'); rows = []
+    rows = []
     kw = dict(tile=tile or u.tile_size, overlap=u.tile_overlap if overlap is None else overlap, batch=u.pred_batch,
               tta=tta or u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
     prepare = input_preparer(sm, as_is)
@@ -218,10 +207,89 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
         save_npy(prob.astype(np.float16), out/'probabilities'/f'{p.stem}.npy'); save_npy(unc.astype(np.float16), out/'uncertainty'/f'{p.stem}.npy')
         if figures:
             with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay_masks(img, masks, sm.classes)).save(tmp, format='PNG')
-    run_batch(one, files, log, desc='predict', progress=False, name=lambda p: p)
-    df = pd.DataFrame(rows); save_csv(df, out/'predictions.csv')
-    return df
+    import threading; lock = threading.Lock()   # one image at a time per process: `rows` and the model are shared
+    def rows_of(p) -> list[dict]:
+        with lock: rows.clear(); one(Path(p)); return list(rows)
+    return rows_of
 
+
+# %% ../nbs/05_unet.ipynb #ff250b42
+def prediction_key(model_dir:str|os.PathLike, **options) -> str:
+    "A hash of what an image's predictions depend on besides the image: the model files' bytes, `options`, the package version."
+    from accords_tem import __version__
+    from accords_tem.export import fold_model_dirs
+    dirs = fold_model_dirs(model_dir)
+    for d in dirs:
+        if not (Path(d)/'model.safetensors').is_file():
+            raise CheckpointMissingError('the model folder lacks model.safetensors; point --model at a unet/model folder written by run_unet', d)
+    files = sorted(f for d in dirs for f in Path(d).iterdir() if f.is_file())
+    state = dict(model={os.path.relpath(f, model_dir): v[0] for f, v in file_digests(files).items()}, options=options, version=__version__)
+    js = json.dumps(state, sort_keys=True, default=lambda o: getattr(o, '__qualname__', None) or str(o))   # callables by name
+    return hashlib.blake2b(js.encode(), digest_size=12).hexdigest()
+
+def prediction_outputs(out:Path, stem:str, classes:list[str]) -> list[Path]:
+    "The files `predict_images` may write for one image (overlays only with figures)."
+    out = Path(out)
+    return ([out/'instances'/f'{stem}.tif', out/'instances'/f'{stem}.json'] + [out/'masks'/f'{stem}_{c}.png' for c in classes]
+            + [out/'probabilities'/f'{stem}.npy', out/'uncertainty'/f'{stem}.npy', out/'overlays'/f'{stem}.png'])
+
+class PredictedImage:
+    "`path -> (rows, skipped)`: one image's predictions, or the rows its fresh done marker (`out/done/<stem>.json`) recorded."
+    def __init__(self, predict, out:Path, key:str, force:bool=False): self.predict, self.out, self.key, self.force = predict, Path(out), key, force
+    def marker(self, p) -> Path: return self.out/'done'/f'{Path(p).stem}.json'
+    def fresh(self, p) -> list[dict]|None:
+        "The rows recorded for `p` if its marker has this key, the image's bytes and outputs that exist; else None."
+        if self.force or not (m := self.marker(p)).exists(): return None
+        try: d = json.loads(m.read_text())
+        except (OSError, ValueError): return None
+        outs = d.get('outputs') if isinstance(d, dict) else None
+        ok = (bool(outs) and isinstance(outs, list) and d.get('key') == self.key and d.get('image') == file_digests([p])[str(p)][0]
+              and all((self.out/str(o)).exists() for o in outs))
+        return d['rows'] if ok and isinstance(d.get('rows'), list) else None
+    def __call__(self, p):
+        p = Path(p)
+        if (rows := self.fresh(p)) is not None: return rows, True
+        self.marker(p).unlink(missing_ok=True)   # its outputs are rewritten: not done until the marker is back
+        rows = self.predict(p)
+        outs = [f for f in prediction_outputs(self.out, p.stem, [r['cls'] for r in rows]) if f.exists()]
+        save_json(dict(key=self.key, image=file_digests([p])[str(p)][0], outputs=[str(f.relative_to(self.out)) for f in outs], rows=rows),
+                  self.marker(p))
+        return rows, False
+
+def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model), or RUN/unet_cv: its folds' ensemble
+                   images:str|os.PathLike, # a folder of micrographs (or one file)
+                   out:str|os.PathLike, # output folder
+                   tta:str|None=None, tile:int|None=None, overlap:int|None=None, device:str='auto',
+                   figures:bool=True, progress:bool=True,
+                   as_is:bool=False, # take the images as they are (already prepared like the dataset), at their own size
+                   scales:list[float]|None=None, # multi-scale factors (default: the model's `tta_scales`)
+                   cut=None, # mask -> instance labels, for target classes without a centre map (None: no instances for them)
+                   files:list|None=None, # the image files (default: every image under `images`)
+                   data_bar:str='auto', # 'auto': data bars at the top/bottom edge are found and left out ('none': keep all rows)
+                   crop:tuple[int, int]|None=None, # rows to cut at the (top, bottom) by hand (overrides data_bar)
+                   pixel_size=None, # path -> nm/px or None, for a model trained at one pixel size (default: the file's metadata)
+                   runtime:str='torch', # the network's forward pass: 'torch' or 'onnx' (ONNX Runtime; same tiling and TTA, 05e_export)
+                   *, force:bool=False, # predict again images whose done marker is fresh
+                   key:str='', # what else the outputs depend on (the settings behind `cut` and `pixel_size`), part of each done marker
+                   workers:int|None=None, scheduler:str|None=None, client=None, # as `core.map_images` (default: the plain loop)
+                  ) -> pd.DataFrame:
+    "Predict every image with the saved model; write masks, probabilities, uncertainty, instances, overlays, predictions.csv."
+    out = Path(out).absolute(); images = Path(images)
+    files = files if files is not None else image_files(images)
+    if not files: raise AccordsError(f'no images ({", ".join(IMAGE_SUFFIXES)}) here', images)
+    log = FailureLog(out, 'predict')
+    opts = dict(tta=tta, tile=tile, overlap=overlap, figures=figures, as_is=as_is, scales=scales, cut=cut, data_bar=data_bar,
+                crop=crop, pixel_size=pixel_size, runtime=runtime)
+    make = PerProcess(image_predictor, model_dir=Path(model_dir).absolute(), out=out, device=device, **opts)   # built once per worker
+    job = PredictedImage(make, out, prediction_key(model_dir, key=key, **opts), force)
+    w, s = cluster_wanted(workers, scheduler)
+    if client is None and not s and w <= 1: make.get()   # the plain loop: load now (a bad checkpoint is one error, not one per image)
+    names = {Path(p).absolute(): p for p in files}        # workers get absolute paths; failures.csv names the files as given
+    try: done = map_images(job, list(names), log, 'predict', progress=False, name=names.get, client=client, workers=w, scheduler=s)
+    finally: make.release()
+    df = pd.DataFrame([r for _, (rows, _) in done for r in rows]); save_csv(df, out/'predictions.csv')
+    df.attrs['skipped'] = sum(skip for _, (_, skip) in done)   # images whose done marker was fresh
+    return df
 
 # %% ../nbs/05_unet.ipynb #6211cb5d
 def tune_prediction(probs:dict, # validation image -> {scale factor: (K+J, H, W) probabilities predicted at that one scale}
@@ -295,6 +363,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     from accords_tem.core import config_hash
     t0 = time.time(); split_given = split
     u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
+    rank, _, world = distributed_rank(); shared = out   # under torchrun all train; rank 0 writes, the others into a scratch folder
+    if rank: out = Path(tempfile.mkdtemp(prefix=f'accords-tem-rank{rank}-'))
     names = cfg.class_names(); idx = target_indices(names, u.target_classes)
     colors = {c.name: c.color for c in cfg.classes}
     h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names) + (f"-{config_hash(cfg, 'synthetic')}" if u.synthetic_per_material else '')
@@ -304,10 +374,10 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
               + sorted((run_dir/'dataset'/'instances').glob('*.tif')) + ([cfg.resolve_path(u.split_file)] if u.split_file else [])
               + (run_images(cfg) if u.predict_run_images and split is None else []))   # the run's images are predicted too
     rec, outputs = InputRecord(out/'inputs.jsonl', h), [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
-    if rec.fresh(outputs, inputs, force): return {**json.loads(summary_path.read_text()), 'skipped': True}
+    if rec.fresh(outputs, inputs, force or world > 1): return {**json.loads(summary_path.read_text()), 'skipped': True}
     summary_path.unlink(missing_ok=True)   # the completion record goes first and is written last: a kill leaves it not done
     if u.threads: torch.set_num_threads(u.threads)
-    log = FailureLog(run_dir, 'unet'); log.clear_stage()
+    log = FailureLog(run_dir if not rank else out, 'unet'); log.clear_stage()
     imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress)
     stems = sorted(imgs)
     # split and pixel counts
@@ -339,7 +409,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
         imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)
     # training
-    set_seed(cfg.seed); dev = get_device(cfg.device)
+    set_seed(cfg.seed); dev = distributed_device(get_device(cfg.device))
     ds = lambda ss, tr: make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
                                            u.min_fg if tr else None, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value, K)
     train_ds, valid_ds = ds(by['train'], True), ds(by['val'], False)
@@ -347,10 +417,13 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
                                                          None, make_augment(u.augment, cfg.seed), u.norm_mean, u.norm_std, u.ignore_value, K)
     model, rep = build_model(u, weights=not u.init)
     if u.init: rep = init_from(model, cfg.resolve_path(u.init))   # fine-tuning: continue from a saved model
-    with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
+    with tempfile.TemporaryDirectory(dir=out, prefix='.work') if world == 1 else distributed_work_dir(shared) as wd:
         learn = make_learner(model, train_ds, valid_ds, u, wd, device=dev, seed=cfg.seed)
         epochs = u.epochs_for(len(train_ds))   # small datasets: enough steps (unet.min_steps)
         hist = fit(learn, epochs, progress=progress)
+    if rank:   # the results are rank 0's to write
+        import shutil; shutil.rmtree(out, ignore_errors=True)
+        return dict(stage='unet', rank=rank, world_size=world, trained=True)
     save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
     model = learn.model.eval()
     kw = dict(tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)

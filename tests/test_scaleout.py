@@ -1,0 +1,104 @@
+"""Scale-out: `accords-tem predict --workers N` on a local Dask cluster gives the plain loop's outputs, resumes from its
+done markers, survives a killed worker, and names a scheduler address that does not answer."""
+import os, time
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+from PIL import Image
+
+pytest.importorskip('distributed')
+from accords_tem.core import FailureLog, collect_batches, dask_client, map_images
+from accords_tem.objects import predict_main
+
+TINY = dict(encoder='resnet18', encoder_weights=None, decoder_channels=[32, 16, 8], tile_size=64, tile_overlap=16,
+            instance_classes=[], tta_scales=[1.0], threshold_min_images=0, threshold_fallback=False)
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    from accords_tem.seg_data import UnetConfig
+    from accords_tem.seg_train import build_model, save_model
+    import torch
+    d = tmp_path_factory.mktemp('scaleout'); torch.manual_seed(0)
+    u = UnetConfig(**TINY); save_model(d/'model', build_model(u)[0], u, {'GFM': {'threshold': 0.5}, 'carbonhole': {'threshold': 0.5}})
+    (d/'imgs').mkdir()
+    for i, shape in enumerate([(64, 64), (100, 80), (70, 90), (64, 128)]):
+        im = (np.random.default_rng(i).random(shape) * 255).astype(np.uint8); im[10:40, 10:40] = 250   # one bright object each
+        Image.fromarray(im).save(d/'imgs'/f'im{i}.png')
+    (d/'imgs'/'broken.png').write_bytes(b'not a png')
+    return d
+
+@pytest.fixture(scope='module')
+def cluster():
+    "One local cluster of 2 worker processes (what `--workers 2` starts), shared by the tests: its scheduler's address."
+    with dask_client(2) as c:
+        assert sorted(c.nthreads().values()) == [1, 1]   # one task at a time per worker
+        yield c
+
+def _predict(d, out, *extra):
+    return predict_main(['--model', str(d/'model'), '--images', str(d/'imgs'), '--out', str(out), '--tta', 'flips', '--no-figures', *extra])
+
+def _same(a, b):
+    "Masks and instances byte-equal, probabilities within float16 rounding, the tables equal."
+    for sub in ('masks', 'instances'):
+        names = sorted(p.name for p in (a/sub).iterdir())
+        assert names == sorted(p.name for p in (b/sub).iterdir()) and names
+        for n in names: assert (a/sub/n).read_bytes() == (b/sub/n).read_bytes(), n
+    for n in sorted(p.name for p in (a/'probabilities').iterdir()):
+        pa, pb = np.load(a/'probabilities'/n).astype(np.float32), np.load(b/'probabilities'/n).astype(np.float32)
+        np.testing.assert_allclose(pa, pb, atol=2e-3)
+    for t in ('predictions.csv', 'objects.csv', 'summary.csv'):
+        pd.testing.assert_frame_equal(pd.read_csv(a/t), pd.read_csv(b/t), atol=1e-3)
+
+def test_workers_same_outputs_and_resume(folder, cluster, capsys):
+    d = folder
+    assert _predict(d, d/'plain') == 0
+    assert capsys.readouterr().out.strip().endswith('5 images: 4 ok, 1 failed (see ' + str(d/'plain'/'failures.csv') + ')')
+    t0 = time.time()
+    addr = ['--scheduler', cluster.scheduler.address]   # the CLI connects to the running cluster (as to one on SLURM)
+    assert _predict(d, d/'dask', *addr) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].startswith('5 images: 4 ok, 1 failed'), out
+    _same(d/'plain', d/'dask')
+    assert 'broken.png' in (d/'dask'/'failures.csv').read_text()
+    assert sorted(p.name for p in (d/'dask'/'done').iterdir()) == [f'im{i}.json' for i in range(4)]
+    # an interrupted job: im1's marker never written, im2's mask half there -> only those two are predicted again
+    (d/'dask'/'done'/'im1.json').unlink(); (d/'dask'/'masks'/'im2_GFM.png').unlink()
+    before = {p: p.stat().st_mtime_ns for p in (d/'dask'/'probabilities').iterdir()}
+    assert _predict(d, d/'dask', *addr) == 0
+    out = capsys.readouterr().out
+    assert '2 image(s) done before were kept' in out and out.strip().splitlines()[-1].startswith('5 images: 4 ok, 1 failed'), out
+    again = {p.name for p, t in before.items() if p.stat().st_mtime_ns != t}
+    assert again == {'im1.npy', 'im2.npy'}, again
+    _same(d/'plain', d/'dask')
+    print(f'dask runs: {time.time() - t0:.1f} s')
+
+def test_bad_scheduler_address(folder):
+    import dask
+    with dask.config.set({'distributed.comm.timeouts.connect': '1s'}), pytest.raises(SystemExit) as e:
+        _predict(folder, folder/'nowhere', '--scheduler', 'tcp://127.0.0.1:9')
+    assert 'no Dask scheduler answers' in str(e.value) and 'tcp://127.0.0.1:9' in str(e.value)
+
+def test_stages_on_the_cluster(folder, cluster):
+    "`accords-tem inventory|normalize --scheduler ADDRESS` write what the plain loop writes (core.map_images)."
+    from accords_tem.cli import main
+    common = ['--data', str(folder/'imgs'), '--set', "data.image_glob='*.png'", '--set', 'normalization.figures=false', '--set', 'io.thumbnails=0']
+    for run, extra in (('plain', []), ('dask', ['--scheduler', cluster.scheduler.address])):
+        for cmd in ('inventory', 'normalize'): assert main([cmd, '--out', str(folder/f'run_{run}'), *common, *extra]) == 0
+    a, b = folder/'run_plain', folder/'run_dask'
+    pd.testing.assert_frame_equal(pd.read_csv(a/'inventory.csv'), pd.read_csv(b/'inventory.csv'))
+    names = sorted(p.name for p in (a/'normalized').glob('*.png'))
+    assert names == [f'im{i}.png' for i in range(4)] and names == sorted(p.name for p in (b/'normalized').glob('*.png'))
+    for n in names: assert (a/'normalized'/n).read_bytes() == (b/'normalized'/n).read_bytes()
+    assert [r['file'].endswith('broken.png') for r in FailureLog(b, 'normalization').rows('normalization')] == [True]
+
+def _dies_once(x):
+    "Kills its worker process the first time it sees 'die' (a flag file says it did): Dask runs the task again elsewhere."
+    flag = Path(x[1])
+    if x[0] == 'die' and not flag.exists(): flag.write_text('x'); os._exit(1)
+    return x[0].upper()
+
+def test_killed_worker_is_retried(tmp_path, cluster):
+    items = [(s, str(tmp_path/'flag')) for s in ('a', 'die', 'b', 'c')]
+    with collect_batches() as got:
+        res = map_images(_dies_once, items, FailureLog(tmp_path, 't'), progress=False, client=cluster)
+    assert [r for _, r in res] == ['A', 'DIE', 'B', 'C'] and (tmp_path/'flag').exists()
+    assert got[-1]['failed'] == 0
