@@ -868,7 +868,7 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
     inputs = sheets + [p for s in sheets for p in _image_files(s.parent, pattern)] + more   # every image it classifies
     h = config_hash(cfg, 'classifier') + f'-{cfg.seed}'
     outputs = [out/'model'/'bundle.json', out/'metrics.csv', out/'predictions.csv', out/'summary.json']
-    rec = InputRecord(out/'inputs.jsonl', h)   # the sheets and images, by content, the outputs were made from
+    rec = InputRecord(out/'inputs.jsonl', h, code='classifier')   # the sheets and images, by content, the outputs were made from
     if rec.fresh(outputs, inputs, force=force or not _summary_ok(out, h)):
         s = json.loads((out/'summary.json').read_text()); s['skipped'] = True
         return s

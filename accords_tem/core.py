@@ -23,7 +23,7 @@ __all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'WORKERS_ENV', 'SCHEDULER_ENV', 
            'configs_dir', 'shipped_configs', 'config_file', 'read_config_file', 'section_snapshot',
            'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'config_hash', 'parse_overrides',
            'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed', 'device_description',
-           'prepare_run', 'file_digests', 'same_content', 'InputRecord', 'run_lock', 'clean_temporaries',
+           'prepare_run', 'file_digests', 'same_content', 'module_code', 'InputRecord', 'run_lock', 'clean_temporaries',
            'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
@@ -775,10 +775,25 @@ def same_content(a:dict, b:dict) -> bool:
     return a.keys() == b.keys() and all((a[k] or [None])[0] == (b[k] or [None])[0] for k in a)
 
 # %% ../nbs/00_core.ipynb #02fbf64f
+def module_code(module:str) -> dict:
+    "The package code a module runs: the package version, the module and the package modules it imports (transitively), a hash of their sources."
+    import accords_tem
+    pkg, todo, seen = Path(accords_tem.__file__).parent, [module.rsplit('.', 1)[-1]], set()
+    while todo:
+        m = todo.pop()
+        if m in seen or not (pkg/f'{m}.py').exists(): continue
+        seen.add(m)
+        todo += re.findall(r"(?:from\s+(?:accords_tem)?\.|import\s+accords_tem\.|__import__\(['\"]accords_tem\.)(\w+)",
+                           (pkg/f'{m}.py').read_text(encoding='utf-8'))
+    return dict(version=accords_tem.__version__, modules=sorted(seen),
+                source=hashlib.sha256(b'\0'.join((pkg/f'{m}.py').read_bytes() for m in sorted(seen))).hexdigest())
+
 class InputRecord:
     "Which inputs, by content, each group of a stage's outputs was made from: a JSON-lines journal in the run folder."
     def __init__(self, path:str|os.PathLike, # e.g. RUN/normalized/inputs.jsonl
-                 key:str=''): # what else the outputs depend on (a configuration hash); another key is stale
+                 key:str='', # what else the outputs depend on (a configuration hash); another key is stale
+                 code:str|None=None): # the stage's module (e.g. 'normalization'): its code counts too (`module_code`)
+        if code is not None: c = module_code(code); key = f"{key}|{c['version']}|{c['source'][:16]}"
         self.path, self.key, self.groups, self._now, n = Path(path), str(key), {}, {}, 0
         text = self.path.read_text(encoding='utf-8', errors='replace') if self.path.exists() else ''
         for line in text.splitlines():

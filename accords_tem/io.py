@@ -957,7 +957,7 @@ def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibratio
     files = list_images(root, cfg.data.image_glob)
     out, meta_path = run_dir/'inventory.csv', run_dir/'inventory.json'
     key = _inventory_key(cfg, files)
-    rec = InputRecord(run_dir/'inventory.inputs.jsonl', key)   # the images, by content, the inventory was made from
+    rec = InputRecord(run_dir/'inventory.inputs.jsonl', key, code='io')   # the images, by content, the inventory was made from
     if rec.fresh([out, meta_path], files, force):
         prev = json.loads(meta_path.read_text())
         figs = prev.get('figures', ['inventory.jpg'] if io_cfg.thumbnails and prev['summary'].get('read') else [])

@@ -300,7 +300,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
     h = _stage_hash(cfg, mcfg, extra)
     stamp = out_dir/'stage.json'
     same_cfg = stamp.exists() and json.loads(stamp.read_text()).get('config_hash') == h
-    rec = InputRecord(out_dir/'inputs.jsonl', h)   # which export and image, by content, each image's masks came from
+    rec = InputRecord(out_dir/'inputs.jsonl', h, code='masks')   # which export and image, by content, each image's masks came from
 
     exports = _find_exports(root, cfg.data.ilastik_glob)
     pairs, missing = pair_exports(exports, data_images(cfg))

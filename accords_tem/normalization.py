@@ -241,7 +241,7 @@ def run_normalization(cfg:Config, # run configuration (section `normalization:`)
     stamp = out_dir/'stage.json'
     same_cfg = stamp.exists() and json.loads(stamp.read_text()).get('config_hash') == h
     images = data_images(cfg)
-    rec = InputRecord(out_dir/'inputs.jsonl', h)   # which raw image, by content, each output was made from
+    rec = InputRecord(out_dir/'inputs.jsonl', h, code='normalization')   # which raw image, by content, each output was made from
     table_path, old = out_dir/'normalized.csv', {}
     import pandas as pd
     if same_cfg and table_path.exists(): old = {r['file']: r for r in pd.read_csv(table_path).to_dict('records')}

@@ -728,7 +728,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     for p in images:   # an image without masks from the configured source is a failure of this stage, not silently skipped
         if p not in todo: log.record(p, AccordsError(f"no masks from objects.source '{source}' ({SOURCE_FILES[source]})", p))
     if not same and (out/'state.json').exists(): (out/'state.json').unlink()   # written again once every image is done
-    rec = InputRecord(out/'inputs.jsonl', hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16])
+    rec = InputRecord(out/'inputs.jsonl', hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16], code='objects')
 
     def one(path:Path):
         stem = path.stem

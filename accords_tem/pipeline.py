@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat, yaml
-from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml, file_digests,
+from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml, file_digests, module_code,
                               load_config, prepare_run, save_json)
 
 # %% auto #0
@@ -141,17 +141,8 @@ def input_digests(cfg:Config, run_dir:Path) -> dict:
 
 def code_digest(stage:Stage, nbs:Path) -> dict:
     "The code a stage runs: package version, its module and the package modules it imports, its run record's code."
-    import accords_tem
-    pkg, todo, seen = Path(accords_tem.__file__).parent, [stage.func.partition(':')[0].rsplit('.', 1)[-1]], set()
-    while todo:
-        m = todo.pop()
-        if m in seen or not (pkg/f'{m}.py').exists(): continue
-        seen.add(m)
-        todo += re.findall(r"(?:from\s+(?:accords_tem)?\.|import\s+accords_tem\.|__import__\(['\"]accords_tem\.)(\w+)",
-                           (pkg/f'{m}.py').read_text(encoding='utf-8'))
     cells = [c.source for c in run_notebook(stage, nbs).cells if c.cell_type == 'code']
-    return dict(version=accords_tem.__version__, modules=sorted(seen),
-                source=hashlib.sha256(b'\0'.join((pkg/f'{m}.py').read_bytes() for m in sorted(seen))).hexdigest(),
+    return dict(module_code(stage.func.partition(':')[0]),   # the same code digest the stage's own records use (core.InputRecord)
                 notebook_code=hashlib.sha256('\0'.join(cells).encode()).hexdigest())
 
 # %% ../nbs/08_pipeline.ipynb #ca89807a

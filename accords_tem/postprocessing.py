@@ -513,7 +513,7 @@ def run_postprocessing(cfg:Config, # run configuration
     if not root.is_dir(): raise ConfigError(f'data.root is not a folder: {root}')
     pairs = pair_labels(sorted(root.glob(sec.labels_glob)), data_images(cfg))
     settings, first, n_skipped = settings_hash(cfg, sec), {}, 0
-    record = InputRecord(out/'inputs.jsonl', settings)   # which labels and image, by content, each pair was made from
+    record = InputRecord(out/'inputs.jsonl', settings, code='postprocessing')   # which labels and image, by content, each pair was made from
 
     def one(pair:LabelPair) -> dict:
         nonlocal n_skipped

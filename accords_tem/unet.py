@@ -373,7 +373,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     inputs = (sorted((run_dir/'dataset'/'masks').glob('*.npy')) + sorted((run_dir/'dataset'/'images').glob('*'))
               + sorted((run_dir/'dataset'/'instances').glob('*.tif')) + ([cfg.resolve_path(u.split_file)] if u.split_file else [])
               + (run_images(cfg) if u.predict_run_images and split is None else []))   # the run's images are predicted too
-    rec, outputs = InputRecord(out/'inputs.jsonl', h), [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
+    rec, outputs = InputRecord(out/'inputs.jsonl', h, code='unet'), [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
     if rec.fresh(outputs, inputs, force or world > 1): return {**json.loads(summary_path.read_text()), 'skipped': True}
     summary_path.unlink(missing_ok=True)   # the completion record goes first and is written last: a kill leaves it not done
     if u.threads: torch.set_num_threads(u.threads)

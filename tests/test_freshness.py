@@ -84,6 +84,20 @@ def test_normalization_redoes_exactly_the_replaced_image(tmp_path):
     assert (s['written'], s['skipped']) == (0, 2)
 
 
+
+def test_stage_records_count_the_code(tmp_path, monkeypatch):
+    "A code change makes a stage's per-file outputs stale, as it makes the pipeline's fingerprint (one code digest for both)."
+    import accords_tem.core as core
+    root = _images(tmp_path/'data'); cfg = _cfg(root, **{'normalization.figures': False})
+    run = tmp_path/'run'
+    assert run_normalization(cfg, run, progress=False)['written'] == 2
+    assert run_normalization(cfg, run, progress=False)['skipped'] == 2
+    real = core.module_code('normalization')
+    monkeypatch.setattr(core, 'module_code', lambda m: dict(real, source='0' * 64) if m == 'normalization' else real)
+    s = run_normalization(cfg, run, progress=False)
+    assert (s['written'], s['skipped']) == (2, 0)                           # new code: every image redone
+    assert run_normalization(cfg, run, progress=False)['skipped'] == 2
+
 def test_masks_redo_a_replaced_export_with_an_older_mtime(tmp_path):
     root = tmp_path/'data'; (root/'G').mkdir(parents=True)
     tifffile.imwrite(root/'G'/'a.tif', np.zeros((30, 30), np.uint8))
