@@ -147,10 +147,10 @@ def predict_tiled_rows(model:nn.Module, image:np.ndarray, # as `predict_tiled`
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp) and device.type in ('cpu', 'cuda')):
             pv = _tta_forward(model, xb.to(device), variants).float().cpu()
         pm, p2 = pv.mean(0), pv.var(0, unbiased=False)
-        if acc is None: K = pm.shape[1]; acc, acc2, wsum = np.zeros((K, 0, Wp), np.float32), np.zeros((K, 0, Wp), np.float32), np.zeros((0, Wp), np.float32)
+        if acc is None: K = pm.shape[1]; acc, wsum = np.zeros((K, 0, Wp), np.float32), np.zeros((0, Wp), np.float32); acc2 = acc.copy() if with_unc else None
         grow = max(y for y, _ in chunk) + t - lo - wsum.shape[0]
         if grow > 0:
-            acc, acc2 = (np.concatenate([a, np.zeros((K, grow, Wp), np.float32)], 1) for a in (acc, acc2))
+            acc, acc2 = (None if a is None else np.concatenate([a, np.zeros((K, grow, Wp), np.float32)], 1) for a in (acc, acc2))
             wsum = np.concatenate([wsum, np.zeros((grow, Wp), np.float32)])
         for j, (y, x) in enumerate(chunk):
             acc[:, y - lo:y - lo + t, x:x + t] += (pm[j] * win).numpy()
@@ -160,9 +160,9 @@ def predict_tiled_rows(model:nn.Module, image:np.ndarray, # as `predict_tiled`
         if done > lo:
             n = done - lo; w_ = wsum[:n, :W]
             p = acc[:, :n, :W] / w_
-            u = np.sqrt(acc2[:, :n, :W] / w_) if with_unc else np.zeros_like(p)
+            u = np.sqrt(acc2[:, :n, :W] / w_) if with_unc else np.zeros(p.shape, np.float32)   # (np.zeros: pages never touched)
             yield lo, done, p, u
-            acc, acc2, wsum, lo = acc[:, n:].copy(), acc2[:, n:].copy(), wsum[n:].copy(), done
+            acc, acc2, wsum, lo = acc[:, n:].copy(), None if acc2 is None else acc2[:, n:].copy(), wsum[n:].copy(), done
 
 # %% ../nbs/05c_seg_eval.ipynb #d98ff608
 def _rows_resized(a:np.ndarray, # (h, w) float32 map
