@@ -366,7 +366,9 @@ def prepare_pair(pair:LabelPair, # label file + image
     if (r0, r1) != (0, H): flags.append('data_bar_cut')
     row['flags'] = ';'.join(flags)
     row.update(gt_agreement(clean, steps['resized'] == 0, ground_truth_path(cfg, pair.stem), (r0 / H, r1 / H)))
-    hist = np.stack([np.bincount(image[m.astype(bool)], minlength=256) for m in onehot])
+    rows = max(1, (1 << 22) // max(1, image.shape[1]))   # grey-level counts by bands: bincount's int64 copy of a class's pixels was 8 B/px
+    hist = np.stack([sum(np.bincount(image[y:y + rows][m[y:y + rows].astype(bool)], minlength=256) for y in range(0, len(image), rows))
+                     for m in onehot])
     return dict(row=row, image=image, raw=raw, resized=steps['resized'], filled=steps['filled'], clean=clean,
                 onehot=onehot, hist=hist, source=src)
 

@@ -58,6 +58,7 @@ def small_model(out:Path) -> Path:
     from accords_tem.seg_train import build_model, save_model
     u = UnetConfig(encoder='resnet18', encoder_weights=None, decoder_channels=[64, 32, 16, 8, 8], tta='none', tta_scales=[1.0],
                    tile_size=512, tile_overlap=64, pred_batch=4)
+    import torch; torch.manual_seed(0)   # the same untrained model every run (its masks decide how much decoding there is)
     model, _ = build_model(u, weights=False)
     return save_model(out, model, u)
 
