@@ -129,13 +129,15 @@ def predict_batch(model:nn.Module, images:list[np.ndarray], # uint8 (H, W) image
 def predict_tiled_rows(model:nn.Module, image:np.ndarray, # as `predict_tiled`
                        tile:int=512, overlap:int=128, batch:int=4, tta:str='flips', mean:float=0.5, std:float=0.5,
                        device=None, amp:bool|None=None):
-    "`predict_tiled`'s probabilities and uncertainty as bands of rows, in order: yields (y0, y1, p, u), p and u (K, y1 - y0, W)."
+    """`predict_tiled`'s probabilities and uncertainty as bands of rows, in order: yields (y0, y1, p, u), p and u (K, y1 - y0, W).
+    `image` may also be a 2-D uint8 array-like that is sliced for each tile (`unet.NpyRows`: read from a file, never whole)."""
     model.eval(); device = torch.device(device or next(model.parameters()).device)
     if amp is None: amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_has_bf16())
-    img = minmax_uint8(np.asarray(image)) if np.asarray(image).dtype != np.uint8 else np.asarray(image)
+    lazy = not isinstance(image, np.ndarray) and getattr(image, 'dtype', None) == np.uint8   # 8-bit rows read on demand (a file)
+    img = image if lazy else minmax_uint8(np.asarray(image)) if np.asarray(image).dtype != np.uint8 else np.asarray(image)
     H, W = img.shape
     t = max(int(np.ceil(min(tile, max(H, W)) / 32) * 32), 32)
-    if H < t or W < t: img = np.pad(img, ((0, max(t - H, 0)), (0, max(t - W, 0))), mode='reflect')
+    if H < t or W < t: img = np.pad(np.asarray(img[:, :]), ((0, max(t - H, 0)), (0, max(t - W, 0))), mode='reflect')
     Hp, Wp = img.shape; variants = TTA[tta]; win = torch.from_numpy(blend_window(t))
     origins = [(y, x) for y in tile_starts(Hp, t, min(overlap, t // 2)) for x in tile_starts(Wp, t, min(overlap, t // 2))]
     if len(origins) == 1:   # one tile: predict_tiled's own answer (no blending)

@@ -24,8 +24,8 @@ from .io import content_rows
 
 # %% auto #0
 __all__ = ['hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
-           'read_instances_with_classes', 'input_preparer', 'predict_images', 'tune_prediction', 'run_images',
-           'split_strata', 'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv',
+           'read_instances_with_classes', 'input_preparer', 'predict_images', 'NpyRows', 'tune_prediction',
+           'run_images', 'split_strata', 'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv',
            'plot_cv_per_image', 'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
@@ -240,18 +240,30 @@ def _big_image(sm:SegModel, p:Path, scales, budget:int):
     try: return _lazy_if_big(Path(p), budget)
     except Exception: return None   # not a TIFF tifffile can open lazily: the whole-image path reports it
 
-def _minmax_rows(src, r0:int, r1:int, rows:int) -> np.ndarray:
-    "`minmax_uint8(src[r0:r1])` read in bands of `rows` rows (min and max first, then each band scaled)."
-    if np.dtype(src.dtype) == np.uint8: return np.concatenate([np.asarray(src[y:min(y + rows, r1)]) for y in range(r0, r1, rows)])
+class NpyRows:
+    "A 2-D .npy file as an array-like whose slices are read from the file (`instances.npy_read`): never held whole."
+    def __init__(self, path): self.path = Path(path); m = np.load(path, mmap_mode='r'); self.shape, self.dtype, self.ndim = m.shape, m.dtype, m.ndim; del m
+    def __getitem__(self, key):
+        from accords_tem.instances import npy_read
+        return npy_read(self.path, key)
+
+def _minmax_rows(src, r0:int, r1:int, rows:int, out:Path|None=None):
+    "`minmax_uint8(src[r0:r1])` read in bands of `rows` rows (min and max first, then each band scaled); written to the .npy `out` (then an `NpyRows`) if given."
+    from accords_tem.instances import npy_write
+    res = np.zeros((r1 - r0, src.shape[1]), np.uint8) if out is None else np.lib.format.open_memmap(out, mode='w+', dtype=np.uint8, shape=(r1 - r0, src.shape[1]))
+    if out is not None: del res; res = NpyRows(out)
+    put = (lambda y, a: npy_write(out, np.s_[y - r0:y - r0 + len(a)], a)) if out is not None else (lambda y, a: res.__setitem__(np.s_[y - r0:y - r0 + len(a)], a))
+    if np.dtype(src.dtype) == np.uint8:
+        for y in range(r0, r1, rows): put(y, np.asarray(src[y:min(y + rows, r1)]))
+        return res
     lo = hi = None
     for y in range(r0, r1, rows):
         a = np.asarray(src[y:min(y + rows, r1)]).astype(np.float32)
         lo, hi = (np.nanmin(a), np.nanmax(a)) if lo is None else (min(lo, np.nanmin(a)), max(hi, np.nanmax(a)))
-    out = np.zeros((r1 - r0, src.shape[1]), np.uint8)
     if hi > lo:
         for y in range(r0, r1, rows):
-            a = np.asarray(src[y:min(y + rows, r1)]).astype(np.float32); out[y - r0:y - r0 + len(a)] = ((a - lo) / (hi - lo) * 255 + 0.5).astype(np.uint8)
-    return out
+            a = np.asarray(src[y:min(y + rows, r1)]).astype(np.float32); put(y, ((a - lo) / (hi - lo) * 255 + 0.5).astype(np.uint8))
+    return res
 
 def _member_rows(sm:SegModel, x:np.ndarray, **kw):
     "`predict_members` at one scale as bands of rows (y0, y1, p, u): one model, or an ensemble's mean and std (the same Welford steps)."
@@ -311,9 +323,9 @@ def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar
     from accords_tem.instances import npy_read, npy_write
     K, u = len(sm.classes), sm.u; (Hf, W), thr = lazy.shape, sm.threshold_list()
     r0, r1 = content_rows(lazy, data_bar=data_bar, crop=crop); rows = max(1, budget // (4 * W))
-    x = prepare(np.asarray(lazy[r0:r1])) if prepare else _minmax_rows(lazy, r0, r1, rows)   # (prepare: the whole image, once)
     work = out/f'.{p.stem}.work'; shutil.rmtree(work, ignore_errors=True); work.mkdir(parents=True)
-    try:
+    try:   # the network's input: read from a work file tile by tile (prepare: the whole image, once)
+        x = prepare(np.asarray(lazy[r0:r1])) if prepare else _minmax_rows(lazy, r0, r1, rows, work/'input.npy')
         masks, centres = work/'masks.npy', work/'centres.npy'
         np.lib.format.open_memmap(masks, mode='w+', dtype=bool, shape=(K, Hf, W)).flush()
         np.lib.format.open_memmap(centres, mode='w+', dtype=np.float32, shape=(len(u.instance_classes), Hf, W)).flush()
