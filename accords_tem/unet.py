@@ -247,6 +247,15 @@ class NpyRows:
         from accords_tem.instances import npy_read
         return npy_read(self.path, key)
 
+class _BandedRows:
+    """A `LazyTiff` whose 2-D slices are read `rows` rows at a time (the column step applied to each band): `content_rows` on a
+    large micrograph reads a quarter of its rows, which LazyTiff would decode whole before taking every k-th column."""
+    def __init__(self, src, rows:int): self.src, self.rows, self.shape, self.dtype, self.ndim = src, rows, src.shape, src.dtype, 2
+    def __getitem__(self, key):
+        ys, xs = key if isinstance(key, tuple) else (key, slice(None))
+        y0, y1, sy = ys.indices(self.shape[0]); assert sy == 1, 'rows are read in steps of 1'
+        return np.concatenate([np.asarray(self.src[y:min(y + self.rows, y1)])[:, xs] for y in range(y0, y1, self.rows)] or [np.asarray(self.src[y0:y0])[:, xs]])
+
 def _minmax_rows(src, r0:int, r1:int, rows:int, out:Path|None=None):
     "`minmax_uint8(src[r0:r1])` read in bands of `rows` rows (min and max first, then each band scaled); written to the .npy `out` (then an `NpyRows`) if given."
     from accords_tem.instances import npy_write
@@ -322,7 +331,7 @@ def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar
     from PIL import Image
     from accords_tem.instances import npy_read, npy_write
     K, u = len(sm.classes), sm.u; (Hf, W), thr = lazy.shape, sm.threshold_list()
-    r0, r1 = content_rows(lazy, data_bar=data_bar, crop=crop); rows = max(1, budget // (4 * W))
+    rows = max(1, budget // (4 * W)); r0, r1 = content_rows(_BandedRows(lazy, rows), data_bar=data_bar, crop=crop)
     work = out/f'.{p.stem}.work'; shutil.rmtree(work, ignore_errors=True); work.mkdir(parents=True)
     try:   # the network's input: read from a work file tile by tile (prepare: the whole image, once)
         x = prepare(np.asarray(lazy[r0:r1])) if prepare else _minmax_rows(lazy, r0, r1, rows, work/'input.npy')
