@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 # %% auto #0
 __all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'class_instances', 'centre_target', 'sequential_lut',
            'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'instances_from_prediction',
-           'match_instances', 'tune_seed_threshold', 'fill_object_holes']
+           'match_instances', 'tune_seed_threshold', 'fill_object_holes', 'npy_read', 'npy_write', 'instances_tiled']
 
 # %% ../nbs/05d_instances.ipynb #9e245766
 CENTRE_SCALE = 100   # centre maps travel as int8 0..100 in training targets (uint8 through augmentation)
@@ -226,3 +226,58 @@ def fill_object_holes(labels:np.ndarray, # (H, W) instance labels
     for y in range(0, H, rows):
         o = owner[bg[y:y + rows]]; out[y:y + rows] = np.where(o > 0, o, lab[y:y + rows])
     return out
+
+# %% ../nbs/05d_instances.ipynb #64a0ada5
+def npy_read(path, index) -> np.ndarray:
+    "A copy of `a[index]` of the .npy file at `path`, mapped only while it is read (its pages then leave the process)."
+    m = np.load(path, mmap_mode='r'); a = np.array(m[index]); del m; return a
+
+def npy_write(path, index, value):
+    "`a[index] = value` in the .npy file at `path`, mapped only while it is written."
+    m = np.load(path, mmap_mode='r+'); m[index] = value; m.flush(); del m
+
+def _windows(n:int, core:int, margin:int) -> list[tuple[int, int, int, int]]:
+    "(core start, core stop, window start, window stop) along one axis."
+    return [(a, min(a + core, n), max(0, a - margin), min(n, a + core + margin)) for a in range(0, n, core)]
+
+def _join_seen(lw, st, parent, root):
+    "Join labels of a window (`lw`) and of a core decoded before (`st`) that cover the same pixels (more than half of each one's pixels here)."
+    a, b = lw.ravel(), st.ravel(); both = (a > 0) & (b > 0)
+    if not both.any(): return
+    na, nb = (dict(zip(*np.unique(v[v > 0], return_counts=True))) for v in (a, b))
+    pairs, cnt = np.unique(np.stack([a[both], b[both]]), axis=1, return_counts=True)
+    for (pa, pb), c in zip(pairs.T.tolist(), cnt.tolist()):
+        if 2 * c > max(na[pa], nb[pb]): parent[root(pa)] = root(pb)
+
+# %% ../nbs/05d_instances.ipynb #d12dc05b
+def instances_tiled(read, # (y0, y1, x0, x1) -> the decoder's inputs in that window (a tuple of arrays)
+                    decode, # inputs -> (h, w) int32 labels (0 = background)
+                    shape:tuple[int, int], # (H, W) of the image
+                    store, # path of the int32 (H, W) .npy label file written here
+                    core:int=2048, # tiles (px) whose labels each window keeps
+                    margin:int=512, # context decoded around each core (at most `core`)
+                   ) -> int:
+    "Decode in overlapping windows, keep each core, join objects found in two windows; labels 1..n written to `store`; returns n."
+    H, W = shape; margin = min(margin, core)
+    np.lib.format.open_memmap(store, mode='w+', dtype=np.int32, shape=(H, W)).flush()
+    parent, base = [0], 0
+    def root(i):
+        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
+        return i
+    rows, cols = _windows(H, core, margin), _windows(W, core, margin)
+    for i, (cy0, cy1, wy0, wy1) in enumerate(rows):
+        for j, (cx0, cx1, wx0, wx1) in enumerate(cols):
+            lw = np.asarray(decode(*read(wy0, wy1, wx0, wx1)), np.int32)
+            n = int(lw.max()); lw = np.where(lw > 0, lw + base, 0); parent += range(base + 1, base + n + 1); base += n
+            for a, b in ((i - 1, j - 1), (i - 1, j), (i - 1, j + 1), (i, j - 1)):   # cores decoded before, under this window's margin
+                if a < 0 or not 0 <= b < len(cols): continue
+                y0, y1, x0, x1 = max(rows[a][0], wy0), min(rows[a][1], wy1), max(cols[b][0], wx0), min(cols[b][1], wx1)
+                if y0 < y1 and x0 < x1:
+                    _join_seen(lw[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0], npy_read(store, np.s_[y0:y1, x0:x1]), parent, root)
+            npy_write(store, np.s_[cy0:cy1, cx0:cx1], lw[cy0 - wy0:cy1 - wy0, cx0 - wx0:cx1 - wx0])
+    roots = np.array([root(k) for k in range(base + 1)], np.int64)
+    seen, band = np.zeros(base + 1, bool), max(1, core * core // max(W, 1))
+    for y in range(0, H, band): seen[roots[npy_read(store, np.s_[y:y + band])]] = True   # objects some core kept
+    seen[0] = False; new = np.zeros(base + 1, np.int32); new[seen] = np.arange(1, int(seen.sum()) + 1); lut = new[roots]
+    for y in range(0, H, band): npy_write(store, np.s_[y:y + band], lut[npy_read(store, np.s_[y:y + band])])
+    return int(seen.sum())

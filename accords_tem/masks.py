@@ -331,7 +331,9 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         if not fresh:
             from accords_tem.normalization import _write_image
             for n, ch in targets:
-                _write_image(masks[n].view(np.uint8) * np.uint8(255), outs[n][0]); save_npy(masks[n], outs[n][1])   # one uint8 copy
+                save_npy(masks[n], outs[n][1]); v = masks[n].view(np.uint8); v *= np.uint8(255)   # 0/255 in place: no uint8 copy
+                try: _write_image(v, outs[n][0])
+                finally: v //= np.uint8(255)   # the bool mask again
         bg = _background(run_dir, image)
         if not fresh:
             for n, ch in targets:

@@ -64,7 +64,7 @@ class PostprocessingConfig(_Section):
 # %% ../nbs/03_postprocessing.ipynb #0d60a020
 def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
                     unlabelled:int=0, # the value of unlabelled pixels
-                    band:int=1 << 22, # pixels gathered at a time (the gather's index copies cost 16 B per pixel)
+                    band:int=1 << 22, # larger images are filled this many pixels (rows) at a time, each with a margin of rows
                    ) -> np.ndarray:
     "Give every unlabelled pixel the value of the nearest labelled pixel (Euclidean distance transform)."
     from scipy import ndimage as ndi
@@ -72,9 +72,19 @@ def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
     gap = labels == unlabelled
     if not gap.any(): return labels.copy()
     if gap.all(): raise ValueError('no labelled pixel to fill the gaps from')
-    idx = ndi.distance_transform_edt(gap, return_distances=False, return_indices=True)   # int32 (2, H, W)
-    out, rows = np.empty_like(labels), max(1, band // max(1, labels.shape[1]))
-    for y in range(0, labels.shape[0], rows): out[y:y+rows] = labels[idx[0, y:y+rows], idx[1, y:y+rows]]   # bands of rows
+    H, W = labels.shape; rows = max(1, band // max(1, W))
+    if rows >= H:   # one transform: its int32 (2, H, W) index array is 8 B per pixel
+        idx = ndi.distance_transform_edt(gap, return_distances=False, return_indices=True); del gap
+        return labels[idx[0], idx[1]]
+    del gap; out = np.empty_like(labels)
+    for y in range(0, H, rows):   # a band, with `m` rows above and below: exact when every nearest distance < m
+        y1, m = min(y + rows, H), min(rows, 64)
+        while True:
+            a, b = max(0, y - m), min(H, y1 + m); g = labels[a:b] == unlabelled
+            d, idx = ndi.distance_transform_edt(g, return_indices=True)
+            if (a == 0 and b == H) or (not g.all() and d[y - a:y1 - a].max() < m): break
+            m *= 2   # a wider gap: a wider margin
+        out[y:y1] = labels[a:b][idx[0, y - a:y1 - a], idx[1, y - a:y1 - a]]
     return out
 
 # %% ../nbs/03_postprocessing.ipynb #2663814f
@@ -356,7 +366,9 @@ def prepare_pair(pair:LabelPair, # label file + image
     if (r0, r1) != (0, H): flags.append('data_bar_cut')
     row['flags'] = ';'.join(flags)
     row.update(gt_agreement(clean, steps['resized'] == 0, ground_truth_path(cfg, pair.stem), (r0 / H, r1 / H)))
-    hist = np.stack([np.bincount(image[m.astype(bool)], minlength=256) for m in onehot])
+    rows = max(1, (1 << 22) // max(1, image.shape[1]))   # grey-level counts by bands: bincount's int64 copy of a class's pixels was 8 B/px
+    hist = np.stack([sum(np.bincount(image[y:y + rows][m[y:y + rows].astype(bool)], minlength=256) for y in range(0, len(image), rows))
+                     for m in onehot])
     return dict(row=row, image=image, raw=raw, resized=steps['resized'], filled=steps['filled'], clean=clean,
                 onehot=onehot, hist=hist, source=src)
 

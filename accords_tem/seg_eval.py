@@ -17,8 +17,9 @@ from .imaging import minmax_uint8, overlay_masks, resize_image
 from .training import cpu_has_bf16
 
 # %% auto #0
-__all__ = ['TTA', 'blend_window', 'tile_starts', 'predict_tiled', 'predict_batch', 'predict_scales', 'combine_variants',
-           'binarize', 'image_stats', 'metric_tables', 'error_map', 'plot_example', 'plot_errors', 'plot_history']
+__all__ = ['TTA', 'blend_window', 'tile_starts', 'predict_tiled', 'predict_batch', 'predict_tiled_rows', 'predict_scales',
+           'combine_variants', 'binarize', 'image_stats', 'metric_tables', 'error_map', 'plot_example', 'plot_errors',
+           'plot_history']
 
 # %% ../nbs/05c_seg_eval.ipynb #c5707971
 def blend_window(size:int) -> np.ndarray:
@@ -122,6 +123,48 @@ def predict_batch(model:nn.Module, images:list[np.ndarray], # uint8 (H, W) image
         pv = _tta_forward(model, x.to(device), TTA[tta]).float().cpu()[..., :H, :W]
     p = pv.mean(0).numpy()
     return p, (pv.std(0, unbiased=False).numpy() if pv.shape[0] > 1 else np.zeros_like(p))
+
+# %% ../nbs/05c_seg_eval.ipynb #679bbe27
+@torch.no_grad()
+def predict_tiled_rows(model:nn.Module, image:np.ndarray, # as `predict_tiled`
+                       tile:int=512, overlap:int=128, batch:int=4, tta:str='flips', mean:float=0.5, std:float=0.5,
+                       device=None, amp:bool|None=None):
+    """`predict_tiled`'s probabilities and uncertainty as bands of rows, in order: yields (y0, y1, p, u), p and u (K, y1 - y0, W).
+    `image` may also be a 2-D uint8 array-like that is sliced for each tile (`unet.NpyRows`: read from a file, never whole)."""
+    model.eval(); device = torch.device(device or next(model.parameters()).device)
+    if amp is None: amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_has_bf16())
+    lazy = not isinstance(image, np.ndarray) and getattr(image, 'dtype', None) == np.uint8   # 8-bit rows read on demand (a file)
+    img = image if lazy else minmax_uint8(np.asarray(image)) if np.asarray(image).dtype != np.uint8 else np.asarray(image)
+    H, W = img.shape
+    t = max(int(np.ceil(min(tile, max(H, W)) / 32) * 32), 32)
+    if H < t or W < t: img = np.pad(np.asarray(img[:, :]), ((0, max(t - H, 0)), (0, max(t - W, 0))), mode='reflect')
+    Hp, Wp = img.shape; variants = TTA[tta]; win = torch.from_numpy(blend_window(t))
+    origins = [(y, x) for y in tile_starts(Hp, t, min(overlap, t // 2)) for x in tile_starts(Wp, t, min(overlap, t // 2))]
+    if len(origins) == 1:   # one tile: predict_tiled's own answer (no blending)
+        p, u = predict_tiled(model, img[:H, :W], tile, overlap, batch, tta, mean, std, device, amp); yield 0, H, p, u; return
+    with_unc, lo, acc = len(variants) > 1, 0, None   # the buffers hold rows lo.. of the image
+    for i in range(0, len(origins), batch):
+        chunk = origins[i:i + batch]
+        xb = (torch.from_numpy(np.stack([img[y:y + t, x:x + t] for y, x in chunk]).astype(np.float32))[:, None] / 255 - mean) / std
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp) and device.type in ('cpu', 'cuda')):
+            pv = _tta_forward(model, xb.to(device), variants).float().cpu()
+        pm, p2 = pv.mean(0), pv.var(0, unbiased=False)
+        if acc is None: K = pm.shape[1]; acc, wsum = np.zeros((K, 0, Wp), np.float32), np.zeros((0, Wp), np.float32); acc2 = acc.copy() if with_unc else None
+        grow = max(y for y, _ in chunk) + t - lo - wsum.shape[0]
+        if grow > 0:
+            acc, acc2 = (None if a is None else np.concatenate([a, np.zeros((K, grow, Wp), np.float32)], 1) for a in (acc, acc2))
+            wsum = np.concatenate([wsum, np.zeros((grow, Wp), np.float32)])
+        for j, (y, x) in enumerate(chunk):
+            acc[:, y - lo:y - lo + t, x:x + t] += (pm[j] * win).numpy()
+            if with_unc: acc2[:, y - lo:y - lo + t, x:x + t] += (p2[j] * win).numpy()
+            wsum[y - lo:y - lo + t, x:x + t] += win.numpy()
+        done = min(origins[i + batch][0] if i + batch < len(origins) else Hp, H)   # rows above the next tile are final
+        if done > lo:
+            n = done - lo; w_ = wsum[:n, :W]
+            p = acc[:, :n, :W] / w_
+            u = np.sqrt(acc2[:, :n, :W] / w_) if with_unc else np.zeros(p.shape, np.float32)   # (np.zeros: pages never touched)
+            yield lo, done, p, u
+            acc, acc2, wsum, lo = acc[:, n:].copy(), None if acc2 is None else acc2[:, n:].copy(), wsum[n:].copy(), done
 
 # %% ../nbs/05c_seg_eval.ipynb #d98ff608
 def _rows_resized(a:np.ndarray, # (h, w) float32 map

@@ -26,9 +26,9 @@ from .io import content_rows
 # %% auto #0
 __all__ = ['hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
            'read_instances_with_classes', 'input_preparer', 'image_predictor', 'prediction_key', 'prediction_outputs',
-           'PredictedImage', 'predict_images', 'tune_prediction', 'run_images', 'split_strata', 'dataset_preprocessing',
-           'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image', 'cross_validate_unet',
-           'cv_unet_main', 'write_toy_dataset']
+           'PredictedImage', 'predict_images', 'NpyRows', 'tune_prediction', 'run_images', 'split_strata',
+           'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image',
+           'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
 def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -186,7 +186,10 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
               tta=tta or u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
     prepare = input_preparer(sm, as_is)
     resample = bool(((sm.info.get('preprocessing') or {}).get('postprocessing') or {}).get('nm_per_px'))
+    budget = _pixel_budget()
     def one(p:Path):
+        if (big := _big_image(sm, p, scales or u.tta_scales, budget)) is not None:   # above io.max_pixels_in_memory: bands and windows
+            rows.extend(_predict_big(sm, p, big, out, kw, prepare, data_bar, crop, cut, figures, budget)); return
         full = read_tem(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
         raw = full[r0:r1]; img = minmax_uint8(raw)   # the model sees x; masks come back at the image's size
         x = prepare(raw, (pixel_size or _metadata_nm)(p) if resample else None) if prepare else img
@@ -290,6 +293,147 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
     df = pd.DataFrame([r for _, (rows, _) in done for r in rows]); save_csv(df, out/'predictions.csv')
     df.attrs['skipped'] = sum(skip for _, (_, skip) in done)   # images whose done marker was fresh
     return df
+
+# %% ../nbs/05_unet.ipynb #bf0c0534
+def _pixel_budget() -> int:
+    "Images above this many pixels are predicted in bands and decoded in windows (`io.max_pixels_in_memory`)."
+    from accords_tem.io import IOConfig
+    return IOConfig().max_pixels_in_memory
+
+def _big_image(sm:SegModel, p:Path, scales, budget:int):
+    "A `LazyTiff` of `p` when it is predicted by `_predict_big` (above `budget` px, one scale, no resize), else None."
+    from accords_tem.normalization import _lazy_if_big
+    pp = (sm.info.get('preprocessing') or {}).get('postprocessing') or {}
+    if list(scales) != [1.0] or pp.get('size') or pp.get('nm_per_px'): return None
+    try: return _lazy_if_big(Path(p), budget)
+    except Exception: return None   # not a TIFF tifffile can open lazily: the whole-image path reports it
+
+class NpyRows:
+    "A 2-D .npy file as an array-like whose slices are read from the file (`instances.npy_read`): never held whole."
+    def __init__(self, path): self.path = Path(path); m = np.load(path, mmap_mode='r'); self.shape, self.dtype, self.ndim = m.shape, m.dtype, m.ndim; del m
+    def __getitem__(self, key):
+        from accords_tem.instances import npy_read
+        return npy_read(self.path, key)
+
+class _BandedRows:
+    """A `LazyTiff` whose 2-D slices are read `rows` rows at a time (the column step applied to each band): `content_rows` on a
+    large micrograph reads a quarter of its rows, which LazyTiff would decode whole before taking every k-th column."""
+    def __init__(self, src, rows:int): self.src, self.rows, self.shape, self.dtype, self.ndim = src, rows, src.shape, src.dtype, 2
+    def __getitem__(self, key):
+        ys, xs = key if isinstance(key, tuple) else (key, slice(None))
+        y0, y1, sy = ys.indices(self.shape[0]); assert sy == 1, 'rows are read in steps of 1'
+        return np.concatenate([np.asarray(self.src[y:min(y + self.rows, y1)])[:, xs] for y in range(y0, y1, self.rows)] or [np.asarray(self.src[y0:y0])[:, xs]])
+
+def _minmax_rows(src, r0:int, r1:int, rows:int, out:Path|None=None):
+    "`minmax_uint8(src[r0:r1])` read in bands of `rows` rows (min and max first, then each band scaled); written to the .npy `out` (then an `NpyRows`) if given."
+    from accords_tem.instances import npy_write
+    res = np.zeros((r1 - r0, src.shape[1]), np.uint8) if out is None else np.lib.format.open_memmap(out, mode='w+', dtype=np.uint8, shape=(r1 - r0, src.shape[1]))
+    if out is not None: del res; res = NpyRows(out)
+    put = (lambda y, a: npy_write(out, np.s_[y - r0:y - r0 + len(a)], a)) if out is not None else (lambda y, a: res.__setitem__(np.s_[y - r0:y - r0 + len(a)], a))
+    if np.dtype(src.dtype) == np.uint8:
+        for y in range(r0, r1, rows): put(y, np.asarray(src[y:min(y + rows, r1)]))
+        return res
+    lo = hi = None
+    for y in range(r0, r1, rows):
+        a = np.asarray(src[y:min(y + rows, r1)]).astype(np.float32)
+        lo, hi = (np.nanmin(a), np.nanmax(a)) if lo is None else (min(lo, np.nanmin(a)), max(hi, np.nanmax(a)))
+    if hi > lo:
+        for y in range(r0, r1, rows):
+            a = np.asarray(src[y:min(y + rows, r1)]).astype(np.float32); put(y, ((a - lo) / (hi - lo) * 255 + 0.5).astype(np.uint8))
+    return res
+
+def _member_rows(sm:SegModel, x:np.ndarray, **kw):
+    "`predict_members` at one scale as bands of rows (y0, y1, p, u): one model, or an ensemble's mean and std (the same Welford steps)."
+    from accords_tem.export import Ensemble
+    if not isinstance(sm, Ensemble): yield from predict_tiled_rows(sm.model, x, **kw); return
+    for bands in zip(*[predict_tiled_rows(m.model, x, **kw) for m in sm.members]):
+        mean = within = between = None
+        for k, (_, _, p, u) in enumerate(bands, 1):
+            if mean is None: mean, within, between = p.copy(), u * u, np.zeros_like(p); continue
+            d = p - mean; mean += d / k; between += d * (p - mean); within += u * u
+        yield bands[0][0], bands[0][1], mean, np.sqrt((within + between) / len(bands))
+
+# %% ../nbs/05_unet.ipynb #73eded55
+def _save_instances_rows(store:Path, n:int, classes:list[str], path:Path, covered:list[str]):
+    "`save_instances` of the int32 labels in the .npy file `store` (labels 1..n), strip by strip: the bytes of a whole write."
+    import tifffile
+    from accords_tem.instances import npy_read
+    H, W = np.load(store, mmap_mode='r').shape; dt = np.dtype(np.uint16 if n <= 65535 else np.uint32)
+    rps = max(1, 262144 // (W * dt.itemsize)); enc = tifffile.TIFF.COMPRESSORS[8]   # tifffile's strips of ~256 kB, zlib
+    strips = (enc(np.ascontiguousarray(npy_read(store, np.s_[y:y + rps]).astype(dt)).tobytes()) for y in range(0, H, rps))
+    with atomic_path(path) as tmp: tifffile.imwrite(tmp, strips, shape=(H, W), dtype=dt, compression='zlib', rowsperstrip=rps)
+    save_json(dict(classes=list(classes), covered=list(covered)), Path(path).with_suffix('.json'))
+
+def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, shape, cut, work:Path, budget:int) -> tuple[Path, list[str]]:
+    "`instance_labels` window by window from the mask and centre-map work files: (int32 label .npy, class of each label)."
+    from accords_tem.instances import instances_tiled, instances_from_centres, npy_read, npy_write
+    u, H, W = sm.u, *shape; side = max(32, int(np.sqrt(budget / 8))); core, margin = side - 2 * (side // 5), side // 5
+    lab, li, names = work/'labels.npy', work/'class_labels.npy', []
+    np.lib.format.open_memmap(lab, mode='w+', dtype=np.int32, shape=(H, W)).flush()
+    rows = max(1, budget // (8 * W)); bands = [(y, min(y + rows, H)) for y in range(0, H, rows)]
+    dec = dict(seed_threshold=u.seed_threshold, **u.decode_kwargs())
+    for j, c in enumerate(u.instance_classes):   # instances_from_prediction: earlier classes keep their pixels
+        k = sm.classes.index(c)
+        instances_tiled(lambda y0, y1, x0, x1: (npy_read(masks, np.s_[k, y0:y1, x0:x1]), npy_read(centres, np.s_[j, y0:y1, x0:x1])),
+                        lambda fg, cm: instances_from_centres(fg, cm, **dec), shape, li, core, margin)
+        free = lambda a, b: np.where((npy_read(lab, np.s_[a:b]) == 0), npy_read(li, np.s_[a:b]), 0)
+        n_li = int(max(npy_read(li, np.s_[a:b]).max() for a, b in bands)); size = np.zeros(n_li + 1, np.int64)
+        for a, b in bands: size += np.bincount(free(a, b).ravel(), minlength=n_li + 1)
+        keep = size >= max(u.min_object_px, 1); keep[0] = False
+        new = np.zeros(n_li + 1, np.int32); new[keep] = np.arange(1, int(keep.sum()) + 1) + len(names)
+        for a, b in bands: t = new[free(a, b)]; npy_write(lab, np.s_[a:b], np.where(t > 0, t, npy_read(lab, np.s_[a:b])))
+        names += [c] * int(keep.sum())
+    for k, c in enumerate(sm.classes):   # the other target classes: `cut` of their mask where no object is yet
+        if c in u.instance_classes or cut is None: continue
+        n = instances_tiled(lambda y0, y1, x0, x1: ((npy_read(masks, np.s_[k, y0:y1, x0:x1]) > 0) & (npy_read(lab, np.s_[y0:y1, x0:x1]) == 0),),
+                            cut, shape, li, core, margin)
+        for a, b in bands: t = npy_read(li, np.s_[a:b]); npy_write(lab, np.s_[a:b], np.where(t > 0, t + len(names), npy_read(lab, np.s_[a:b])))
+        names += [c] * n
+    li.unlink(missing_ok=True)
+    return lab, names
+
+# %% ../nbs/05_unet.ipynb #5ebddbeb
+def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar:str, crop, cut, figures:bool, budget:int) -> list[dict]:
+    "`predict_images` for one image above the pixel budget, in bands of rows and windows: the same files, predictions.csv rows."
+    import shutil
+    from PIL import Image
+    from accords_tem.instances import npy_read, npy_write
+    K, u = len(sm.classes), sm.u; (Hf, W), thr = lazy.shape, sm.threshold_list()
+    rows = max(1, budget // (4 * W)); r0, r1 = content_rows(_BandedRows(lazy, rows), data_bar=data_bar, crop=crop)
+    work = out/f'.{p.stem}.work'; shutil.rmtree(work, ignore_errors=True); work.mkdir(parents=True)
+    try:   # the network's input: read from a work file tile by tile (prepare: the whole image, once)
+        x = prepare(np.asarray(lazy[r0:r1])) if prepare else _minmax_rows(lazy, r0, r1, rows, work/'input.npy')
+        masks, centres = work/'masks.npy', work/'centres.npy'
+        np.lib.format.open_memmap(masks, mode='w+', dtype=bool, shape=(K, Hf, W)).flush()
+        np.lib.format.open_memmap(centres, mode='w+', dtype=np.float32, shape=(len(u.instance_classes), Hf, W)).flush()
+        pix, usum = np.zeros(K, np.int64), np.zeros(K)
+        with atomic_path(out/'probabilities'/f'{p.stem}.npy') as tp, atomic_path(out/'uncertainty'/f'{p.stem}.npy') as tu:
+            for t in (tp, tu): np.lib.format.open_memmap(t, mode='w+', dtype=np.float16, shape=(K, Hf, W)).flush()
+            for y0, y1, pb, ub in _member_rows(sm, x, **kw):
+                g = np.s_[:, y0 + r0:y1 + r0]; m = binarize(pb[:K], thr)
+                npy_write(tp, g, pb[:K].astype(np.float16)); npy_write(tu, g, ub[:K].astype(np.float16))
+                npy_write(masks, g, m); npy_write(centres, g, pb[K:])
+                pix += m.sum((1, 2)); usum += ub[:K].sum((1, 2), dtype=np.float64)
+            for a, b in ((0, r0), (r1, Hf)):   # bar rows: probability 0 (a class with threshold <= 0 still holds them)
+                for k in range(K):
+                    if b > a and 0 >= thr[k]: npy_write(masks, np.s_[k, a:b], True); pix[k] += (b - a) * W
+        del x
+        lab, names = _instance_labels_tiled(sm, masks, centres, (Hf, W), cut, work, budget)
+        _save_instances_rows(lab, len(names), names, out/'instances'/f'{p.stem}.tif', sm.classes if cut else u.instance_classes)
+        for k, c in enumerate(sm.classes):
+            a = npy_read(masks, k).view(np.uint8); a *= np.uint8(255)
+            with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray(a).save(tmp, format='PNG')
+            del a
+        if figures:
+            img = _minmax_rows(lazy, 0, Hf, rows) if (r0, r1) != (0, Hf) else _minmax_rows(lazy, r0, r1, rows)
+            ov = np.lib.format.open_memmap(work/'overlay.npy', mode='w+', dtype=np.uint8, shape=(Hf, W, 3))
+            for y in range(0, Hf, rows): ov[y:y + rows] = overlay_masks(img[y:y + rows], npy_read(masks, np.s_[:, y:y + rows]), sm.classes)
+            with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(ov).save(tmp, format='PNG')
+            del ov, img
+    finally: shutil.rmtree(work, ignore_errors=True)
+    return [dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(pix[k]), fraction=float(pix[k] / (Hf * W)),
+                 mean_uncertainty=float(usum[k] / (Hf * W)), model_input=f'{r1 - r0}x{W}', objects=names.count(c), content_rows=f'{r0}-{r1}')
+            for k, c in enumerate(sm.classes)]
 
 # %% ../nbs/05_unet.ipynb #6211cb5d
 def tune_prediction(probs:dict, # validation image -> {scale factor: (K+J, H, W) probabilities predicted at that one scale}

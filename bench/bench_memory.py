@@ -2,16 +2,18 @@
 
 One SIZE x SIZE uint16 TIFF (default 20000: 800 MB) with its ilastik exports (probabilities, labels), then each stage as
 its own `accords-tem` command in a fresh process: inventory, normalize, masks, dataset, and `predict` with a small
-untrained U-Net (speed and weights do not matter for memory; no TTA, one scale). Peak RSS of each process comes from
+untrained, seeded U-Net (its masks decide how much decoding there is; no TTA, one scale). Peak RSS of each process comes from
 `/usr/bin/time -f %M` (GNU time: maximum resident set size, kB). Goal: 2 GB or less each.
 
     python bench/bench_memory.py --size 20000 --work /tmp/bench_memory      # about 20-40 minutes on 2 CPU cores
 
 Writes WORK/memory.json and prints a table. The input files are written in bands (the bench itself stays small).
 
-Measured 2026-12-07 (2-core CPU; details and causes in bench/results/memory.md), peak MB:
-    8000x8000   inventory 478 (main 2000), normalize 984 (950), masks 1098 (1370), dataset 1225 (4700), predict 4930 (7406)
-    20000x20000 inventory 520 (issue: 2100), normalize 1593 (6500), masks 2142, dataset 5821, predict not run (12900)
+Measured 2026-12-07 (2-core CPU; details and causes in bench/results/memory.md), peak MB, round 2 (round 1, main):
+    8000x8000   inventory 477 (478, 2000), normalize 979 (984, 950), masks 522 (1098, 1370), dataset 1198 (1225, 4700),
+                predict 4850 (4930, 7406; whole-image path: 64 Mpx is not above io.max_pixels_in_memory; 1975 with it just below)
+    20000x20000 inventory 523 (520, 2100), normalize 1592 (1593, 6500), masks 2140 (2142), dataset 5561 (5821),
+                predict 5699 (not run, 12900): predict_images 2011, then 06b's object measurement of the whole label image
 """
 from __future__ import annotations
 import argparse, json, os, subprocess, sys, time
@@ -58,6 +60,7 @@ def small_model(out:Path) -> Path:
     from accords_tem.seg_train import build_model, save_model
     u = UnetConfig(encoder='resnet18', encoder_weights=None, decoder_channels=[64, 32, 16, 8, 8], tta='none', tta_scales=[1.0],
                    tile_size=512, tile_overlap=64, pred_batch=4)
+    import torch; torch.manual_seed(0)   # the same untrained model every run (its masks decide how much decoding there is)
     model, _ = build_model(u, weights=False)
     return save_model(out, model, u)
 

@@ -183,3 +183,80 @@ def test_masks_shape_from_png_header(tmp_path):
     s = run_masks(load_config(None, {'data.root': str(root), 'data.ground_truth': None}), run, progress=False)
     assert s['failed'] == 1 and 'was the export made from another image' in FailureLog(run, 'masks').rows()[0]['reason']
     assert not list((run/'masks').rglob('a.npy'))                                           # nothing written
+
+
+def test_fill_unlabelled_bands():
+    "Gaps filled band by band (a margin of rows that grows with the gap) give the whole-image nearest-label fill, ties included."
+    from accords_tem.postprocessing import fill_unlabelled
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        H, W = rng.integers(5, 60, 2)
+        lab = ((rng.random((H, W)) < rng.uniform(0.002, 0.5)) * rng.integers(1, 5, (H, W))).astype(np.uint8)
+        if not lab.any(): continue
+        whole = fill_unlabelled(lab)
+        for band in (1, W * 3, W * 7 + 1): np.testing.assert_array_equal(fill_unlabelled(lab, band=band), whole)
+
+
+def _disk_model():
+    "A SegModel whose 'network' answers from the pixel's grey level: dark disks = GFM (with a centre map), mid-grey squares = carbonhole."
+    import torch
+    from torch import nn
+    from accords_tem.seg_data import UnetConfig
+    from accords_tem.seg_train import SegModel
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 3, 9, padding=4))
+    with torch.no_grad():
+        for p in net.parameters(): p.zero_()
+        net[0].weight[:, 0, 0, 0] = torch.tensor([-1., 1.])                 # h1 = darkness, h2 = brightness
+        w, b = net[2].weight, net[2].bias
+        w[0, 0, 4, 4], b[0] = 20, -10                                        # GFM: dark
+        w[1, 0, 4, 4], w[1, 1, 4, 4], b[1] = -20, -20, 10                    # carbonhole: neither dark nor bright
+        w[2, 0] = 12 / 81; b[2] = -6                                         # centre map: darkness around the pixel
+    u = UnetConfig(target_classes=['GFM', 'carbonhole'], instance_classes=['GFM'], encoder_weights=None, tile_size=64, tile_overlap=16,
+                   pred_batch=3, tta='flips', tta_scales=[1.0], min_object_px=16)
+    return SegModel(net, u, {'GFM': 0.5, 'carbonhole': 0.5})
+
+
+def _same_up_to_relabelling(a, b):
+    if not np.array_equal(a > 0, b > 0): return False
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
+    return len(set(pairs[0].tolist())) == len(set(pairs[1].tolist())) == pairs.shape[1]
+
+
+def test_predict_big_image_in_bands_and_windows(tmp_path, monkeypatch):
+    """An image above the pixel budget (here 51200 px) is predicted in bands and decoded in windows: the same probability,
+    uncertainty, mask and overlay files byte for byte, the same objects (numbered otherwise), objects on the seams."""
+    import tifffile
+    from scipy import ndimage as ndi
+    from accords_tem import unet, export
+    from accords_tem.unet import predict_images, read_instances_with_classes
+    sm = _disk_model()
+    monkeypatch.setattr(export, 'load_predictor', lambda *a, **k: sm)
+    monkeypatch.setattr(unet, 'prediction_key', lambda *a, **k: 'no model files')   # the model is in memory only
+    rng = np.random.default_rng(4); H, W = 247, 262
+    img = np.full((H, W), 50000.0); yy, xx = np.mgrid[:H, :W]
+    for cy in range(8, H - 4, 17):
+        for cx in range(8, W - 4, 17):
+            y, x = cy + rng.integers(-3, 4), cx + rng.integers(-3, 4)
+            if rng.random() < 0.75: img[(yy - y) ** 2 + (xx - x) ** 2 < rng.uniform(16, 36)] = 2000     # disks, a few px apart
+            else: img[y - 3:y + 4, x - 3:x + 4] = 26000                                                    # squares
+    img = (img + rng.normal(0, 300, img.shape)).clip(0, 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path/'a.tif', img)
+    cut = lambda m: ndi.label(m)[0]
+    kw = dict(files=[tmp_path/'a.tif'], cut=cut, crop=(5, 7), device='cpu')
+    whole = predict_images('m', tmp_path, tmp_path/'whole', **kw)
+    calls, real = [], unet._predict_big
+    monkeypatch.setattr(unet, '_pixel_budget', lambda: 51200)   # windows of 80 px: cores 48, margins 16
+    monkeypatch.setattr(unet, '_predict_big', lambda *a, **k: calls.append(1) or real(*a, **k))
+    big = predict_images('m', tmp_path, tmp_path/'big', **kw)
+    assert calls == [1]
+    for f in ('probabilities/a.npy', 'uncertainty/a.npy', 'masks/a_GFM.png', 'masks/a_carbonhole.png', 'overlays/a.png'):
+        assert (tmp_path/'whole'/f).read_bytes() == (tmp_path/'big'/f).read_bytes(), f
+    lw, cw, _ = read_instances_with_classes(tmp_path/'whole'/'instances'/'a.tif')
+    lb, cb, _ = read_instances_with_classes(tmp_path/'big'/'instances'/'a.tif')
+    assert lw.max() > 100 and _same_up_to_relabelling(lb, lw)
+    pairs = np.unique(np.stack([lw[lw > 0], lb[lb > 0]]), axis=1)
+    assert all(cw[a - 1] == cb[b - 1] for a, b in pairs.T)                  # each object keeps its class
+    seams = [y for y in range(48, H, 48)]
+    assert sum(len(np.unique(lw[y - 1:y + 1][lw[y - 1:y + 1] > 0])) for y in seams) > 10     # objects across the windows' seams
+    np.testing.assert_allclose(big.pop('mean_uncertainty'), whole.pop('mean_uncertainty'), rtol=1e-5, atol=1e-9)
+    assert big.equals(whole)
