@@ -605,7 +605,7 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
         return tio.PixelSize(float(nm_per_px), 'given') if nm_per_px is not None and ps.source in ('calibration-table', 'camera-pixel', 'none') else ps
     key = json.dumps([oc.model_dump(mode='json'), io.model_dump(mode='json'), cfg.calibration.model_dump(mode='json'), nm_per_px])
     preds = predict_images(model_dir, images, out, cut=cut, files=files, data_bar=io.data_bar, crop=io.crop_rows,
-                           pixel_size=lambda p: px_of(p).nm_per_px, key=key, client=client, **predict_kw)
+                           pixel_size=lambda p: px_of(p).nm_per_px, key=key, client=client, max_pixels=io.max_pixels_in_memory, **predict_kw)
     def measure(p:Path):
         f = out/'instances'/f'{p.stem}.tif'
         lab, names, _ = read_instances_with_classes(f)

@@ -174,7 +174,7 @@ def input_preparer(sm:SegModel, as_is:bool=False):
 
 def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None=None, tile:int|None=None, overlap:int|None=None,
                     device:str='auto', figures:bool=True, as_is:bool=False, scales:list[float]|None=None, cut=None,
-                    data_bar:str='auto', crop:tuple[int, int]|None=None, pixel_size=None, runtime:str='torch'):
+                    data_bar:str='auto', crop:tuple[int, int]|None=None, pixel_size=None, runtime:str='torch', max_pixels:int|None=None):
     "`path -> its rows of predictions.csv`, writing the image's outputs: what `predict_images` does per image (options as there), model loaded once."
     from PIL import Image
     from accords_tem.export import load_predictor, predict_members   # one model or a fold ensemble, torch or ONNX (05e_export)
@@ -186,7 +186,7 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
               tta=tta or u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
     prepare = input_preparer(sm, as_is)
     resample = bool(((sm.info.get('preprocessing') or {}).get('postprocessing') or {}).get('nm_per_px'))
-    budget = _pixel_budget()
+    budget = max_pixels or _pixel_budget()
     def one(p:Path):
         if (big := _big_image(sm, p, scales or u.tta_scales, budget)) is not None:   # above io.max_pixels_in_memory: bands and windows
             rows.extend(_predict_big(sm, p, big, out, kw, prepare, data_bar, crop, cut, figures, budget)); return
@@ -272,6 +272,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
                    crop:tuple[int, int]|None=None, # rows to cut at the (top, bottom) by hand (overrides data_bar)
                    pixel_size=None, # path -> nm/px or None, for a model trained at one pixel size (default: the file's metadata)
                    runtime:str='torch', # the network's forward pass: 'torch' or 'onnx' (ONNX Runtime; same tiling and TTA, 05e_export)
+                   max_pixels:int|None=None, # images above this many pixels: bands and windows (default: io.max_pixels_in_memory's default)
                    *, force:bool=False, # predict again images whose done marker is fresh
                    key:str='', # what else the outputs depend on (the settings behind `cut` and `pixel_size`), part of each done marker
                    workers:int|None=None, scheduler:str|None=None, client=None, # as `core.map_images` (default: the plain loop)
@@ -282,7 +283,7 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
     if not files: raise AccordsError(f'no images ({", ".join(IMAGE_SUFFIXES)}) here', images)
     log = FailureLog(out, 'predict')
     opts = dict(tta=tta, tile=tile, overlap=overlap, figures=figures, as_is=as_is, scales=scales, cut=cut, data_bar=data_bar,
-                crop=crop, pixel_size=pixel_size, runtime=runtime)
+                crop=crop, pixel_size=pixel_size, runtime=runtime, max_pixels=max_pixels)
     make = PerProcess(image_predictor, model_dir=Path(model_dir).absolute(), out=out, device=device, **opts)   # built once per worker
     job = PredictedImage(make, out, prediction_key(model_dir, key=key, **opts), force)
     w, s = cluster_wanted(workers, scheduler)
@@ -625,7 +626,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
             t1 = time.time(); (out/'predict').mkdir(parents=True, exist_ok=True)
             io = cfg.section('io')
             pr = predict_images(out/'model', cfg.data.root, out/'predict', device=str(dev), figures=False, progress=False, files=files,
-                                data_bar=io.data_bar, crop=io.crop_rows)
+                                data_bar=io.data_bar, crop=io.crop_rows, max_pixels=io.max_pixels_in_memory)
             summary.update(predicted_images=int(pr.image.nunique()) if len(pr) else 0, predict_seconds=round(time.time() - t1, 1))
     save_json(summary, summary_path)
     rec.done(outputs, inputs)

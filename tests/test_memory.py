@@ -245,9 +245,8 @@ def test_predict_big_image_in_bands_and_windows(tmp_path, monkeypatch):
     kw = dict(files=[tmp_path/'a.tif'], cut=cut, crop=(5, 7), device='cpu')
     whole = predict_images('m', tmp_path, tmp_path/'whole', **kw)
     calls, real = [], unet._predict_big
-    monkeypatch.setattr(unet, '_pixel_budget', lambda: 51200)   # windows of 80 px: cores 48, margins 16
     monkeypatch.setattr(unet, '_predict_big', lambda *a, **k: calls.append(1) or real(*a, **k))
-    big = predict_images('m', tmp_path, tmp_path/'big', **kw)
+    big = predict_images('m', tmp_path, tmp_path/'big', max_pixels=51200, **kw)   # the run's io.max_pixels_in_memory: windows of 80 px
     assert calls == [1]
     for f in ('probabilities/a.npy', 'uncertainty/a.npy', 'masks/a_GFM.png', 'masks/a_carbonhole.png', 'overlays/a.png'):
         assert (tmp_path/'whole'/f).read_bytes() == (tmp_path/'big'/f).read_bytes(), f
