@@ -79,6 +79,7 @@ def _p(text, style):
     from reportlab.platypus import Paragraph
     return Paragraph(escape(str(text)), style)
 
+# %% ../nbs/07b_report_pdf.ipynb #30f8892b
 def _fmt(v) -> str:
     "A table cell: integers plain, floats with 4 significant digits (no exponent under 1e6), NaN empty."
     if v is None: return ''
@@ -112,6 +113,7 @@ def _col_widths(df:pd.DataFrame, width:float, fs:float) -> tuple[list[float], bo
     if extra < 0: return list(minw * width / minw.sum()), False
     return list(minw + extra * (nat - minw) / max((nat - minw).sum(), 1e-9)), True
 
+# %% ../nbs/07b_report_pdf.ipynb #725fb2fd
 def df_table(doc:_Doc, df:pd.DataFrame, max_rows:int|None=None, col_widths=None, status_col:str|None=None, font:float|None=None,
              header:bool=True):
     "A reportlab Table of `df`: bold header, light grid, zebra rows; long tables cut with a note; `status_col` coloured."
@@ -170,6 +172,7 @@ def image_flowable(doc:_Doc, path:Path, max_w:float|None=None, max_h:float|None=
     im.save(out, quality=85)                    # JPEG: a twentieth of the size of raw pixels for micrographs
     return RLImage(str(out), width=w * s, height=h * s)
 
+# %% ../nbs/07b_report_pdf.ipynb #139d556d
 def _figure(doc:_Doc, fig, dpi:int=110) -> Path:
     p = doc.new_png(); save_figure(fig, p, dpi=dpi)
     return p
@@ -201,6 +204,7 @@ def _figures(doc:_Doc, paths:list[Path], caption:str='', max_h=None, per_row:int
     t.setStyle([('VALIGN', (0, 0), (-1, -1), 'TOP')])
     return [KeepTogether(head + [t])] if head else [t]
 
+# %% ../nbs/07b_report_pdf.ipynb #b9c92b87
 def _title_page(doc:_Doc, cfg:Config|None) -> list:
     from reportlab.platypus import Spacer, PageBreak
     from reportlab.lib.units import cm
@@ -240,6 +244,7 @@ def _title_page(doc:_Doc, cfg:Config|None) -> list:
     out += [_p('Package versions', s['h2']), df_table(doc, vt2, font=7.5), PageBreak()]
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #7c2a1a60
 def key_results(run:RunData) -> dict[str, str]:
     "The run's headline numbers, one line per stage that produced them (for the title page)."
     out = {}
@@ -282,6 +287,7 @@ def key_results(run:RunData) -> dict[str, str]:
         out['EU test (06)'] = ', '.join(f"{s['sample']}: {s.get('eu', {}).get('verdict', '?')}" for s in rj['samples']) + ' (page 1)'
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #d575c156
 def _qc_section(doc:_Doc) -> list:
     from reportlab.platypus import Paragraph, Table
     from reportlab.lib.units import cm
@@ -350,6 +356,7 @@ def _normalization_section(doc:_Doc) -> list:
     out += _figures(doc, figs[:2], max_h=10 * _CM) if figs else [_p('No comparison figure was saved.', s['notrun'])]
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #3ca5f138
 def _masks_section(doc:_Doc) -> list:
     from reportlab.platypus import PageBreak
     s, run = doc.styles, doc.run
@@ -398,6 +405,7 @@ def _dataset03_section(doc:_Doc) -> list:
     if figs: out += _figures(doc, figs, max_h=10 * _CM, title=_p('Pixel distributions, intensity per class and examples', s['h2']))
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #bcc95337
 def _split_section(doc:_Doc) -> list:
     s, run = doc.styles, doc.run
     out = [_p('6. Split balance (stage 05)', s['h1'])]
@@ -432,6 +440,7 @@ def _thresholds_text(th) -> str:
         elif not isinstance(v, (dict, list)): parts.append(f'{k} {_fmt(v)}')
     return ', '.join(parts) or json.dumps(th)
 
+# %% ../nbs/07b_report_pdf.ipynb #4d02deaf
 def _unet_section(doc:_Doc) -> list:
     from reportlab.lib.units import cm
     s, run = doc.styles, doc.run
@@ -478,6 +487,7 @@ def _unet_section(doc:_Doc) -> list:
     if er: out += _figures(doc, er, max_h=7 * cm, title=_p('Error maps (TP green, FP red, FN blue)', s['h2']))
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #206f5cea
 def _classifier_section(doc:_Doc) -> list:
     from reportlab.lib.units import cm
     s, run = doc.styles, doc.run
@@ -523,6 +533,7 @@ def _classifier_section(doc:_Doc) -> list:
                               f'  (mean probability {pd.to_numeric(p[probs[t]], errors="coerce").mean():.2f})', s['small']))
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #4389a70e
 def _size_table(o:pd.DataFrame, cc:str, bc:str|None) -> tuple[pd.DataFrame, str|None]:
     "Counts and D10/D50/D90 of the equivalent diameter per class (and unit), border-touching objects left out of the sizes."
     size = 'equivalent_diameter'
@@ -545,6 +556,7 @@ def _size_table(o:pd.DataFrame, cc:str, bc:str|None) -> tuple[pd.DataFrame, str|
         rows.append(r)
     return pd.DataFrame(rows), size
 
+# %% ../nbs/07b_report_pdf.ipynb #1e903915
 def _objects_section(doc:_Doc) -> list:
     from reportlab.platypus import PageBreak
     from reportlab.lib.units import cm
@@ -609,6 +621,7 @@ def _objects_section(doc:_Doc) -> list:
     if ov: out += _figures(doc, ov, per_row=2, title=_p('Object overlays (contours coloured by class)', s['h2']))
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #23c2e167
 def _class_color(run:RunData, name:str):
     if run.config is not None:
         for c in run.config.classes:
@@ -691,6 +704,7 @@ def _rows_of(df:pd.DataFrame|None, stem:str, col:str) -> pd.DataFrame|None:
     r = df[df[col].map(image_stem) == stem]
     return r if len(r) else None
 
+# %% ../nbs/07b_report_pdf.ipynb #841b7a4a
 def image_facts(run:RunData, stem:str) -> dict[str, str]:
     "What each stage says about one image, one line per stage (for the flagged-image pages)."
     out = {}
@@ -736,6 +750,7 @@ def _aspect(p:Path) -> float:
     except Exception: return 1.0
     return w / max(h, 1)
 
+# %% ../nbs/07b_report_pdf.ipynb #48d50e05
 def _flagged_section(doc:_Doc) -> list:
     from reportlab.platypus import PageBreak, Paragraph, Table, KeepTogether, KeepInFrame
     from reportlab.lib.units import cm
@@ -785,6 +800,7 @@ def _flagged_section(doc:_Doc) -> list:
         if block: out.append(KeepInFrame(doc.width, 14.5 * cm, block, mode='shrink'))     # one page per image
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #78f3a2ac
 def _failures_section(doc:_Doc) -> list:
     from reportlab.platypus import PageBreak
     from reportlab.lib.units import cm

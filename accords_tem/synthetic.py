@@ -203,6 +203,7 @@ def _holes(rng, size, npx, diam_nm, hole_fraction, view_hole):
         out.append((x, y, r, np.c_[k, rng.normal(0, 0.025, len(k)) / np.sqrt(k - 1), rng.uniform(0, 2*np.pi, len(k))]))
     return out
 
+# %% ../nbs/09_synthetic.ipynb #4b5e633a
 def plan_scene(rng:np.random.Generator,
                size:int=768, # image side (px)
                magnification:int=10000, # nominal magnification
@@ -337,6 +338,7 @@ def _wrinkle_lines(f:Flake, mask:np.ndarray, rng, canvas:np.ndarray):
     canvas += (lines.astype(np.float32) / 255) * mask * (f.layers * rng.uniform(1.5, 2.5))
     return tot
 
+# %% ../nbs/09_synthetic.ipynb #1f0ce360
 def render_scene(sc:Scene, rng:np.random.Generator) -> dict:
     "Project the scene: attenuation exponent, layer map, flake instances (top-most wins), film mask, particles."
     shape = (sc.size, sc.size)
@@ -749,6 +751,7 @@ def _write_png(path:Path, a:np.ndarray):
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), a, [cv2.IMWRITE_PNG_COMPRESSION, 9]): raise AccordsError('PNG could not be written', path)
 
+# %% ../nbs/09_synthetic.ipynb #a5ac4d4f
 def _plan(scfg:SyntheticConfig, seed:int) -> pd.DataFrame:
     "Which image gets which magnification, dtype, quality, support, calibration (spread evenly, reproducibly)."
     rng = np.random.default_rng([seed, 7919])
@@ -807,6 +810,7 @@ def render_plan(scfg:SyntheticConfig, # what to make
                           dose_range=scfg.dose_e_per_px, support=p.support, hole_diameter_nm=scfg.hole_diameter_nm,
                           camera_pixel_nm=cpx), rng
 
+# %% ../nbs/09_synthetic.ipynb #c75367b0
 def synthesize(out:str|Path, # output folder (data_sample/ layout)
                scfg:SyntheticConfig|None=None, # what to make (None: the defaults)
                *,
@@ -856,6 +860,7 @@ def synthesize(out:str|Path, # output folder (data_sample/ layout)
 def _dir_mb(path:Path) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob('*') if p.is_file()) / 2**20
 
+# %% ../nbs/09_synthetic.ipynb #91c96ed5
 def sample_readme(scenes:pd.DataFrame, scfg:SyntheticConfig, seed:int, size_mb:float,
                   camera_pixel_nm:float=CAMERA_PIXEL_NM) -> str:
     "The README.md of a synthetic sample folder: what is in it and how to remake it."
@@ -910,6 +915,7 @@ The `synthetic:` section of the configuration sets the number of folders, images
 the share of 16-bit, uncalibrated, unusable and lacey-carbon images. The same seed gives the same files.
 """
 
+# %% ../nbs/09_synthetic.ipynb #9bb435ae
 def make_sample(cfg, # a loaded `Config` (its `synthetic:` section, seed, calibration and data.root are used)
                 out:str|Path|None=None, # output folder; None: synthetic.out, else data.root
                 progress:bool=True,
