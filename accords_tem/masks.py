@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .core import (AccordsError, ConfigError, IlastikFormatError, Config, FailureLog, _Section,
-                              load_config, InputRecord, run_batch, save_csv, save_figure, save_json, save_npy)
+                              load_config, InputRecord, map_images, save_csv, save_figure, save_json, save_npy)
 from .imaging import clip_uint8
 from .io import data_images, read_tem
 
@@ -305,22 +305,24 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
     exports = _find_exports(root, cfg.data.ilastik_glob)
     pairs, missing = pair_exports(exports, data_images(cfg))
     for ex, why in missing.items(): log.record(ex, AccordsError(why, ex))
-    k_thumb = {}
     thumbs = {n: [] for n, _ in targets}
     n_qa = {n: 0 for n, _ in targets}
-    counts = dict(written=0, skipped=0)
-
-    def one(ex:Path):
-        image = pairs[ex]; stem = Path(image).stem
-        th = {n: lookup(image, n) for n, _ in targets}
-        outs = {n: (out_dir/n/f'{stem}.png', out_dir/n/f'{stem}.npy') for n, _ in targets}
-        qa = {}
+    outputs = lambda stem: {n: (out_dir/n/f'{stem}.png', out_dir/n/f'{stem}.npy') for n, _ in targets}
+    jobs = []
+    for ex, image in pairs.items():   # here: which images get QA figures and which outputs are fresh (the record is this process's)
+        stem, qa = Path(image).stem, {}
         for n, _ in targets:
             if mcfg.qa and (mcfg.max_qa is None or n_qa[n] < mcfg.max_qa): qa[n] = out_dir/n/'qa'/f'{stem}.png'; n_qa[n] += 1
-        files = [f for n in outs for f in outs[n]] + list(qa.values())
-        fresh = rec.fresh(files, [ex, image], force=force or not same_cfg)
+        files = [f for fs in outputs(stem).values() for f in fs] + list(qa.values())
+        jobs.append((ex, qa, files, rec.fresh(files, [ex, image], force=force or not same_cfg)))
+
+    def one(job) -> tuple[list, dict]:   # the work (a Dask worker's with --workers): this image's rows and contact-sheet thumbnails
+        ex, qa, files, fresh = job
+        image = pairs[ex]; stem = Path(image).stem
+        th = {n: lookup(image, n) for n, _ in targets}
+        outs = outputs(stem)
         if fresh:
-            masks = {n: np.load(outs[n][1]) for n, _ in targets}; counts['skipped'] += 1; prob = None
+            masks = {n: np.load(outs[n][1]) for n, _ in targets}; prob = None
         else:
             prob, masks = masks_banded(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,   # bands of rows:
                                        mcfg.range_tolerance, band=cfg.section('io').max_pixels_in_memory // 16)  # bounded memory
@@ -341,9 +343,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
                     save_figure(qa_figure(bg, prob[..., ch], masks[n], th[n][0], f'{Path(image).name}: {n} > {th[n][0]:g}',
                                           colors[n]), qa[n], dpi=80)
             if qa: gc.collect()  # matplotlib figures hold reference cycles: free them now, so memory stays flat
-            counts['written'] += 1
-            rec.done(files, [ex, image])
-        rows = []
+        rows, sheet = [], {}
         gt = None
         if gt_dir is not None and (gt_dir/f'{stem}_classes.png').exists():
             gt = np.asarray(read_tem(gt_dir/f'{stem}_classes.png'))
@@ -355,13 +355,19 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
             if gt is not None:
                 r['iou'], r['tp'], r['fp'], r['fn'] = iou(masks[n], gt == label[n])
             rows.append(r)
-            if mcfg.qa and len(thumbs[n]) < mcfg.contact_sheet_max:
+            if mcfg.qa:
                 cap = f"{stem}\nt={th[n][0]:g} {100 * r['fraction']:.0f}%" + (f" IoU {r['iou']:.2f}" if 'iou' in r else '')
-                thumbs[n].append((cap, _overlay(bg[::k, ::k], masks[n][::k, ::k], colors[n])))
-        return rows
+                sheet[n] = (cap, _overlay(bg[::k, ::k], masks[n][::k, ::k], colors[n]))
+        return rows, sheet
 
-    done = run_batch(one, list(pairs), log, desc='masks', progress=progress)
-    rows = [r for _, rs in done for r in rs]
+    done = map_images(one, jobs, log, desc='masks', progress=progress, name=lambda j: j[0])   # core.map_images: --workers
+    counts = dict(written=0, skipped=0)
+    for (ex, qa, files, fresh), (rs, sheet) in done:   # in order: the first contact_sheet_max images make the sheets
+        if not fresh: rec.done(files, [ex, pairs[ex]])
+        counts['skipped' if fresh else 'written'] += 1
+        for n, t in sheet.items():
+            if len(thumbs[n]) < mcfg.contact_sheet_max: thumbs[n].append(t)
+    rows = [r for _, (rs, _) in done for r in rs]
     df = pd.DataFrame(rows).rename(columns={'cls': 'class'})
     save_csv(df, out_dir/'masks.csv')
     for n, _ in targets:

@@ -102,3 +102,26 @@ def test_killed_worker_is_retried(tmp_path, cluster):
         res = map_images(_dies_once, items, FailureLog(tmp_path, 't'), progress=False, client=cluster)
     assert [r for _, r in res] == ['A', 'DIE', 'B', 'C'] and (tmp_path/'flag').exists()
     assert got[-1]['failed'] == 0
+
+
+def test_masks_on_the_cluster(tmp_path, cluster):
+    "Stage 02 with its images on the cluster writes what the plain loop writes: masks, tables, QA figures, failures, records."
+    from accords_tem.core import cluster_options, load_config
+    from accords_tem.masks import run_masks
+    from test_masks import _scene
+    _scene(tmp_path/'data')
+    cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'masks.classes': ['GFM', 'carbonhole']})
+    plain = run_masks(cfg, tmp_path/'plain', progress=False)
+    with cluster_options(scheduler=cluster.scheduler.address): dask = run_masks(cfg, tmp_path/'dask', progress=False)
+    assert {k: v for k, v in plain.items() if k not in ('out_dir', 'seconds')} == {k: v for k, v in dask.items() if k not in ('out_dir', 'seconds')}
+    a, b = tmp_path/'plain'/'masks', tmp_path/'dask'/'masks'
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob('*.np[yz]')) + sorted(p.relative_to(a).as_posix() for p in a.glob('*/*.png'))
+    assert names and names == sorted(p.relative_to(b).as_posix() for p in b.rglob('*.np[yz]')) + sorted(p.relative_to(b).as_posix() for p in b.glob('*/*.png'))
+    for n in names:
+        if not n.endswith('contact_sheet.png'): assert (a/n).read_bytes() == (b/n).read_bytes(), n
+    for t in ('masks.csv', 'iou.csv'):
+        pd.testing.assert_frame_equal(pd.read_csv(a/t).replace(str(tmp_path/'plain'), '', regex=True),
+                                      pd.read_csv(b/t).replace(str(tmp_path/'dask'), '', regex=True))
+    assert len(FailureLog(tmp_path/'dask', 'masks').rows()) == len(FailureLog(tmp_path/'plain', 'masks').rows()) == 4
+    with cluster_options(scheduler=cluster.scheduler.address):   # resumed from the records the client kept
+        assert run_masks(cfg, tmp_path/'dask', progress=False)['skipped'] == plain['written']
