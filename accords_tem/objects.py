@@ -730,16 +730,21 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     if not same and (out/'state.json').exists(): (out/'state.json').unlink()   # written again once every image is done
     rec = InputRecord(out/'inputs.jsonl', hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16], code='objects')
 
-    def one(path:Path):
-        stem = path.stem
+    jobs = []
+    for path in todo:   # here: each image's inputs and whether its outputs are fresh (the record is this process's)
         files = {}
         for s in mask_sources:
-            files = _class_map_files(cfg, run_dir, stem, s)
+            files = _class_map_files(cfg, run_dir, path.stem, s)
             if files: break
-        inst_path = gt_dir/f'{stem}_instances.png' if (source == 'ground_truth' and gt_dir) else model_instances(run_dir, stem) if source == 'unet' else None
+        inst_path = gt_dir/f'{path.stem}_instances.png' if (source == 'ground_truth' and gt_dir) else model_instances(run_dir, path.stem) if source == 'unet' else None
         inputs = [path] + list(files.values()) + ([inst_path] if inst_path else [])
-        lab_png, csv = out/'labels'/f'{stem}.png', out/'per_image'/f'{stem}.csv'
-        if rec.fresh([lab_png, csv], inputs, force=not same): return stem   # same inputs by content, same state
+        outputs = [out/'labels'/f'{path.stem}.png', out/'per_image'/f'{path.stem}.csv']
+        jobs.append((path, files, inst_path, inputs, outputs, rec.fresh(outputs, inputs, force=not same)))   # same bytes, same state
+
+    def one(job):   # the work (a Dask worker's with --workers, except with SAM: one model, in this process)
+        path, files, inst_path, inputs, (lab_png, csv), fresh = job
+        stem = path.stem
+        if fresh: return stem
         img = tio.read_tem(path)
         ps = tio.pixel_size(path, cfg.calibration)
         cm = read_class_map(cfg, files, img.shape) if files else None
@@ -766,10 +771,13 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         if lab.max() > 65535: raise AccordsError(f'{lab.max()} objects: more than a 16-bit label PNG holds; raise objects.min_area_px', path)
         _write_png(lab.astype(np.uint16), lab_png)
         save_csv(df, csv)
-        rec.done([lab_png, csv], inputs)
         return stem
 
-    done = [stem for _, stem in run_batch(one, todo, log, desc='objects', name=lambda p: p, progress=False)]
+    mapper = run_batch if generator is not None else map_images   # core.map_images: --workers / --scheduler
+    res = mapper(one, jobs, log, desc='objects', name=lambda j: j[0], progress=False)
+    for (path, files, inst_path, inputs, outputs, fresh), _ in res:
+        if not fresh: rec.done(outputs, inputs)
+    done = [stem for _, stem in res]
     save_json(state, out/'state.json')
     # gather
     tables, recs = [], []

@@ -125,3 +125,23 @@ def test_masks_on_the_cluster(tmp_path, cluster):
     assert len(FailureLog(tmp_path/'dask', 'masks').rows()) == len(FailureLog(tmp_path/'plain', 'masks').rows()) == 4
     with cluster_options(scheduler=cluster.scheduler.address):   # resumed from the records the client kept
         assert run_masks(cfg, tmp_path/'dask', progress=False)['skipped'] == plain['written']
+
+
+def test_objects_on_the_cluster(tmp_path, cluster):
+    "Stage 06 with its images on the cluster: the plain loop's labels, objects.csv and evaluation; resumed from the client's records."
+    from accords_tem.core import cluster_options, load_config
+    from accords_tem.objects import run_objects
+    from test_objects import _toy
+    _toy(tmp_path/'data', tmp_path/'plain'); _toy(tmp_path/'data2', tmp_path/'dask')
+    kw = {'objects.source': 'ilastik', 'objects.n_estimators': 20, 'objects.class_from': 'mask', 'objects.max_overlays': 1}
+    plain = run_objects(load_config(None, {'data.root': str(tmp_path/'data'), **kw}), tmp_path/'plain')
+    cfg = load_config(None, {'data.root': str(tmp_path/'data2'), **kw})
+    with cluster_options(scheduler=cluster.scheduler.address): dask = run_objects(cfg, tmp_path/'dask')
+    assert (plain['n_objects'], plain['n_failed'], plain['counts']) == (dask['n_objects'], dask['n_failed'], dask['counts'])
+    a, b = tmp_path/'plain'/'objects', tmp_path/'dask'/'objects'
+    for p in sorted((a/'labels').glob('*.png')): assert p.read_bytes() == (b/'labels'/p.name).read_bytes(), p.name
+    drop = lambda df: df.drop(columns=[c for c in ('image',) if c in df])
+    pd.testing.assert_frame_equal(drop(pd.read_csv(a/'objects.csv')), drop(pd.read_csv(b/'objects.csv')))
+    with cluster_options(scheduler=cluster.scheduler.address):
+        again = run_objects(cfg, tmp_path/'dask')
+    assert again['n_objects'] == dask['n_objects'] and len(list((b/'labels').glob('*.png'))) == 2
