@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatError, ImageReadError,
-                              FailureLog, run_batch, atomic_write, save_json, save_csv, save_npy, save_figure,
+                              FailureLog, map_images, atomic_write, save_json, save_csv, save_npy, save_figure,
                               config_hash, load_config, prepare_run, InputRecord)
 from .imaging import clip_uint8, colorize, overlay_labels, resize_image, resize_labels
 from .io import data_images
@@ -527,26 +527,34 @@ def run_postprocessing(cfg:Config, # run configuration
     settings, first, n_skipped = settings_hash(cfg, sec), {}, 0
     record = InputRecord(out/'inputs.jsonl', settings, code='postprocessing')   # which labels and image, by content, each pair was made from
 
-    def one(pair:LabelPair) -> dict:
-        nonlocal n_skipped
+    jobs = []
+    for pair in pairs:   # here: which pair is refused, and which outputs are fresh (the record is this process's)
         if pair.stem in first:
-            raise AccordsError(f'another label file, {first[pair.stem]}, belongs to the same image {pair.stem}; '
-                               'keep one of them', pair.labels)
+            jobs.append((pair, AccordsError(f'another label file, {first[pair.stem]}, belongs to the same image {pair.stem}; '
+                                            'keep one of them', pair.labels), None, None)); continue
         first[pair.stem] = pair.labels
-        if pair.image is None: raise AccordsError(f'no matching image: {pair.problem}', pair.labels)
+        if pair.image is None: jobs.append((pair, AccordsError(f'no matching image: {pair.problem}', pair.labels), None, None)); continue
         paths = output_paths(out, pair.stem, sec)
         src, _ = image_source(pair, run_dir, root, sec.use_normalized)
-        outs, ins = list(paths.values()), [pair.labels, src]
+        outs, ins, kept = list(paths.values()), [pair.labels, src], None
         if record.fresh(outs, ins, force):
-            rec = _fresh_record(pair, src, paths, settings)
-            if rec is not None: n_skipped += 1; return rec
-            record.forget(outs)
+            kept = _fresh_record(pair, src, paths, settings)
+            if kept is None: record.forget(outs)
+        jobs.append((pair, None, (outs, ins), kept))
+
+    def one(job) -> dict:   # the work (a Dask worker's with --workers); a refused pair is this pair's failure
+        pair, error, _, kept = job
+        if error is not None: raise error
+        if kept is not None: return kept
         res = prepare_pair(pair, cfg, sec, run_dir)
         write_pair(res, out, cfg, sec, settings)
-        record.done(outs, ins)
         return dict(row=res['row'], hist=res['hist'])
 
-    done = run_batch(one, pairs, log, desc='dataset', progress=progress, name=lambda p: p.labels)
+    done = map_images(one, jobs, log, desc='dataset', progress=progress, name=lambda j: j[0].labels)   # core.map_images: --workers
+    for (pair, _, (outs, ins), kept), _ in done:
+        if kept is None: record.done(outs, ins)
+    n_skipped = sum(kept is not None for (_, _, _, kept), _ in done)
+    done = [(job[0], r) for job, r in done]
     removed = _remove_outputs(out, {p.stem for p, _ in done})
     names = cfg.class_names()
     qc = pd.DataFrame([r['row'] for _, r in done])

@@ -145,3 +145,25 @@ def test_objects_on_the_cluster(tmp_path, cluster):
     with cluster_options(scheduler=cluster.scheduler.address):
         again = run_objects(cfg, tmp_path/'dask')
     assert again['n_objects'] == dask['n_objects'] and len(list((b/'labels').glob('*.png'))) == 2
+
+
+def test_dataset_on_the_cluster(tmp_path, cluster):
+    "Stage 03 with its pairs on the cluster: the plain loop's dataset (images, masks, qc.csv) and failures; resumed from the client's records."
+    from accords_tem.core import cluster_options
+    from accords_tem.postprocessing import make_demo_inputs, run_postprocessing
+    from test_postprocessing import _cfg
+    make_demo_inputs(tmp_path/'data', size=64)   # with one of each bad input
+    cfg = _cfg(tmp_path/'data')
+    plain = run_postprocessing(cfg, tmp_path/'plain', progress=False)
+    with cluster_options(scheduler=cluster.scheduler.address): dask = run_postprocessing(cfg, tmp_path/'dask', progress=False)
+    assert {k: v for k, v in plain.items() if k != 'out'} == {k: v for k, v in dask.items() if k != 'out'}
+    a, b = tmp_path/'plain'/'dataset', tmp_path/'dask'/'dataset'
+    files = sorted(p.relative_to(a).as_posix() for p in a.rglob('*') if p.is_file() and p.suffix in ('.png', '.npy', '.h5') and p.parent != a)
+    assert files and files == sorted(p.relative_to(b).as_posix() for p in b.rglob('*') if p.is_file() and p.suffix in ('.png', '.npy', '.h5') and p.parent != b)
+    for f in files:
+        if f.endswith('.npy') or f.startswith('images/'): assert (a/f).read_bytes() == (b/f).read_bytes(), f
+    pd.testing.assert_frame_equal(pd.read_csv(a/'qc.csv'), pd.read_csv(b/'qc.csv'))
+    assert sorted(r['reason'] for r in FailureLog(tmp_path/'dask', 'postprocessing').rows()) == \
+           sorted(r['reason'] for r in FailureLog(tmp_path/'plain', 'postprocessing').rows())
+    with cluster_options(scheduler=cluster.scheduler.address):
+        assert run_postprocessing(cfg, tmp_path/'dask', progress=False)['skipped_fresh'] == plain['written']
