@@ -628,6 +628,25 @@ def _section_values(cfg:Config, name:str) -> dict|None:
     return None if section_model(name) is None else dict(cfg.section(name))
 
 # %% ../nbs/00_core.ipynb #bd9cef89
+def _follow_classes(cfg:Config, sections:dict):
+    "With classes other than the defaults', the class-naming keys a configuration does not state follow its classes (as `adapt_classes` sets them)."
+    names = cfg.class_names()
+    if names == [c.name for c in Config().classes]: return   # the default classes: the defaults fit
+    bg = (sections.get('postprocessing') or {}).get('background_class')
+    bg = bg if bg in names else names[-1]
+    snap = section_snapshot()
+    try: adapted = adapt_classes(dict(data=dict(ground_truth=None), **{s: copy.deepcopy(snap[s]['defaults']) for s in CLASS_KEYS}),
+                                 [n for n in names if n != bg], bg)
+    except ConfigError: return   # check_class_names says what is wrong
+    for sec, keys in CLASS_KEYS.items():
+        stated = sections.setdefault(sec, {})
+        for key in keys:
+            attr, _, rest = key.partition('.')
+            if rest in ('', '*'):
+                if attr not in stated: stated[attr] = adapted[sec][attr]
+            elif not isinstance(stated.get(attr), dict) or rest not in stated[attr]:
+                stated[attr] = {**(stated.get(attr) or {}), rest: adapted[sec][attr][rest]}
+
 def load_config(path:str|os.PathLike|None=None, # YAML file or shipped name ('default', 'demo'); None: the defaults
                 overrides:dict|None=None, # dotted keys override the file: {'unet.epochs': 3}
                ) -> Config:
@@ -643,6 +662,7 @@ def load_config(path:str|os.PathLike|None=None, # YAML file or shipped name ('de
     if cfg.base_dir is None:
         cfg.base_dir = str(Path.cwd() if path is None or _is_default_file(path) else path.resolve().parent)
     cfg.data.root = str(cfg.resolve_path(cfg.data.root))
+    _follow_classes(cfg, sections)
     cfg.sections, cfg.source = sections, None if path is None else str(path)
     for k, v in sections.items():
         try: check_section(k, v)

@@ -178,3 +178,19 @@ def test_a_risk_class_typo_is_refused_at_load():
     with pytest.raises(ConfigError, match=r"'objects\.risk' names unknown class 'GMF'"):
         load_config(None, {'objects.risk.classes': ['GMF']})
     assert load_config(None, {'objects.risk.hole_class': None}).section('objects').risk.hole_class is None
+
+
+def test_unstated_class_keys_follow_the_classes(tmp_path):
+    """A config with its own classes that leaves a class-naming key unstated (written before the key existed, or by hand)
+    loads, and that key follows its classes as `adapt_classes` sets them; a key it states must name its classes."""
+    import sys
+    p = tmp_path/'c.yaml'
+    p.write_text('classes:\n- {name: particle, label: 1}\n- {name: background, label: 2}\n'
+                 'objects: {object_classes: [particle]}\npostprocessing: {background_class: background}\n')
+    cfg = load_config(p)
+    o = cfg.section('objects')
+    assert (o.risk.classes, o.risk.hole_class, o.risk.film_class, o.object_classes) == (['particle'], None, None, ['particle'])
+    assert cfg.section('unet').target_classes == ['particle'] and cfg.section('report').size_classes == ['particle']
+    assert cfg.section('masks').classes == ['particle'] and cfg.section('report').background_classes == ['background']
+    p.write_text(p.read_text().replace('object_classes: [particle]', 'object_classes: [partcle]'))
+    with pytest.raises(ConfigError, match="'objects.object_classes' names unknown class 'partcle'"): load_config(p)
