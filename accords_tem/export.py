@@ -20,7 +20,7 @@ from .seg_train import SegModel, load_model
 __all__ = ['ONNX_OPSET', 'RUNTIMES', 'MEASURED', 'LIMITS', 'USE', 'PROJECT_URL', 'HALO', 'CITATIONS', 'weights_digest',
            'output_names', 'export_onnx', 'OnnxForward', 'onnx_session', 'runtime_model', 'training_facts', 'read_card',
            'write_model_card', 'model_card_text', 'declared_preprocessing', 'declared_input', 'export_bioimageio',
-           'export_model_main', 'fold_model_dirs', 'Ensemble', 'load_predictor', 'predict_members']
+           'export_model_main', 'fold_model_dirs', 'Ensemble', 'load_predictor', 'mean_and_spread', 'predict_members']
 
 # %% ../nbs/05e_export.ipynb #56138c57
 ONNX_OPSET = 17   # read by ONNX Runtime 1.12 and later
@@ -490,14 +490,16 @@ def load_predictor(model_dir:str|os.PathLike, device='cpu', runtime:str='torch')
         if runtime != 'torch': sm.model = runtime_model(d, sm, runtime, str(device))
     return sms[0] if len(sms) == 1 else Ensemble(sms, dirs)
 
+def mean_and_spread(pairs) -> tuple[np.ndarray, np.ndarray]:
+    "Mean and std over all variants of the members' (probabilities, std over their own variants), one member at a time (Welford)."
+    mean = within = between = None   # variance = mean within-member variance + variance of the member means
+    for k, (p, u) in enumerate(pairs, 1):
+        if mean is None: mean, within, between = p.copy(), u * u, np.zeros_like(p); continue
+        d = p - mean; mean += d / k; between += d * (p - mean); within += u * u
+    return mean, np.sqrt((within + between) / k)
+
 def predict_members(sm:SegModel, image:np.ndarray, scales=(1.0,), **kw) -> tuple[np.ndarray, np.ndarray]:
     "Probabilities and uncertainty of one model (`seg_eval.predict_scales`) or of an ensemble: mean and std over all folds' variants."
     from accords_tem.seg_eval import predict_scales
     if not isinstance(sm, Ensemble): return predict_scales(sm.model, image, scales, **kw)
-    mean = within = between = None   # Welford over the folds: variance = mean within-fold variance + variance of the fold means
-    for k, m in enumerate(sm.members, 1):
-        p, u = predict_scales(m.model, image, scales, **kw)
-        if mean is None: mean, within, between = p.copy(), u * u, np.zeros_like(p); continue
-        d = p - mean; mean += d / k; between += d * (p - mean); within += u * u
-    n = len(sm.members)
-    return mean, np.sqrt((within + between) / n)
+    return mean_and_spread(predict_scales(m.model, image, scales, **kw) for m in sm.members)   # one fold's maps held at a time

@@ -344,15 +344,11 @@ def _minmax_rows(src, r0:int, r1:int, rows:int, out:Path|None=None):
     return res
 
 def _member_rows(sm:SegModel, x:np.ndarray, **kw):
-    "`predict_members` at one scale as bands of rows (y0, y1, p, u): one model, or an ensemble's mean and std (the same Welford steps)."
-    from accords_tem.export import Ensemble
+    "`predict_members` at one scale as bands of rows (y0, y1, p, u): one model, or an ensemble's mean and std (`export.mean_and_spread`)."
+    from accords_tem.export import Ensemble, mean_and_spread
     if not isinstance(sm, Ensemble): yield from predict_tiled_rows(sm.model, x, **kw); return
     for bands in zip(*[predict_tiled_rows(m.model, x, **kw) for m in sm.members]):
-        mean = within = between = None
-        for k, (_, _, p, u) in enumerate(bands, 1):
-            if mean is None: mean, within, between = p.copy(), u * u, np.zeros_like(p); continue
-            d = p - mean; mean += d / k; between += d * (p - mean); within += u * u
-        yield bands[0][0], bands[0][1], mean, np.sqrt((within + between) / len(bands))
+        yield (bands[0][0], bands[0][1], *mean_and_spread((p, u) for _, _, p, u in bands))
 
 # %% ../nbs/05_unet.ipynb #73eded55
 def _save_instances_rows(store:Path, n:int, classes:list[str], path:Path, covered:list[str]):
@@ -426,7 +422,7 @@ def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar
             with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray(a).save(tmp, format='PNG')
             del a
         if figures:
-            img = _minmax_rows(lazy, 0, Hf, rows) if (r0, r1) != (0, Hf) else _minmax_rows(lazy, r0, r1, rows)
+            img = _minmax_rows(lazy, 0, Hf, rows)   # the whole image, bar rows included (as the whole-image path's overlay)
             ov = np.lib.format.open_memmap(work/'overlay.npy', mode='w+', dtype=np.uint8, shape=(Hf, W, 3))
             for y in range(0, Hf, rows): ov[y:y + rows] = overlay_masks(img[y:y + rows], npy_read(masks, np.s_[:, y:y + rows]), sm.classes)
             with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(ov).save(tmp, format='PNG')
