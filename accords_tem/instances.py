@@ -71,6 +71,11 @@ def relabel_sequential(lab:np.ndarray, min_area:int=1) -> np.ndarray:
     "Labels numbered 1..n in the order of the old labels, those smaller than `min_area` px removed."
     return sequential_lut(lab, min_area)[np.asarray(lab)]
 
+def _find(parent, i:int) -> int:
+    "The root of `i` in the union-find forest `parent` (a list or array of parents), halving the path on the way."
+    while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
+    return i
+
 def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = background)
                      dist:np.ndarray, # (H, W) distance to the mask's edge, or a centre map
                      neck_ratio:float=0.7, # keep two pieces apart when saddle < neck_ratio x the smaller piece's radius
@@ -95,13 +100,10 @@ def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = ba
     r = np.zeros(n + 1, np.float32)
     for y in range(0, H, rows): np.maximum.at(r, lab[y:y + rows].ravel(), dist[y:y + rows].ravel().astype(np.float32))
     parent = np.arange(n + 1)
-    def root(i):
-        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
-        return i
     for kk, s in zip(uk, saddle):
         i, j = int(kk // (n + 1)), int(kk % (n + 1))
-        if s >= neck_ratio * min(r[i], r[j]): parent[root(i)] = root(j)
-    roots = np.array([root(i) for i in range(n + 1)]); roots[0] = 0
+        if s >= neck_ratio * min(r[i], r[j]): parent[_find(parent, i)] = _find(parent, j)
+    roots = np.array([_find(parent, i) for i in range(n + 1)]); roots[0] = 0
     return relabel_sequential(roots[lab])
 
 # %% ../nbs/05d_instances.ipynb #e231ac8f
@@ -240,14 +242,14 @@ def _windows(n:int, core:int, margin:int) -> list[tuple[int, int, int, int]]:
     "(core start, core stop, window start, window stop) along one axis."
     return [(a, min(a + core, n), max(0, a - margin), min(n, a + core + margin)) for a in range(0, n, core)]
 
-def _join_seen(lw, st, parent, root):
+def _join_seen(lw, st, parent):
     "Join labels of a window (`lw`) and of a core decoded before (`st`) that cover the same pixels (more than half of each one's pixels here)."
     a, b = lw.ravel(), st.ravel(); both = (a > 0) & (b > 0)
     if not both.any(): return
     na, nb = (dict(zip(*np.unique(v[v > 0], return_counts=True))) for v in (a, b))
     pairs, cnt = np.unique(np.stack([a[both], b[both]]), axis=1, return_counts=True)
     for (pa, pb), c in zip(pairs.T.tolist(), cnt.tolist()):
-        if 2 * c > max(na[pa], nb[pb]): parent[root(pa)] = root(pb)
+        if 2 * c > max(na[pa], nb[pb]): parent[_find(parent, pa)] = _find(parent, pb)
 
 # %% ../nbs/05d_instances.ipynb #d12dc05b
 def instances_tiled(read, # (y0, y1, x0, x1) -> the decoder's inputs in that window (a tuple of arrays)
@@ -261,9 +263,6 @@ def instances_tiled(read, # (y0, y1, x0, x1) -> the decoder's inputs in that win
     H, W = shape; margin = min(margin, core)
     np.lib.format.open_memmap(store, mode='w+', dtype=np.int32, shape=(H, W)).flush()
     parent, base = [0], 0
-    def root(i):
-        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
-        return i
     rows, cols = _windows(H, core, margin), _windows(W, core, margin)
     for i, (cy0, cy1, wy0, wy1) in enumerate(rows):
         for j, (cx0, cx1, wx0, wx1) in enumerate(cols):
@@ -273,9 +272,9 @@ def instances_tiled(read, # (y0, y1, x0, x1) -> the decoder's inputs in that win
                 if a < 0 or not 0 <= b < len(cols): continue
                 y0, y1, x0, x1 = max(rows[a][0], wy0), min(rows[a][1], wy1), max(cols[b][0], wx0), min(cols[b][1], wx1)
                 if y0 < y1 and x0 < x1:
-                    _join_seen(lw[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0], npy_read(store, np.s_[y0:y1, x0:x1]), parent, root)
+                    _join_seen(lw[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0], npy_read(store, np.s_[y0:y1, x0:x1]), parent)
             npy_write(store, np.s_[cy0:cy1, cx0:cx1], lw[cy0 - wy0:cy1 - wy0, cx0 - wx0:cx1 - wx0])
-    roots = np.array([root(k) for k in range(base + 1)], np.int64)
+    roots = np.array([_find(parent, k) for k in range(base + 1)], np.int64)
     seen, band = np.zeros(base + 1, bool), max(1, core * core // max(W, 1))
     for y in range(0, H, band): seen[roots[npy_read(store, np.s_[y:y + band])]] = True   # objects some core kept
     seen[0] = False; new = np.zeros(base + 1, np.int32); new[seen] = np.arange(1, int(seen.sum()) + 1); lut = new[roots]
