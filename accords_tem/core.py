@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #8bb3cc1d
 from __future__ import annotations
-import contextlib, copy, csv, datetime, errno, functools, hashlib, io as _io, json, os, random, re, socket, sys, tempfile, time
+import contextlib, copy, csv, datetime, errno, functools, hashlib, io as _io, json, os, random, re, socket, sys, tempfile, threading, time, uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -294,7 +294,6 @@ def dask_client(workers:int|None=None, scheduler:str|None=None, *,
         if cluster is not None: cluster.close()
 
 # %% ../nbs/00_core.ipynb #977dd23b
-import threading, uuid
 _PER_PROCESS: dict = {}            # token -> what PerProcess built in this process
 _PER_PROCESS_LOCK = threading.Lock()
 
