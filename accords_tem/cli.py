@@ -23,7 +23,7 @@ def _common(p:argparse.ArgumentParser):
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.epochs=3')
     p.add_argument('--force', action='store_true', help='redo outputs that already exist')
     p.add_argument('--workers', type=int, default=None, help='spread the images over N local processes (a Dask LocalCluster); '
-                   'used by the stages that loop over images with core.map_images: inventory, normalize, predict')
+                   'used by the stages that loop over images with core.map_images: inventory, normalize, masks, dataset, objects, predict')
     p.add_argument('--scheduler', default=None, metavar='ADDRESS', help='use the running Dask cluster at tcp://HOST:PORT instead')
 
 def config_path(config:str|None, out:str) -> str:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, field_validator
 
-from .core import (AccordsError, Config, FailureLog, atomic_path, load_config, run_batch, run_lock,
+from .core import (_Section, AccordsError, Config, FailureLog, atomic_path, load_config, run_batch, run_lock,
                               save_csv, save_json, save_figure)
 
 # %% auto #0
@@ -497,9 +498,6 @@ def run_round(run_dir:str|os.PathLike, # run folder with a trained U-Net (RUN/un
     return summary
 
 # %% ../nbs/10_review.ipynb #a1c0e5d2
-from pydantic import Field, field_validator
-from .core import _Section
-
 class ReviewConfig(_Section):
     "The review queue and the correction tools (section `review:`); `accords-tem review`'s flags override it."
     top: int = Field(8, ge=0)                       # images in review/queue.png
