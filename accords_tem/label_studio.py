@@ -38,7 +38,7 @@ def label_studio_env(env:str|os.PathLike=LS_ENV, # the server's virtual environm
     except subprocess.CalledProcessError as e:
         shutil.rmtree(env, ignore_errors=True)
         raise AccordsError(f'installing {LS_PACKAGES} failed: {(e.stderr or "")[-800:]}', env) from None
-    done.write_text(json.dumps(dict(packages=LS_PACKAGES, seconds=round(time.time() - t0, 1))))
+    save_json(dict(packages=LS_PACKAGES, seconds=round(time.time() - t0, 1)), done)   # atomic: a killed install leaves no marker
     return exe
 
 def server_credentials(data_dir:str|os.PathLike=LS_DATA) -> dict:
