@@ -73,6 +73,7 @@ def _write_error(e:OSError, path:Path, tmp=None) -> OSError|AccordsError:
         return e                                  # not a write error, or about another file (an input read inside the block)
     return OutputWriteError(f'cannot write the output ({e.strerror}); free disk space or choose a writable output folder', path)
 
+# %% ../nbs/00_core.ipynb #0a13048d
 @contextlib.contextmanager
 def _temp_beside(path:Path, prefix:str, suffix:str):
     "Create a temporary file beside `path` (mode as open() would give); yields (fd, tmp); errors name `path`."
@@ -174,6 +175,7 @@ class FailureLog:
 _BATCHES: list[list] = []    # open `collect_batches()` collectors
 ALL_FAILED_ENV = 'ACCORDS_TEM_ALL_FAILED'
 
+# %% ../nbs/00_core.ipynb #99f9ebd5
 @contextlib.contextmanager
 def all_failed_is_error():
     "Inside this block (and in notebook kernels started from it) `run_batch` raises `AllInputsFailed` when every input failed."
@@ -183,6 +185,7 @@ def all_failed_is_error():
         if old is None: os.environ.pop(ALL_FAILED_ENV, None)
         else: os.environ[ALL_FAILED_ENV] = old
 
+# %% ../nbs/00_core.ipynb #5652b1fc
 @contextlib.contextmanager
 def collect_batches():
     "Collect the outcome of every `run_batch` call made inside the block: dicts with stage, items, failed, log path."
@@ -253,6 +256,7 @@ def _set_threads(threads:dict, dask_worker=None):
     for k in (WORKERS_ENV, SCHEDULER_ENV): os.environ.pop(k, None)   # a task's own batches stay in its worker
     if _TASK_THREADS and 'torch' in sys.modules: sys.modules['torch'].set_num_threads(_TASK_THREADS)
 
+# %% ../nbs/00_core.ipynb #9037cb57
 def worker_threads(client) -> dict:
     "{worker address: torch threads}: each machine's cores shared among the task threads of the workers on it."
     ws = client.scheduler_info(n_workers=-1)['workers']
@@ -368,6 +372,7 @@ class CalibrationConfig(_Section):
     nm_per_px: dict[int, float] = Field(default_factory=dict)
     camera_pixel_nm: float|None = 14000.0          # effective detector pixel (nm) at 1x; None: no fallback, report px
 
+# %% ../nbs/00_core.ipynb #d5b841d9
 # The microscopists' categorization questions and their answers, text exactly as in their label sheets ('NA':
 # not assessable / not answered). The classifier's default tasks and the synthetic sheets both use this one table.
 SHEET_VOCABULARY = {
@@ -407,6 +412,7 @@ def section_model(name:str):
         raise
     return getattr(m, attr, None)
 
+# %% ../nbs/00_core.ipynb #38212246
 class Config(_Section):
     "The whole configuration of a run."
     name: str = 'run'
@@ -595,6 +601,7 @@ def make_section_snapshot(write:bool=False) -> dict:
     if write: save_json(snap, configs_dir()/'sections.json'); section_snapshot.cache_clear()
     return snap
 
+# %% ../nbs/00_core.ipynb #37f7bab3
 def _stage_loaded(name:str) -> bool: return SECTION_MODELS[name].partition(':')[0] in sys.modules
 
 def _is_default(v, default) -> bool:
@@ -646,6 +653,7 @@ def _follow_classes(cfg:Config, sections:dict):
             elif not isinstance(stated.get(attr), dict) or rest not in stated[attr]:
                 stated[attr] = {**(stated.get(attr) or {}), rest: adapted[sec][attr][rest]}
 
+# %% ../nbs/00_core.ipynb #41dff014
 def load_config(path:str|os.PathLike|None=None, # YAML file or shipped name ('default', 'demo'); None: the defaults
                 overrides:dict|None=None, # dotted keys override the file: {'unet.epochs': 3}
                ) -> Config:
@@ -807,6 +815,7 @@ def module_code(module:str) -> dict:
     return dict(version=accords_tem.__version__, modules=sorted(seen),
                 source=hashlib.sha256(b'\0'.join((pkg/f'{m}.py').read_bytes() for m in sorted(seen))).hexdigest())
 
+# %% ../nbs/00_core.ipynb #c5370931
 class InputRecord:
     "Which inputs, by content, each group of a stage's outputs was made from: a JSON-lines journal in the run folder."
     def __init__(self, path:str|os.PathLike, # e.g. RUN/normalized/inputs.jsonl
@@ -874,6 +883,7 @@ def _pid_alive(pid:int) -> bool:
     except OSError: return False
     return True
 
+# %% ../nbs/00_core.ipynb #408157b5
 @contextlib.contextmanager
 def run_lock(run_dir:str|os.PathLike):
     "Hold `RUN/.accords-tem.lock` while writing into a run folder; `RunLockedError` if a live process holds it."

@@ -122,6 +122,7 @@ def _check_tiff_page(page, path, size:int):
 def _tiff_error(e:Exception, path) -> ImageReadError:
     return ImageReadError(f'cannot be read as a TIFF ({type(e).__name__}: {e}); the file may be truncated or damaged', path)
 
+# %% ../nbs/00_io.ipynb #415f0f3c
 def _warn_pages(tif, page:int, path):
     "A multi-page TIFF read without naming a page: the first page is used, and a warning names the file and the count."
     if page != 0 or len(tif.pages) < 2: return
@@ -285,6 +286,7 @@ def _tiff_region(path:Path, y:int, x:int, h:int, w:int, page:int=0) -> np.ndarra
     except AccordsError: raise
     except Exception as e: raise _tiff_error(e, path) from None
 
+# %% ../nbs/00_io.ipynb #456920db
 def _tiff_shape(path:Path, page:int=0) -> tuple[int, int]:
     import tifffile
     try:
@@ -306,6 +308,7 @@ def read_region(path:str|os.PathLike, # micrograph (TIFFs are read lazily)
     if y >= H or x >= W: raise ImageReadError(f'region at y={y}, x={x} is outside the {H} x {W} image', path)
     return _tiff_region(path, y, x, min(h, H - y), min(w, W - x), page)
 
+# %% ../nbs/00_io.ipynb #c58d23f3
 class LazyTiff:
     "Array-like view of one TIFF page: `.shape`, `.dtype` and 2-D slicing that decodes only what it needs."
     def __init__(self, path, page:int=0):
@@ -369,6 +372,7 @@ class _DMWriter:
         size = head_len + len(root) + len(tail)
         return struct.pack('>I', self.v) + self._n(size - (24 if self.v == 4 else 16)) + struct.pack('>I', 1) + root + tail
 
+# %% ../nbs/00_io.ipynb #e8a57e64
 def write_dm(path:str|os.PathLike, # destination .dm3 or .dm4
              img:np.ndarray, # 2-D image (uint8, int8, int16, uint16, int32, uint32, float32, float64)
              *,
@@ -448,6 +452,7 @@ def _rational(v) -> float|None:
     try: return float(v)
     except (TypeError, ValueError): return None
 
+# %% ../nbs/00_io.ipynb #dfbdcd49
 def _tiff_meta(path:Path) -> dict:
     "Pixel size (and magnification) from the metadata of a TIFF's first page."
     import tifffile
@@ -490,6 +495,7 @@ def _tiff_meta(path:Path) -> dict:
     if found: out['nm_per_px'], out['source'] = found[0]
     return out
 
+# %% ../nbs/00_io.ipynb #08e5b95e
 def _ome_pixel_size(xml:str) -> float|None:
     try: root = ET.fromstring(xml)
     except ET.ParseError: return None
@@ -498,6 +504,7 @@ def _ome_pixel_size(xml:str) -> float|None:
             return to_nm(el.get('PhysicalSizeX'), el.get('PhysicalSizeXUnit', 'µm'))
     return None
 
+# %% ../nbs/00_io.ipynb #a35b2286
 def _as_mag(v) -> int|None:
     try: v = float(v)
     except (TypeError, ValueError): return None
@@ -535,6 +542,7 @@ def _dm_meta(path:Path) -> dict:
             out['magnification'], out['magnification_source'] = _as_mag(v), 'dm'
     return out
 
+# %% ../nbs/00_io.ipynb #cb2db5bf
 def _pil_meta(path:Path, fmt:str) -> dict:
     "PNG pHYs / JPEG JFIF density (as Pillow's dpi), when plausible for a micrograph."
     out = dict(nm_per_px=None, source='none', magnification=None, magnification_source='none')
@@ -639,6 +647,7 @@ def _axes_by_shape(shape, path) -> str:
                   "(ilastik's default export order). Re-export from ilastik to be sure.", stacklevel=3)
     return guess
 
+# %% ../nbs/00_io.ipynb #bbcbe75e
 def reorder_axes(a:np.ndarray, src:str, dst:str, path=None) -> np.ndarray:
     "Reorder array `a` from axes `src` to `dst`, squeezing length-1 axes not in `dst` and adding missing ones."
     for ax in src:
@@ -672,6 +681,7 @@ def _open_export(path:Path, dataset:str|None):
     except AccordsError: raise
     except Exception as e: raise _h5_error(e, path) from None
 
+# %% ../nbs/00_io.ipynb #d62121ff
 def _h5_error(e:Exception, path) -> IlastikFormatError:
     return IlastikFormatError(f'cannot be read as HDF5 ({type(e).__name__}: {e}); the file may be truncated or damaged', path)
 
@@ -832,6 +842,7 @@ def _stats_update(acc:dict, a:np.ndarray):
     elif mx == acc['max']: acc['at_max'] += int((fin == mx).sum())
     if a.dtype.kind == 'f': acc['ge1'] += int((fin >= 1).sum())
 
+# %% ../nbs/00_io.ipynb #793ce08f
 def image_stats(img, # 2-D array, memmap or `LazyTiff`
                 dtype=None, # dtype whose range defines saturation (default: the image's)
                 band:int|None=None, # rows read at a time (None: all at once)
@@ -945,6 +956,7 @@ def _inventory_key(cfg:Config, files:list[Path]) -> str:
     for f in files: h.update(str(f).encode())
     return h.hexdigest()[:16]
 
+# %% ../nbs/00_io.ipynb #026f8e2a
 def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibration`, `io`)
                   run_dir:str|os.PathLike, # the run folder
                   force:bool=False, # redo even if inventory.csv is up to date
@@ -1019,6 +1031,7 @@ def inspect_main(argv:list[str]|None=None) -> int:
     if bad: print(f'{bad} of {len(args.files)} file(s) could not be read', file=sys.stderr)
     return 1 if bad == len(args.files) else 0         # exit status 1 only when nothing could be read
 
+# %% ../nbs/00_io.ipynb #2227d5c8
 def _bar_text(io_cfg:IOConfig, img) -> str:
     H = img.shape[0]
     top, bottom = io_cfg.content_rows(img)

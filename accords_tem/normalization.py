@@ -199,6 +199,7 @@ def normalize_banded(img, # 2-D uint8/uint16 image read by rows: array, memory m
     return dict(minmax=mm, clahe=clahe(mm, ncfg.tile_grid, ncfg.clip_limit, ncfg.backend), window=(lo, hi),
                 dtype=str(dt), _thumb=np.concatenate(thumb))
 
+# %% ../nbs/01_normalization.ipynb #a57479d2
 def _lazy_if_big(path:Path, max_pixels:int|None):
     "A `LazyTiff` of a single-channel uint8/uint16 TIFF with more than `max_pixels` pixels, else None."
     if max_pixels is None or file_format(path) != 'tiff': return None
