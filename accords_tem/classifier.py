@@ -57,6 +57,7 @@ class AssessRule(_Section):
         return (self.min_magnification is None or mag >= self.min_magnification) and \
                (self.max_magnification is None or mag <= self.max_magnification)
 
+# %% ../nbs/04_classifier.ipynb #a3917778
 class ClassifierConfig(_Section):
     "Configuration of the multi-task image classifier (section `classifier`)."
     tasks: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_TASKS.items()})
@@ -142,6 +143,7 @@ def sniff_delimiter(text:str, # the start of a CSV file
     best = max(counts, key=counts.get)
     return best if counts[best] else ','
 
+# %% ../nbs/04_classifier.ipynb #fddd68dd
 def _decode(raw:bytes, path) -> str:
     for enc in ('utf-8-sig', 'cp1252'):
         try: return raw.decode(enc)
@@ -238,6 +240,7 @@ class LabelSet:
 
 ISSUE_COLUMNS = ['sheet', 'row', 'filename', 'column', 'value', 'kind', 'suggestion', 'mapped_to']
 
+# %% ../nbs/04_classifier.ipynb #0f1a9680
 def _image_files(folder:Path, pattern:str) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith('.'))
 
@@ -259,6 +262,7 @@ def image_magnification(path:str|os.PathLike) -> int|None:
         except Exception: m = None
     return int(m) if m else None
 
+# %% ../nbs/04_classifier.ipynb #4f1163e3
 def load_labels(sheets:list, # label sheet files; each is tied to the folder it lies in
                 cfg:ClassifierConfig|None=None, # tasks, vocabularies, value_map
                 image_pattern:str='*.tif', # which files in a sheet's folder are micrographs
@@ -313,6 +317,7 @@ def load_labels(sheets:list, # label sheet files; each is tied to the folder it 
         raise LabelSheetError(f"none of the {len(sheets)} label sheet(s) could be read: " + '; '.join(map(str, failed)))
     return LabelSet(table, issues, unlabelled, dict(cfg.tasks), failed)
 
+# %% ../nbs/04_classifier.ipynb #55c8db47
 def find_sheets(root:str|os.PathLike, # data folder searched recursively
                 pattern:str='**/*_labels.*', # the data section's sheet_glob
                ) -> list[Path]:
@@ -462,6 +467,7 @@ def pretrained_file(backbone:str, weights:dict|None=None, base:Config|None=None)
         f'classifier.weights.{name}: /path/to/model.safetensors, or copy the repository into the cache {HF_HUB_CACHE}; '
         f'or set classifier.pretrained: false, or use the offline backbone tf_efficientnet_lite0.', None)
 
+# %% ../nbs/04_classifier.ipynb #374459ab
 def load_pretrained(encoder:nn.Module, # a timm model made with num_classes=0
                     path:str|os.PathLike) -> dict:
     "Load ImageNet weights into `encoder`: keys renamed (Lite0) and verified, classifier dropped, first conv adapted to in_chans."
@@ -518,6 +524,7 @@ def torch_threads(n:int|None):
     finally:
         if n: torch.set_num_threads(old)
 
+# %% ../nbs/04_classifier.ipynb #306598c1
 class ClassifierBundle:
     "A trained classifier with its vocabularies, rules, normalization statistics and configuration."
     def __init__(self, model:TEMClassifier, backbone:str, tasks:dict, stats:NormStats, cfg:ClassifierConfig, info:dict|None=None):
@@ -599,6 +606,7 @@ class ClassifierData:
     valid_idx: np.ndarray
     stats: NormStats
 
+# %% ../nbs/04_classifier.ipynb #5936875f
 class _TEMDataset(torch.utils.data.Dataset):
     n_inp = 2
     def __init__(self, data:ClassifierData, idx, augment:bool=False, seed:int=42):
@@ -638,6 +646,7 @@ def train_classifier(data:ClassifierData, backbone:str, cfg:ClassifierConfig,
     "Train one backbone on `data` with fastai (AdamW, one-cycle, early stopping, save best); the bundle and the history."
     with torch_threads(cfg.threads): return _train(data, backbone, cfg, device, base, seed)
 
+# %% ../nbs/04_classifier.ipynb #30625b6c
 def _train(data, backbone, cfg, device, base, seed):
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
@@ -856,6 +865,7 @@ def _summary_ok(out:Path, h:str) -> bool:
     try: return json.loads((out/'summary.json').read_text())['config_hash'] == h
     except Exception: return False
 
+# %% ../nbs/04_classifier.ipynb #87775918
 def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dict:
     "Stage 04: validate the label sheets, train and compare backbones, write metrics, figures and predictions."
     ccfg = cfg.section('classifier')

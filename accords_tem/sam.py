@@ -434,6 +434,7 @@ def instances_from_mask(mask:np.ndarray, # binary mask of one class
     lab = fill_object_holes(lab, hole_px)   # a pocket between touching objects is not a hole in either
     return relabel(lab, None, min_area)[0]
 
+# %% ../nbs/06_sam.ipynb #9c02f1cf
 def instances_from_classes(class_map:np.ndarray, # class values per pixel (0 = none)
                            values:list[int], # which class values are objects
                            **kwargs) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,7 @@ class AugmentConfig(_Section):
     blur_sigma: tuple[float, float] = (0.3, 1.2)   # GaussianBlur sigma range
     p: float = 0.3                        # probability of each photometric / geometric jitter
 
+# %% ../nbs/05a_seg_data.ipynb #c190330d
 class UnetConfig(_Section):
     "The `unet:` section: U-Net segmentation of the target classes."
     target_classes: list[str] = Field(default_factory=lambda: ['GFM', 'carbonhole'])  # by name, from `classes`
@@ -267,6 +268,7 @@ def split_images(stems:list[str], # image names
         subset[picks] = roles; done += kt
     return pd.DataFrame({'image': stems, 'subset': subset.values})
 
+# %% ../nbs/05a_seg_data.ipynb #babed8ff
 def read_split(path:str|os.PathLike, stems:list[str]|None=None) -> pd.DataFrame:
     "A split file (CSV with columns image, subset); checks the subsets and that every image is known."
     path = Path(path)

@@ -73,6 +73,7 @@ def load_encoder_weights(model:nn.Module, # an smp model built with encoder_weig
     return dict(source=str(path), loaded=loaded, missing=list(res.missing_keys), unexpected=list(res.unexpected_keys),
                 skipped_shape=skipped)
 
+# %% ../nbs/05b_seg_train.ipynb #788b5a8e
 def _load_cached_imagenet(model, encoder:str, in_channels:int) -> dict:
     "smp/timm ImageNet weights from the local cache only (offline); a clear error when absent."
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -178,6 +179,7 @@ def _iou(tp, fp, fn) -> float:
     "IoU from counts; 1 when there is nothing to find and nothing found."
     return 1.0 if tp + fp + fn == 0 else float(tp / (tp + fp + fn))
 
+# %% ../nbs/05b_seg_train.ipynb #f6ba6ed8
 class ThresholdSearch:
     "Accumulate per-class histograms of probabilities of positive and negative pixels; search the IoU-best threshold."
     bins = 1000
@@ -229,6 +231,7 @@ class ThresholdSearch:
             out[n] = dict(threshold=t, iou=v, iou_at_0_5=float(self.iou(k, 0.5)))
         return out
 
+# %% ../nbs/05b_seg_train.ipynb #50790bd4
 def leave_one_out(searches:list[ThresholdSearch], # one search per validation image
                   k:int, coarse=None, refine:float=0.01) -> dict:
     "Does tuning generalise? IoU of class `k` pooled over held-out images, each at the threshold tuned on the others, vs at 0.5."
@@ -253,7 +256,6 @@ def tune_thresholds(searches:list[ThresholdSearch], # one search per validation 
         thr[c]['rule'] = keep or 'tuned'
     return thr
 
-
 # %% ../nbs/05b_seg_train.ipynb #0bcbc71b
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback
@@ -264,6 +266,7 @@ import fastai.callback.schedule   # Learner.fit_one_cycle
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
+# %% ../nbs/05b_seg_train.ipynb #f5b939c4
 class IoUMetric(Metric):
     "Validation IoU (pooled over the validation set) of one class, or the mean over classes (`k=None`)."
     def __init__(self, k:int|None, name:str, threshold:float=0.5, ignore:int=-1, n_classes:int|None=None):
