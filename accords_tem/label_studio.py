@@ -257,6 +257,7 @@ def _annotations(ls, task:int, url:str) -> list:
         if getattr(e, 'status_code', None) == 404: raise AccordsError(f'task {task} is no longer on {url} (project deleted?); send the queue again') from None
         raise
 
+# %% ../nbs/10b_label_studio.ipynb #a13361b6
 def _latest(anns:list):
     "The latest submitted, not skipped annotation (None when there is none)."
     done = [a for a in anns if not getattr(a, 'was_cancelled', False)]

@@ -40,6 +40,7 @@ STAGES = [
     Stage('07', '07_reporting.ipynb', 'accords_tem.reporting:run_report', 'report', 'report', 'Report and quality checks', ('report.pdf', 'qc.json')),
 ]
 
+# %% ../nbs/08_pipeline.ipynb #0287e83c
 # Commands that are not pipeline stages: 'name': ('module:function taking argv', help)
 EXTRA_COMMANDS = {
     'predict': ('accords_tem.objects:predict_main', 'segment new images with a trained U-Net and measure their objects'),
@@ -247,6 +248,7 @@ def run_pipeline(config:str|os.PathLike|Config, # configuration file or loaded c
     if verbose: say(failure_summary(failures))
     return summary
 
+# %% ../nbs/08_pipeline.ipynb #0b428f1f
 def failure_summary(rows:list[dict]) -> str:
     "A few lines on the inputs that could not be used."
     if not rows: return 'failures.csv: none'

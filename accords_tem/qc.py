@@ -233,6 +233,7 @@ def _read_image(p:Path):
     from PIL import Image
     return np.asarray(Image.open(p))
 
+# %% ../nbs/07a_qc.ipynb #7151341c
 def _content(a:np.ndarray, run:RunData) -> np.ndarray:
     "The content rows of an image: data bars cut (`io.content_rows` with the run's `io` section)."
     try:
@@ -263,6 +264,7 @@ def image_table(run:RunData, rc:ReportConfig) -> pd.DataFrame|None:
     run._image_table = df
     return df
 
+# %% ../nbs/07a_qc.ipynb #f9137fdd
 def _unread_note(run:RunData) -> str:
     u = getattr(run, '_unread', [])
     return f'; {len(u)} image(s) could not be read for this check: {_names(u, 3)}' if u else ''
@@ -298,6 +300,7 @@ def _mask_png(p:Path, max_pixels:int=250_000) -> np.ndarray:
     step = max(1, int(math.ceil(math.sqrt(a.size / max_pixels))))
     return a[::step, ::step] > 0
 
+# %% ../nbs/07a_qc.ipynb #e7a07486
 def stage02_masks(run:RunData) -> dict[str, dict[str, Path]]:
     "stem -> {class: mask PNG} of stage 02 (`masks/CLASS/*.png`, QA folders left out)."
     out = {}
@@ -332,6 +335,7 @@ def _mask_fractions(run:RunData, rc:ReportConfig) -> pd.DataFrame:
         rows.append(dict(source='U-Net (05)', image=image_stem(p), foreground=float(_mask_png(p).mean()), overlap=np.nan))
     return pd.DataFrame(rows, columns=['source', 'image', 'foreground', 'overlap'])
 
+# %% ../nbs/07a_qc.ipynb #6b5256ae
 def check_empty_masks(run:RunData, rc:ReportConfig) -> dict:
     "Masks whose foreground covers less than `near_empty_fraction` of the image: warn."
     name = 'empty or near-empty masks'
@@ -454,6 +458,7 @@ def confidence_table(run:RunData) -> pd.DataFrame|None:
         except Exception: continue
     return pd.DataFrame(rows) if rows else None
 
+# %% ../nbs/07a_qc.ipynb #84f28b3e
 def check_poor_images(run:RunData, rc:ReportConfig) -> dict:
     "Validation/test images whose mean IoU over the target classes is under `min_image_iou`: warn."
     name = 'poorly segmented images'
@@ -505,6 +510,7 @@ def check_border(run:RunData, rc:ReportConfig) -> dict:
                      f'{head}; {len(bad)} image(s) have more than {rc.border_fraction:.0%} of their objects cut by the border '
                      f'(sizes biased low): {_names(desc)}', bad.index, details=_details(desc))
 
+# %% ../nbs/07a_qc.ipynb #4244e774
 def classifier_probabilities(pred:pd.DataFrame) -> dict[str, str]:
     "task -> its probability column (`<task>_prob`) in stage 04's `classifier/predictions.csv`."
     return {str(c)[:-5]: c for c in pred.columns if str(c).endswith('_prob')}
@@ -529,6 +535,7 @@ def check_classifier_confidence(run:RunData, rc:ReportConfig) -> dict:
     return qc_result(name, _warn_or_fail(len(desc), n_answers, rc),       # a failure when most answers are guesses
                      f'{len(desc)} of {n_answers} answer(s), on {len(bad)} of {len(p)} image(s), below probability {rc.classifier_min_confidence:g}: {_names(desc)}', bad, details=_details(desc))
 
+# %% ../nbs/07a_qc.ipynb #677f16b1
 def _read_sheet(p:Path) -> pd.DataFrame|None:
     try:
         if p.suffix.lower() in ('.xlsx', '.xlsm', '.xls'): return pd.read_excel(p)

@@ -40,6 +40,7 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError: out[p] = 'not installed'
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #d190dd19
 @dataclass
 class _Doc:
     "What the section builders share: the run, thresholds, styles, page width and a temp folder for figures."
@@ -150,6 +151,7 @@ def df_table(doc:_Doc, df:pd.DataFrame, max_rows:int|None=None, col_widths=None,
     t.setStyle(TableStyle(style))
     return t
 
+# %% ../nbs/07b_report_pdf.ipynb #b32720ab
 def image_flowable(doc:_Doc, path:Path, max_w:float|None=None, max_h:float|None=None, dpi:int=160):
     "A reportlab Image of a PNG/JPEG scaled to fit (aspect kept), resampled to `dpi` at its printed size and embedded as JPEG."
     from reportlab.platypus import Image as RLImage
@@ -385,6 +387,7 @@ def _masks_section(doc:_Doc) -> list:
     if qa: out += _figures(doc, qa, per_row=2, title=_p('QA: mask overlay and probability heatmap with the threshold contour', s['h2']))
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #74f2efbc
 def _dataset03_section(doc:_Doc) -> list:
     from reportlab.platypus import PageBreak
     s, run = doc.styles, doc.run
@@ -836,6 +839,7 @@ def _agg_txt(a:dict|None) -> str:
 _DECIDED = dict(feret_min='minimum Feret in 1-100 nm', feret_max='maximum Feret in 1-100 nm', thickness='thickness in 1-100 nm')
 _NOT_MEETING = {'thickness not estimable', 'all dimensions outside 1-100 nm'}   # `decided_by` keys of particles that do not meet
 
+# %% ../nbs/07b_report_pdf.ipynb #a162bff8
 def _risk_plot(doc:_Doc, samples:list, measures:list, layers:bool=False):
     "Cumulative number distributions with their bootstrap bands, one panel per measure, one colour per sample; `layers`: a layer-count histogram."
     import matplotlib.pyplot as plt
@@ -867,6 +871,7 @@ def _risk_plot(doc:_Doc, samples:list, measures:list, layers:bool=False):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07b_report_pdf.ipynb #74ce8142
 def _categories(run:RunData, samples:list) -> dict:
     "Per sample, the classifier's most frequent Morphology and Num_particles answers ('answer (k of n)')."
     p = run.csv('classifier/predictions.csv')
@@ -1019,6 +1024,7 @@ def build_report(run_dir:str|os.PathLike, # run folder
             doc.build(story, onFirstPage=decorate, onLaterPages=decorate)
     return out
 
+# %% ../nbs/07b_report_pdf.ipynb #b0616d71
 def _keep_head(flow:list) -> list:
     "Keep a section's heading and opening paragraphs on the page of its first table or figure."
     from reportlab.platypus import Paragraph, KeepTogether, PageBreak

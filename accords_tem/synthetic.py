@@ -103,6 +103,7 @@ class Flake:
     aggregate: bool = False
     radius: float = 0.0                 # nominal radius (px)
 
+# %% ../nbs/09_synthetic.ipynb #d1401120
 @dataclass
 class Particle:
     "A contamination blob or a foreign nanoparticle (pixel coordinates)."
@@ -137,6 +138,7 @@ def _clip_halfplane(P:np.ndarray, n:np.ndarray, d:float) -> np.ndarray:
         if (sa <= 0) != (sb <= 0): out.append(a + (b - a) * (sa / (sa - sb)))
     return np.array(out) if out else np.zeros((0, 2))
 
+# %% ../nbs/09_synthetic.ipynb #c1005bc8
 def flake_polygon(rng:np.random.Generator,
                   center:tuple, # (x, y) px
                   radius:float, # nominal radius px
@@ -315,6 +317,7 @@ def _support_film(sc:Scene, rng, shape, yy, xx) -> np.ndarray:
         film[y0:y1, x0:x1] &= (dx*dx + dy*dy) > rr*rr
     return film
 
+# %% ../nbs/09_synthetic.ipynb #ec3e7a4b
 def _wrinkle_lines(f:Flake, mask:np.ndarray, rng, canvas:np.ndarray):
     "Random-walk ridges inside a flake, drawn as 1-px anti-aliased lines (amplitude in layers) onto `canvas`."
     area = mask.sum()
@@ -468,6 +471,7 @@ def ground_truth(sc:Scene, r:dict) -> tuple:
     lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint16)
     return classes, bg, lut[inst], ids
 
+# %% ../nbs/09_synthetic.ipynb #491892ba
 def generate(seed:int|np.random.Generator=0, # seed (or generator) of this image
              size:int=768, # image side in px
              magnification:int=10000, # nominal magnification: sets nm/px = camera_pixel_nm / magnification
@@ -550,6 +554,7 @@ THICK_LAYERS = 8        # a flake of at least this many layers counts as 'thick'
 CRUMPLED_RIDGES = 2.5   # ridge (wrinkle + fold) length per flake size above which a flake counts as crumpled
 NOT_ASSESSABLE_BELOW = 3000   # at this magnification and below, morphology and nanostructures are not assessable
 
+# %% ../nbs/09_synthetic.ipynb #74d48247
 def flake_morphology(layers:int, ridge_length_nm:float, area_nm2:float) -> str:
     "'thick', 'crumpled' or 'thin' from the layer count and the ridge length per flake size."
     if layers >= THICK_LAYERS: return 'thick'
@@ -624,6 +629,7 @@ def fake_probabilities(m:Micrograph, # micrograph with its ground truth
     p /= p.sum(-1, keepdims=True)
     return quantize_probabilities(p, levels) if levels else p.astype(np.float32)
 
+# %% ../nbs/09_synthetic.ipynb #150b066e
 def quantize_probabilities(p:np.ndarray, # (..., C) probabilities summing to 1
                            levels:int=255, # number of steps
                           ) -> np.ndarray:
@@ -686,6 +692,7 @@ def label_sheet(truth:pd.DataFrame, # one row per image: 'filename' and the SHEE
         df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
     return df.reset_index(drop=True)
 
+# %% ../nbs/09_synthetic.ipynb #78c4e6aa
 def write_sheet(df:pd.DataFrame, path:str|Path, sep:str=',') -> Path:
     "Write a label sheet as .csv (delimiter `sep`) or as a macro-enabled Excel workbook (.xlsm), atomically."
     path = Path(path)
@@ -779,6 +786,7 @@ def _plan(scfg:SyntheticConfig, seed:int) -> pd.DataFrame:
     if n > 1: df.loc[min(n - 1, scfg.images_per_material), 'prob_axes'] = scfg.other_axes
     return df
 
+# %% ../nbs/09_synthetic.ipynb #6dbb1b26
 def _clear_previous(out:Path):
     "Remove the files of an earlier synthetic sample in `out` (listed in its scenes.csv); refuse any other non-empty folder."
     scenes = out/'ground_truth'/'scenes.csv'
@@ -857,6 +865,7 @@ def synthesize(out:str|Path, # output folder (data_sample/ layout)
     scenes.attrs['render_s'] = t_render
     return scenes
 
+# %% ../nbs/09_synthetic.ipynb #cce5ffd6
 def _dir_mb(path:Path) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob('*') if p.is_file()) / 2**20
 
@@ -967,6 +976,7 @@ def display_image(img:np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(img, [0.1, 99.9])
     return np.clip((img.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
 
+# %% ../nbs/09_synthetic.ipynb #d2d98a16
 def class_overlay(img:np.ndarray, classes:np.ndarray, colors:dict|None=None, alpha:float=0.45) -> np.ndarray:
     "RGB picture of the image with the class map painted over it (`colors`: label -> '#rrggbb')."
     from matplotlib.colors import to_rgb
@@ -1004,6 +1014,7 @@ def plot_micrographs(ms:list, # Micrographs to show, one per row
     fig.tight_layout()
     return fig
 
+# %% ../nbs/09_synthetic.ipynb #40090fc3
 def plot_class_histograms(ms:list, colors:dict|None=None, names:dict|None=None):
     "Histogram of the (display-normalised) intensity per true class: vacuum brightest, film grey, flakes spread by layers."
     import matplotlib.pyplot as plt
