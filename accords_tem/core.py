@@ -847,12 +847,12 @@ class InputRecord:
     def fresh(self, outputs, # the output files of one group (an image's mask, figure, ...)
               inputs, # the files they are made from
               force:bool=False) -> bool:
-        "True when every output exists and was recorded as made, under this key, from inputs with the same bytes."
+        "True when every output exists and was recorded as made, under this key, from inputs with the same bytes; else the outputs are deleted."
         gid = self._id(outputs); e = self.groups.get(gid)
         now = self._now[gid] = file_digests(inputs, e['inputs'] if e else None)   # kept for `done`: the bytes as read now
         ok = (e is not None and not force and e.get('key') == self.key and all(Path(o).exists() for o in outputs)
               and same_content(now, e['inputs']))
-        if not ok: self.forget(outputs)
+        if not ok: self.discard(outputs)
         elif now != e['inputs']: self.groups[gid] = e = dict(e, inputs=now); self._append(e)   # touched: read once only
         return ok
 
@@ -865,6 +865,11 @@ class InputRecord:
     def forget(self, outputs):
         "Drop the record of `outputs` (before rewriting them)."
         if self.groups.pop(gid := self._id(outputs), None) is not None: self._append(dict(outputs=gid, inputs=None), sync=True)
+
+    def discard(self, outputs):
+        "Drop the record of `outputs` and delete them: what an earlier input made must not outlive a failed redo."
+        self.forget(outputs)
+        for o in outputs: Path(o).unlink(missing_ok=True)
 
     def clear(self):
         "Drop every record (the stage redoes everything)."

@@ -9,8 +9,9 @@ from scipy import ndimage as ndi
 
 # %% auto #0
 __all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'class_instances', 'centre_target', 'sequential_lut',
-           'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'instances_from_prediction',
-           'match_instances', 'tune_seed_threshold', 'fill_object_holes', 'npy_read', 'npy_write', 'instances_tiled']
+           'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'keep_orphans',
+           'instances_from_prediction', 'match_instances', 'tune_seed_threshold', 'fill_object_holes', 'npy_read',
+           'npy_write', 'instances_tiled']
 
 # %% ../nbs/05d_instances.ipynb #9e245766
 CENTRE_SCALE = 100   # centre maps travel as int8 0..100 in training targets (uint8 through augmentation)
@@ -115,11 +116,20 @@ def instances_from_centres(fg:np.ndarray, # (H, W) bool class mask (probability 
                            sigma:float=1.0, # smoothing of the centre map (px)
                            min_seed:int=4, # seeds smaller than this (px) are dropped
                            min_area:int=1, # objects smaller than this (px) are dropped
+                           prob:np.ndarray|None=None, # (H, W) the class probability, for `orphan_min_prob`
+                           orphan_min_prob:float|None=None, # pieces of the mask no seed reaches, touching no object: one object each
+                                                            # when their mean `prob` >= this (None, or no `prob`: dropped)
                           ) -> np.ndarray:
     "(H, W) int32 instance labels: seeded watershed of the centre map over the class mask, pieces of one object joined."
-    from skimage.segmentation import watershed
     fg = np.asarray(fg).astype(bool)
     if not fg.any(): return np.zeros(fg.shape, np.int32)
+    lab = _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_seed)
+    if prob is not None and orphan_min_prob is not None: lab = keep_orphans(lab, fg, prob, orphan_min_prob, min_area)
+    return relabel_sequential(lab, min_area)
+
+def _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_seed) -> np.ndarray:
+    "The seeded watershed of `instances_from_centres` (labels not yet sequential; pieces without a seed are 0)."
+    from skimage.segmentation import watershed
     c = np.asarray(centre, np.float32)
     if sigma > 0: c = ndi.gaussian_filter(c, sigma)
     piece, n = ndi.label(fg)
@@ -131,8 +141,27 @@ def instances_from_centres(fg:np.ndarray, # (H, W) bool class mask (probability 
         seeds = np.where(keep[seeds], seeds, 0)
     if not seeds.any(): return np.zeros(fg.shape, np.int32)
     lab = watershed(-c, seeds, mask=fg)   # pieces of the mask without a seed stay 0
-    if join_ratio > 0: lab = merge_wide_necks(lab, c, join_ratio)
-    return relabel_sequential(lab, min_area)
+    return merge_wide_necks(lab, c, join_ratio) if join_ratio > 0 else lab
+
+
+# %% ../nbs/05d_instances.ipynb #dee16ddc
+def keep_orphans(labels:np.ndarray, # (H, W) instance labels of a class
+                 fg:np.ndarray, # (H, W) bool class mask they were cut from
+                 prob:np.ndarray, # (H, W) the class probability
+                 min_prob:float, # an orphan is kept when its mean probability >= this
+                 min_area:int=1, # ... and it has at least this many pixels
+                ) -> np.ndarray:
+    "`labels` plus, as new objects, the pieces of `fg` left without a label that touch no object and are probable enough."
+    comp, n = ndi.label(np.asarray(fg, bool) & (labels == 0))
+    if not n: return labels
+    idx = np.arange(1, n + 1)
+    area = np.bincount(comp.ravel(), minlength=n + 1)[1:]
+    mean = ndi.mean(np.asarray(prob, np.float32), comp, idx)
+    touch = ndi.maximum(ndi.binary_dilation(labels > 0), comp, idx)   # fringes of an object are not objects of their own
+    keep = idx[(area >= min_area) & (mean >= min_prob) & ~np.asarray(touch, bool)]
+    if not len(keep): return labels
+    lut = np.zeros(n + 1, np.int64); lut[keep] = np.arange(1, len(keep) + 1) + int(labels.max())
+    return np.where(comp > 0, lut[comp], labels).astype(np.int32)
 
 
 # %% ../nbs/05d_instances.ipynb #1376bdaf
@@ -148,7 +177,7 @@ def instances_from_prediction(prob:np.ndarray, # (K, H, W) class probabilities (
     lab = np.zeros(prob.shape[1:], np.int32); names = []
     for j, c in enumerate(instance_classes):
         k = classes.index(c)
-        li = instances_from_centres(prob[k] >= thresholds[k], centres[j], min_area=min_area, **decode)
+        li = instances_from_centres(prob[k] >= thresholds[k], centres[j], min_area=min_area, prob=prob[k], **decode)
         free = (li > 0) & (lab == 0)   # where instance classes overlap, the earlier class keeps its pixels
         li = relabel_sequential(np.where(free, li, 0), min_area)
         lab[li > 0] = li[li > 0] + len(names); names += [c] * int(li.max())
@@ -182,7 +211,7 @@ def match_instances(pred:np.ndarray, # predicted instance labels
                 mean_iou=float(np.mean(ious)) if ious else np.nan)
 
 # %% ../nbs/05d_instances.ipynb #7e18fb88
-def tune_seed_threshold(maps, # iterable, per image and instance class: (class mask, centre map, true instance labels), each (H, W)
+def tune_seed_threshold(maps, # iterable, per image and instance class: (class mask, centre map, true instance labels[, class probability]), each (H, W)
                         candidates:list[float], # seed floors to try ([]: `default` only, still scored)
                         default:float, # kept with too few objects to decide; preferred in ties
                         min_objects:int=50, # fewer true objects than this: keep `default`
@@ -191,10 +220,11 @@ def tune_seed_threshold(maps, # iterable, per image and instance class: (class m
                        ) -> dict:
     "The seed floor with the best pooled object F1 at IoU 0.5 on validation images: {seed_threshold, f1, n_true, rule}."
     cand = [float(s) for s in candidates] or [float(default)]; tp, n_pred = np.zeros(len(cand)), np.zeros(len(cand)); n_true = n_maps = 0
-    for fg, c, t in maps:   # one map at a time: a generator keeps memory to one image
+    for fg, c, t, *pr in maps:   # one map at a time: a generator keeps memory to one image
         n_true += len(np.unique(t[t > 0])); n_maps += 1
         for i, s in enumerate(cand):
-            r = match_instances(instances_from_centres(fg, c, seed_threshold=s, **decode), t); tp[i] += r['tp']; n_pred[i] += r['n_pred']
+            r = match_instances(instances_from_centres(fg, c, seed_threshold=s, prob=pr[0] if pr else None, **decode), t)
+            tp[i] += r['tp']; n_pred[i] += r['n_pred']
     if n_true < min_objects:
         return dict(seed_threshold=default, f1={}, n_true=n_true, rule=f'{default} as set: {n_true} true objects, fewer than {min_objects}')
     f1 = {s: round(float(2 * tp[i] / (n_pred[i] + n_true)), 4) for i, s in enumerate(cand)}

@@ -18,11 +18,11 @@ from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataErr
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'MIN_IMAGE_SIDE', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY_COLUMNS', 'file_format', 'write_tem_tiff',
-           'read_tem', 'check_pixels', 'to_float01', 'read_region', 'LazyTiff', 'open_tem_lazy', 'write_dm',
-           'parse_magnification', 'PixelSize', 'to_nm', 'read_metadata', 'read_pixel_size', 'read_magnification',
-           'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5', 'iter_ilastik_rows',
-           'list_images', 'data_images', 'content_rows', 'IOConfig', 'read_working', 'image_stats', 'inventory_row',
-           'inventory_figure', 'pixel_size_figure', 'run_inventory', 'inspect_main']
+           'read_tem', 'check_pixels', 'check_not_blank', 'to_float01', 'read_region', 'LazyTiff', 'open_tem_lazy',
+           'write_dm', 'parse_magnification', 'PixelSize', 'to_nm', 'read_metadata', 'read_pixel_size',
+           'read_magnification', 'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5',
+           'iter_ilastik_rows', 'list_images', 'data_images', 'content_rows', 'IOConfig', 'read_working', 'image_stats',
+           'inventory_row', 'inventory_figure', 'pixel_size_figure', 'run_inventory', 'inspect_main']
 
 # %% ../nbs/00_io.ipynb #b6f112ab
 _MAGIC = [(b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff'), (b'II+\x00', 'tiff'), (b'MM\x00+', 'tiff'),
@@ -220,13 +220,25 @@ MIN_IMAGE_SIDE = 2   # px: smaller images hold nothing to measure
 def check_pixels(a:np.ndarray, # a 2-D image as read
                  path=None, # its file (named in the error)
                 ) -> np.ndarray:
-    "`a` itself, or an `ImageReadError` for an image too small to use or with NaN/inf pixels (the one check for every reader)."
+    "`a` itself, or an `ImageReadError` for an image too small to use, with complex or NaN/inf pixels (the one check for every reader)."
     if a.ndim != 2 or min(a.shape) < MIN_IMAGE_SIDE:
         size = 'x'.join(map(str, a.shape[::-1])) if a.ndim else '0x0'
         raise ImageReadError(f'image too small: {size} px (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px are needed)', path)
-    if a.dtype.kind in 'fc':
+    if a.dtype.kind == 'c':
+        raise ImageReadError(f'complex pixel values ({a.dtype}: an FFT, a hologram or an exit wave?) are not a micrograph; '
+                             'save the image itself (its amplitude or intensity) as real numbers', path)
+    if a.dtype.kind == 'f':
         bad = int(a.size - np.count_nonzero(np.isfinite(a)))
         if bad: raise _nonfinite_error(bad, a.size, path)
+    return a
+
+def check_not_blank(a:np.ndarray, # a micrograph (or its rows without the data bar)
+                    path=None, # its file (named in the error)
+                   ) -> np.ndarray:
+    "`a` itself, or an `ImageReadError` for a blank frame (one value everywhere): nothing to normalize, segment or measure."
+    if a.size and np.min(a) == np.max(a):
+        raise ImageReadError(f'blank image: every pixel is {np.min(a).item()} (a frame without signal: beam blanked, shutter '
+                             'closed?); nothing to segment or measure', path)
     return a
 
 def _nonfinite_error(bad:int, n:int, path) -> ImageReadError:
@@ -728,7 +740,7 @@ def list_images(root:str|os.PathLike, # folder searched
         head, dot, ext = pat.rpartition('.')
         variants = {pat} | ({f'{head}.{ext.upper()}', f'{head}.{ext.lower()}'} if dot and ext.isalpha() else set())
         for v in variants:
-            found |= {p for p in root.glob(v) if p.is_file()}
+            found |= {p for p in root.glob(v) if not p.is_dir()}   # a broken link (an unmounted share) is listed: it fails by name
     return sorted((p for p in found if not any(part.startswith('.') for part in p.relative_to(root).parts)),
                   key=lambda p: p.relative_to(root).as_posix())
 

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from .core import (AccordsError, ImageReadError, Config, FailureLog, _Section, atomic_path,
                               load_config, InputRecord, map_images, run_batch, save_csv, save_figure, save_json)
 from .imaging import clip_uint8
-from .io import LazyTiff, data_images, file_format, read_tem
+from .io import LazyTiff, check_not_blank, data_images, file_format, read_tem
 
 # %% auto #0
 __all__ = ['intensity_window', 'minmax', 'clahe', 'NormalizationConfig', 'normalize', 'comparison_figure', 'normalized_path',
@@ -216,7 +216,7 @@ def normalize_file(path:Path, # raw image
     "Normalize one image file, write the chosen result (8-bit) and, optionally, its comparison figure."
     ncfg = ncfg or NormalizationConfig()
     lazy = _lazy_if_big(Path(path), max_pixels)
-    if lazy is None: img = read_tem(path); res = normalize(img, ncfg)
+    if lazy is None: img = check_not_blank(read_tem(path), path); res = normalize(img, ncfg)
     else: res = normalize_banded(lazy, ncfg, band=max(1, max_pixels // 4)); img = res.pop('_thumb')   # the figure's copy only
     _write_image(res[ncfg.method], out)
     if fig_path is not None:

@@ -618,7 +618,8 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
             rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
             with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(rgb).save(tmp, format='PNG')
         return df, dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan)
-    todo = [p.absolute() for p in files if (out/'instances'/f'{p.stem}.tif').exists()]   # the failures are in failures.csv
+    ok = set(preds['image']) if len(preds) else set()
+    todo = [p.absolute() for p in files if Path(p).name in ok]   # the images predicted now (the failures are in failures.csv)
     got = [r for _, r in map_images(measure, todo, progress=False, client=client)]   # on the same workers, when there are
     tables, recs = [t for t, _ in got], [r for _, r in got]
     objects = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'stem', 'sample', 'class', 'label'])

@@ -19,9 +19,9 @@ from .core import (AccordsError, Config, ConfigError, _Section, atomic_path, con
 from .layout import TABLES, read_table, complete
 
 # %% auto #0
-__all__ = ['CHECKS', 'ReportConfig', 'image_stem', 'RunData', 'qc_result', 'not_run', 'check_unreadable', 'check_stages',
-           'check_calibration', 'intensity_stats', 'image_table', 'check_saturation', 'check_contrast', 'stage02_masks',
-           'check_empty_masks', 'check_overlap', 'split_balance', 'check_split', 'mean_iou_by_subset',
+__all__ = ['CHECKS', 'ReportConfig', 'image_stem', 'RunData', 'qc_result', 'not_run', 'nothing_to_check', 'check_unreadable',
+           'check_stages', 'check_calibration', 'intensity_stats', 'image_table', 'check_saturation', 'check_contrast',
+           'stage02_masks', 'check_empty_masks', 'check_overlap', 'split_balance', 'check_split', 'mean_iou_by_subset',
            'check_val_test_gap', 'confidence_table', 'check_poor_images', 'check_confidence', 'check_border',
            'classifier_probabilities', 'check_classifier_confidence', 'check_unusable', 'check_title', 'quality_checks',
            'fake_run']
@@ -150,6 +150,10 @@ def not_run(check:str, what:str) -> dict:
     "The verdict of a check whose input is absent."
     return qc_result(check, 'skip', f'stage not run: {what} absent')
 
+def nothing_to_check(check:str, what:str) -> dict:
+    "The verdict of a check whose input exists but holds nothing to check (not a pass)."
+    return qc_result(check, 'skip', f'nothing to check: {what} lists none')
+
 def _warn_or_fail(n_bad:int, n_all:int, rc:ReportConfig) -> str:
     if n_bad == 0: return 'pass'
     return 'fail' if n_all and n_bad / n_all > rc.fail_fraction else 'warn'
@@ -192,6 +196,7 @@ def check_calibration(run:RunData, rc:ReportConfig) -> dict:
     name = 'missing calibration'
     inv = run.inventory
     if inv is None: return not_run(name, 'inventory.csv (stage 00)')
+    if inv.empty: return nothing_to_check(name, 'inventory.csv')
     src = inv.pixel_size_source
     bad = src.isna() | src.astype(str).str.strip().str.lower().isin(['none', '', 'nan', 'px']) | pd.to_numeric(inv.nm_per_px, errors='coerce').isna()
     files = [Path(str(v)).name for v in inv.loc[bad, 'file']]
@@ -274,6 +279,7 @@ def check_saturation(run:RunData, rc:ReportConfig) -> dict:
     name = 'saturated images'
     t = image_table(run, rc)
     if t is None: return not_run(name, 'inventory.csv (stage 00) and raw images')
+    if t.empty: return nothing_to_check(name, 'inventory.csv')
     bad = t[t.saturated_fraction > rc.saturation_fraction]
     if bad.empty: return qc_result(name, 'pass', f'no image has more than {rc.saturation_fraction:.1%} of its pixels clipped ({len(t)} checked)' + _unread_note(run))
     desc = [f"{r.image} ({r.saturated_fraction:.1%}{' ' + r.saturated_end if r.saturated_end else ''})" for r in bad.itertuples()]
@@ -286,6 +292,7 @@ def check_contrast(run:RunData, rc:ReportConfig) -> dict:
     name = 'low-contrast images'
     t = image_table(run, rc)
     if t is None: return not_run(name, 'inventory.csv (stage 00) and raw images')
+    if t.empty: return nothing_to_check(name, 'inventory.csv')
     bad = t[t.rms_contrast < rc.low_contrast_std]
     if bad.empty: return qc_result(name, 'pass', f'every image has RMS contrast >= {rc.low_contrast_std:g} ({len(t)} checked)' + _unread_note(run))
     desc = [f'{r.image} ({r.rms_contrast:.3f})' for r in bad.itertuples()]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os, time
 from pathlib import Path
 
-from .core import Config, load_config
+from .core import AccordsError, Config, load_config
+from .layout import TABLES
 from .qc import ReportConfig, RunData, quality_checks, fake_run, CHECKS
 from .report_pdf import build_report, pdf_pages, pdf_text
 
@@ -22,6 +23,9 @@ def run_report(cfg:Config, # run configuration (section `report:`)
     "Stage 07: quality checks (`qc.json`) and the PDF report (`report.pdf`) of a run folder."
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
+    if not any((run_dir/t.path).exists() for t in TABLES.values() if t.stage != 'any'):
+        raise AccordsError('no run here: no stage has written its table (inventory.csv, normalized/normalized.csv, ...); '
+                           'run the stages first (accords-tem run --out RUN)', run_dir)
     qc = quality_checks(run_dir, cfg)
     pdf = build_report(run_dir, cfg, qc=qc)
     counts = {s: sum(r['status'] == s for r in qc) for s in ('pass', 'warn', 'fail', 'skip')}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_seg_train.ipynb #ade90a09
 from __future__ import annotations
-import json, os, shutil, tempfile, warnings
+import contextlib, io, json, os, shutil, tempfile, warnings
 from functools import partial
 from pathlib import Path
 
@@ -445,7 +445,8 @@ def load_model(model_dir:str|os.PathLike, device='cpu') -> SegModel:
     meta, thr = js('unet.json'), js('thresholds.json')
     try:
         u, thr = UnetConfig.model_validate(meta.pop('unet')), thr['thresholds']
-        model = GatedUnet.from_pretrained(str(d)) if u.frame_gate else smp.Unet.from_pretrained(str(d))
+        with contextlib.redirect_stdout(io.StringIO()):   # huggingface_hub prints 'Loading weights from local directory'
+            model = GatedUnet.from_pretrained(str(d)) if u.frame_gate else smp.Unet.from_pretrained(str(d))
     except Exception as e: raise CheckpointDamagedError(f'the model cannot be rebuilt from config.json, unet.json, thresholds.json '
                                                         f'and model.safetensors ({type(e).__name__}: {e})', d) from None
     return SegModel(model, u, thr, meta).to(device)

@@ -14,7 +14,7 @@ import torch
 from .core import (Config, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
                               device_description, prepare_run, InputRecord, save_csv, save_json, save_npy, save_figure, atomic_path,
                               CheckpointMissingError, PerProcess, cluster_wanted, file_digests, map_images)
-from .io import IMAGE_SUFFIXES, data_images, parse_magnification, read_tem
+from .io import IMAGE_SUFFIXES, check_not_blank, data_images, parse_magnification, read_tem
 from .imaging import minmax_uint8, overlay_masks, resize_image
 from .seg_data import *
 from .seg_data import UnetConfig, AugmentConfig, LossSpec
@@ -191,7 +191,7 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
         if (big := _big_image(sm, p, scales or u.tta_scales, budget)) is not None:   # above io.max_pixels_in_memory: bands and windows
             rows.extend(_predict_big(sm, p, big, out, kw, prepare, data_bar, crop, cut, figures, budget)); return
         full = read_tem(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
-        raw = full[r0:r1]; img = minmax_uint8(raw)   # the model sees x; masks come back at the image's size
+        raw = check_not_blank(full[r0:r1], p); img = minmax_uint8(raw)   # the model sees x; masks come back at the image's size
         x = prepare(raw, (pixel_size or _metadata_nm)(p) if resample else None) if prepare else img
         prob, unc = predict_members(sm, x, scales or u.tta_scales, **kw)
         if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
@@ -249,11 +249,19 @@ class PredictedImage:
         ok = (bool(outs) and isinstance(outs, list) and d.get('key') == self.key and d.get('image') == file_digests([p])[str(p)][0]
               and all((self.out/str(o)).exists() for o in outs))
         return d['rows'] if ok and isinstance(d.get('rows'), list) else None
+    def discard(self, p):
+        "Delete the marker of `p` and the outputs it lists."
+        try: outs = json.loads(self.marker(p).read_text()).get('outputs') or []
+        except (OSError, ValueError, AttributeError): outs = []
+        self.marker(p).unlink(missing_ok=True)
+        for o in outs if isinstance(outs, list) else []: (self.out/str(o)).unlink(missing_ok=True)
     def __call__(self, p):
         p = Path(p)
-        if (rows := self.fresh(p)) is not None: return rows, True
-        self.marker(p).unlink(missing_ok=True)   # its outputs are rewritten: not done until the marker is back
-        rows = self.predict(p)
+        try:
+            if (rows := self.fresh(p)) is not None: return rows, True
+            self.discard(p)   # its outputs are rewritten: not done until the marker is back
+            rows = self.predict(p)
+        except Exception: self.discard(p); raise   # a failed redo leaves nothing of the earlier image
         outs = [f for f in prediction_outputs(self.out, p.stem, [r['cls'] for r in rows]) if f.exists()]
         save_json(dict(key=self.key, image=file_digests([p])[str(p)][0], outputs=[str(f.relative_to(self.out)) for f in outs], rows=rows),
                   self.marker(p))
@@ -361,8 +369,8 @@ def _save_instances_rows(store:Path, n:int, classes:list[str], path:Path, covere
     with atomic_path(path) as tmp: tifffile.imwrite(tmp, strips, shape=(H, W), dtype=dt, compression='zlib', rowsperstrip=rps)
     save_json(dict(classes=list(classes), covered=list(covered)), Path(path).with_suffix('.json'))
 
-def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, shape, cut, work:Path, budget:int) -> tuple[Path, list[str]]:
-    "`instance_labels` window by window from the mask and centre-map work files: (int32 label .npy, class of each label)."
+def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, probs:Path, shape, cut, work:Path, budget:int) -> tuple[Path, list[str]]:
+    "`instance_labels` window by window from the mask, centre-map and probability files: (int32 label .npy, class of each label)."
     from accords_tem.instances import instances_tiled, instances_from_centres, npy_read, npy_write
     u, H, W = sm.u, *shape; side = max(32, int(np.sqrt(budget / 8))); core, margin = side - 2 * (side // 5), side // 5
     lab, li, names = work/'labels.npy', work/'class_labels.npy', []
@@ -371,8 +379,9 @@ def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, shape, cut, wo
     dec = dict(seed_threshold=u.seed_threshold, **u.decode_kwargs())
     for j, c in enumerate(u.instance_classes):   # instances_from_prediction: earlier classes keep their pixels
         k = sm.classes.index(c)
-        instances_tiled(lambda y0, y1, x0, x1: (npy_read(masks, np.s_[k, y0:y1, x0:x1]), npy_read(centres, np.s_[j, y0:y1, x0:x1])),
-                        lambda fg, cm: instances_from_centres(fg, cm, **dec), shape, li, core, margin)
+        instances_tiled(lambda y0, y1, x0, x1: (npy_read(masks, np.s_[k, y0:y1, x0:x1]), npy_read(centres, np.s_[j, y0:y1, x0:x1]),
+                                                npy_read(probs, np.s_[k, y0:y1, x0:x1]).astype(np.float32)),
+                        lambda fg, cm, pk: instances_from_centres(fg, cm, prob=pk, **dec), shape, li, core, margin)
         free = lambda a, b: np.where((npy_read(lab, np.s_[a:b]) == 0), npy_read(li, np.s_[a:b]), 0)
         n_li = int(max(npy_read(li, np.s_[a:b]).max() for a, b in bands)); size = np.zeros(n_li + 1, np.int64)
         for a, b in bands: size += np.bincount(free(a, b).ravel(), minlength=n_li + 1)
@@ -415,7 +424,7 @@ def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar
                 for k in range(K):
                     if b > a and 0 >= thr[k]: npy_write(masks, np.s_[k, a:b], True); pix[k] += (b - a) * W
         del x
-        lab, names = _instance_labels_tiled(sm, masks, centres, (Hf, W), cut, work, budget)
+        lab, names = _instance_labels_tiled(sm, masks, centres, out/'probabilities'/f'{p.stem}.npy', (Hf, W), cut, work, budget)
         _save_instances_rows(lab, len(names), names, out/'instances'/f'{p.stem}.tif', sm.classes if cut else u.instance_classes)
         for k, c in enumerate(sm.classes):
             a = npy_read(masks, k).view(np.uint8); a *= np.uint8(255)
@@ -448,7 +457,7 @@ def tune_prediction(probs:dict, # validation image -> {scale factor: (K+J, H, W)
         thr = tune_thresholds([ThresholdSearch(K, u.ignore_value).add(p[s][:K], targets[s][:K]) for s in p], u.target_classes,
                               u.threshold_coarse, u.threshold_refine, u.threshold_fallback, u.threshold_min_images)
         tl = [thr[c]['threshold'] for c in u.target_classes]
-        maps = ((p[s][k] >= tl[k], p[s][K + j], class_instances(targets[s][k], instances.get(s))) for s in p for j, k in enumerate(inst_idx))
+        maps = ((p[s][k] >= tl[k], p[s][K + j], class_instances(targets[s][k], instances.get(s)), p[s][k]) for s in p for j, k in enumerate(inst_idx))
         seed = tune_seed_threshold(maps, u.seed_candidates, u.seed_threshold, u.seed_min_objects, min_gain, **u.decode_kwargs())
         metric = 'object F1' if seed['f1'] else 'mean IoU'
         score = (seed['f1'][seed['seed_threshold']] if seed['f1'] else

@@ -355,3 +355,85 @@ def test_full_disk_stops_a_batch(tmp_path, monkeypatch):
     with pytest.raises(OutputWriteError, match=r'0\.bin: cannot write the output'):
         run_batch(write, range(5), FailureLog(tmp_path, 'x'), progress=False)
     assert seen == [0] and FailureLog(tmp_path, 'x').rows() == []
+
+
+# ---------------------------------------------------------------- siblings found by a second battery (this session)
+
+def test_complex_pixels_are_not_a_micrograph(tmp_path):
+    "A complex TIFF (an FFT, an exit wave) was read with its imaginary part dropped, and the inventory failed with a TypeError."
+    tifffile.imwrite(tmp_path/'fft.tif', (np.ones((16, 16)) + 1j).astype(np.complex64))
+    with pytest.raises(ImageReadError, match=r'fft\.tif: complex pixel values \(complex64'): read_tem(tmp_path/'fft.tif')
+
+
+def test_broken_link_is_a_failure_not_a_silent_omission(tmp_path):
+    "An image that is a link to an unmounted share was left out of the inventory without a word (predict named it)."
+    from accords_tem.io import list_images, run_inventory
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True)
+    _gray(root/'good_2000X_1.tif'); (root/'gone_2000X_2.tif').symlink_to('/nonexistent/share/x.tif')
+    (root/'folder.tif').mkdir()
+    assert [p.name for p in list_images(tmp_path/'data')] == ['gone_2000X_2.tif', 'good_2000X_1.tif']
+    run_inventory(load_config(_config(tmp_path, tmp_path/'data')), tmp_path/'run')
+    rows = FailureLog(tmp_path/'run', '').rows('io')
+    assert [(Path(r['file']).name, r['reason']) for r in rows] == [('gone_2000X_2.tif', 'file not found')]
+
+
+def test_replaced_by_a_damaged_file_leaves_no_stale_output(tmp_path):
+    """An image replaced by a damaged file: the re-run logged the failure but kept the earlier image's normalized PNG,
+    which stage 03 then used as this image."""
+    from accords_tem.normalization import run_normalization
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True)
+    _gray(root/'a_2000X_1.tif'); _gray(root/'b_2000X_2.tif', seed=1)
+    cfg = load_config(_config(tmp_path, tmp_path/'data'))
+    run_normalization(cfg, tmp_path/'run', progress=False)
+    out = tmp_path/'run'/'normalized'
+    assert sorted(p.name for p in out.rglob('*.png')) == ['a_2000X_1.png', 'b_2000X_2.png']
+    b = (root/'b_2000X_2.tif').read_bytes(); (root/'b_2000X_2.tif').write_bytes(b[:len(b) // 2])   # truncated
+    run_normalization(cfg, tmp_path/'run', progress=False)
+    assert sorted(p.name for p in out.rglob('*.png')) == ['a_2000X_1.png']
+    assert [Path(r['file']).name for r in FailureLog(tmp_path/'run', '').rows('normalization')] == ['b_2000X_2.tif']
+
+
+def test_predict_forgets_an_image_that_now_fails(tmp_path):
+    """`predict` into the same folder after an image was damaged: its earlier masks and instances stayed and objects.csv
+    still measured them (summary.csv too), while predictions.csv and failures.csv said it failed."""
+    from PIL import Image
+    from accords_tem.seg_data import UnetConfig
+    from accords_tem.seg_train import build_model, save_model
+    from accords_tem.objects import predict_main
+    torch.manual_seed(0)
+    u = UnetConfig(encoder='resnet18', encoder_weights=None, decoder_channels=[32, 16, 8], tile_size=64, tile_overlap=16,
+                   instance_classes=[], tta_scales=[1.0], threshold_min_images=0, threshold_fallback=False)
+    save_model(tmp_path/'model', build_model(u)[0], u, {'GFM': {'threshold': 0.5}, 'carbonhole': {'threshold': 0.5}})
+    imgs = tmp_path/'imgs'; imgs.mkdir()
+    for i in range(2):
+        im = (np.random.default_rng(i).random((64, 64)) * 255).astype(np.uint8); im[10:40, 10:40] = 250
+        Image.fromarray(im).save(imgs/f'im{i}.png')
+    args = ['--model', str(tmp_path/'model'), '--images', str(imgs), '--out', str(tmp_path/'out'), '--tta', 'none', '--no-figures']
+    with contextlib.redirect_stdout(_io.StringIO()): assert predict_main(args) == 0
+    out = tmp_path/'out'
+    assert (out/'instances'/'im1.tif').exists() and (out/'done'/'im1.json').exists()
+    (imgs/'im1.png').write_bytes(b'not a png any more')
+    with contextlib.redirect_stdout(_io.StringIO()): assert predict_main(args) == 0
+    assert not [p for p in out.rglob('im1*') if p.is_file()]            # masks, instances, probabilities, marker: gone
+    for t in ('objects.csv', 'summary.csv', 'predictions.csv'): assert set(pd.read_csv(out/t)['image']) <= {'im0.png'}, t
+    assert [Path(r['file']).name for r in FailureLog(out, '').rows('predict')] == ['im1.png']
+
+
+def test_report_of_a_folder_without_a_run_is_an_error(tmp_path):
+    "`report --out` a mistyped folder wrote an empty report (every check skipped or vacuously passed) and exited 0."
+    rc, out, err = _cli('report', '--out', str(tmp_path/'typo'))
+    assert rc != 0 and 'no run here' in err, (rc, out, err)
+    assert not (tmp_path/'typo'/'report.pdf').exists()
+
+
+def test_blank_frame_is_a_failure(tmp_path):
+    "A frame with one value everywhere was normalized (a flat grey PNG) and predicted as one flake over 99.98 % of it."
+    from accords_tem.io import check_not_blank
+    from accords_tem.normalization import run_normalization
+    with pytest.raises(ImageReadError, match=r'b\.tif: blank image: every pixel is 7'): check_not_blank(np.full((9, 9), 7, np.uint16), tmp_path/'b.tif')
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True)
+    tifffile.imwrite(root/'blank_2000X_1.tif', np.full((32, 32), 7, np.uint16)); _gray(root/'good_2000X_2.tif')
+    run_normalization(load_config(_config(tmp_path, tmp_path/'data')), tmp_path/'run', progress=False)
+    rows = FailureLog(tmp_path/'run', '').rows('normalization')
+    assert [(Path(r['file']).name, r['reason'][:25]) for r in rows] == [('blank_2000X_1.tif', 'blank image: every pixel ')]
+    assert [p.name for p in (tmp_path/'run'/'normalized').rglob('*.png')] == ['good_2000X_2.png']

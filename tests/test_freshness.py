@@ -28,7 +28,7 @@ def _replace_keep_old_mtime(path:Path, write):
 def _images(root:Path) -> Path:
     (root/'G').mkdir(parents=True)
     tifffile.imwrite(root/'G'/'a.tif', np.tile(np.arange(32, dtype=np.uint8) * 8, (24, 1)))
-    tifffile.imwrite(root/'G'/'b.tif', np.full((24, 32), 7, np.uint8))
+    tifffile.imwrite(root/'G'/'b.tif', np.tile(np.arange(24, dtype=np.uint8)[:, None] * 9, (1, 32)))   # not blank (io.check_not_blank)
     return root
 
 
