@@ -12,7 +12,7 @@ import pandas as pd
 
 from .core import (AccordsError, ConfigError, Config, FailureLog, adapt_classes, configs_dir, atomic_path, load_config, prepare_run,
                               run_batch, save_csv, save_json, save_npy, save_figure)
-from .io import IMAGE_SUFFIXES
+from .io import IMAGE_SUFFIXES, _EXT, file_format
 
 # %% auto #0
 __all__ = ['MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files', 'mask_key', 'pair_files',
@@ -80,6 +80,7 @@ def pair_files(images:list[Path], # image files
 def read_mask(path:str|Path) -> tuple[np.ndarray, list[str]]:
     "A mask file as a 2-D integer array (values as stored) and flags ('rgb_reduced')."
     path = Path(path)
+    if path.suffix.lower() in _EXT: file_format(path, err=MaskError)   # missing, empty, or not what its extension says: a clear error
     try:
         if path.suffix.lower() in ('.tif', '.tiff'):
             import tifffile

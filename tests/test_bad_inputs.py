@@ -437,3 +437,12 @@ def test_blank_frame_is_a_failure(tmp_path):
     rows = FailureLog(tmp_path/'run', '').rows('normalization')
     assert [(Path(r['file']).name, r['reason'][:25]) for r in rows] == [('blank_2000X_1.tif', 'blank image: every pixel ')]
     assert [p.name for p in (tmp_path/'run'/'normalized').rglob('*.png')] == ['good_2000X_2.png']
+
+
+def test_damaged_mask_is_named_as_damaged(tmp_path):
+    "import-masks on a damaged mask PNG advised installing an imageio plugin (pyav)."
+    from accords_tem.import_masks import MaskError, read_mask
+    (tmp_path/'m.png').write_text('broken')
+    with pytest.raises(MaskError, match=r"m\.png: not a PNG file: it starts with b'broken' \(text\)"): read_mask(tmp_path/'m.png')
+    (tmp_path/'e.tif').write_bytes(b'')
+    with pytest.raises(MaskError, match=r'e\.tif: the file is empty'): read_mask(tmp_path/'e.tif')

@@ -50,7 +50,7 @@ def test_float_and_bad_masks(tmp_path):
     tifffile.imwrite(tmp_path/'g.tif', np.full((8, 8), 0.5, np.float32))
     with pytest.raises(MaskError, match='fractional'): read_mask(tmp_path/'g.tif')
     (tmp_path/'x.png').write_bytes(b'not a png')
-    with pytest.raises(MaskError, match='cannot read'): read_mask(tmp_path/'x.png')
+    with pytest.raises(MaskError, match='not a PNG file'): read_mask(tmp_path/'x.png')
     photo = np.random.default_rng(0).integers(0, 256, (200, 200)).astype(np.uint8)  # an image given as a mask
     with pytest.raises(MaskError, match='looks like an image'): mask_instances(photo)
 
