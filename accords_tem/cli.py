@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 # %% auto #0
-__all__ = ['DEFAULT_CONFIG', 'config_path', 'build_parser', 'main', 'starter_config', 'config_command']
+__all__ = ['DEFAULT_CONFIG', 'LOCKED_COMMANDS', 'config_path', 'build_parser', 'main', 'starter_config', 'config_command']
 
 # %% ../nbs/08b_cli.ipynb #8b390b62
 def _partial_summary(batches:list[dict]) -> str:
@@ -63,8 +63,19 @@ def _partial_summary(batches:list[dict]) -> str:
                    + failure_summary(rows))
     return '\n'.join(out)
 
+LOCKED_COMMANDS = ('predict', 'classify', 'import-masks', 'cv-unet', 'eval-hrtem', 'synthesize')   # their --out is a folder they fill
+
+def _out_folder(argv:list[str]) -> str|None:
+    "The `--out` folder of a command of `LOCKED_COMMANDS` (None for the others, or without one)."
+    if not argv or argv[0] not in LOCKED_COMMANDS: return None
+    p = argparse.ArgumentParser(add_help=False); p.add_argument('--out')
+    return p.parse_known_args(argv[1:])[0].out
+
 def _run(argv:list[str]) -> int:
-    if argv and argv[0] in EXTRA_COMMANDS: return import_object(EXTRA_COMMANDS[argv[0]][0])(argv[1:]) or 0
+    if argv and argv[0] in EXTRA_COMMANDS:   # one writer per output folder, as for the stages (core.run_lock)
+        import contextlib
+        with run_lock(out) if (out := _out_folder(argv)) else contextlib.nullcontext():
+            return import_object(EXTRA_COMMANDS[argv[0]][0])(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     if args.command == 'config': return config_command(args)
     ov = _overrides(args.set)

@@ -446,3 +446,20 @@ def test_damaged_mask_is_named_as_damaged(tmp_path):
     with pytest.raises(MaskError, match=r"m\.png: not a PNG file: it starts with b'broken' \(text\)"): read_mask(tmp_path/'m.png')
     (tmp_path/'e.tif').write_bytes(b'')
     with pytest.raises(MaskError, match=r'e\.tif: the file is empty'): read_mask(tmp_path/'e.tif')
+
+
+@pytest.mark.parametrize('cmd', [['predict', '--model', 'M', '--images', 'I'], ['classify', '--model', 'M', '--images', 'I'],
+                                 ['import-masks', '--images', 'I', '--masks', 'K'], ['cv-unet']])
+def test_other_commands_into_a_busy_folder_are_refused(tmp_path, cmd):
+    "Two `predict` into one folder at once ran side by side (failures.csv rows doubled); so did classify, import-masks, cv-unet."
+    import socket
+    from accords_tem.cli import _out_folder
+    out = tmp_path/'out'; out.mkdir()
+    assert _out_folder([*cmd, '--out', str(out)]) == str(out) and _out_folder(['inspect', 'x.tif']) is None
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        (out/'.accords-tem.lock').write_text(json.dumps(dict(pid=other.pid, host=socket.gethostname(), started='now')))
+        rc, _, err = _cli(*cmd, '--out', str(out))
+        assert rc == 2 and f'another accords-tem (pid {other.pid}' in err, err
+        assert sorted(p.name for p in out.iterdir()) == ['.accords-tem.lock']
+    finally: other.kill(); other.wait()
