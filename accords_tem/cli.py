@@ -12,8 +12,7 @@ from .core import (AccordsError, AllInputsFailed, ConfigError, FailureLog, adapt
                               section_snapshot, shipped_configs)
 from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
 
-DEFAULT_CONFIG = 'default'   # the shipped configs/default.yaml (core.config_file)
-
+from .core import DEFAULT_CONFIG, config_path   # (`config_path`: --config, else RUN/config.yaml, else the default)
 from .core import parse_overrides as _overrides   # --set KEY=VALUE (core: stages' own commands use it too)
 
 def _common(p:argparse.ArgumentParser):
@@ -25,12 +24,6 @@ def _common(p:argparse.ArgumentParser):
     p.add_argument('--workers', type=int, default=None, help='spread the images over N local processes (a Dask LocalCluster); '
                    'used by the stages that loop over images with core.map_images: inventory, normalize, masks, dataset, objects, predict')
     p.add_argument('--scheduler', default=None, metavar='ADDRESS', help='use the running Dask cluster at tcp://HOST:PORT instead')
-
-def config_path(config:str|None, out:str) -> str:
-    "The configuration a command uses: `--config`, else the run's own RUN/config.yaml if it exists, else the shipped default."
-    if config: return config
-    own = Path(out)/'config.yaml'
-    return str(own) if own.exists() else DEFAULT_CONFIG
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='accords-tem', description='TEM image analysis of graphene-based materials.')
@@ -46,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 # %% auto #0
-__all__ = ['DEFAULT_CONFIG', 'LOCKED_COMMANDS', 'config_path', 'build_parser', 'main', 'starter_config', 'config_command']
+__all__ = ['LOCKED_COMMANDS', 'build_parser', 'main', 'starter_config', 'config_command']
 
 # %% ../nbs/08b_cli.ipynb #8b390b62
 def _partial_summary(batches:list[dict]) -> str:
@@ -63,7 +56,7 @@ def _partial_summary(batches:list[dict]) -> str:
                    + failure_summary(rows))
     return '\n'.join(out)
 
-LOCKED_COMMANDS = ('predict', 'classify', 'import-masks', 'cv-unet', 'eval-hrtem', 'synthesize')   # their --out is a folder they fill
+LOCKED_COMMANDS = ('predict', 'classify', 'import-masks', 'cv-unet', 'eval-hrtem')   # their --out is a folder they fill (synthesize: new folders only)
 
 def _out_folder(argv:list[str]) -> str|None:
     "The `--out` folder of a command of `LOCKED_COMMANDS` (None for the others, or without one)."

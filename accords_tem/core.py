@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # %% auto #0
 __all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'WORKERS_ENV', 'SCHEDULER_ENV', 'TRIM_KEY', 'SHEET_VOCABULARY', 'SECTION_MODELS',
-           'CLASS_KEYS', 'PALETTE', 'LOCK_NAME', 'AccordsError', 'ImageReadError', 'MetadataError',
+           'CLASS_KEYS', 'DEFAULT_CONFIG', 'PALETTE', 'LOCK_NAME', 'AccordsError', 'ImageReadError', 'MetadataError',
            'IlastikFormatError', 'LabelSheetError', 'ConfigError', 'CheckpointMissingError', 'CheckpointDamagedError',
            'OutputWriteError', 'RunLockedError', 'AllInputsFailed', 'atomic_write', 'atomic_path', 'save_json',
            'save_csv', 'save_npy', 'save_figure', 'FailureLog', 'all_failed_is_error', 'collect_batches', 'run_batch',
            'ClusterError', 'cluster_options', 'cluster_wanted', 'worker_threads', 'dask_client', 'PerProcess',
            'map_images', 'ClassSpec', 'DataConfig', 'CalibrationConfig', 'section_model', 'Config', 'check_class_names',
-           'configs_dir', 'shipped_configs', 'config_file', 'read_config_file', 'section_snapshot',
+           'configs_dir', 'shipped_configs', 'config_path', 'config_file', 'read_config_file', 'section_snapshot',
            'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'config_hash', 'parse_overrides',
            'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed', 'device_description',
            'prepare_run', 'file_digests', 'same_content', 'module_code', 'InputRecord', 'run_lock', 'clean_temporaries',
@@ -535,6 +535,16 @@ def configs_dir() -> Path:
 def shipped_configs() -> list[str]:
     "Names of the shipped configurations (`--config default`, `--config demo`)."
     return sorted(p.stem for p in configs_dir().glob('*.yaml'))
+
+DEFAULT_CONFIG = 'default'   # the shipped configs/default.yaml (`config_file`)
+
+def config_path(config:str|None, # --config as given (None: not given)
+                out:str|os.PathLike, # the run folder the command works on
+               ) -> str:
+    "The configuration a command uses: `--config`, else the run's own RUN/config.yaml if it exists, else the shipped default."
+    if config: return str(config)
+    own = Path(out)/'config.yaml'
+    return str(own) if own.exists() else DEFAULT_CONFIG
 
 def config_file(name:str|os.PathLike, # a YAML file, or the name of a shipped configuration ('default', 'demo')
                 rel_to:str|os.PathLike|None=None, # folder a relative path is taken from (default: the working folder)

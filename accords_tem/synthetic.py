@@ -17,7 +17,7 @@ import scipy.fft as sfft
 from pydantic import Field, field_validator
 from scipy import ndimage as ndi
 
-from .core import _Section, SHEET_VOCABULARY, AccordsError, ConfigError, atomic_path, load_config, save_csv
+from .core import _Section, SHEET_VOCABULARY, AccordsError, ConfigError, atomic_path, load_config, parse_overrides, save_csv
 
 # %% auto #0
 __all__ = ['CAMERA_PIXEL_NM', 'GFM', 'CARBONHOLE', 'UNDEFINED', 'CLASS_NAMES', 'MATERIAL_STYLES', 'NUM_TARGETS', 'MIN_FLAKE_PX',
@@ -946,20 +946,15 @@ def make_sample(cfg, # a loaded `Config` (its `synthetic:` section, seed, calibr
 
 def synthesize_main(argv:list[str]|None=None) -> int:
     "`accords-tem synthesize`: write a synthetic sample (micrographs, sheets, ilastik exports, ground truth)."
-    import yaml
     ap = argparse.ArgumentParser(prog='accords-tem synthesize', description=synthesize_main.__doc__)
-    ap.add_argument('--config', default='configs/default.yaml', help='YAML configuration (section synthetic:)')
+    ap.add_argument('--config', default='default', help='YAML configuration (section synthetic:; default: the shipped default)')
     ap.add_argument('--out', help='output folder (default: synthetic.out, else data.root of the configuration)')
     ap.add_argument('--seed', type=int, help='seed (default: synthetic.seed, else the top-level seed)')
     ap.add_argument('--images-per-material', type=int, help='images in each material folder')
     ap.add_argument('--size', type=int, help='image side in px')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. synthetic.size=512')
     args = ap.parse_args(argv)
-    ov = {}
-    for s in args.set:
-        k, sep, v = s.partition('=')
-        if not sep: raise ConfigError(f'--set expects KEY=VALUE, got {s!r}')
-        ov[k.strip()] = yaml.safe_load(v)
+    ov = parse_overrides(args.set)   # the one --set parser (core)
     if args.seed is not None: ov['synthetic.seed'] = args.seed
     if args.images_per_material is not None: ov['synthetic.images_per_material'] = args.images_per_material
     if args.size is not None: ov['synthetic.size'] = args.size

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import (Config, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
+from .core import (Config, config_path, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
                               device_description, prepare_run, InputRecord, save_csv, save_json, save_npy, save_figure, atomic_path,
                               CheckpointMissingError, PerProcess, cluster_wanted, file_digests, map_images)
 from .io import IMAGE_SUFFIXES, check_not_blank, data_images, parse_magnification, read_tem
@@ -734,14 +734,14 @@ def cross_validate_unet(cfg:Config, # run configuration (section `unet`)
 def cv_unet_main(argv:list[str]|None=None):
     "accords-tem cv-unet: k-fold cross-validation of the U-Net stage on a run's dataset (every image tested once)."
     p = argparse.ArgumentParser(prog='accords-tem cv-unet', description=cv_unet_main.__doc__)
-    p.add_argument('--config', default='configs/default.yaml', help='YAML configuration (default: configs/default.yaml)')
+    p.add_argument('--config', default=None, help="YAML configuration (default: the run's own RUN/config.yaml, else the shipped default)")
     p.add_argument('--out', required=True, help='run folder with dataset/ (stages 00-03); writes unet_cv/')
     p.add_argument('--folds', type=int, default=5, help='number of folds (default 5)')
     p.add_argument('--fold', type=int, action='append', help='run only this fold (repeatable); the summary gathers all finished folds')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.threads=1')
     p.add_argument('--force', action='store_true', help='retrain folds that are already done')
     a = p.parse_args(argv)
-    s = cross_validate_unet(load_config(a.config, parse_overrides(a.set)), a.out, a.folds, a.fold, a.force, progress=False)
+    s = cross_validate_unet(load_config(config_path(a.config, a.out), parse_overrides(a.set)), a.out, a.folds, a.fold, a.force, progress=False)
     print(json.dumps(s, indent=1))
     return 0
 

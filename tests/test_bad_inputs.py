@@ -463,3 +463,14 @@ def test_other_commands_into_a_busy_folder_are_refused(tmp_path, cmd):
         assert rc == 2 and f'another accords-tem (pid {other.pid}' in err, err
         assert sorted(p.name for p in out.iterdir()) == ['.accords-tem.lock']
     finally: other.kill(); other.wait()
+
+
+def test_commands_run_outside_a_clone(tmp_path, monkeypatch):
+    "`accords-tem synthesize` (and cv-unet) defaulted to the path configs/default.yaml: outside a clone, 'configuration file not found'."
+    from accords_tem.core import config_path
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _cli('synthesize', '--out', 'syn', '--images-per-material', '1', '--size', '64', '--set', 'synthetic.materials=[GO_01]')
+    assert rc == 0, err
+    assert len(list((tmp_path/'syn').rglob('*.tif'))) >= 1
+    (tmp_path/'run').mkdir(); assert config_path(None, 'run') == 'default'   # cv-unet: the run's own config, else the default
+    (tmp_path/'run'/'config.yaml').write_text('seed: 3\n'); assert config_path(None, 'run') == str(Path('run')/'config.yaml')
