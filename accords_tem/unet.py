@@ -106,7 +106,7 @@ def eval_hrtem(data:str|os.PathLike, # the graphene-hrtem folder (images/, masks
 def eval_hrtem_main(argv:list[str]|None=None):
     "accords-tem eval-hrtem: k-fold cross-validation on the graphene-hrtem set -> OUT/hrtem_cv.json (`eval_hrtem` returns the dict)."
     p = argparse.ArgumentParser(prog='accords-tem eval-hrtem', description=eval_hrtem_main.__doc__)
-    p.add_argument('--data', default='../shared/data/graphene-hrtem', help='folder with images/ and masks/')
+    p.add_argument('--data', required=True, help='the graphene-hrtem set: a folder with images/ and masks/')
     p.add_argument('--folds', type=int, default=4); p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--encoder', default='tu-tf_efficientnet_lite0'); p.add_argument('--encoder-weights', default='imagenet',
                    help="'imagenet' (local), a .pth file, or 'none'")
