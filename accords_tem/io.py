@@ -22,7 +22,8 @@ __all__ = ['IMAGE_SUFFIXES', 'MIN_IMAGE_SIDE', 'PLAUSIBLE_NM_PER_PX', 'INVENTORY
            'write_dm', 'parse_magnification', 'PixelSize', 'to_nm', 'read_metadata', 'read_pixel_size',
            'read_magnification', 'pixel_size', 'axistags_json', 'write_ilastik_h5', 'reorder_axes', 'read_ilastik_h5',
            'iter_ilastik_rows', 'list_images', 'data_images', 'content_rows', 'IOConfig', 'read_working', 'image_stats',
-           'inventory_row', 'inventory_figure', 'pixel_size_figure', 'run_inventory', 'inspect_main']
+           'inventory_row', 'inventory_figure', 'pixel_size_figure', 'no_images_message', 'run_inventory',
+           'inspect_main']
 
 # %% ../nbs/00_io.ipynb #b6f112ab
 _MAGIC = [(b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff'), (b'II+\x00', 'tiff'), (b'MM\x00+', 'tiff'),
@@ -969,6 +970,16 @@ def _inventory_key(cfg:Config, files:list[Path]) -> str:
     return h.hexdigest()[:16]
 
 # %% ../nbs/00_io.ipynb #026f8e2a
+def no_images_message(root:Path, glob) -> str:
+    "Why a data folder gave no micrograph, and the `data.image_glob` that would find the images it does hold."
+    found = {}
+    for p in root.rglob('*'):
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir(): found[p.suffix.lower()] = found.get(p.suffix.lower(), 0) + 1
+    if not found: return f'no micrograph here ({", ".join(IMAGE_SUFFIXES)}); check data.root (or --data)'
+    ext, n = max(found.items(), key=lambda kv: kv[1])
+    return (f"no file matches data.image_glob {glob!r}, but the folder holds {n} {ext} file(s): set data.image_glob: '**/*{ext}' "
+            f"(e.g. --set \"data.image_glob='**/*{ext}'\")")
+
 def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibration`, `io`)
                   run_dir:str|os.PathLike, # the run folder
                   force:bool=False, # redo even if inventory.csv is up to date
@@ -979,6 +990,7 @@ def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibratio
     io_cfg = cfg.section('io')
     root = Path(cfg.data.root)
     files = list_images(root, cfg.data.image_glob)
+    if not files: raise ImageReadError(no_images_message(root, cfg.data.image_glob), root)
     out, meta_path = run_dir/'inventory.csv', run_dir/'inventory.json'
     key = _inventory_key(cfg, files)
     rec = InputRecord(run_dir/'inventory.inputs.jsonl', key, code='io')   # the images, by content, the inventory was made from

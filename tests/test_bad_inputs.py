@@ -474,3 +474,17 @@ def test_commands_run_outside_a_clone(tmp_path, monkeypatch):
     assert len(list((tmp_path/'syn').rglob('*.tif'))) >= 1
     (tmp_path/'run').mkdir(); assert config_path(None, 'run') == 'default'   # cv-unet: the run's own config, else the default
     (tmp_path/'run'/'config.yaml').write_text('seed: 3\n'); assert config_path(None, 'run') == str(Path('run')/'config.yaml')
+
+
+def test_no_image_matching_the_glob_is_an_error(tmp_path):
+    "PNG micrographs under the default data.image_glob '**/*.tif': an inventory of 0 images, exit 0, every later stage on nothing."
+    from PIL import Image
+    (tmp_path/'d'/'A').mkdir(parents=True); (tmp_path/'empty').mkdir()
+    for i in range(2): Image.fromarray((np.random.default_rng(i).random((20, 20)) * 255).astype(np.uint8)).save(tmp_path/'d'/'A'/f'p{i}.png')
+    rc, _, err = _cli('inventory', '--out', str(tmp_path/'run'), '--data', str(tmp_path/'d'))
+    assert rc == 2 and "holds 2 .png file(s): set data.image_glob: '**/*.png'" in err, err
+    assert not (tmp_path/'run'/'inventory.csv').exists()
+    rc, _, err = _cli('inventory', '--out', str(tmp_path/'run'), '--data', str(tmp_path/'empty'))
+    assert rc == 2 and 'no micrograph here' in err, err
+    rc, _, err = _cli('inventory', '--out', str(tmp_path/'run'), '--data', str(tmp_path/'d'), '--set', "data.image_glob='**/*.png'")
+    assert rc == 0 and len(pd.read_csv(tmp_path/'run'/'inventory.csv')) == 2, err
