@@ -4,9 +4,9 @@
 
 # %% ../nbs/00_core.ipynb #8bb3cc1d
 from __future__ import annotations
-import contextlib, copy, csv, datetime, errno, functools, hashlib, io as _io, json, os, random, re, socket, sys, tempfile, threading, time, uuid
+import argparse, contextlib, copy, csv, datetime, errno, functools, hashlib, io as _io, json, os, random, re, socket, sys, tempfile, threading, time, uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -21,10 +21,10 @@ __all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'WORKERS_ENV', 'SCHEDULER_ENV', 
            'ClusterError', 'cluster_options', 'cluster_wanted', 'worker_threads', 'dask_client', 'PerProcess',
            'map_images', 'ClassSpec', 'DataConfig', 'CalibrationConfig', 'section_model', 'Config', 'check_class_names',
            'configs_dir', 'shipped_configs', 'config_path', 'config_file', 'read_config_file', 'section_snapshot',
-           'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'config_hash', 'parse_overrides',
-           'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed', 'device_description',
-           'prepare_run', 'file_digests', 'same_content', 'module_code', 'InputRecord', 'run_lock', 'clean_temporaries',
-           'load_weights']
+           'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'config_hash', 'positive',
+           'parse_overrides', 'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed',
+           'device_description', 'prepare_run', 'file_digests', 'same_content', 'module_code', 'InputRecord',
+           'run_lock', 'clean_temporaries', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -369,8 +369,8 @@ class DataConfig(_Section):
 
 class CalibrationConfig(_Section):
     "Pixel size when an image has none in its metadata: a table magnification -> nm/px, else camera pitch / magnification."
-    nm_per_px: dict[int, float] = Field(default_factory=dict)
-    camera_pixel_nm: float|None = 14000.0          # effective detector pixel (nm) at 1x; None: no fallback, report px
+    nm_per_px: dict[int, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    camera_pixel_nm: Annotated[float, Field(gt=0)]|None = 14000.0          # effective detector pixel (nm) at 1x; None: no fallback, report px
 
 # %% ../nbs/00_core.ipynb #d5b841d9
 # The microscopists' categorization questions and their answers, text exactly as in their label sheets ('NA':
@@ -699,6 +699,15 @@ def config_hash(cfg:Config, section:str|None=None) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 # %% ../nbs/00_core.ipynb #51c598a7
+def positive(cast=float, zero:bool=False):
+    "An argparse `type` that accepts numbers > 0 (>= 0 with `zero`) and names the rule otherwise."
+    def check(s:str):
+        try: v = cast(s)
+        except ValueError: raise argparse.ArgumentTypeError(f'expected a number, got {s!r}') from None
+        if v < 0 or (v == 0 and not zero): raise argparse.ArgumentTypeError(f"must be {'>= 0' if zero else '> 0'}, got {s}")
+        return v
+    return check
+
 def parse_overrides(pairs:list[str]|None, # KEY=VALUE strings, e.g. ['unet.epochs=3']
                    ) -> dict:
     "Dotted config keys from `--set KEY=VALUE` arguments; values read as YAML (3 -> int, [a, b] -> list)."

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from pydantic import Field
 
-from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, collect_batches, load_config, run_batch, save_csv,
+from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, collect_batches, load_config, positive, run_batch, save_csv,
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
                               device_description, InputRecord, dask_client, map_images)
 from .unet import read_instances_with_classes
@@ -639,13 +639,13 @@ def predict_main(argv:list[str]|None=None) -> int:
     p.add_argument('--model', required=True, help="model folder (RUN/unet/model), or RUN/unet_cv: the ensemble of its fold models")
     p.add_argument('--images', required=True, help='folder of micrographs (or one file)')
     p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--nm-per-px', type=float, default=None, help='pixel size (nm) for images whose metadata has none')
+    p.add_argument('--nm-per-px', type=positive(float), default=None, help='pixel size (nm) for images whose metadata has none')
     p.add_argument('--config', default=None, help="objects and calibration settings (default: the package's)")
     p.add_argument('--tta', choices=list(TTA), default=None, help="test-time augmentation (default: the model's)")
-    p.add_argument('--tile', type=int, default=None); p.add_argument('--overlap', type=int, default=None)
+    p.add_argument('--tile', type=positive(int), default=None); p.add_argument('--overlap', type=positive(int, zero=True), default=None)
     p.add_argument('--device', default='auto'); p.add_argument('--no-figures', action='store_true')
     p.add_argument('--as-is', action='store_true', help="images already prepared like the model's dataset: no normalization or resize")
-    p.add_argument('--tta-scales', type=float, nargs='+', default=None, help="multi-scale factors, e.g. 0.5 1 (default: the model's)")
+    p.add_argument('--tta-scales', type=positive(float), nargs='+', default=None, help="multi-scale factors, e.g. 0.5 1 (default: the model's)")
     p.add_argument('--data-bar', choices=['auto', 'none'], default=None, help='leave out data bars at the top/bottom edge (default: io.data_bar)')
     p.add_argument('--crop', type=int, nargs=2, metavar=('TOP', 'BOTTOM'), default=None, help='rows to cut at the top and bottom by hand')
     p.add_argument('--runtime', choices=['torch', 'onnx'], default='torch',
@@ -654,6 +654,7 @@ def predict_main(argv:list[str]|None=None) -> int:
     p.add_argument('--scheduler', default=None, metavar='ADDRESS', help='use the running Dask cluster at tcp://HOST:PORT (e.g. dask-jobqueue on SLURM)')
     p.add_argument('--force', action='store_true', help='predict again images whose done marker (OUT/done/<stem>.json) is fresh')
     a = p.parse_args(argv)
+    if a.tile and a.overlap is not None and a.overlap >= a.tile: p.error(f'--overlap {a.overlap} must be smaller than --tile {a.tile}')
     try:
         ov = {**({'io.data_bar': a.data_bar} if a.data_bar else {}), **({'io.crop_rows': list(a.crop)} if a.crop else {})}
         cfg = load_config(a.config, ov)

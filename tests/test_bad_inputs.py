@@ -488,3 +488,23 @@ def test_no_image_matching_the_glob_is_an_error(tmp_path):
     assert rc == 2 and 'no micrograph here' in err, err
     rc, _, err = _cli('inventory', '--out', str(tmp_path/'run'), '--data', str(tmp_path/'d'), '--set', "data.image_glob='**/*.png'")
     assert rc == 0 and len(pd.read_csv(tmp_path/'run'/'inventory.csv')) == 2, err
+
+
+@pytest.mark.parametrize('args,msg', [(['--nm-per-px', '-1'], 'argument --nm-per-px: must be > 0, got -1'),
+                                      (['--nm-per-px', '0'], 'argument --nm-per-px: must be > 0, got 0'),
+                                      (['--tta-scales', '1', '-0.5'], 'argument --tta-scales: must be > 0, got -0.5'),
+                                      (['--tile', '0'], 'argument --tile: must be > 0, got 0'),
+                                      (['--tile', '64', '--overlap', '64'], '--overlap 64 must be smaller than --tile 64'),
+                                      (['--nm-per-px', 'two'], "argument --nm-per-px: expected a number, got 'two'")])
+def test_predict_refuses_impossible_numbers(tmp_path, args, msg):
+    "`predict --nm-per-px -1` gave negative perimeters and Feret diameters, `--tta-scales -1` an empty prediction, exit 0."
+    from accords_tem.objects import predict_main
+    err = _io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+        predict_main(['--model', 'M', '--images', 'I', '--out', str(tmp_path/'o'), *args])
+    assert e.value.code == 2 and msg in err.getvalue(), err.getvalue()
+
+
+def test_negative_calibration_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match='calibration.nm_per_px.5000'): load_config(None, {'calibration.nm_per_px': {5000: -2.0}})
+    with pytest.raises(ConfigError, match='calibration.camera_pixel_nm'): load_config(None, {'calibration.camera_pixel_nm': 0})
