@@ -35,11 +35,11 @@ class AugmentConfig(_Section):
     "Training-time augmentation (albumentations); probabilities and ranges."
     flips: bool = True                    # horizontal and vertical flips
     rot90: bool = True                    # 90 degree rotations
-    brightness_contrast: float = 0.2      # +- limit of RandomBrightnessContrast; 0 turns it off
+    brightness_contrast: float = Field(0.2, ge=0, lt=1)      # +- limit of RandomBrightnessContrast; 0 turns it off
     noise_std: tuple[float, float] = (0.01, 0.05)  # GaussNoise std range (fraction of the range); (0, 0) off
-    scale: float = 0.15                   # scale jitter: zoom by 1/(1+s) .. 1+s, as often in as out (magnification); 0 off
+    scale: float = Field(0.15, ge=0)                   # scale jitter: zoom by 1/(1+s) .. 1+s, as often in as out (magnification); 0 off
     blur_sigma: tuple[float, float] = (0.3, 1.2)   # GaussianBlur sigma range
-    p: float = 0.3                        # probability of each photometric / geometric jitter
+    p: float = Field(0.3, ge=0, le=1)                        # probability of each photometric / geometric jitter
 
 # %% ../nbs/05a_seg_data.ipynb #c190330d
 class UnetConfig(_Section):
@@ -74,43 +74,43 @@ class UnetConfig(_Section):
     synthetic_unusable_fraction: float = Field(0.15, ge=0, le=1)  # share of them rendered unusable (very low dose or out of focus)
     train_scale_copies: list[float] = Field(default_factory=lambda: [0.5])  # also train on each training image resized by these factors
                                           # (0.5: a half-size copy, the whole frame's context in fewer patches, as tta_scales 0.5 sees it)
-    underrep_ratio: float = 0.5           # flag a subset whose class fraction < ratio x the overall fraction
-    patch_size: int = 256
-    stride: int = 256
-    min_fg: int = 10                      # keep a training patch with more than this many target pixels
+    underrep_ratio: float = Field(0.5, ge=0)           # flag a subset whose class fraction < ratio x the overall fraction
+    patch_size: int = Field(256, ge=16)
+    stride: int = Field(256, ge=1)
+    min_fg: int = Field(10, ge=0)                      # keep a training patch with more than this many target pixels
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     losses: dict[str, LossSpec] = Field(default_factory=lambda: {
         'GFM': LossSpec(kind='bce_dice'), 'carbonhole': LossSpec(kind='bce_dice')})
     ignore_value: int = Field(-1, lt=0)   # target value of unlabelled pixels (left out of losses and metrics)
-    epochs: int = 12
+    epochs: int = Field(12, ge=1)
     min_steps: int = Field(1000, ge=0)    # at least this many optimizer steps: few training images get more epochs (0: `epochs` exactly)
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-2            # AdamW (decoupled) weight decay
-    patience: int = 10                    # early stopping on validation mean IoU
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)            # AdamW (decoupled) weight decay
+    patience: int = Field(10, ge=0)                    # early stopping on validation mean IoU
     monitor: Literal['mean_iou_tuned', 'mean_iou'] = 'mean_iou_tuned'  # best epoch, early stopping and lr plateau: mean IoU at
                                           # each class's best threshold (the one saved), or at 0.5
-    lr_patience: int = 4                  # ReduceLROnPlateau on validation mean IoU
-    lr_factor: float = 5.0                # ... divides the learning rate by this
+    lr_patience: int = Field(4, ge=0)                  # ReduceLROnPlateau on validation mean IoU
+    lr_factor: float = Field(5.0, gt=1)                # ... divides the learning rate by this
     schedule: Literal['plateau', 'one_cycle'] = 'one_cycle'  # constant lr + ReduceLROnPlateau + early stopping, or fastai's one-cycle (all epochs; best kept)
     precision: Literal['auto', 'fp32', 'fp16', 'bf16'] = 'auto'  # auto: fp16 on CUDA, bf16 autocast on a CPU that has it
     norm_mean: float = 0.5                # input = (pixel / 255 - mean) / std
-    norm_std: float = 0.5
+    norm_std: float = Field(0.5, gt=0)
     threshold_coarse: list[float] = Field(default_factory=lambda: [round(0.05 * i, 2) for i in range(1, 20)])
-    threshold_refine: float = 0.01        # refine around the best coarse threshold in steps of this
+    threshold_refine: float = Field(0.01, gt=0)        # refine around the best coarse threshold in steps of this
     threshold_fallback: bool = True      # keep 0.5 for a class whose tuned threshold loses to 0.5 in leave-one-image-out on validation
-    threshold_min_images: int = 20         # fewer validation images than this: keep 0.5 for every class (the search is still saved)
+    threshold_min_images: int = Field(20, ge=0)         # fewer validation images than this: keep 0.5 for every class (the search is still saved)
     tta: Literal['none', 'flips', 'd4'] = 'flips'   # test-time augmentation: none, 4 flips, or the 8 flips/rot90
     tta_scales: list[float] = Field(default_factory=lambda: [0.5, 1.0])  # multi-scale prediction: the image resized by each factor
                                           # (0.5 = half size: more context per pixel), probabilities averaged (seg_eval.predict_scales);
                                           # used as set only when tta_scale_candidates is empty
     tta_scale_candidates: list[list[float]] = Field(default_factory=lambda: [[1.0], [0.5, 1.0]])  # stage 05 keeps the option with
                                           # the best validation score (05_unet.tune_prediction); []: tta_scales
-    tile_size: int = 512                  # prediction tile (memory is bounded by it)
-    tile_overlap: int = 128
-    pred_batch: int = 4
-    max_figures: int = 6                  # overlays / error maps per subset
-    threads: int|None = None              # torch CPU threads (None: leave torch's default)
+    tile_size: int = Field(512, ge=16)                  # prediction tile (memory is bounded by it)
+    tile_overlap: int = Field(128, ge=0)
+    pred_batch: int = Field(4, ge=1)
+    max_figures: int = Field(6, ge=0)                  # overlays / error maps per subset
+    threads: int|None = Field(None, ge=1)              # torch CPU threads (None: leave torch's default)
 
     @field_validator('split')
     @classmethod
@@ -136,6 +136,7 @@ class UnetConfig(_Section):
     def _instances_are_targets(self):
         extra = [c for c in self.instance_classes if c not in self.target_classes]
         if extra: raise ValueError(f'instance_classes {extra} are not among target_classes {self.target_classes}')
+        if self.tile_overlap >= self.tile_size: raise ValueError(f'tile_overlap {self.tile_overlap} must be smaller than tile_size {self.tile_size}')
         return self
 
     @property

@@ -508,3 +508,11 @@ def test_predict_refuses_impossible_numbers(tmp_path, args, msg):
 def test_negative_calibration_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match='calibration.nm_per_px.5000'): load_config(None, {'calibration.nm_per_px': {5000: -2.0}})
     with pytest.raises(ConfigError, match='calibration.camera_pixel_nm'): load_config(None, {'calibration.camera_pixel_nm': 0})
+
+
+@pytest.mark.parametrize('key,value,msg', [('unet.epochs', 0, 'unet.epochs'), ('unet.norm_std', 0, 'unet.norm_std'),
+                                           ('unet.tile_overlap', 512, 'tile_overlap 512 must be smaller than tile_size 512'),
+                                           ('unet.lr', -1e-3, 'unet.lr'), ('unet.augment.p', 1.5, 'unet.augment.p')])
+def test_impossible_training_settings_fail_at_load(key, value, msg):
+    "unet.norm_std: 0 (a division by zero), epochs 0, a negative lr or an overlap as large as the tile were accepted until deep in training."
+    with pytest.raises(ConfigError, match=msg): load_config(None, {key: value})
