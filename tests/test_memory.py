@@ -259,3 +259,24 @@ def test_predict_big_image_in_bands_and_windows(tmp_path, monkeypatch):
     assert sum(len(np.unique(lw[y - 1:y + 1][lw[y - 1:y + 1] > 0])) for y in seams) > 10     # objects across the windows' seams
     np.testing.assert_allclose(big.pop('mean_uncertainty'), whole.pop('mean_uncertainty'), rtol=1e-5, atol=1e-9)
     assert big.equals(whole)
+
+
+def test_object_features_banded_from_tiff(tmp_path):
+    "Objects measured band by band from a strip-wise instance TIFF (io.LazyTiff): object_features' table of the whole labels."
+    import tifffile
+    from skimage import draw
+    from accords_tem.io import LazyTiff
+    from accords_tem.objects import object_features, object_features_banded
+    rng = np.random.default_rng(1); lab = np.zeros((157, 133), np.uint16)
+    for k in range(1, 120):
+        rr, cc = draw.ellipse(rng.integers(0, 157), rng.integers(0, 133), rng.integers(1, 12), rng.integers(1, 12), shape=lab.shape,
+                              rotation=rng.uniform(0, 3))
+        lab[rr, cc] = k
+    lab[:, 3:6] = 120; lab[150:, :] = 121                                  # taller than any band; along the bottom edge
+    tifffile.imwrite(tmp_path/'a.tif', lab, compression='zlib', rowsperstrip=9)
+    whole = object_features(lab.astype(np.int32), spacing=0.7)
+    for budget in (600, 4000, 30000):                                          # bands of 1, 7 and 56 rows
+        b = object_features_banded(LazyTiff(tmp_path/'a.tif'), spacing=0.7, max_pixels=budget)
+        cen = ['centroid_row', 'centroid_col']
+        np.testing.assert_allclose(b[cen].to_numpy(), whole[cen].to_numpy(), rtol=0, atol=1e-9)
+        import pandas as pd; pd.testing.assert_frame_equal(b.drop(columns=cen), whole.drop(columns=cen))
