@@ -1,6 +1,6 @@
 """Bounded memory on large images (issue 18 item 8): the banded / lazy paths give the whole-image answers.
 The peak-RSS figures themselves come from bench/bench_memory.py (one big TIFF through every stage)."""
-import subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +280,33 @@ def test_object_features_banded_from_tiff(tmp_path):
         cen = ['centroid_row', 'centroid_col']
         np.testing.assert_allclose(b[cen].to_numpy(), whole[cen].to_numpy(), rtol=0, atol=1e-9)
         import pandas as pd; pd.testing.assert_frame_equal(b.drop(columns=cen), whole.drop(columns=cen))
+
+
+def test_dataset_stage_big_image_path(tmp_path):
+    """Stage 03 above io.max_pixels_in_memory (final labels opened in place, one-hot mask, previews and image PNG written by bands,
+    no one-hot array): the same QC rows and records, mask bytes, ilastik labels and pictures as the whole-image path."""
+    import cv2, pandas as pd
+    from accords_tem.io import read_ilastik_h5
+    from accords_tem.postprocessing import make_demo_inputs, run_postprocessing
+    make_demo_inputs(tmp_path/'data', size=96, bad=False)
+    ds = {}
+    for name, budget in [('whole', 64_000_000), ('big', 700)]:
+        cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'postprocessing.opening_radius': 2, 'io.max_pixels_in_memory': budget})
+        s = run_postprocessing(cfg, tmp_path/name, progress=False)
+        assert (s['written'], s['failed']) == (4, 0)
+        ds[name] = tmp_path/name/'dataset'
+    w, b = ds['whole'], ds['big']
+    pd.testing.assert_frame_equal(pd.read_csv(b/'qc.csv').drop(columns=['label_file', 'image_file']),
+                                  pd.read_csv(w/'qc.csv').drop(columns=['label_file', 'image_file']))
+    for f in sorted(w.rglob('*')):
+        g, rel = b/f.relative_to(w), f.relative_to(w)
+        if f.suffix == '.npy': assert f.read_bytes() == g.read_bytes(), rel
+        elif f.suffix == '.png' and f.parent.name in ('images', 'masks'):
+            a1, a2 = cv2.imread(str(f), cv2.IMREAD_UNCHANGED), cv2.imread(str(g), cv2.IMREAD_UNCHANGED)
+            assert a1 is not None and a2 is not None and np.array_equal(a1, a2), rel
+        elif f.suffix == '.h5': np.testing.assert_array_equal(read_ilastik_h5(g), read_ilastik_h5(f))
+        elif f.suffix == '.json' and f.parent.name == 'qc':
+            j1, j2 = json.loads(f.read_text()), json.loads(g.read_text())
+            for j in (j1, j2): j['row'].pop('label_file'); j['row'].pop('image_file')
+            assert j1 == j2, rel
+    assert (w/'examples.png').read_bytes() == (b/'examples.png').read_bytes()   # drawn from the same thinned pictures
