@@ -69,14 +69,14 @@ def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
     "Give every unlabelled pixel the value of the nearest labelled pixel (Euclidean distance transform)."
     from scipy import ndimage as ndi
     labels = np.asarray(labels)
-    gap = labels == unlabelled
-    if not gap.any(): return labels.copy()
-    if gap.all(): raise ValueError('no labelled pixel to fill the gaps from')
     H, W = labels.shape; rows = max(1, band // max(1, W))
+    n_gap = sum(int(np.count_nonzero(labels[y:y + rows] == unlabelled)) for y in range(0, H, rows))   # no whole boolean copy
+    if not n_gap: return labels.copy()
+    if n_gap == labels.size: raise ValueError('no labelled pixel to fill the gaps from')
     if rows >= H:   # one transform: its int32 (2, H, W) index array is 8 B per pixel
-        idx = ndi.distance_transform_edt(gap, return_distances=False, return_indices=True); del gap
+        idx = ndi.distance_transform_edt(labels == unlabelled, return_distances=False, return_indices=True)
         return labels[idx[0], idx[1]]
-    del gap; out = np.empty_like(labels)
+    out = np.empty_like(labels)
     for y in range(0, H, rows):   # a band, with `m` rows above and below: exact when every nearest distance < m
         y1, m = min(y + rows, H), min(rows, 64)
         while True:
