@@ -26,9 +26,10 @@ from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, 
 # %% auto #0
 __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'object_features_banded',
            'majority_class', 'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'rle_encode',
-           'rle_decode', 'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'model_instances',
-           'cut_options', 'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure',
-           'evaluate_image', 'predict_objects', 'predict_main', 'predict_summary', 'run_objects']
+           'rle_decode', 'coco_annotations', 'thinned_rows', 'overlay_image', 'read_class_map', 'pick_source',
+           'model_instances', 'cut_options', 'image_objects', 'train_or_load_classifier', 'overlay_figure',
+           'size_histogram_figure', 'evaluate_image', 'predict_objects', 'predict_main', 'predict_summary',
+           'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -429,6 +430,13 @@ def coco_annotations(labels:np.ndarray, # instance labels 1..n
     return out
 
 # %% ../nbs/06b_objects.ipynb #a3e198e6
+def thinned_rows(a, # 2-D array-like whose row slices read only those rows (`io.LazyTiff`)
+                 k:int, # step
+                 rows:int, # rows read at a time
+                ) -> np.ndarray:
+    "`a[::k, ::k]`, read band by band (never the whole image)."
+    return np.concatenate([np.asarray(a[y:y + rows])[(-y) % k::k, ::k] for y in range(0, a.shape[0], rows)])
+
 def _hex_rgb(c:str) -> np.ndarray: c = c.lstrip('#'); return np.array([int(c[i:i+2], 16) for i in (0, 2, 4)], np.uint8)
 
 def overlay_image(image:np.ndarray, # grey image
@@ -702,7 +710,7 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
         f = out/'instances'/f'{p.stem}.tif'
         nm, src = px_of(p)
         lazy = tio.LazyTiff(f)
-        if lazy.shape[0] * lazy.shape[1] > io.max_pixels_in_memory and not predict_kw.get('figures', True):   # measured by bands of rows
+        if big := lazy.shape[0] * lazy.shape[1] > io.max_pixels_in_memory:   # measured (and drawn) from bands of rows
             lab, names = lazy, json.loads(f.with_suffix('.json').read_text())['classes']
             df = object_features_banded(lab, spacing=nm, max_pixels=io.max_pixels_in_memory)
         else:
@@ -712,7 +720,11 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
         df['px_source'] = src if nm else 'none'
         if predict_kw.get('figures', True):   # each object's contour in its class colour
             from accords_tem.io import read_tem
-            rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
+            if big:   # overlay_image draws every k-th pixel: only those are read, band by band
+                k, rows = max(1, math.ceil(max(lab.shape) / 2048)), max(1, io.max_pixels_in_memory // 16 // lab.shape[1])
+                im = tio.LazyTiff(p) if tio.file_format(p) == 'tiff' else read_tem(p)
+                rgb = overlay_image(thinned_rows(im, k, rows), thinned_rows(lab, k, rows), _label_colors(names, cfg))
+            else: rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
             with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(rgb).save(tmp, format='PNG')
         return df, dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan)
     todo = [p.absolute() for p in files if (out/'instances'/f'{p.stem}.tif').exists()]   # the failures are in failures.csv

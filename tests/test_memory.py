@@ -314,3 +314,32 @@ def test_dataset_stage_big_image_path(tmp_path):
             for j in (j1, j2): j['row'].pop('label_file'); j['row'].pop('image_file')
             assert j1 == j2, rel
     assert (w/'examples.png').read_bytes() == (b/'examples.png').read_bytes()   # drawn from the same thinned pictures
+
+
+def test_predict_objects_big_image(tmp_path, monkeypatch):
+    """`accords-tem predict` above io.max_pixels_in_memory: the objects measured from bands of the instance TIFF, and the objects
+    overlay drawn from every k-th pixel read by bands, are what the whole-image measurement and drawing give on those instances."""
+    import tifffile, pandas as pd
+    from PIL import Image
+    from accords_tem import unet, export
+    from accords_tem.io import read_tem
+    from accords_tem.objects import predict_objects, object_features, overlay_image, _label_colors
+    from accords_tem.unet import read_instances_with_classes
+    sm = _disk_model()
+    monkeypatch.setattr(export, 'load_predictor', lambda *a, **k: sm)
+    monkeypatch.setattr(unet, 'prediction_key', lambda *a, **k: 'no model files')
+    rng = np.random.default_rng(7); H, W = 181, 203
+    img = np.full((H, W), 50000.0); yy, xx = np.mgrid[:H, :W]
+    for _ in range(70): img[(yy - rng.integers(0, H)) ** 2 + (xx - rng.integers(0, W)) ** 2 < rng.uniform(9, 60)] = 2000
+    img[20:170, 100:104] = 2000                                                  # one object taller than the bands
+    tifffile.imwrite(tmp_path/'a.tif', (img + rng.normal(0, 300, img.shape)).clip(0, 65535).astype(np.uint16))
+    cfg = load_config(None, {'io.max_pixels_in_memory': 20000, 'io.data_bar': 'none'})
+    ob = predict_objects('m', tmp_path/'a.tif', tmp_path/'out', nm_per_px=1.5, cfg=cfg, device='cpu', tta='none')
+    lab, names, _ = read_instances_with_classes(tmp_path/'out'/'instances'/'a.tif')
+    whole = object_features(lab, None, spacing=1.5)
+    assert len(ob) == len(whole) > 30 and (whole.bbox_r1 - whole.bbox_r0).max() > 20000 // 4 // W   # taller than a band
+    key = ['centroid_row', 'centroid_col']
+    pd.testing.assert_frame_equal(ob[list(whole.columns)].drop(columns=key), whole.drop(columns=key))
+    np.testing.assert_allclose(ob[key].to_numpy(), whole[key].to_numpy(), atol=1e-9)
+    rgb = overlay_image(read_tem(tmp_path/'a.tif'), lab, _label_colors(names, cfg))
+    with Image.open(tmp_path/'out'/'objects_overlays'/'a.png') as x: assert np.array_equal(np.asarray(x), rgb)
