@@ -177,9 +177,9 @@ def qa_figure(img8:np.ndarray, # 8-bit image (normalized)
               title:str='', color:str='#2ca02c', max_side:int=768):
     "Figure: image, mask overlay, probability heatmap with the threshold contour."
     import matplotlib.pyplot as plt
-    k = _stride(img8.shape, max_side)
-    im, ms = img8[::k, ::k], mask[::k, ::k]
-    pr = prob[::k, ::k] if prob.shape[:2] == img8.shape[:2] else prob   # or already thinned (`masks_banded`)
+    k = _stride(mask.shape, max_side)
+    im, ms = (img8[::k, ::k] if img8.shape[:2] == mask.shape[:2] else img8), mask[::k, ::k]   # image and probabilities:
+    pr = prob[::k, ::k] if prob.shape[:2] == mask.shape[:2] else prob                         # whole, or already thinned by k
     fig, ax = plt.subplots(1, 3, figsize=(15, 5.4))
     ax[0].imshow(im, cmap='gray', vmin=0, vmax=255); ax[0].set_title('image')
     ax[1].imshow(_overlay(im, ms, color)); ax[1].set_title(f'mask ({100 * mask.mean():.1f} % of pixels)')
@@ -321,12 +321,14 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         image = pairs[ex]; stem = Path(image).stem
         th = {n: lookup(image, n) for n, _ in targets}
         outs = outputs(stem)
+        bg = _background(run_dir, image)   # read before the masks are made and kept only thinned: never beside the whole masks
+        shape, kq, ks = bg.shape, _stride(bg.shape, 768), _stride(bg.shape, mcfg.thumb_px)   # qa_figure's and the sheet's steps
+        bg_qa, bg_sheet = bg[::kq, ::kq].copy(), bg[::ks, ::ks].copy(); del bg
         if fresh:
             masks = {n: np.load(outs[n][1]) for n, _ in targets}; prob = None
         else:
             prob, masks = masks_banded(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,   # bands of rows:
                                        mcfg.range_tolerance, band=cfg.section('io').max_pixels_in_memory // 16)  # bounded memory
-        shape = _background_shape(run_dir, image)   # from the file's header where it can: the picture is read after the writes
         if shape != next(iter(masks.values())).shape:
             raise IlastikFormatError(f'probabilities are {next(iter(masks.values())).shape[::-1]} px (w, h) but the image '
                                      f'{Path(image).name} is {shape[::-1]}; was the export made from another image?', ex)
@@ -336,19 +338,17 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
                 save_npy(masks[n], outs[n][1]); v = masks[n].view(np.uint8); v *= np.uint8(255)   # 0/255 in place: no uint8 copy
                 try: _write_image(v, outs[n][0])
                 finally: v //= np.uint8(255)   # the bool mask again
-        bg = _background(run_dir, image)
         if not fresh:
             for n, ch in targets:
                 if n in qa:
-                    save_figure(qa_figure(bg, prob[..., ch], masks[n], th[n][0], f'{Path(image).name}: {n} > {th[n][0]:g}',
+                    save_figure(qa_figure(bg_qa, prob[..., ch], masks[n], th[n][0], f'{Path(image).name}: {n} > {th[n][0]:g}',
                                           colors[n]), qa[n], dpi=80)
             if qa: gc.collect()  # matplotlib figures hold reference cycles: free them now, so memory stays flat
         rows, sheet = [], {}
         gt = None
         if gt_dir is not None and (gt_dir/f'{stem}_classes.png').exists():
             gt = np.asarray(read_tem(gt_dir/f'{stem}_classes.png'))
-            if gt.shape != bg.shape: raise AccordsError(f'ground truth is {gt.shape} but the masks are {bg.shape}', gt_dir/f'{stem}_classes.png')
-        k = _stride(bg.shape, mcfg.thumb_px)
+            if gt.shape != shape: raise AccordsError(f'ground truth is {gt.shape} but the masks are {shape}', gt_dir/f'{stem}_classes.png')
         for n, ch in targets:
             r = dict(file=str(image), export=str(ex), cls=n, channel=ch, threshold=th[n][0], threshold_from=th[n][1],
                      fraction=float(masks[n].mean()), mask_png=str(outs[n][0]), mask_npy=str(outs[n][1]))
@@ -357,7 +357,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
             rows.append(r)
             if mcfg.qa:
                 cap = f"{stem}\nt={th[n][0]:g} {100 * r['fraction']:.0f}%" + (f" IoU {r['iou']:.2f}" if 'iou' in r else '')
-                sheet[n] = (cap, _overlay(bg[::k, ::k], masks[n][::k, ::k], colors[n]))
+                sheet[n] = (cap, _overlay(bg_sheet, masks[n][::ks, ::ks], colors[n]))
         return rows, sheet
 
     done = map_images(one, jobs, log, desc='masks', progress=progress, name=lambda j: j[0])   # core.map_images: --workers

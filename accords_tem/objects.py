@@ -24,11 +24,12 @@ from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, 
                              relabel, instances_from_classes)
 
 # %% auto #0
-__all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'majority_class',
-           'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'rle_encode', 'rle_decode',
-           'coco_annotations', 'overlay_image', 'read_class_map', 'pick_source', 'model_instances', 'cut_options',
-           'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure', 'evaluate_image',
-           'predict_objects', 'predict_main', 'predict_summary', 'run_objects']
+__all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'object_features_banded',
+           'majority_class', 'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'rle_encode',
+           'rle_decode', 'coco_annotations', 'thinned_rows', 'overlay_image', 'read_class_map', 'pick_source',
+           'model_instances', 'cut_options', 'image_objects', 'train_or_load_classifier', 'overlay_figure',
+           'size_histogram_figure', 'evaluate_image', 'predict_objects', 'predict_main', 'predict_summary',
+           'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -105,27 +106,18 @@ def _texture(lab:np.ndarray, q:np.ndarray, n:int, levels:int) -> dict:
     with np.errstate(divide='ignore', invalid='ignore'):
         return dict(entropy=ent, glcm_contrast=con / cnt, glcm_homogeneity=hom / cnt)
 
-# %% ../nbs/06b_objects.ipynb #c58cba4f
+# %% ../nbs/06b_objects.ipynb #f58c4cc4
 FEATURE_COLUMNS = ['area', 'perimeter', 'circularity', 'equivalent_diameter', 'feret_max', 'feret_min', 'feret_ratio',
                    'solidity', 'eccentricity', 'intensity_mean', 'intensity_std', 'ring_mean', 'ring_contrast',
                    'entropy', 'glcm_contrast', 'glcm_homogeneity', 'touches_border']
 
-def object_features(labels:np.ndarray, # instance label image (0 = background)
-                    image:np.ndarray|None=None, # grey image (any dtype): scaled to [0, 1] by its 0.5-99.5 percentiles
-                    *, spacing:float|None=None, # nm per pixel; None: lengths in px
-                    ring_px:int=5, # ring width (px) for the contrast against the surroundings
-                    levels:int=32, # grey levels for texture
-                   ) -> pd.DataFrame:
-    "One row per object: geometry (nm / nm² with `spacing`, else px), intensity, ring contrast, texture, border flag."
+_FEATURE_TABLE = ['label'] + FEATURE_COLUMNS + ['area_px', 'equivalent_diameter_px', 'centroid_row', 'centroid_col',
+                                                'bbox_r0', 'bbox_c0', 'bbox_r1', 'bbox_c1', 'unit', 'nm_per_px']
+_IMAGE_COLUMNS = ['intensity_mean', 'intensity_std', 'ring_mean', 'ring_contrast', 'entropy', 'glcm_contrast', 'glcm_homogeneity']
+
+def _geometry(labels:np.ndarray, spacing:float|None) -> pd.DataFrame:
+    "regionprops geometry of every label of `labels` (lengths scaled by `spacing`); centroid and bbox in px of `labels`."
     from skimage.measure import regionprops_table
-    from skimage.segmentation import expand_labels
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in 'iu' or labels.dtype.itemsize > 4: labels = labels.astype(np.int32)
-    n = int(labels.max()) if labels.size else 0
-    unit = 'nm' if spacing else 'px'
-    cols = ['label'] + FEATURE_COLUMNS + ['area_px', 'equivalent_diameter_px', 'centroid_row', 'centroid_col',
-                                          'bbox_r0', 'bbox_c0', 'bbox_r1', 'bbox_c1', 'unit', 'nm_per_px']
-    if n == 0: return pd.DataFrame({c: pd.Series(dtype=object if c == 'unit' else float) for c in cols})
     props = ['label', 'area', 'perimeter', 'equivalent_diameter_area', 'feret_diameter_max', 'solidity', 'eccentricity',
              'bbox', 'centroid']
     sp = (float(spacing), float(spacing)) if spacing else None
@@ -134,16 +126,39 @@ def object_features(labels:np.ndarray, # instance label image (0 = background)
     df = pd.DataFrame(dict(label=t['label'], area=t['area'], perimeter=t['perimeter'],
                            equivalent_diameter=t['equivalent_diameter_area'], feret_max=t['feret_diameter_max'],
                            feret_min=t['_feret_min'] * s, solidity=t['solidity'], eccentricity=t['eccentricity']))
+    df['centroid_row'], df['centroid_col'] = t['centroid-0'] / s, t['centroid-1'] / s
+    for k, c in enumerate(['bbox_r0', 'bbox_c0', 'bbox_r1', 'bbox_c1']): df[c] = t[f'bbox-{k}']
+    return df
+
+def _geometry_finish(df:pd.DataFrame, shape:tuple, area_px:np.ndarray) -> pd.DataFrame:
+    "Circularity, Feret ratio, border flag (bbox against the image `shape`) and the pixel counts of `_geometry`'s rows."
     with np.errstate(divide='ignore', invalid='ignore'):
         df['circularity'] = np.where(df.perimeter > 0, 4 * np.pi * df.area / df.perimeter ** 2, np.nan)
         df['feret_ratio'] = df.feret_min / df.feret_max
-    ids = df['label'].to_numpy()
-    H, W = labels.shape
-    df['touches_border'] = (t['bbox-0'] == 0) | (t['bbox-1'] == 0) | (t['bbox-2'] == H) | (t['bbox-3'] == W)
-    df['area_px'] = np.bincount(labels.ravel(), minlength=n + 1)[ids]
+    H, W = shape
+    df['touches_border'] = (df.bbox_r0 == 0) | (df.bbox_c0 == 0) | (df.bbox_r1 == H) | (df.bbox_c1 == W)
+    df['area_px'] = area_px
     df['equivalent_diameter_px'] = np.sqrt(4 * df.area_px / np.pi)
-    df['centroid_row'], df['centroid_col'] = t['centroid-0'] / s, t['centroid-1'] / s
-    for k, c in enumerate(['bbox_r0', 'bbox_c0', 'bbox_r1', 'bbox_c1']): df[c] = t[f'bbox-{k}']
+    return df
+
+
+# %% ../nbs/06b_objects.ipynb #c58cba4f
+def object_features(labels:np.ndarray, # instance label image (0 = background)
+                    image:np.ndarray|None=None, # grey image (any dtype): scaled to [0, 1] by its 0.5-99.5 percentiles
+                    *, spacing:float|None=None, # nm per pixel; None: lengths in px
+                    ring_px:int=5, # ring width (px) for the contrast against the surroundings
+                    levels:int=32, # grey levels for texture
+                   ) -> pd.DataFrame:
+    "One row per object: geometry (nm / nm² with `spacing`, else px), intensity, ring contrast, texture, border flag."
+    from skimage.segmentation import expand_labels
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in 'iu' or labels.dtype.itemsize > 4: labels = labels.astype(np.int32)
+    n = int(labels.max()) if labels.size else 0
+    unit, cols = 'nm' if spacing else 'px', _FEATURE_TABLE
+    if n == 0: return pd.DataFrame({c: pd.Series(dtype=object if c == 'unit' else float) for c in cols})
+    df = _geometry(labels, spacing)
+    ids = df['label'].to_numpy()
+    df = _geometry_finish(df, labels.shape, np.bincount(labels.ravel(), minlength=n + 1)[ids])
     if image is not None:
         from accords_tem.normalization import minmax
         img = minmax(np.asarray(image), 0.5, 99.5, out_max=1.0).astype(np.float64)
@@ -161,10 +176,88 @@ def object_features(labels:np.ndarray, # instance label image (0 = background)
         q = np.minimum((img * levels).astype(np.int64), levels - 1)
         for k, v in _texture(labels, q, n, levels).items(): df[k] = v[ids]
     else:
-        for c in ['intensity_mean', 'intensity_std', 'ring_mean', 'ring_contrast', 'entropy', 'glcm_contrast', 'glcm_homogeneity']:
-            df[c] = np.nan
+        for c in _IMAGE_COLUMNS: df[c] = np.nan
     df['unit'], df['nm_per_px'] = unit, (float(spacing) if spacing else np.nan)
     return df[cols]
+
+# %% ../nbs/06b_objects.ipynb #9abd0e54
+def _int_labels(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.dtype == np.int32 else a.astype(np.int32)
+
+def _label_boxes(labels, rows:int) -> tuple[np.ndarray, np.ndarray]:
+    "Pixel count (n + 1,) and bounding box (n + 1, 4: r0, c0, r1, c1) of every label, from bands of `rows` rows."
+    H, W = labels.shape
+    area, box = np.zeros(1, np.int64), np.array([[H, W, 0, 0]], np.int64)
+    for y in range(0, H, rows):
+        band = _int_labels(labels[y:y + rows])
+        c = np.bincount(band.ravel())
+        if len(c) > len(area):
+            area = np.concatenate([area, np.zeros(len(c) - len(area), np.int64)])
+            box = np.concatenate([box, np.tile([[H, W, 0, 0]], (len(c) - len(box), 1))])
+        area[:len(c)] += c
+        sl = ndi.find_objects(band)
+        i = np.array([k + 1 for k, s in enumerate(sl) if s is not None], np.int64)
+        if not len(i): continue
+        b = np.array([(s[0].start + y, s[1].start, s[0].stop + y, s[1].stop) for s in sl if s is not None], np.int64)
+        box[i, :2] = np.minimum(box[i, :2], b[:, :2]); box[i, 2:] = np.maximum(box[i, 2:], b[:, 2:])
+    return area, box
+
+def _shifted(df:pd.DataFrame, dr:int, dc:int) -> pd.DataFrame:
+    "`_geometry` rows of a crop whose top-left pixel is (dr, dc) of the image, in the image's pixels."
+    df['centroid_row'] += dr; df['centroid_col'] += dc
+    for c, d in [('bbox_r0', dr), ('bbox_r1', dr), ('bbox_c0', dc), ('bbox_c1', dc)]: df[c] += d
+    return df
+
+def _tall_objects(labels, ids, box, spacing, budget:int, rows:int) -> list[pd.DataFrame]:
+    "`_geometry` of objects taller than a band, each from its boolean crop (groups of at most `budget` crop pixels)."
+    parts, k = [], 0
+    sizes = (box[ids, 2] - box[ids, 0]) * (box[ids, 3] - box[ids, 1])
+    while k < len(ids):
+        group, tot = [], 0
+        while k < len(ids) and (not group or tot + sizes[k] <= budget): group.append(int(ids[k])); tot += sizes[k]; k += 1
+        crops = {j: np.zeros((box[j, 2] - box[j, 0], box[j, 3] - box[j, 1]), bool) for j in group}
+        for y in range(int(box[group, 0].min()), int(box[group, 2].max()), rows):
+            band = _int_labels(labels[y:y + rows])
+            for j, cr in crops.items():
+                a, b = max(y, box[j, 0]), min(y + len(band), box[j, 2])
+                if a < b: cr[a - box[j, 0]:b - box[j, 0]] = band[a - y:b - y, box[j, 1]:box[j, 3]] == j
+        for j, cr in crops.items():
+            g = _shifted(_geometry(cr.view(np.uint8), spacing), int(box[j, 0]), int(box[j, 1])); g['label'] = j; parts.append(g)
+    return parts
+
+# %% ../nbs/06b_objects.ipynb #cb6653ea
+def object_features_banded(labels, # (H, W) instance labels whose 2-D slicing reads only those rows (`io.LazyTiff`, a memory map)
+                           *, spacing:float|None=None, # nm per pixel; None: lengths in px
+                           max_pixels:int=64_000_000, # labels held at once: bands of a quarter of it (int32), tall objects' crops
+                          ) -> pd.DataFrame:
+    "`object_features(labels, None, spacing=...)` of a label image too big to hold: the same table, from bands of rows."
+    H, W = labels.shape
+    rows = max(1, max_pixels // 4 // max(W, 1))
+    area, box = _label_boxes(labels, rows)
+    present = np.flatnonzero(area[1:]) + 1
+    if not len(present): return object_features(np.zeros((1, 1), np.int32), spacing=spacing)
+    tall = present[box[present, 2] - box[present, 0] > rows]
+    done = np.ones(len(area), bool); done[present] = False; done[tall] = True
+    r0, r1 = box[:, 0], box[:, 2]
+    parts, buf, y_buf = [], np.zeros((0, W), np.int32), 0
+    for y in range(0, H, rows):   # `buf`: rows y_buf..y1, from the first row of the first object not measured yet
+        y1 = min(y + rows, H)
+        buf = np.concatenate([buf, _int_labels(labels[y:y1])])
+        ready = ~done & (r1 <= y1)
+        if ready.any():
+            lo = int(r0[ready].min()); sub = buf[lo - y_buf:]
+            parts.append(_shifted(_geometry(np.where(ready[sub], sub, 0), spacing), lo, 0)); done |= ready
+        pend = ~done & (r0 < y1)
+        keep = int(r0[pend].min()) if pend.any() else y1
+        buf, y_buf = buf[keep - y_buf:], keep
+    parts += _tall_objects(labels, tall, box, spacing, max_pixels, rows)
+    df = pd.concat(parts, ignore_index=True).sort_values('label', ignore_index=True)
+    df['label'] = df['label'].astype(np.int64)
+    df = _geometry_finish(df, (H, W), area[df['label'].to_numpy()])
+    for c in _IMAGE_COLUMNS: df[c] = np.nan
+    df['unit'], df['nm_per_px'] = 'nm' if spacing else 'px', (float(spacing) if spacing else np.nan)
+    return df[_FEATURE_TABLE]
 
 # %% ../nbs/06b_objects.ipynb #0408680f
 def majority_class(labels:np.ndarray, # instance labels
@@ -337,6 +430,13 @@ def coco_annotations(labels:np.ndarray, # instance labels 1..n
     return out
 
 # %% ../nbs/06b_objects.ipynb #a3e198e6
+def thinned_rows(a, # 2-D array-like whose row slices read only those rows (`io.LazyTiff`)
+                 k:int, # step
+                 rows:int, # rows read at a time
+                ) -> np.ndarray:
+    "`a[::k, ::k]`, read band by band (never the whole image)."
+    return np.concatenate([np.asarray(a[y:y + rows])[(-y) % k::k, ::k] for y in range(0, a.shape[0], rows)])
+
 def _hex_rgb(c:str) -> np.ndarray: c = c.lstrip('#'); return np.array([int(c[i:i+2], 16) for i in (0, 2, 4)], np.uint8)
 
 def overlay_image(image:np.ndarray, # grey image
@@ -608,14 +708,23 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
                            pixel_size=lambda p: px_of(p).nm_per_px, key=key, client=client, max_pixels=io.max_pixels_in_memory, **predict_kw)
     def measure(p:Path):
         f = out/'instances'/f'{p.stem}.tif'
-        lab, names, _ = read_instances_with_classes(f)
         nm, src = px_of(p)
-        df = object_features(lab, None, spacing=nm, ring_px=oc.ring_px, levels=oc.texture_levels)
+        lazy = tio.LazyTiff(f)
+        if big := lazy.shape[0] * lazy.shape[1] > io.max_pixels_in_memory:   # measured (and drawn) from bands of rows
+            lab, names = lazy, json.loads(f.with_suffix('.json').read_text())['classes']
+            df = object_features_banded(lab, spacing=nm, max_pixels=io.max_pixels_in_memory)
+        else:
+            lab, names, _ = read_instances_with_classes(f)
+            df = object_features(lab, None, spacing=nm, ring_px=oc.ring_px, levels=oc.texture_levels)
         df.insert(0, 'image', p.name); df.insert(1, 'stem', p.stem); df.insert(2, 'sample', ''); df.insert(3, 'class', [names[i - 1] for i in df['label']])
         df['px_source'] = src if nm else 'none'
         if predict_kw.get('figures', True):   # each object's contour in its class colour
             from accords_tem.io import read_tem
-            rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
+            if big:   # overlay_image draws every k-th pixel: only those are read, band by band
+                k, rows = max(1, math.ceil(max(lab.shape) / 2048)), max(1, io.max_pixels_in_memory // 16 // lab.shape[1])
+                im = tio.LazyTiff(p) if tio.file_format(p) == 'tiff' else read_tem(p)
+                rgb = overlay_image(thinned_rows(im, k, rows), thinned_rows(lab, k, rows), _label_colors(names, cfg))
+            else: rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
             with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(rgb).save(tmp, format='PNG')
         return df, dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan)
     ok = set(preds['image']) if len(preds) else set()

@@ -19,12 +19,12 @@ from .imaging import clip_uint8, colorize, overlay_labels, resize_image, resize_
 from .io import data_images
 
 # %% auto #0
-__all__ = ['PostprocessingConfig', 'fill_unlabelled', 'open_class', 'value_counts', 'clean_labels', 'to_onehot', 'onehot_check',
-           'check_label_values', 'check_aspect', 'label_stem', 'LabelPair', 'pair_labels', 'read_labels',
-           'dataset_size', 'image_to_uint8', 'dataset_image', 'image_source', 'ground_truth_path', 'gt_agreement',
-           'prepare_pair', 'output_paths', 'settings_hash', 'save_png', 'write_pair', 'plot_pair', 'display_pair',
-           'plot_examples', 'plot_pixel_distribution', 'plot_intensity_by_class', 'run_postprocessing',
-           'make_demo_inputs']
+__all__ = ['PostprocessingConfig', 'fill_unlabelled', 'open_class', 'value_counts', 'row_bands', 'count_value', 'set_value',
+           'clean_labels', 'to_onehot', 'onehot_check', 'onehot_stats', 'save_onehot', 'check_label_values',
+           'check_aspect', 'label_stem', 'LabelPair', 'pair_labels', 'read_labels', 'dataset_size', 'image_to_uint8',
+           'dataset_image', 'image_source', 'ground_truth_path', 'gt_agreement', 'prepare_pair', 'output_paths',
+           'settings_hash', 'save_png', 'save_png_rows', 'write_pair', 'plot_pair', 'display_pair', 'plot_examples',
+           'plot_pixel_distribution', 'plot_intensity_by_class', 'run_postprocessing', 'make_demo_inputs']
 
 # %% ../nbs/03_postprocessing.ipynb #940ec231
 class PostprocessingConfig(_Section):
@@ -69,14 +69,14 @@ def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
     "Give every unlabelled pixel the value of the nearest labelled pixel (Euclidean distance transform)."
     from scipy import ndimage as ndi
     labels = np.asarray(labels)
-    gap = labels == unlabelled
-    if not gap.any(): return labels.copy()
-    if gap.all(): raise ValueError('no labelled pixel to fill the gaps from')
     H, W = labels.shape; rows = max(1, band // max(1, W))
+    n_gap = sum(int(np.count_nonzero(labels[y:y + rows] == unlabelled)) for y in range(0, H, rows))   # no whole boolean copy
+    if not n_gap: return labels.copy()
+    if n_gap == labels.size: raise ValueError('no labelled pixel to fill the gaps from')
     if rows >= H:   # one transform: its int32 (2, H, W) index array is 8 B per pixel
-        idx = ndi.distance_transform_edt(gap, return_distances=False, return_indices=True); del gap
+        idx = ndi.distance_transform_edt(labels == unlabelled, return_distances=False, return_indices=True)
         return labels[idx[0], idx[1]]
-    del gap; out = np.empty_like(labels)
+    out = np.empty_like(labels)
     for y in range(0, H, rows):   # a band, with `m` rows above and below: exact when every nearest distance < m
         y1, m = min(y + rows, H), min(rows, 64)
         while True:
@@ -92,26 +92,51 @@ def open_class(labels:np.ndarray, # 2-D integer labels
                value:int, # the label value of the class to open
                radius:int, # disk radius in pixels; 0: nothing to do
                fill:int=0, # value given to the pixels the opening removes
+               *, inplace:bool=False, # change `labels` itself instead of a copy
+               band:int=1 << 22, # larger images are opened this many pixels (rows) at a time, with 2 * radius rows of margin
               ) -> tuple[np.ndarray, int]:
     "Binary opening of one class with a disk; removed pixels get `fill`. Returns (labels, pixels removed)."
     from skimage import morphology
     labels = np.asarray(labels)
-    mask = labels == value
-    if radius <= 0 or not mask.any(): return labels.copy(), 0
-    opened = morphology.opening(mask, morphology.disk(radius), mode='ignore')
-    removed = mask & ~opened
-    out = labels.copy(); out[removed] = fill
-    return out, int(removed.sum())
+    out = labels if inplace else labels.copy()
+    if radius <= 0: return out, 0
+    H, W = labels.shape; rows, m = max(1, band // max(1, W)), 2 * radius
+    disk, n, above = morphology.disk(radius), 0, np.zeros((0, W), bool)
+    for y in range(0, H, rows):   # exact: a pixel's opening depends on the class within 2 * radius of it
+        y1 = min(y + rows, H); a = max(0, y - m)
+        mask = np.concatenate([above[len(above) - (y - a):], labels[y:min(H, y1 + m)] == value])   # rows above: as they were
+        if mask.any():
+            removed = (mask & ~morphology.opening(mask, disk, mode='ignore'))[y - a:y1 - a]
+            out[y:y1][removed] = fill; n += int(removed.sum())
+        above = mask[y1 - a - min(m, y1):y1 - a]
+    return out, n
 
 # %% ../nbs/03_postprocessing.ipynb #1797a3ff
 def value_counts(labels:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Distinct values of a label image and their pixel counts (small unsigned labels are counted without a sort)."
     labels = np.asarray(labels)
     if labels.dtype.kind in 'ub' and labels.size and (m := int(labels.max())) <= 16:   # ~10x faster than np.unique
-        c = np.array([np.count_nonzero(labels == v) for v in range(m + 1)])
+        c = np.array([count_value(labels, v) for v in range(m + 1)])
         v = np.flatnonzero(c); return v.astype(labels.dtype), c[v]
     return np.unique(labels, return_counts=True)
 
+def row_bands(a:np.ndarray, band:int=1 << 22) -> list[slice]:
+    "Slices of about `band` pixels (whole rows) that cover the rows of `a`."
+    rows = max(1, band // max(1, a.shape[1] if a.ndim > 1 else 1))
+    return [slice(y, y + rows) for y in range(0, len(a), rows)]
+
+def count_value(a:np.ndarray, v) -> int:
+    "Pixels of `a` equal to `v`, counted by bands of rows (no whole-image boolean copy)."
+    return sum(int(np.count_nonzero(a[s] == v)) for s in row_bands(a))
+
+def set_value(a:np.ndarray, old, new) -> int:
+    "Pixels of `a` equal to `old` set to `new` in place, band by band; how many."
+    n = 0
+    for s in row_bands(a):
+        m = a[s] == old; a[s][m] = new; n += int(np.count_nonzero(m))
+    return n
+
+# %% ../nbs/03_postprocessing.ipynb #c07ace8d
 def clean_labels(labels:np.ndarray, # 2-D ilastik labels (0 = unlabelled)
                  size:tuple[int, int], # target (height, width)
                  *,
@@ -121,27 +146,31 @@ def clean_labels(labels:np.ndarray, # 2-D ilastik labels (0 = unlabelled)
                  fill_at:str='target', # 'target': resize then fill; 'original': fill then resize
                  steps:dict|None=None, # if a dict, the intermediates are put there ('resized', 'filled')
                  counts:tuple|None=None, # `value_counts(labels)` when already known
+                 thin_filled:int|None=None, # keep in `steps` only every k-th pixel of the filled labels (this longest side), opened in place
                 ) -> tuple[np.ndarray, dict]:
     "Resize (nearest), fill gaps (nearest labelled pixel), open one class, reassign leftovers to background."
     labels = np.asarray(labels)
-    small = resize_labels(labels, size)
+    same = tuple(labels.shape) == tuple(size)
+    small = labels if same else resize_labels(labels, size)   # the same size: no copy (nothing below writes to it)
     v, c = counts if counts is not None else value_counts(labels)
     present = v[v != 0]
-    st = dict(unlabelled_before_orig=int(c[v == 0].sum()), unlabelled_before=int((small == 0).sum()))
+    st = dict(unlabelled_before_orig=int(c[v == 0].sum()), unlabelled_before=count_value(small, 0))
     if fill_at == 'original': small = resize_labels(fill_unlabelled(labels), size)
     elif fill_at != 'target': raise ValueError(f"fill_at must be 'target' or 'original', got {fill_at!r}")
-    if not (small != 0).any():
+    if count_value(small, 0) == small.size:
         raise ValueError(f'no labelled pixel is left after resizing to {size[0]}x{size[1]} '
                          f'({labels.size - st["unlabelled_before_orig"]} labelled at {labels.shape[0]}x{labels.shape[1]})')
-    st['lost_in_resize'] = sorted(set(present.tolist()) - set(value_counts(small)[0].tolist()))
+    kept = present if same and fill_at == 'target' else value_counts(small)[0]
+    st['lost_in_resize'] = sorted(set(present.tolist()) - set(kept.tolist()))
     filled = fill_unlabelled(small)
-    if steps is not None: steps.update(resized=resize_labels(labels, size) if fill_at == 'original' else small, filled=filled)
-    st['unlabelled_after_fill'] = int((filled == 0).sum())
-    out, st['opened_px'] = (open_class(filled, opening_value, radius) if opening_value is not None else (filled, 0))
-    left = out == 0
-    st['background_px'] = int(left.sum())
-    out[left] = background
-    st['unlabelled_after'] = int((out == 0).sum())
+    if thin_filled: from accords_tem.normalization import _thumb
+    if steps is not None: steps.update(resized=resize_labels(labels, size) if fill_at == 'original' else small,
+                                       filled=np.array(_thumb(filled, thin_filled)) if thin_filled else filled)
+    st['unlabelled_after_fill'] = count_value(filled, 0)
+    out, st['opened_px'] = (open_class(filled, opening_value, radius, inplace=bool(thin_filled)) if opening_value is not None
+                            else (filled, 0))
+    st['background_px'] = set_value(out, 0, background)
+    st['unlabelled_after'] = count_value(out, 0)
     return out, st
 
 # %% ../nbs/03_postprocessing.ipynb #c9182428
@@ -155,6 +184,34 @@ def onehot_check(onehot:np.ndarray) -> dict:
     "Pixels covered by more than one channel (overlap) and by none (uncovered)."
     s = onehot.sum(0, dtype=np.int16)
     return dict(overlap_px=int((s > 1).sum()), uncovered_px=int((s == 0).sum()))
+
+def onehot_stats(labels:np.ndarray, # 2-D labels
+                 values:list[int], # label value of each channel, in channel order
+                 image:np.ndarray|None=None, # uint8 image of the same shape: grey-level counts per channel
+                 band:int=1 << 22, # pixels per band of rows
+                ) -> dict:
+    "`to_onehot(labels, values)`'s pixels per channel, `onehot_check` and grey-level counts (C, 256), by bands of rows: no one-hot copy."
+    C = len(values); counts, hist, k = np.zeros(C, np.int64), np.zeros((C, 256), np.int64), dict(overlap_px=0, uncovered_px=0)
+    for s in row_bands(labels, band):
+        lab, cover = labels[s], np.zeros(labels[s].shape, np.int16)
+        for i, v in enumerate(values):
+            m = lab == v; counts[i] += np.count_nonzero(m); cover += m
+            if image is not None: hist[i] += np.bincount(image[s][m], minlength=256)
+        k['overlap_px'] += int(np.count_nonzero(cover > 1)); k['uncovered_px'] += int(np.count_nonzero(cover == 0))
+    return dict(counts=counts, hist=hist, **k)
+
+def save_onehot(labels:np.ndarray, # 2-D labels
+                values:list[int], # label value of each channel, in channel order
+                path:str|Path,
+                band:int=1 << 22, # pixels per band of rows
+               ) -> Path:
+    "`save_npy(to_onehot(labels, values), path)`, the same bytes, written channel by channel and band by band (atomically)."
+    H, W = labels.shape
+    with atomic_write(path, 'wb') as f:
+        np.lib.format.write_array_header_1_0(f, dict(descr='|u1', fortran_order=False, shape=(len(values), H, W)))
+        for v in values:
+            for s in row_bands(labels, band): f.write(np.ascontiguousarray(labels[s] == v).view(np.uint8).data)
+    return Path(path)
 
 # %% ../nbs/03_postprocessing.ipynb #f0e9843f
 def check_label_values(labels:np.ndarray, # labels as read
@@ -300,7 +357,7 @@ def ground_truth_path(cfg:Config, stem:str) -> Path|None:
     return p if p.exists() else None
 
 def gt_agreement(clean:np.ndarray, # final labels at the target size
-                 gap:np.ndarray, # pixels that were unlabelled (after the resize)
+                 resized:np.ndarray, # the labels after the resize (0: the gaps)
                  gt_path:Path|None, # exact class map, any size with the same aspect
                  rows:tuple[float, float]=(0.0, 1.0), # the part of its height that `clean` covers (data bars cut)
                 ) -> dict:
@@ -309,7 +366,7 @@ def gt_agreement(clean:np.ndarray, # final labels at the target size
     from accords_tem.io import read_tem
     gt = read_tem(gt_path); h = gt.shape[0]
     gt = resize_labels(gt[round(rows[0] * h):round(rows[1] * h)], clean.shape)
-    ok = gt == clean
+    ok, gap = gt == clean, resized == 0
     return dict(gt_accuracy=round(float(ok.mean()), 5), gt_accuracy_gaps=round(float(ok[gap].mean()), 5) if gap.any() else None)
 
 def prepare_pair(pair:LabelPair, # label file + image
@@ -317,7 +374,9 @@ def prepare_pair(pair:LabelPair, # label file + image
                  sec:PostprocessingConfig|None=None, # stage settings (default: cfg's)
                  run_dir:Path|None=None, # run folder, to find stage 01's normalized image
                 ) -> dict:
-    "Read, check and clean one label file and its image; all intermediates and the QC row."
+    """Read, check and clean one label file and its image; the intermediates and the QC row. Above `io.max_pixels_in_memory`
+    the whole arrays are the labels as read, the image and the final labels (`onehot` None: made band by band when written;
+    `filled` thinned for the figures)."""
     from accords_tem.io import read_working
     sec = sec or cfg.section('postprocessing')
     values, opening, background = _resolve_classes(cfg, sec)
@@ -336,26 +395,37 @@ def prepare_pair(pair:LabelPair, # label file + image
         px = pixel_size(pair.image, cfg.calibration).nm_per_px
     try: size = dataset_size(img.shape[:2], sec, px)   # by default the image's own pixels (labels follow it)
     except AccordsError as e: raise AccordsError(str(e), pair.image) from None
-    steps = {}
-    try: clean, st = clean_labels(raw, size, opening_value=opening, radius=sec.opening_radius,
-                                  background=background, fill_at=sec.fill_at, steps=steps, counts=counts)
+    big, steps = size[0] * size[1] > cfg.section('io').max_pixels_in_memory, {}
+    try: clean, st = clean_labels(raw, size, opening_value=opening, radius=sec.opening_radius, background=background,
+                                  fill_at=sec.fill_at, steps=steps, counts=counts, thin_filled=1024 if big else None)
     except ValueError as e:   # the few labelled pixels all fell between the sampled ones
         raise IlastikFormatError(f'{e}; set postprocessing.fill_at: original to fill the gaps before resizing', pair.labels) from None
-    image = dataset_image(img, cfg.section('normalization'), sec, px_nm=px)
-    onehot = to_onehot(clean, values)
-    names = cfg.class_names()
+    same = img.dtype == np.uint8 and tuple(img.shape[:2]) == tuple(size)   # already the dataset image: no copy
+    image = img if same else dataset_image(img, cfg.section('normalization'), sec, px_nm=px)
+    del img
+    stats = onehot_stats(clean, values, image)   # pixels per channel, overlaps, grey levels: by bands
+    row = _qc_row(pair, cfg, sec, src, kind, raw, size, st, stats, (r0, r1, H), warns)
+    row.update(gt_agreement(clean, steps['resized'], ground_truth_path(cfg, pair.stem), (r0 / H, r1 / H)))
+    return dict(row=row, image=image, raw=raw, resized=steps['resized'], filled=steps['filled'], clean=clean,
+                onehot=None if big else to_onehot(clean, values), hist=stats['hist'], source=src)
+
+# %% ../nbs/03_postprocessing.ipynb #0b414bd8
+def _qc_row(pair:LabelPair, cfg:Config, sec:PostprocessingConfig, src:Path, kind:str, raw:np.ndarray, size:tuple, st:dict,
+            stats:dict, rows:tuple, warns:list) -> dict:
+    "The QC row of a prepared pair: sizes, `clean_labels`' counts, pixels per channel (`onehot_stats`) and the flags."
+    values, opening, _ = _resolve_classes(cfg, sec)
+    names, (r0, r1, H), counts = cfg.class_names(), rows, stats['counts']
     row = dict(stem=pair.stem, material=pair.material, label_file=str(pair.labels), image_file=str(src),
                image_source=kind, content_rows=f'{r0}-{r1}', orig_h=raw.shape[0], orig_w=raw.shape[1], h=size[0], w=size[1], **st)
     lost = [names[values.index(v)] for v in row.pop('lost_in_resize')]
-    counts = onehot.reshape(len(values), -1).sum(1)
     for n, c in zip(names, counts): row[f'px_{n}'] = int(c)
-    for n, c in zip(names, counts): row[f'frac_{n}'] = round(float(c) / clean.size, 6)
-    row.update(onehot_check(onehot))
+    for n, c in zip(names, counts): row[f'frac_{n}'] = round(float(c) / (size[0] * size[1]), 6)
+    row.update(overlap_px=stats['overlap_px'], uncovered_px=stats['uncovered_px'])
     row['onehot_ok'] = row['overlap_px'] == 0 and row['uncovered_px'] == 0
     flags = []
     if st['unlabelled_before_orig'] > sec.sparse_fraction * raw.size: flags.append('sparse_labels')
     flags += [f'lost_in_resize:{n}' for n in lost]
-    if opening is not None and st['opened_px'] and not (clean == opening).any():
+    if opening is not None and st['opened_px'] and not counts[values.index(opening)]:
         flags.append(f'opened_away:{names[values.index(opening)]}')
     flags += [f'absent:{n}' for n, c in zip(names, counts) if c == 0]
     if row['overlap_px']: flags.append('overlap')
@@ -365,12 +435,7 @@ def prepare_pair(pair:LabelPair, # label file + image
     if any('axistags' in w for w in warns): flags.append('no_axistags')
     if (r0, r1) != (0, H): flags.append('data_bar_cut')
     row['flags'] = ';'.join(flags)
-    row.update(gt_agreement(clean, steps['resized'] == 0, ground_truth_path(cfg, pair.stem), (r0 / H, r1 / H)))
-    rows = max(1, (1 << 22) // max(1, image.shape[1]))   # grey-level counts by bands: bincount's int64 copy of a class's pixels was 8 B/px
-    hist = np.stack([sum(np.bincount(image[y:y + rows][m[y:y + rows].astype(bool)], minlength=256) for y in range(0, len(image), rows))
-                     for m in onehot])
-    return dict(row=row, image=image, raw=raw, resized=steps['resized'], filled=steps['filled'], clean=clean,
-                onehot=onehot, hist=hist, source=src)
+    return row
 
 # %% ../nbs/03_postprocessing.ipynb #8fad671c
 _VERSION = 1   # bump when the outputs change meaning, so resumed runs redo them
@@ -397,19 +462,46 @@ def save_png(arr:np.ndarray, path:str|Path):
     if not ok: raise ValueError(f'cannot encode an array of shape {arr.shape} and dtype {arr.dtype} as PNG')
     with atomic_write(path, 'wb') as f: f.write(buf.tobytes())
 
+def save_png_rows(path:str|Path, # destination .png
+                  shape:tuple, # (H, W) or (H, W, 3)
+                  bands, # iterable of uint8 row bands, top to bottom, that make up `shape`
+                  level:int=1, # zlib compression level
+                 ) -> Path:
+    "Write a uint8 grey or RGB PNG band by band (atomically): one band and zlib's window in memory, not the whole image."
+    import struct, zlib
+    def chunk(f, tag:bytes, data:bytes): f.write(struct.pack('>I', len(data)) + tag + data + struct.pack('>I', zlib.crc32(tag + data)))
+    H, W = shape[:2]; rgb = len(shape) == 3; n = 0
+    with atomic_write(path, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n'); chunk(f, b'IHDR', struct.pack('>IIBBBBB', W, H, 8, 2 if rgb else 0, 0, 0, 0))
+        z = zlib.compressobj(level)
+        for b in bands:
+            b = np.asarray(b, np.uint8).reshape(len(b), -1); n += len(b)
+            if b.shape[1] != W * (3 if rgb else 1): raise ValueError(f'a band of width {b.shape[1]} for a PNG of shape {shape}')
+            rows = np.zeros((len(b), b.shape[1] + 1), np.uint8); rows[:, 1:] = b   # filter byte 0 (none) before each row
+            if (d := z.compress(rows.data)): chunk(f, b'IDAT', d)
+        if n != H: raise ValueError(f'{n} rows written for a PNG of {H} rows')
+        chunk(f, b'IDAT', z.flush()); chunk(f, b'IEND', b'')
+    return Path(path)
+
 def write_pair(res:dict, # from prepare_pair
                out:Path, # RUN/dataset
                cfg:Config, sec:PostprocessingConfig,
                settings:str='', # settings_hash, stored in the QC record
               ) -> dict[str, Path]:
-    "Write one prepared pair: image, one-hot mask, preview, ilastik labels, then its QC record."
+    """Write one prepared pair: image, one-hot mask, preview, ilastik labels, then its QC record. The one-hot mask is written
+    band by band; above `io.max_pixels_in_memory` the PNGs too (the same pixels, not the same bytes as OpenCV's)."""
     from accords_tem.io import write_ilastik_h5
-    paths = output_paths(Path(out), res['row']['stem'], sec)
-    save_png(res['image'], paths['image'])
-    save_npy(res['onehot'], paths['mask'])
-    if 'preview' in paths: save_png(colorize(res['clean'], cfg.classes), paths['preview'])
+    paths, clean = output_paths(Path(out), res['row']['stem'], sec), res['clean']
+    big = clean.size > cfg.section('io').max_pixels_in_memory
+    if big: save_png_rows(paths['image'], res['image'].shape, (res['image'][s] for s in row_bands(res['image'])))
+    else: save_png(res['image'], paths['image'])
+    save_onehot(clean, [c.label for c in cfg.classes], paths['mask'])
+    if 'preview' in paths and big:
+        save_png_rows(paths['preview'], (*clean.shape, 3), (colorize(clean[s], cfg.classes) for s in row_bands(clean, 1 << 20)))
+    elif 'preview' in paths: save_png(colorize(clean, cfg.classes), paths['preview'])
     if 'ilastik' in paths:
-        lab = res['clean'] if sec.ilastik_resolution == 'target' else resize_labels(res['clean'], res['raw'].shape)
+        same = sec.ilastik_resolution == 'target' or tuple(res['raw'].shape) == tuple(clean.shape)
+        lab = clean if same else resize_labels(clean, res['raw'].shape)
         write_ilastik_h5(paths['ilastik'], lab[..., None], axes='yxc')
     save_json(dict(row=res['row'], hist=res['hist'], settings=settings), paths['qc'])
     return paths
@@ -437,7 +529,8 @@ def plot_pair(res:dict, # from prepare_pair
               title:str|None=None):
     "Figure: image, exported labels, gaps filled, final labels; one-hot channels and overlay."
     import matplotlib.pyplot as plt
-    C = res['onehot'].shape[0]; ncol = max(4, C + 1)
+    onehot = res['onehot'] if res['onehot'] is not None else to_onehot(res['clean'], [c.label for c in classes])
+    C = onehot.shape[0]; ncol = max(4, C + 1)
     fig, ax = plt.subplots(2, ncol, figsize=(2.6*ncol, 6.3), layout='constrained')
     r = res['row']
     panels = [(res['image'], 'image', 'gray'),
@@ -446,8 +539,8 @@ def plot_pair(res:dict, # from prepare_pair
               (colorize(res['clean'], classes), f"opened, {r['background_px']} px to background", None)]
     for a, (im, t, cm) in zip(ax[0], panels): a.imshow(im, cmap=cm, vmin=0, vmax=255 if cm else None); a.set_title(t, fontsize=9)
     for i, c in enumerate(classes[:C]):
-        ax[1, i].imshow(res['onehot'][i], cmap='gray', vmin=0, vmax=1)
-        ax[1, i].set_title(f'channel {i}: {c.name}\n{res["onehot"][i].mean():.1%} of pixels', fontsize=9)
+        ax[1, i].imshow(onehot[i], cmap='gray', vmin=0, vmax=1)
+        ax[1, i].set_title(f'channel {i}: {c.name}\n{onehot[i].mean():.1%} of pixels', fontsize=9)
     ax[1, C].imshow(overlay_labels(res['image'], res['clean'], classes)); ax[1, C].set_title('overlay', fontsize=9)
     for a in ax.flat: a.set_axis_off()
     fig.suptitle(title or r['stem'], fontsize=10)

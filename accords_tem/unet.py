@@ -402,8 +402,8 @@ def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, probs:Path, sh
 def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar:str, crop, cut, figures:bool, budget:int) -> list[dict]:
     "`predict_images` for one image above the pixel budget, in bands of rows and windows: the same files, predictions.csv rows."
     import shutil
-    from PIL import Image
     from accords_tem.instances import npy_read, npy_write
+    from accords_tem.postprocessing import save_png_rows
     K, u = len(sm.classes), sm.u; (Hf, W), thr = lazy.shape, sm.threshold_list()
     rows = max(1, budget // (4 * W)); r0, r1 = content_rows(_BandedRows(lazy, rows), data_bar=data_bar, crop=crop)
     work = out/f'.{p.stem}.work'; shutil.rmtree(work, ignore_errors=True); work.mkdir(parents=True)
@@ -426,16 +426,14 @@ def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar
         del x
         lab, names = _instance_labels_tiled(sm, masks, centres, out/'probabilities'/f'{p.stem}.npy', (Hf, W), cut, work, budget)
         _save_instances_rows(lab, len(names), names, out/'instances'/f'{p.stem}.tif', sm.classes if cut else u.instance_classes)
+        bands = range(0, Hf, rows)   # mask and overlay PNGs written band by band (the same pixels as PIL's whole-image files)
         for k, c in enumerate(sm.classes):
-            a = npy_read(masks, k).view(np.uint8); a *= np.uint8(255)
-            with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray(a).save(tmp, format='PNG')
-            del a
+            save_png_rows(out/'masks'/f'{p.stem}_{c}.png', (Hf, W), (npy_read(masks, np.s_[k, y:y + rows]).view(np.uint8) * np.uint8(255) for y in bands))
         if figures:
             img = _minmax_rows(lazy, 0, Hf, rows)   # the whole image, bar rows included (as the whole-image path's overlay)
-            ov = np.lib.format.open_memmap(work/'overlay.npy', mode='w+', dtype=np.uint8, shape=(Hf, W, 3))
-            for y in range(0, Hf, rows): ov[y:y + rows] = overlay_masks(img[y:y + rows], npy_read(masks, np.s_[:, y:y + rows]), sm.classes)
-            with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(ov).save(tmp, format='PNG')
-            del ov, img
+            save_png_rows(out/'overlays'/f'{p.stem}.png', (Hf, W, 3),
+                          (overlay_masks(img[y:y + rows], npy_read(masks, np.s_[:, y:y + rows]), sm.classes) for y in bands))
+            del img
     finally: shutil.rmtree(work, ignore_errors=True)
     return [dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(pix[k]), fraction=float(pix[k] / (Hf * W)),
                  mean_uncertainty=float(usum[k] / (Hf * W)), model_input=f'{r1 - r0}x{W}', objects=names.count(c), content_rows=f'{r0}-{r1}')

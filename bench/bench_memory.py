@@ -9,11 +9,11 @@ untrained, seeded U-Net (its masks decide how much decoding there is; no TTA, on
 
 Writes WORK/memory.json and prints a table. The input files are written in bands (the bench itself stays small).
 
-Measured 2026-12-07 (2-core CPU; details and causes in bench/results/memory.md), peak MB, round 2 (round 1, main):
-    8000x8000   inventory 477 (478, 2000), normalize 979 (984, 950), masks 522 (1098, 1370), dataset 1198 (1225, 4700),
-                predict 4850 (4930, 7406; whole-image path: 64 Mpx is not above io.max_pixels_in_memory; 1975 with it just below)
-    20000x20000 inventory 523 (520, 2100), normalize 1592 (1593, 6500), masks 2140 (2142), dataset 5561 (5821),
-                predict 5699 (not run, 12900): predict_images 2011, then 06b's object measurement of the whole label image
+Measured 2026-12-07 (2-core CPU; details and causes in bench/results/memory.md), peak MB, round 3 (round 2, main):
+    8000x8000   inventory 476 (477, 2000), normalize 978 (979, 950), masks 454 (522, 1370), dataset 1018 (1198, 4700),
+                predict 4824 (4850, 7406; whole-image path: 64 Mpx is not above io.max_pixels_in_memory; 1975 with it just below)
+    20000x20000 inventory 520 (523, 2100), normalize 1592 (1592, 6500), masks 1440 (2140), dataset 1754 (5561),
+                predict 1808 (5699, 12900): every stage within 2 GB
 """
 from __future__ import annotations
 import argparse, json, os, subprocess, sys, time

@@ -1,6 +1,6 @@
 """Bounded memory on large images (issue 18 item 8): the banded / lazy paths give the whole-image answers.
 The peak-RSS figures themselves come from bench/bench_memory.py (one big TIFF through every stage)."""
-import subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -223,8 +223,8 @@ def _same_up_to_relabelling(a, b):
 
 
 def test_predict_big_image_in_bands_and_windows(tmp_path, monkeypatch):
-    """An image above the pixel budget (here 51200 px) is predicted in bands and decoded in windows: the same probability,
-    uncertainty, mask and overlay files byte for byte, the same objects (numbered otherwise), objects on the seams."""
+    """An image above the pixel budget (here 51200 px) is predicted in bands and decoded in windows: the same probability and
+    uncertainty files byte for byte, the same mask and overlay pictures, the same objects (numbered otherwise), objects on the seams."""
     import tifffile
     from scipy import ndimage as ndi
     from accords_tem import unet, export
@@ -248,8 +248,12 @@ def test_predict_big_image_in_bands_and_windows(tmp_path, monkeypatch):
     monkeypatch.setattr(unet, '_predict_big', lambda *a, **k: calls.append(1) or real(*a, **k))
     big = predict_images('m', tmp_path, tmp_path/'big', max_pixels=51200, **kw)   # the run's io.max_pixels_in_memory: windows of 80 px
     assert calls == [1]
-    for f in ('probabilities/a.npy', 'uncertainty/a.npy', 'masks/a_GFM.png', 'masks/a_carbonhole.png', 'overlays/a.png'):
+    for f in ('probabilities/a.npy', 'uncertainty/a.npy'):
         assert (tmp_path/'whole'/f).read_bytes() == (tmp_path/'big'/f).read_bytes(), f
+    from PIL import Image
+    for f in ('masks/a_GFM.png', 'masks/a_carbonhole.png', 'overlays/a.png'):   # written band by band: the same pixels and mode
+        with Image.open(tmp_path/'whole'/f) as a, Image.open(tmp_path/'big'/f) as b:
+            assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b)), f
     lw, cw, _ = read_instances_with_classes(tmp_path/'whole'/'instances'/'a.tif')
     lb, cb, _ = read_instances_with_classes(tmp_path/'big'/'instances'/'a.tif')
     assert lw.max() > 100 and _same_up_to_relabelling(lb, lw)
@@ -259,3 +263,83 @@ def test_predict_big_image_in_bands_and_windows(tmp_path, monkeypatch):
     assert sum(len(np.unique(lw[y - 1:y + 1][lw[y - 1:y + 1] > 0])) for y in seams) > 10     # objects across the windows' seams
     np.testing.assert_allclose(big.pop('mean_uncertainty'), whole.pop('mean_uncertainty'), rtol=1e-5, atol=1e-9)
     assert big.equals(whole)
+
+
+def test_object_features_banded_from_tiff(tmp_path):
+    "Objects measured band by band from a strip-wise instance TIFF (io.LazyTiff): object_features' table of the whole labels."
+    import tifffile
+    from skimage import draw
+    from accords_tem.io import LazyTiff
+    from accords_tem.objects import object_features, object_features_banded
+    rng = np.random.default_rng(1); lab = np.zeros((157, 133), np.uint16)
+    for k in range(1, 120):
+        rr, cc = draw.ellipse(rng.integers(0, 157), rng.integers(0, 133), rng.integers(1, 12), rng.integers(1, 12), shape=lab.shape,
+                              rotation=rng.uniform(0, 3))
+        lab[rr, cc] = k
+    lab[:, 3:6] = 120; lab[150:, :] = 121                                  # taller than any band; along the bottom edge
+    tifffile.imwrite(tmp_path/'a.tif', lab, compression='zlib', rowsperstrip=9)
+    whole = object_features(lab.astype(np.int32), spacing=0.7)
+    for budget in (600, 4000, 30000):                                          # bands of 1, 7 and 56 rows
+        b = object_features_banded(LazyTiff(tmp_path/'a.tif'), spacing=0.7, max_pixels=budget)
+        cen = ['centroid_row', 'centroid_col']
+        np.testing.assert_allclose(b[cen].to_numpy(), whole[cen].to_numpy(), rtol=0, atol=1e-9)
+        import pandas as pd; pd.testing.assert_frame_equal(b.drop(columns=cen), whole.drop(columns=cen))
+
+
+def test_dataset_stage_big_image_path(tmp_path):
+    """Stage 03 above io.max_pixels_in_memory (final labels opened in place, one-hot mask, previews and image PNG written by bands,
+    no one-hot array): the same QC rows and records, mask bytes, ilastik labels and pictures as the whole-image path."""
+    import cv2, pandas as pd
+    from accords_tem.io import read_ilastik_h5
+    from accords_tem.postprocessing import make_demo_inputs, run_postprocessing
+    make_demo_inputs(tmp_path/'data', size=96, bad=False)
+    ds = {}
+    for name, budget in [('whole', 64_000_000), ('big', 700)]:
+        cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'postprocessing.opening_radius': 2, 'io.max_pixels_in_memory': budget})
+        s = run_postprocessing(cfg, tmp_path/name, progress=False)
+        assert (s['written'], s['failed']) == (4, 0)
+        ds[name] = tmp_path/name/'dataset'
+    w, b = ds['whole'], ds['big']
+    pd.testing.assert_frame_equal(pd.read_csv(b/'qc.csv').drop(columns=['label_file', 'image_file']),
+                                  pd.read_csv(w/'qc.csv').drop(columns=['label_file', 'image_file']))
+    for f in sorted(w.rglob('*')):
+        g, rel = b/f.relative_to(w), f.relative_to(w)
+        if f.suffix == '.npy': assert f.read_bytes() == g.read_bytes(), rel
+        elif f.suffix == '.png' and f.parent.name in ('images', 'masks'):
+            a1, a2 = cv2.imread(str(f), cv2.IMREAD_UNCHANGED), cv2.imread(str(g), cv2.IMREAD_UNCHANGED)
+            assert a1 is not None and a2 is not None and np.array_equal(a1, a2), rel
+        elif f.suffix == '.h5': np.testing.assert_array_equal(read_ilastik_h5(g), read_ilastik_h5(f))
+        elif f.suffix == '.json' and f.parent.name == 'qc':
+            j1, j2 = json.loads(f.read_text()), json.loads(g.read_text())
+            for j in (j1, j2): j['row'].pop('label_file'); j['row'].pop('image_file')
+            assert j1 == j2, rel
+    assert (w/'examples.png').read_bytes() == (b/'examples.png').read_bytes()   # drawn from the same thinned pictures
+
+
+def test_predict_objects_big_image(tmp_path, monkeypatch):
+    """`accords-tem predict` above io.max_pixels_in_memory: the objects measured from bands of the instance TIFF, and the objects
+    overlay drawn from every k-th pixel read by bands, are what the whole-image measurement and drawing give on those instances."""
+    import tifffile, pandas as pd
+    from PIL import Image
+    from accords_tem import unet, export
+    from accords_tem.io import read_tem
+    from accords_tem.objects import predict_objects, object_features, overlay_image, _label_colors
+    from accords_tem.unet import read_instances_with_classes
+    sm = _disk_model()
+    monkeypatch.setattr(export, 'load_predictor', lambda *a, **k: sm)
+    monkeypatch.setattr(unet, 'prediction_key', lambda *a, **k: 'no model files')
+    rng = np.random.default_rng(7); H, W = 181, 203
+    img = np.full((H, W), 50000.0); yy, xx = np.mgrid[:H, :W]
+    for _ in range(70): img[(yy - rng.integers(0, H)) ** 2 + (xx - rng.integers(0, W)) ** 2 < rng.uniform(9, 60)] = 2000
+    img[20:170, 100:104] = 2000                                                  # one object taller than the bands
+    tifffile.imwrite(tmp_path/'a.tif', (img + rng.normal(0, 300, img.shape)).clip(0, 65535).astype(np.uint16))
+    cfg = load_config(None, {'io.max_pixels_in_memory': 20000, 'io.data_bar': 'none'})
+    ob = predict_objects('m', tmp_path/'a.tif', tmp_path/'out', nm_per_px=1.5, cfg=cfg, device='cpu', tta='none')
+    lab, names, _ = read_instances_with_classes(tmp_path/'out'/'instances'/'a.tif')
+    whole = object_features(lab, None, spacing=1.5)
+    assert len(ob) == len(whole) > 30 and (whole.bbox_r1 - whole.bbox_r0).max() > 20000 // 4 // W   # taller than a band
+    key = ['centroid_row', 'centroid_col']
+    pd.testing.assert_frame_equal(ob[list(whole.columns)].drop(columns=key), whole.drop(columns=key))
+    np.testing.assert_allclose(ob[key].to_numpy(), whole[key].to_numpy(), atol=1e-9)
+    rgb = overlay_image(read_tem(tmp_path/'a.tif'), lab, _label_colors(names, cfg))
+    with Image.open(tmp_path/'out'/'objects_overlays'/'a.png') as x: assert np.array_equal(np.asarray(x), rgb)
