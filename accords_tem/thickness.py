@@ -39,7 +39,7 @@ def flat_field(image:np.ndarray, # intensity with its zero at 0 (dark subtracted
 # %% ../nbs/06d_thickness.ipynb #thk015
 def sheet_plateau(n:np.ndarray, # per-pixel layer counts of one flake (smoothed, over one support)
                   bw:float, # kernel width (layers) of the density estimate
-                  min_peak:float=0.1, # a plateau is a peak of the density at least this share of the highest peak
+                  min_peak:float=0.05, # a plateau is a peak of the density at least this share of the highest peak
                   step:float=0.05, # grid of the density (layers)
                  ) -> tuple[float, np.ndarray]:
     "The flake's own sheet: the lowest well-populated plateau of its layer histogram. Returns its layer count and the pixels in it (within `bw`)."
@@ -79,7 +79,7 @@ def flake_layers(image:np.ndarray, # detector counts (or intensity with a known 
                  under:np.ndarray|None=None, # what lies under each flake pixel where it is known; None: guessed from the nearest outside
                  flatten:bool=True, # divide out uneven illumination (`flat_field`) before anything else
                  margin_px:float=10, # a pixel counts as over a hole (film) only when a hole (film) is this much nearer than film (hole)
-                 min_peak:float=0.1, # the sheet: the lowest peak of the layer histogram at least this share of the highest peak
+                 min_peak:float=0.05, # the sheet: the lowest peak of the layer histogram at least this share of the highest peak
                  bw_noise:float=0.7, min_bw:float=0.2, # kernel width of that histogram: bw_noise x the noise (layers), at least min_bw
                  max_spread:float=2.0, # layers between the median and the 10th percentile of the per-pixel counts above which
                                        # a flake is `heterogeneous` (folds, wrinkles, overlaps over much of it: least reliable)

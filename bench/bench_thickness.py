@@ -1,14 +1,16 @@
 """Benchmark of the layer-count estimate (nbs/06d_thickness.ipynb) against the synthetic generator's exact layer counts.
 
-    python bench/bench_thickness.py                              # 300 scenes (GO, G, rGO at 10,000x-50,000x), seeds 6000-6299
-    python bench/bench_thickness.py --seed0 5000                 # the previous held-out scenes (for comparison)
-    python bench/bench_thickness.py --seed0 2000 --scenes 150    # the scenes the estimator's choices were made on
-    python bench/bench_thickness.py --scenes 20 --kw '{"min_peak": 0.2}'   # other flake_layers settings
+    python bench/bench_thickness.py                              # 300 scenes (GO, G, rGO at 10,000x-50,000x), seeds 7000-7299
+    python bench/bench_thickness.py --seed0 6000                 # earlier held-out scenes (also 5000), for comparison
+    python bench/bench_thickness.py --seed0 3000                 # the scenes the estimator's choices were made on (and 2000, 150 scenes)
+    python bench/bench_thickness.py --scenes 20 --kw '{"min_peak": 0.1}'   # other flake_layers settings
 
-Seeds: the rule of `flake_layers` (the lowest plateau of the per-pixel layer histogram, `min_peak` 0.1, kernel 0.7 x the
-noise but at least 0.2 layer, flat field, support margin 10 px, the support under most of the flake) was chosen on
-scenes 2000-2149; it is reported on scenes 6000-6299, never looked at before, and on 5000-5299 (the held-out scenes of
-the previous rule, not used for this choice either). Scenes 1000-1149 were the previous rule's choice scenes.
+Seeds: the rule of `flake_layers` (the lowest plateau of the per-pixel layer histogram, flat field, support margin
+10 px, the support under most of the flake, kernel 0.7 x the noise but at least 0.2 layer) was chosen on scenes
+2000-2149; its first version (`min_peak` 0.1) was then measured on scenes 6000-6299 and 5000-5299 (89.7 % and 88.6 %);
+`min_peak` 0.05 was chosen after that on scenes 2000-2149 and 3000-3299 only (93.3 -> 93.8 %: 5 flakes gained, none
+lost). The figure reported is from scenes 7000-7299, never looked at before; 6000-6299 and 5000-5299 for comparison.
+Scenes 1000-1149 were the choice scenes of the rule before (75th / 90th percentile), 5000-5299 its held-out scenes.
 Each 300-scene pass takes about 3-5 minutes on one core.
 
 Each scene is planned, rendered and imaged by 09_synthetic (`plan_scene`, `render_scene`, `image_formation`: flakes
@@ -63,7 +65,7 @@ def summary(d:pd.DataFrame, truth:str='true_layers') -> dict:
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--scenes', type=int, default=300)
-    ap.add_argument('--seed0', type=int, default=6000, help='first scene seed (2000: the scenes the choices were made on)')
+    ap.add_argument('--seed0', type=int, default=7000, help='first scene seed (2000, 3000: the scenes the choices were made on)')
     ap.add_argument('--out', default=None, help='write the summary (JSON) here')
     ap.add_argument('--csv', default=None, help='write the per-flake table here')
     ap.add_argument('--kw', default='{}', help='more flake_layers keyword arguments, as JSON')
