@@ -7,9 +7,51 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from skimage.segmentation import expand_labels
 
 # %% auto #0
-__all__ = ['flake_layers']
+__all__ = ['flat_field', 'sheet_plateau', 'flake_layers']
+
+# %% ../nbs/06d_thickness.ipynb #thk012
+def flat_field(image:np.ndarray, # intensity with its zero at 0 (dark subtracted)
+               labels:np.ndarray, # flake labels (0 = background): flakes are left out of the fit
+               class_map:np.ndarray, # class value per pixel
+               *, hole:int=2, film:int=3, # class values of carbon hole and support film: the pixels the fit uses
+               step:int=4, # fit on every `step`-th pixel in each direction
+               min_px:int=200, # fewer background pixels than this: no correction (ones)
+              ) -> np.ndarray:
+    "Uneven illumination: exp of a quadratic surface in x, y fitted to log intensity of the hole and film pixels (each class its own offset), outliers clipped at 3 robust sigma; divide the image by it."
+    img = np.asarray(image, float); H, W = img.shape
+    v, c, l = img[::step, ::step], np.asarray(class_map)[::step, ::step], np.asarray(labels)[::step, ::step]
+    m = (l == 0) & np.isin(c, [hole, film]) & (v > 0)
+    if m.sum() < min_px: return np.ones_like(img)
+    yy, xx = np.nonzero(m); x, y = xx * step / W - 0.5, yy * step / H - 0.5
+    offs = [(c[m] == k).astype(float) for k in (hole, film) if (c[m] == k).any()]
+    X = np.column_stack(offs + [x, y, x * x, x * y, y * y]); t = np.log(v[m])
+    good = np.ones(len(t), bool)
+    for _ in range(3):                                 # particles, contamination, film texture: clipped
+        b = np.linalg.lstsq(X[good], t[good], rcond=None)[0]
+        res = t - X @ b; good = np.abs(res) < 3 * 1.4826 * np.median(np.abs(res[good])) + 1e-9
+    bx, by, bxx, bxy, byy = b[len(offs):]
+    x, y = (np.arange(W) / W - 0.5)[None], (np.arange(H) / H - 0.5)[:, None]
+    return np.exp(np.clip(bx * x + by * y + bxx * x * x + bxy * x * y + byy * y * y, -1, 1))
+
+# %% ../nbs/06d_thickness.ipynb #thk015
+def sheet_plateau(n:np.ndarray, # per-pixel layer counts of one flake (smoothed, over one support)
+                  bw:float, # kernel width (layers) of the density estimate
+                  min_peak:float=0.05, # a plateau is a peak of the density at least this share of the highest peak
+                  step:float=0.05, # grid of the density (layers)
+                 ) -> tuple[float, np.ndarray]:
+    "The flake's own sheet: the lowest well-populated plateau of its layer histogram. Returns its layer count and the pixels in it (within `bw`)."
+    n = np.asarray(n, float)
+    lo, hi = np.percentile(n, [0.5, 99.5])
+    edges = np.arange(lo - 3 * bw, hi + 3 * bw + step, step); c = (edges[:-1] + edges[1:]) / 2
+    dens = ndi.gaussian_filter1d(np.histogram(n, edges)[0].astype(float), bw / step, mode='constant')
+    pk = np.flatnonzero((dens > np.r_[-1, dens[:-1]]) & (dens >= np.r_[dens[1:], -1]))   # local maxima
+    if (c[pk] > 0.3).any(): pk = pk[c[pk] > 0.3]        # a peak below 0.3 layers: no sheet (a wrong reference) unless it is all
+    p = c[pk[dens[pk] >= min_peak * dens[pk].max()][0]]
+    near = n[np.abs(n - p) < bw]
+    return (float(np.median(near)) if len(near) > 5 else float(p)), near
 
 # %% ../nbs/06d_thickness.ipynb #thk006
 def _med_se(v:np.ndarray) -> tuple[float, float]:
@@ -17,6 +59,15 @@ def _med_se(v:np.ndarray) -> tuple[float, float]:
     m = float(np.median(v)); s = 1.4826 * float(np.median(np.abs(v - m)))
     return m, 1.2533 * s / np.sqrt(len(v))
 
+def _support_under(lab:np.ndarray, cm:np.ndarray, hole:int, film:int, margin_px:float) -> np.ndarray:
+    "Under each flake pixel: `hole` or `film` where the nearest background pixel of that class is `margin_px` closer than the other's, else 0 (unsure); elsewhere the class map."
+    bg = lab == 0
+    dh = ndi.distance_transform_edt(~(bg & (cm == hole))) if (bg & (cm == hole)).any() else np.full(lab.shape, np.inf)
+    df = ndi.distance_transform_edt(~(bg & (cm == film))) if (bg & (cm == film)).any() else np.full(lab.shape, np.inf)
+    u = np.where(dh + margin_px < df, hole, np.where(df + margin_px < dh, film, 0))
+    return np.where(bg, cm, u)
+
+# %% ../nbs/06d_thickness.ipynb #thk019
 def flake_layers(image:np.ndarray, # detector counts (or intensity with a known zero: `dark`)
                  labels:np.ndarray, # flake instance labels (0 = not a flake)
                  class_map:np.ndarray, # class value per pixel; around the flakes: `hole` (vacuum) or `film`
@@ -24,48 +75,49 @@ def flake_layers(image:np.ndarray, # detector counts (or intensity with a known 
                  dark:float=0.0, # the intensity of no electrons (detector offset)
                  hole:int=2, film:int=3, # class values of carbon hole and support film
                  ring_px:int=20, erode_px:int=3, min_px:int=30, layer_nm:float=0.335,
-                 level:float=75.0, # percentile of the flake's (smoothed) intensity taken as its sheet: above 50 leans away
-                                   # from folds, wrinkles, overlaps and specks, which only add attenuation
-                 smooth_px:float=1.5, # Gaussian smoothing (px) before the percentile (noise would bias a high percentile)
-                 under:np.ndarray|None=None, # what lies under each flake pixel where it is known; None: the nearest outside
-                 max_spread:float=2.0, # layers between the estimates at the median and the 90th percentile above which
-                                       # a flake is `heterogeneous` (folds, wrinkles, overlaps: its sheet is uncertain)
-                 level_heterogeneous:float=90.0, # the percentile taken as the sheet of a heterogeneous flake (its sheet is
-                                                 # the brightest part: most of it carries extra layers)
+                 smooth_px:float=1.5, # Gaussian smoothing (px) of the image before the per-pixel layer counts
+                 under:np.ndarray|None=None, # what lies under each flake pixel where it is known; None: guessed from the nearest outside
+                 flatten:bool=True, # divide out uneven illumination (`flat_field`) before anything else
+                 margin_px:float=10, # a pixel counts as over a hole (film) only when a hole (film) is this much nearer than film (hole)
+                 min_peak:float=0.05, # the sheet: the lowest peak of the layer histogram at least this share of the highest peak
+                 bw_noise:float=0.7, min_bw:float=0.2, # kernel width of that histogram: bw_noise x the noise (layers), at least min_bw
+                 max_spread:float=2.0, # layers between the median and the 10th percentile of the per-pixel counts above which
+                                       # a flake is `heterogeneous` (folds, wrinkles, overlaps over much of it: least reliable)
                 ) -> pd.DataFrame:
-    "Layer count per flake from its transmission relative to the local vacuum (else film): one row per label."
+    "Layer count per flake: the lowest well-populated plateau of its per-pixel layer counts against the local vacuum (else film); one row per label."
     img = np.asarray(image, float) - dark
-    if smooth_px: img = ndi.gaussian_filter(img, smooth_px)
     lab = np.asarray(labels).astype(np.int32); cm = np.asarray(class_map)
+    if flatten: img = img / flat_field(img, lab, cm, hole=hole, film=film)
+    if smooth_px: img = ndi.gaussian_filter(img, smooth_px)
     k = 2 * erode_px + 1
     inner = (lab > 0) & (ndi.minimum_filter(lab, k) == lab) & (ndi.maximum_filter(lab, k) == lab)
-    idx = ndi.distance_transform_edt(lab > 0, return_distances=False, return_indices=True) if under is None else None
-    if under is None: under = np.where(lab > 0, cm[idx[0], idx[1]], cm)   # what lies under each flake pixel (nearest outside)
-    from skimage.segmentation import expand_labels
+    if under is None: under = _support_under(lab, cm, hole, film, margin_px)
     ring = np.where(lab == 0, expand_labels(lab, ring_px), 0)
     rows = []
     for i, sl in enumerate(ndi.find_objects(lab), 1):
         if sl is None: continue
         r = dict(label=i, layers=np.nan, layers_se=np.nan, thickness_nm=np.nan, layers_spread=np.nan, heterogeneous=False,
-                 reference='', n_px=0, flag='')
+                 sheet_share=np.nan, reference='', n_px=0, flag='')
         pad = tuple(slice(max(s.start - ring_px, 0), s.stop + ring_px) for s in sl)
         L, R, U, C, I = lab[pad], ring[pad], under[pad], cm[pad], img[pad]
-        for ref, name in ((hole, 'vacuum'), (film, 'film')):
-            px = I[(L == i) & inner[pad] & (U == ref)]; rp = I[(R == i) & (C == ref)]
-            if len(px) >= min_px and len(rp) >= min_px: break
-        else:
+        own = [(I[(L == i) & inner[pad] & (U == ref)], I[(R == i) & (C == ref)], name) for ref, name in ((hole, 'vacuum'), (film, 'film'))]
+        own = [o for o in own if len(o[0]) >= min_px and len(o[1]) >= min_px]
+        if not own:
             r['flag'] = 'too few interior pixels over a hole or film, or no reference around the flake'; rows.append(r); continue
-        (mf, sf), (mr, sr) = _med_se(px), _med_se(rp)
-        p50, p90 = mf, float(np.percentile(px, 90))
-        if level != 50: mf = float(np.percentile(px, level))
-        spread = float(np.log(p90 / p50) / mu) if p50 > 0 and p90 > 0 else np.nan   # n(median) - n(90th percentile)
-        if spread > max_spread: mf = float(np.percentile(px, level_heterogeneous))     # heterogeneous: its brightest part
-        T = mf / mr if mr > 0 else np.nan
+        px, rp, name = max(own, key=lambda o: len(o[0]))          # the support under most of the flake
+        mr, sr = _med_se(rp)
         r.update(reference=name, n_px=len(px))
-        if not (0 < T < 1): r['flag'] = 'no attenuation measured (T >= 1 or reference <= dark)'; rows.append(r); continue
-        n = -np.log(T) / mu
-        r.update(layers=n, layers_se=float(np.hypot(sf / mf, sr / mr) / mu), thickness_nm=n * layer_nm,
-                 layers_spread=spread, heterogeneous=bool(spread > max_spread))
+        if not (mr > 0) or np.median(px) >= mr:
+            r['flag'] = 'no attenuation measured (not darker than its reference, or reference <= dark)'; rows.append(r); continue
+        n = -np.log(np.clip(px, 1e-9 * mr, None) / mr) / mu                       # layers per pixel
+        noise = 1.4826 * float(np.median(np.abs(np.log(np.clip(rp, 1e-9 * mr, None) / mr)))) / mu
+        sheet, near = sheet_plateau(n, max(bw_noise * noise, min_bw), min_peak)
+        if sheet < 0.3: r['flag'] = 'no attenuation measured (its sheet reads below 0.3 layers)'; rows.append(r); continue
+        spread = float(np.median(n) - np.percentile(n, 10))
+        k_px = 1 + 4 * np.pi * smooth_px ** 2                                     # pixels per independent patch after smoothing
+        se = float(np.hypot((_med_se(near)[1] if len(near) > 5 else noise) * np.sqrt(k_px), sr / mr / mu))
+        r.update(layers=sheet, layers_se=se, thickness_nm=sheet * layer_nm, layers_spread=spread,
+                 heterogeneous=bool(spread > max_spread), sheet_share=float(np.mean(np.abs(n - sheet) <= 0.5)))
         rows.append(r)
     return pd.DataFrame(rows, columns=['label', 'layers', 'layers_se', 'thickness_nm', 'layers_spread', 'heterogeneous',
-                                       'reference', 'n_px', 'flag'])
+                                       'sheet_share', 'reference', 'n_px', 'flag'])
