@@ -6,7 +6,7 @@
 from __future__ import annotations
 import gc, hashlib, json, os, re, time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -68,7 +68,7 @@ class MasksConfig(_Section):
     dataset: str|None = None                            # HDF5 dataset (None: 'exported_data', else the only one)
     range_tolerance: float = Field(1e-3, ge=0)          # probabilities this far outside [0, 1] are clipped; further is an error
     qa: bool = True                                     # QA figures: one per image and class, and the contact sheets
-    max_qa: int|None = None                             # at most this many QA figures per class (None: all)
+    max_qa: Annotated[int, Field(ge=0)]|None = None                             # at most this many QA figures per class (None: all)
     contact_sheet_max: int = Field(48, ge=1)            # images on a contact sheet
     thumb_px: int = Field(256, ge=32)                   # longer side of a contact-sheet thumbnail
 

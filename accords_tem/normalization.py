@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc, os, time
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -93,7 +93,7 @@ class NormalizationConfig(_Section):
     backend: Literal['opencv', 'skimage'] = 'opencv'    # CLAHE implementation
     format: Literal['png', 'tif'] = 'png'               # file format of the normalized images (always 8-bit)
     figures: bool = True                                # write the comparison figure of each image
-    max_figures: int|None = None                        # at most this many figures (None: all)
+    max_figures: Annotated[int, Field(ge=0)]|None = None                        # at most this many figures (None: all)
 
     @field_validator('tile_grid')
     @classmethod
@@ -259,6 +259,9 @@ def run_normalization(cfg:Config, # run configuration (section `normalization:`)
     done = map_images(one, jobs, log, desc='normalization', progress=progress, name=lambda j: j[0])   # core.map_images: --workers
     for (p, out, fig, kept), _ in done:
         if kept is None: rec.done([out] + ([fig] if fig else []), [p])
+    made = {j[0] for j, _ in done}
+    for p, out, fig, _ in jobs:   # a failed image leaves nothing behind (its image may be written before its figure failed)
+        if p not in made: rec.discard([out] + ([fig] if fig else []))
     rows, skipped = [r for _, r in done], sum(j[3] is not None for j, _ in done)
     save_csv(pd.DataFrame(rows, columns=['file', 'output', 'dtype_in', 'height', 'width', 'window_lo', 'window_hi', 'method']),
              table_path)

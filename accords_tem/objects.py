@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, hashlib, json, math, os, sys
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,7 @@ class ObjectsConfig(_Section):
     nano_nm: float = Field(100.0, gt=0)           # EU nanomaterial definition: equivalent diameter <= 100 nm
     hist_bins: int = Field(30, ge=2)
     eval_iou: float = Field(0.5, gt=0, le=1)      # IoU of a match against ground-truth instances
-    max_overlays: int|None = 12                   # overlays written (None: all)
+    max_overlays: Annotated[int, Field(ge=0)]|None = 12                   # overlays written (None: all)
     coco: bool = True
     risk: RiskConfig = Field(default_factory=RiskConfig)   # size statistics per ISO 21363, EU nanomaterial test (06c_risk)
 

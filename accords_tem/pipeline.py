@@ -8,7 +8,9 @@ import argparse, hashlib, importlib, json, os, re, sys, time, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Annotated
 import nbformat, yaml
+from pydantic import Field
 from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml, file_digests, module_code,
                               load_config, prepare_run, save_json)
 
@@ -68,7 +70,7 @@ def import_object(spec:str):
 class PipelineConfig(_Section):
     "Which stages a run executes, and how."
     stages: list[str]|None = None     # stage keys ('00', '05', ...) or commands; None: every stage that exists
-    cell_timeout: int|None = None     # seconds per notebook cell; None: no limit
+    cell_timeout: Annotated[int, Field(ge=1)]|None = None     # seconds per notebook cell; None: no limit
     kernel: str = 'python3'           # Jupyter kernel that papermill starts
 
 # %% ../nbs/08_pipeline.ipynb #c9ee5148

@@ -8,13 +8,13 @@ import argparse, math, re, sys, time
 from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 import pandas as pd
 import scipy.fft as sfft
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveFloat, field_validator
 from scipy import ndimage as ndi
 
 from .core import _Section, SHEET_VOCABULARY, AccordsError, ConfigError, atomic_path, load_config, parse_overrides, save_csv
@@ -730,17 +730,17 @@ class SyntheticConfig(_Section):
     materials: list[str] = Field(default_factory=lambda: ['GO_02', 'G_04', 'rGO_01'])  # folder names; prefix GO/G/rGO = style
     images_per_material: int = Field(10, ge=1)
     size: int = Field(640, ge=64, le=8192)         # image side (px)
-    magnifications: list[int] = Field(default_factory=lambda: [2000, 3000, 5000, 8000, 10000, 15000, 20000, 30000,
+    magnifications: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, default_factory=lambda: [2000, 3000, 5000, 8000, 10000, 15000, 20000, 30000,
                                                                 50000, 100000])   # cycled through in each folder
-    dose_e_per_px: tuple[float, float] = (40.0, 1500.0)   # dose range of usable images (log-uniform)
+    dose_e_per_px: tuple[PositiveFloat, PositiveFloat] = (40.0, 1500.0)   # dose range of usable images (log-uniform)
     unusable_fraction: float = Field(0.15, ge=0, le=1)    # images made unusable: a few e-/px or out of focus
     uint16_fraction: float = Field(0.3, ge=0, le=1)       # images written as 16-bit raw counts (the rest 8-bit)
     uncalibrated: int = Field(2, ge=0)                    # images written without pixel size metadata
     support: Literal['holey', 'lacey'] = 'holey'          # carbon support film of most images
     lacey_fraction: float = Field(0.1, ge=0, le=1)        # images on lacey carbon instead
-    hole_diameter_nm: tuple[float, float] = (1000.0, 2000.0)
-    camera_pixel_nm: float|None = None             # None: calibration.camera_pixel_nm (nm/px = this / magnification)
-    probability_levels: int|None = 255             # probabilities quantised to 1/levels (None: full float32)
+    hole_diameter_nm: tuple[PositiveFloat, PositiveFloat] = (1000.0, 2000.0)   # range (nm)
+    camera_pixel_nm: Annotated[float, Field(gt=0)]|None = None   # None: calibration.camera_pixel_nm (nm/px = this / magnification)
+    probability_levels: Annotated[int, Field(ge=1)]|None = 255   # probabilities quantised to 1/levels (None: full float32)
     other_axes: str = 'cyx'                        # axis order of one probability export (the rest 'yxc')
     xlsm_material: str|None = 'G_04'               # this folder's sheet is an .xlsm workbook
     semicolon_material: str|None = 'rGO_01'        # this folder's CSV uses ';'
@@ -752,6 +752,12 @@ class SyntheticConfig(_Section):
     def _known(cls, v):
         for m in v: material_style(m)
         if len(set(v)) != len(v): raise ValueError(f'materials repeat: {v}')
+        return v
+
+    @field_validator('dose_e_per_px', 'hole_diameter_nm')
+    @classmethod
+    def _range(cls, v):
+        if v[0] > v[1]: raise ValueError(f'a range (low, high): low {v[0]:g} is above high {v[1]:g}')
         return v
 
 def _write_png(path:Path, a:np.ndarray):

@@ -516,3 +516,31 @@ def test_negative_calibration_is_a_config_error(tmp_path):
 def test_impossible_training_settings_fail_at_load(key, value, msg):
     "unet.norm_std: 0 (a division by zero), epochs 0, a negative lr or an overlap as large as the tile were accepted until deep in training."
     with pytest.raises(ConfigError, match=msg): load_config(None, {key: value})
+
+
+@pytest.mark.parametrize('key,value,msg', [
+    ('synthetic.camera_pixel_nm', -1, 'camera_pixel_nm.*greater than 0'), ('synthetic.probability_levels', 0, 'probability_levels'),
+    ('synthetic.magnifications', [0, 1000], r'magnifications\.0'), ('synthetic.magnifications', [], 'at least 1 item'),
+    ('synthetic.dose_e_per_px', [100, 10], 'low 100 is above high 10'), ('synthetic.hole_diameter_nm', [-1, 5], 'hole_diameter_nm'),
+    ('masks.max_qa', -1, 'max_qa'), ('normalization.max_figures', -2, 'max_figures'), ('objects.max_overlays', -1, 'max_overlays'),
+    ('pipeline.cell_timeout', 0, 'cell_timeout')])
+def test_impossible_counts_and_ranges_fail_at_load(key, value, msg):
+    "A negative figure count sliced off the last figure silently ([:-1]); magnification 0, a negative camera pixel or a reversed dose range failed mid-generation."
+    with pytest.raises(ConfigError, match=msg): load_config(None, {key: value})
+
+
+def test_a_failed_figure_leaves_no_normalized_image(tmp_path, monkeypatch):
+    "normalize_file wrote the image, then its figure failed: the input was logged as failed but its image stayed for stage 03."
+    import accords_tem.normalization as N
+    root = tmp_path/'data'/'G'; root.mkdir(parents=True)
+    _gray(root/'a_2000X_1.tif'); _gray(root/'b_2000X_2.tif', seed=1)
+    def broken(img, res, name, ncfg):
+        if name.startswith('b_'): raise ValueError('figure failed')
+        import matplotlib.pyplot as plt
+        return plt.figure()
+    monkeypatch.setattr(N, 'comparison_figure', broken)
+    cfg = load_config(_config(tmp_path, tmp_path/'data', normalization={'figures': True}))
+    N.run_normalization(cfg, tmp_path/'run', progress=False)
+    out = tmp_path/'run'/'normalized'
+    assert sorted(p.name for p in out.rglob('*.png')) == ['a_2000X_1.png', 'a_2000X_1.png']   # image and figure of a only
+    assert [Path(r['file']).name for r in FailureLog(tmp_path/'run', '').rows('normalization')] == ['b_2000X_2.tif']
