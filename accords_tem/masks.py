@@ -362,6 +362,9 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
 
     done = map_images(one, jobs, log, desc='masks', progress=progress, name=lambda j: j[0])   # core.map_images: --workers
     counts = dict(written=0, skipped=0)
+    made = {j[0] for j, _ in done}
+    for ex, _, files, _ in jobs:   # a failed image leaves nothing behind (its masks may be written before its check failed)
+        if ex not in made: rec.discard(files)
     for (ex, qa, files, fresh), (rs, sheet) in done:   # in order: the first contact_sheet_max images make the sheets
         if not fresh: rec.done(files, [ex, pairs[ex]])
         counts['skipped' if fresh else 'written'] += 1

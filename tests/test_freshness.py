@@ -115,6 +115,23 @@ def test_masks_redo_a_replaced_export_with_an_older_mtime(tmp_path):
     assert not np.load(run/'masks'/'GFM'/'a.npy').any()
 
 
+def test_masks_of_a_failed_image_are_removed(tmp_path):
+    "The ground truth's shape was checked after the masks were written: the image was logged as failed, its masks stayed."
+    root = tmp_path/'data'; (root/'G').mkdir(parents=True); (root/'gt').mkdir()
+    prob = np.zeros((30, 30, 3), np.float32); prob[..., 0] = 0.9; prob[..., 1] = 0.05; prob[..., 2] = 0.05
+    for s in 'ab':
+        tifffile.imwrite(root/'G'/f'{s}.tif', np.zeros((30, 30), np.uint8)); write_ilastik_h5(root/f'{s}_Probabilities.h5', prob)
+    from PIL import Image
+    Image.fromarray(np.ones((30, 30), np.uint8)).save(root/'gt'/'a_classes.png')
+    Image.fromarray(np.ones((20, 30), np.uint8)).save(root/'gt'/'b_classes.png')   # not the image's shape
+    cfg = _cfg(root, **{'masks.classes': ['GFM'], 'masks.qa': False, 'data.ground_truth': 'gt'})
+    run = tmp_path/'run'
+    assert run_masks(cfg, run, progress=False)['written'] == 1
+    assert sorted(p.name for p in (run/'masks'/'GFM').iterdir()) == ['a.npy', 'a.png']
+    rows = pd.read_csv(run/'failures.csv')
+    assert len(rows) == 1 and 'b_Probabilities.h5' in rows.file[0] and 'ground truth is (20, 30)' in rows.reason[0]
+
+
 # ---------------------------------------------------------------- stages trained as a whole
 @pytest.mark.slow
 def test_unet_killed_after_new_weights_is_not_up_to_date(tmp_path, monkeypatch):
