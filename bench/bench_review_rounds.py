@@ -42,49 +42,132 @@ def link(src:Path, dst:Path):
     if not dst.exists(): shutil.copy2(src, dst)
 
 
-def one_strategy(strategy:str, pool_ds:Path, work:Path, cfg, stems:dict, a) -> list[dict]:
-    "Rounds for one strategy; each round trains (from the last model after round 0) and scores the test images."
-    run = work/strategy; shutil.rmtree(run, ignore_errors=True)
-    data = run/'pool'                                    # data.root: the unlabelled pool's images, which the model predicts
-    for s in stems['pool']: link(pool_ds/'images'/f'{s}.png', data/f'{s}.png')
-    labelled = list(stems['initial'])
-    rng = np.random.default_rng(a.seed)
-    rows, init = [], None
-    for r in range(a.rounds + 1):
-        for s in labelled + stems['val'] + stems['test']:
-            for sub, ext in (('images', '.png'), ('masks', '.npy'), ('instances', '.tif')):
-                if (pool_ds/sub/f'{s}{ext}').exists(): link(pool_ds/sub/f'{s}{ext}', run/'dataset'/sub/f'{s}{ext}')
-        split = pd.DataFrame(dict(image=labelled + stems['val'] + stems['test'],
-                                  subset=['train'] * len(labelled) + ['val'] * len(stems['val']) + ['test'] * len(stems['test'])))
-        split.to_csv(run/'split.csv', index=False)
-        c = cfg.model_copy(deep=True)
-        c.data.root, c.data.image_glob, c.data.ground_truth = str(data), '**/*.png', None
-        c.sections['unet'] = {**c.sections.get('unet', {}), 'split_file': str(run/'split.csv'), 'init': init,
-                              'epochs': a.epochs if r == 0 else a.finetune_epochs, 'threads': a.threads}
-        t0 = time.time()
-        s = run_unet(c, run, force=True, progress=False)
-        dt = time.time() - t0
-        rows.append(dict(strategy=strategy, round=r, labelled=len(labelled), corrected=len(labelled) - len(stems['initial']),
-                         test_mean_iou=s.get('test_mean_iou'), val_mean_iou=s.get('val_mean_iou'), seconds=round(dt, 1)))
-        print(json.dumps(rows[-1]), flush=True)
-        if r == a.rounds: break
-        shutil.rmtree(run/'model_prev', ignore_errors=True); shutil.copytree(run/'unet'/'model', run/'model_prev')
-        init = str(run/'model_prev')
-        left = [x for x in stems['pool'] if x not in labelled]
-        if strategy == 'worst-first':
-            q = review.rank_images(review.run_signals(run, c, novelty=a.novelty))
-            pick = [x for x in q.image if x in left][:a.per_round]
-        else: pick = list(rng.choice(left, size=min(a.per_round, len(left)), replace=False))
-        labelled += pick                                  # the corrector: the ground truth of the picked images
+def score_objects(run:Path, c, test:list[str], r:int) -> dict:
+    "Object scores of the test images: stage 06's decoding (`predict_images` with the objects section's `cut`) and matching (`evaluate_image`)."
+    from accords_tem.objects import cut_options, evaluate_image
+    from accords_tem.sam import instances_from_mask
+    from accords_tem.seg_data import read_instances
+    from accords_tem.unet import predict_images, read_instances_with_classes
+    oc, size_class = c.section('objects'), c.section('unet').target_classes[0]
+    cut = lambda m: instances_from_mask(m, **cut_options(oc))
+    out = run/'objects'/f'r{r}'; shutil.rmtree(out, ignore_errors=True)
+    files = [run/'dataset'/'images'/f'{s}.png' for s in test]
+    predict_images(run/'unet'/'model', run/'dataset'/'images', out, files=files, as_is=True, cut=cut, figures=False, progress=False,
+                   data_bar='none', force=True)   # the dataset's images as run_unet scored them: whole image, no preparation
+    ev = []
+    for f in files:
+        lab, names, _ = read_instances_with_classes(out/'instances'/f'{f.stem}.tif')
+        gt = read_instances(run/'dataset'/'instances'/f'{f.stem}.tif', lab.shape)
+        ev.append(evaluate_image(lab, names, gt, None, size_class))
+    ev = pd.DataFrame(ev)
+    tp, n_p, n_g = ev.tp.sum(), ev.n_pred.sum(), ev.n_gt.sum()
+    ep, eg = np.concatenate(ev._ecd_pred.to_list() + [[]]), np.concatenate(ev._ecd_gt.to_list() + [[]])
+    d50p, d50g = (np.median(ep) if len(ep) else np.nan), (np.median(eg) if len(eg) else np.nan)
+    has = ev.n_gt > 0
+    return dict(object_f1=round(float(2 * tp / max(n_p + n_g, 1)), 4),   # pooled over the test images (stage 06's reduction)
+                object_f1_image_mean=round(float(ev.f1[has].mean()), 4),
+                n_pred=int(n_p), n_true=int(n_g),
+                count_error=round(float((n_p - n_g) / max(n_g, 1)), 4),   # pooled: total predicted / total true - 1 (signed)
+                count_error_image_mean=round(float(((ev.n_pred - ev.n_gt).abs() / ev.n_gt)[has].mean()), 4),   # mean |relative error| per image
+                d50_pred_px=round(float(d50p), 2), d50_true_px=round(float(d50g), 2),
+                d50_error=round(float((d50p - d50g) / d50g), 4))   # pooled non-border objects' median ECD, signed relative error
+
+
+def train_round(run:Path, cfg, pool_ds:Path, pool_dir:Path, stems:dict, labelled:list[str], init, epochs:int, predict_pool:bool, a) -> dict:
+    "One training round in `run` on `labelled` (+ the fixed val and test images): run_unet, then the test images' objects."
+    for s in labelled + stems['val'] + stems['test']:
+        for sub, ext in (('images', '.png'), ('masks', '.npy'), ('instances', '.tif')):
+            if (pool_ds/sub/f'{s}{ext}').exists(): link(pool_ds/sub/f'{s}{ext}', run/'dataset'/sub/f'{s}{ext}')
+    split = pd.DataFrame(dict(image=labelled + stems['val'] + stems['test'],
+                              subset=['train'] * len(labelled) + ['val'] * len(stems['val']) + ['test'] * len(stems['test'])))
+    split.to_csv(run/'split.csv', index=False)
+    c = cfg.model_copy(deep=True)
+    c.data.root, c.data.image_glob, c.data.ground_truth = str(pool_dir), '**/*.png', None
+    c.sections['unet'] = {**c.sections.get('unet', {}), 'split_file': str(run/'split.csv'), 'init': init, 'epochs': epochs,
+                          'threads': a.threads, 'predict_run_images': predict_pool}
+    t0 = time.time()
+    s = run_unet(c, run, force=True, progress=False)
+    t1 = time.time()
+    m = pd.read_csv(run/'unet'/'metrics.csv')
+    cls = c.section('unet').target_classes[0]
+    q = m.query(f"subset == 'test' and reduction == 'pooled' and cls == '{cls}'")
+    row = dict(labelled=len(labelled), test_mean_iou=s.get('test_mean_iou'), test_iou=round(float(q.iou.iloc[0]), 4) if len(q) else None,
+               val_mean_iou=s.get('val_mean_iou'))
+    row.update(score_objects(run, c, stems['test'], len(labelled)))
+    row.update(train_s=round(t1 - t0, 1), objects_s=round(time.time() - t1, 1), seconds=round(time.time() - t0, 1))
+    return row, c
+
+
+def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[dict]:
+    "Round 0 once (the same start for both strategies), then `a.rounds` rounds per strategy, each fine-tuned from its last model."
+    pool_dir = work/'pool'                                # data.root: the unlabelled pool's images, which the model predicts
+    for s in stems['pool']: link(pool_ds/'images'/f'{s}.png', pool_dir/f'{s}.png')
+    start = work/'start'; shutil.rmtree(start, ignore_errors=True)
+    r0, c0 = train_round(start, cfg, pool_ds, pool_dir, stems, list(stems['initial']), None, a.epochs, 'worst-first' in a.strategies, a)
+    rows = []
+    def add(st, r, row):
+        rows.append(dict(dataset=a.tag, seed=a.seed, strategy=st, round=r, corrected=row['labelled'] - len(stems['initial']), **row))
+        print(json.dumps(rows[-1]), flush=True); pd.DataFrame(rows).to_csv(out_csv, index=False)   # a cut-off run keeps what it did
+    for st in a.strategies:
+        add(st, 0, r0)
+        run = work/st; shutil.rmtree(run, ignore_errors=True); shutil.copytree(start, run)
+        labelled, rng, c = list(stems['initial']), np.random.default_rng(a.seed), c0
+        for r in range(1, a.rounds + 1):
+            shutil.rmtree(run/'model_prev', ignore_errors=True); shutil.copytree(run/'unet'/'model', run/'model_prev')
+            left = [x for x in stems['pool'] if x not in labelled]
+            if st == 'worst-first':
+                q = review.rank_images(review.run_signals(run, c, novelty=a.novelty))
+                pick = [x for x in q.image if x in left][:a.per_round]
+            else: pick = list(rng.choice(left, size=min(a.per_round, len(left)), replace=False))
+            labelled += pick                              # the corrector: the ground truth of the picked images
+            last = r == a.rounds                          # the pool is predicted only where a ranking follows
+            row, c = train_round(run, cfg, pool_ds, pool_dir, stems, labelled, str(run/'model_prev'), a.finetune_epochs,
+                                 st == 'worst-first' and not last, a)
+            add(st, r, dict(row, picked=';'.join(pick)))
     return rows
 
 
+METRICS = [('test_iou', 'pixel IoU of the class (pooled)', 1), ('object_f1', 'object F1 @ IoU 0.5 (pooled)', 1),
+           ('count_error', '|count error| (pooled, relative)', -1), ('d50_error', '|D50 error| (relative)', -1)]
+
+
 def plot(df:pd.DataFrame, path:Path, title:str):
+    "Accuracy against images corrected, per strategy: the mean over seeds and each seed's curve (thin)."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for st, g in df.groupby('strategy'): ax.plot(g.corrected, g.test_mean_iou, 'o-', label=st)
-    ax.set_xlabel('images corrected'); ax.set_ylabel('test mean IoU (pooled pixels)'); ax.set_title(title, fontsize=9); ax.legend()
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig, axs = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    colors = {'worst-first': '#d62728', 'random': '#1f77b4'}
+    for ax, (m, label, _) in zip(axs, METRICS):
+        d = df.assign(v=df[m].abs() if 'error' in m else df[m])
+        for st, g in d.groupby('strategy'):
+            for _, gs in g.groupby('seed'): ax.plot(gs.corrected, gs.v, '-', color=colors.get(st), alpha=0.25, lw=1)
+            mean = g.groupby('corrected').v.agg(['mean', 'min', 'max'])
+            ax.fill_between(mean.index, mean['min'], mean['max'], color=colors.get(st), alpha=0.1)
+            ax.plot(mean.index, mean['mean'], 'o-', color=colors.get(st), label=f'{st} (mean of {g.seed.nunique()} seeds)')
+        ax.set_xlabel('images corrected'); ax.set_title(label, fontsize=9)
+    axs[0].legend(fontsize=7); fig.suptitle(title, fontsize=9); fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+
+
+def table(df:pd.DataFrame) -> str:
+    "Markdown: per images corrected, each strategy's mean and seed range of every metric."
+    lines = ['| images corrected | ' + ' | '.join(f'{lab}: {st}' for m, lab, _ in METRICS for st in ('worst-first', 'random')) + ' |',
+             '|---' * (1 + 2 * len(METRICS)) + '|']
+    for n, g in df.groupby('corrected'):
+        cells = []
+        for m, _, _ in METRICS:
+            for st in ('worst-first', 'random'):
+                v = g[g.strategy == st][m]; v = v.abs() if 'error' in m else v
+                cells.append(f'{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})' if len(v) else '')
+        lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def summarize(csvs:list[str], tag:str):
+    "One table and one figure from the csv files of several seeds (bench/results/review_rounds_<tag>.md/.png/.csv)."
+    df = pd.concat([pd.read_csv(f) for f in csvs], ignore_index=True)
+    out = ROOT/'bench'/'results'; df.to_csv(out/f'review_rounds_{tag}.csv', index=False)
+    seeds = sorted(df.seed.unique())
+    plot(df, out/f'review_rounds_{tag}.png', f'{tag}: seeds {", ".join(map(str, seeds))}; thin lines: one seed; band: seed range')
+    print(table(df))
 
 
 def main(argv=None):
@@ -103,7 +186,9 @@ def main(argv=None):
     ap.add_argument('--pool', type=int, default=None, help='at most this many unlabelled images to choose from (default: all the others)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.patch_size=128')
     ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'])
+    ap.add_argument('--summarize', nargs='+', metavar='CSV', help='only write the table and figure of these per-seed csv files (with --tag)')
     a = ap.parse_args(argv)
+    if a.summarize: return summarize(a.summarize, a.tag or 'summary')
     import torch; torch.set_num_threads(a.threads)
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     if a.source == 'toy': ds = write_toy_dataset(work/'toy', n=a.n, size=64, seed=a.seed)
@@ -118,15 +203,12 @@ def main(argv=None):
     stems = dict(test=order[:a.test], val=order[a.test:a.test + a.val], initial=order[a.test + a.val:a.test + a.val + a.initial])
     stems['pool'] = order[a.test + a.val:]               # the initial images and the unlabelled ones
     if a.pool: stems['pool'] = stems['pool'][:a.initial + a.pool]
-    tag = a.tag or ('toy' if a.source == 'toy' else Path(a.dataset).resolve().parent.name)
+    a.tag = a.tag or ('toy' if a.source == 'toy' else Path(a.dataset).resolve().parent.name)
     out = ROOT/'bench'/'results'; out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for st in a.strategies:
-        rows += one_strategy(st, ds, work, cfg, stems, a)
-        pd.DataFrame(rows).to_csv(out/f'review_rounds_{tag}.csv', index=False)   # after each strategy: a cut-off run keeps what it did
-    df = pd.DataFrame(rows)
-    plot(df, out/f'review_rounds_{tag}.png', f'{tag}: {a.initial} labelled + {a.per_round} per round, {len(stems["test"])} test images')
-    print(df.to_string(index=False))
+    csv = out/f'review_rounds_{a.tag}_s{a.seed}.csv'
+    df = pd.DataFrame(rounds(ds, work, cfg, stems, a, csv))
+    plot(df, out/f'review_rounds_{a.tag}_s{a.seed}.png', f'{a.tag}, seed {a.seed}: {a.initial} labelled + {a.per_round} per round, {len(stems["test"])} test images')
+    print(df.drop(columns=['picked'], errors='ignore').to_string(index=False))
 
 
 if __name__ == '__main__':
