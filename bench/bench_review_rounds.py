@@ -42,23 +42,21 @@ def link(src:Path, dst:Path):
     if not dst.exists(): shutil.copy2(src, dst)
 
 
-def score_objects(run:Path, c, test:list[str], r:int) -> dict:
-    "Object scores of the test images: stage 06's decoding (`predict_images` with the objects section's `cut`) and matching (`evaluate_image`)."
+def score_objects(run:Path, c, test:list[str]) -> dict:
+    """Object scores of the test images: stage 06's decoding of a class mask (`sam.instances_from_mask` with the objects section's
+    `cut_options`, what `predict_images(cut=...)` does for a class without a centre map) on the masks run_unet scored the pixels of,
+    matched to the true instances by stage 06's `evaluate_image` (one-to-one at IoU 0.5)."""
+    from PIL import Image
     from accords_tem.objects import cut_options, evaluate_image
     from accords_tem.sam import instances_from_mask
     from accords_tem.seg_data import read_instances
-    from accords_tem.unet import predict_images, read_instances_with_classes
     oc, size_class = c.section('objects'), c.section('unet').target_classes[0]
-    cut = lambda m: instances_from_mask(m, **cut_options(oc))
-    out = run/'objects'/f'r{r}'; shutil.rmtree(out, ignore_errors=True)
-    files = [run/'dataset'/'images'/f'{s}.png' for s in test]
-    predict_images(run/'unet'/'model', run/'dataset'/'images', out, files=files, as_is=True, cut=cut, figures=False, progress=False,
-                   data_bar='none', force=True)   # the dataset's images as run_unet scored them: whole image, no preparation
     ev = []
-    for f in files:
-        lab, names, _ = read_instances_with_classes(out/'instances'/f'{f.stem}.tif')
-        gt = read_instances(run/'dataset'/'instances'/f'{f.stem}.tif', lab.shape)
-        ev.append(evaluate_image(lab, names, gt, None, size_class))
+    for s in test:
+        mask = np.asarray(Image.open(run/'unet'/'predictions'/f'{s}_{size_class}.png')) > 0
+        lab = instances_from_mask(mask, **cut_options(oc)).astype(np.int32)
+        gt = read_instances(run/'dataset'/'instances'/f'{s}.tif', lab.shape)
+        ev.append(evaluate_image(lab, [size_class] * int(lab.max()), gt, None, size_class))
     ev = pd.DataFrame(ev)
     tp, n_p, n_g = ev.tp.sum(), ev.n_pred.sum(), ev.n_gt.sum()
     ep, eg = np.concatenate(ev._ecd_pred.to_list() + [[]]), np.concatenate(ev._ecd_gt.to_list() + [[]])
@@ -73,7 +71,7 @@ def score_objects(run:Path, c, test:list[str], r:int) -> dict:
                 d50_error=round(float((d50p - d50g) / d50g), 4))   # pooled non-border objects' median ECD, signed relative error
 
 
-def train_round(run:Path, cfg, pool_ds:Path, pool_dir:Path, stems:dict, labelled:list[str], init, epochs:int, predict_pool:bool, a) -> dict:
+def train_round(run:Path, cfg, pool_ds:Path, stems:dict, labelled:list[str], init, epochs:int, predict_pool:bool, a) -> dict:
     "One training round in `run` on `labelled` (+ the fixed val and test images): run_unet, then the test images' objects."
     for s in labelled + stems['val'] + stems['test']:
         for sub, ext in (('images', '.png'), ('masks', '.npy'), ('instances', '.tif')):
@@ -82,7 +80,7 @@ def train_round(run:Path, cfg, pool_ds:Path, pool_dir:Path, stems:dict, labelled
                               subset=['train'] * len(labelled) + ['val'] * len(stems['val']) + ['test'] * len(stems['test'])))
     split.to_csv(run/'split.csv', index=False)
     c = cfg.model_copy(deep=True)
-    c.data.root, c.data.image_glob, c.data.ground_truth = str(pool_dir), '**/*.png', None
+    c.data.root, c.data.image_glob, c.data.ground_truth = str(run/'pool'), '**/*.png', None   # the unlabelled images, which the model predicts
     c.sections['unet'] = {**c.sections.get('unet', {}), 'split_file': str(run/'split.csv'), 'init': init, 'epochs': epochs,
                           'threads': a.threads, 'predict_run_images': predict_pool}
     t0 = time.time()
@@ -93,17 +91,17 @@ def train_round(run:Path, cfg, pool_ds:Path, pool_dir:Path, stems:dict, labelled
     q = m.query(f"subset == 'test' and reduction == 'pooled' and cls == '{cls}'")
     row = dict(labelled=len(labelled), test_mean_iou=s.get('test_mean_iou'), test_iou=round(float(q.iou.iloc[0]), 4) if len(q) else None,
                val_mean_iou=s.get('val_mean_iou'))
-    row.update(score_objects(run, c, stems['test'], len(labelled)))
+    row.update(score_objects(run, c, stems['test']))
     row.update(train_s=round(t1 - t0, 1), objects_s=round(time.time() - t1, 1), seconds=round(time.time() - t0, 1))
     return row, c
 
 
 def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[dict]:
     "Round 0 once (the same start for both strategies), then `a.rounds` rounds per strategy, each fine-tuned from its last model."
-    pool_dir = work/'pool'                                # data.root: the unlabelled pool's images, which the model predicts
-    for s in stems['pool']: link(pool_ds/'images'/f'{s}.png', pool_dir/f'{s}.png')
     start = work/'start'; shutil.rmtree(start, ignore_errors=True)
-    r0, c0 = train_round(start, cfg, pool_ds, pool_dir, stems, list(stems['initial']), None, a.epochs, 'worst-first' in a.strategies, a)
+    for s in stems['pool']:
+        if s not in stems['initial']: link(pool_ds/'images'/f'{s}.png', start/'pool'/f'{s}.png')   # data.root: the unlabelled images
+    r0, c0 = train_round(start, cfg, pool_ds, stems, list(stems['initial']), None, a.epochs, 'worst-first' in a.strategies, a)
     rows = []
     def add(st, r, row):
         rows.append(dict(dataset=a.tag, seed=a.seed, strategy=st, round=r, corrected=row['labelled'] - len(stems['initial']), **row))
@@ -120,36 +118,43 @@ def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[di
                 pick = [x for x in q.image if x in left][:a.per_round]
             else: pick = list(rng.choice(left, size=min(a.per_round, len(left)), replace=False))
             labelled += pick                              # the corrector: the ground truth of the picked images
+            for x in pick: (run/'pool'/f'{x}.png').unlink()   # labelled now: out of the pool the model predicts
             last = r == a.rounds                          # the pool is predicted only where a ranking follows
-            row, c = train_round(run, cfg, pool_ds, pool_dir, stems, labelled, str(run/'model_prev'), a.finetune_epochs,
+            row, c = train_round(run, cfg, pool_ds, stems, labelled, str(run/'model_prev'), a.finetune_epochs,
                                  st == 'worst-first' and not last, a)
             add(st, r, dict(row, picked=';'.join(pick)))
     return rows
 
 
 METRICS = [('test_iou', 'pixel IoU of the class (pooled)', 1), ('object_f1', 'object F1 @ IoU 0.5 (pooled)', 1),
-           ('count_error', '|count error| (pooled, relative)', -1), ('d50_error', '|D50 error| (relative)', -1)]
+           ('count_error', 'absolute count error (pooled, relative)', -1), ('d50_error', 'absolute D50 error (relative)', -1)]
+SHORT = dict(test_iou='IoU', object_f1='F1', count_error='count err', d50_error='D50 err')
 
 
 def plot(df:pd.DataFrame, path:Path, title:str):
-    "Accuracy against images corrected, per strategy: the mean over seeds and each seed's curve (thin)."
+    "Accuracy against images corrected, per strategy (one row of panels per dataset): the mean over seeds, each seed's curve (thin), the seed range (band)."
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    sets = list(dict.fromkeys(df.dataset)) if 'dataset' in df else ['']
+    fig, axs = plt.subplots(len(sets), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(sets) + 0.4), squeeze=False)
     colors = {'worst-first': '#d62728', 'random': '#1f77b4'}
-    for ax, (m, label, _) in zip(axs, METRICS):
-        d = df.assign(v=df[m].abs() if 'error' in m else df[m])
-        for st, g in d.groupby('strategy'):
-            for _, gs in g.groupby('seed'): ax.plot(gs.corrected, gs.v, '-', color=colors.get(st), alpha=0.25, lw=1)
-            mean = g.groupby('corrected').v.agg(['mean', 'min', 'max'])
-            ax.fill_between(mean.index, mean['min'], mean['max'], color=colors.get(st), alpha=0.1)
-            ax.plot(mean.index, mean['mean'], 'o-', color=colors.get(st), label=f'{st} (mean of {g.seed.nunique()} seeds)')
-        ax.set_xlabel('images corrected'); ax.set_title(label, fontsize=9)
-    axs[0].legend(fontsize=7); fig.suptitle(title, fontsize=9); fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    for row, ds in zip(axs, sets):
+        dd = df[df.dataset == ds] if ds else df
+        for ax, (m, label, _) in zip(row, METRICS):
+            d = dd.assign(v=dd[m].abs() if 'error' in m else dd[m])
+            for st, g in d.groupby('strategy'):
+                for _, gs in g.groupby('seed'): ax.plot(gs.corrected, gs.v, '-', color=colors.get(st), alpha=0.3, lw=0.8)
+                mean = g.groupby('corrected').v.agg(['mean', 'min', 'max'])
+                ax.fill_between(mean.index, mean['min'], mean['max'], color=colors.get(st), alpha=0.1)
+                ax.plot(mean.index, mean['mean'], 'o-', color=colors.get(st), label=f'{st} (mean of {g.seed.nunique()} seeds)')
+            ax.set_xlabel('images corrected'); ax.set_title(f'{ds}: {label}' if ds else label, fontsize=9)
+            ax.set_xticks(sorted(dd.corrected.unique()))
+        row[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
 
 def table(df:pd.DataFrame) -> str:
     "Markdown: per images corrected, each strategy's mean and seed range of every metric."
-    lines = ['| images corrected | ' + ' | '.join(f'{lab}: {st}' for m, lab, _ in METRICS for st in ('worst-first', 'random')) + ' |',
+    lines = ['| images corrected | ' + ' | '.join(f'{SHORT[m]}: {st}' for m, lab, _ in METRICS for st in ('worst-first', 'random')) + ' |',
              '|---' * (1 + 2 * len(METRICS)) + '|']
     for n, g in df.groupby('corrected'):
         cells = []
@@ -161,13 +166,54 @@ def table(df:pd.DataFrame) -> str:
     return '\n'.join(lines)
 
 
+def corrections_to_reach(g:pd.DataFrame, m:str, level:float, better:int) -> float:
+    "Images corrected at which the seeds' mean curve of `m` first reaches `level` (linear between rounds; NaN: never)."
+    c = g.assign(v=g[m].abs() if better < 0 else g[m]).groupby('corrected').v.mean()
+    x, y = c.index.to_numpy(float), better * c.to_numpy(float)
+    for i in range(len(x)):
+        if y[i] >= better * level - 1e-12:
+            if i == 0: return float(x[0])
+            return float(x[i - 1] + (x[i] - x[i - 1]) * (better * level - y[i - 1]) / (y[i] - y[i - 1]))
+    return float('nan')
+
+
+def comparison(df:pd.DataFrame) -> str:
+    "Markdown: per metric, the corrections each strategy needs to reach what random reaches at its last round, and the seed-by-seed wins."
+    lines = ['| metric | random at its last round | images corrected to reach it: worst-first | random | worst-first better / worse / tied (seed x round) |',
+             '|---|---|---|---|---|']
+    last = df.corrected.max()
+    for m, lab, better in METRICS:
+        g = {st: df[df.strategy == st] for st in ('worst-first', 'random')}
+        lev = (g['random'][g['random'].corrected == last][m].abs() if better < 0 else g['random'][g['random'].corrected == last][m]).mean()
+        w = g['worst-first'][g['worst-first']['round'] > 0].set_index(['seed', 'round'])[m]
+        r = g['random'][g['random']['round'] > 0].set_index(['seed', 'round'])[m]
+        if better < 0: w, r = w.abs(), r.abs()
+        d = better * (w - r).dropna()
+        need = [corrections_to_reach(g[st], m, lev, better) for st in ('worst-first', 'random')]
+        lines.append(f'| {lab} | {lev:.3f} | ' + ' | '.join('not reached' if np.isnan(v) else f'{v:.1f}' for v in need)
+                     + f' | {(d > 0).sum()} / {(d < 0).sum()} / {(d == 0).sum()} |')
+    return '\n'.join(lines)
+
+
+def timing(df:pd.DataFrame) -> str:
+    "Markdown: seconds per round (training incl. scoring and pool prediction; object scoring), median and range per strategy and kind of round."
+    lines = ['| rounds | n | training round (s): median (range) | object scoring of the test images (s) |', '|---|---|---|---|']
+    d = df.drop_duplicates(['seed', 'round', 'strategy'])
+    for name, q in (('round 0 (first training, pool predicted)', d[(d['round'] == 0) & (d.strategy == d.strategy.iloc[0])]),
+                    ('worst-first fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'worst-first')]),
+                    ('random fine-tunes (no pool prediction)', d[(d['round'] > 0) & (d.strategy == 'random')])):
+        if len(q): lines.append(f'| {name} | {len(q)} | {q.train_s.median():.0f} ({q.train_s.min():.0f}-{q.train_s.max():.0f}) | '
+                                f'{q.objects_s.median():.0f} ({q.objects_s.min():.0f}-{q.objects_s.max():.0f}) |')
+    return '\n'.join(lines)
+
+
 def summarize(csvs:list[str], tag:str):
-    "One table and one figure from the csv files of several seeds (bench/results/review_rounds_<tag>.md/.png/.csv)."
+    "Tables and one figure from the csv files of several seeds (and datasets): bench/results/review_rounds_<tag>.csv/.png, the tables printed."
     df = pd.concat([pd.read_csv(f) for f in csvs], ignore_index=True)
     out = ROOT/'bench'/'results'; df.to_csv(out/f'review_rounds_{tag}.csv', index=False)
-    seeds = sorted(df.seed.unique())
-    plot(df, out/f'review_rounds_{tag}.png', f'{tag}: seeds {", ".join(map(str, seeds))}; thin lines: one seed; band: seed range')
-    print(table(df))
+    plot(df, out/f'review_rounds_{tag}.png', 'simulated correction rounds: thin lines one seed each, bands the range over seeds, thick lines the mean')
+    for ds, d in df.groupby('dataset', sort=False):
+        print(f'## {ds}: seeds {", ".join(map(str, sorted(d.seed.unique())))}\n'); print(table(d)); print(); print(comparison(d)); print(); print(timing(d)); print()
 
 
 def main(argv=None):
