@@ -1,22 +1,32 @@
 """Simulated rounds of the correction loop (issue 20, "Measure the loop"): the ground truth plays the corrector.
 
-Start from a few labelled images, train; then, each round, choose `--per-round` images of the unlabelled pool either
-worst first (the review queue of `accords_tem.review`: `run_signals` + `rank_images` on the model's predictions of the
-pool) or at random (seeded), "correct" them by copying their ground-truth masks into the dataset (the same files a
-corrected ilastik export gives after `review.import_corrections`; the import itself is tested in tests/test_review.py),
-and fine-tune from the previous round's model (`unet.init`, the split kept: the same validation and test images in
-every round). Accuracy is scored on held-out test images after every round: pixel mean IoU over the target classes,
-pooled over the test pixels (stage 05's `test_mean_iou`). Object F1 is not measured here yet.
+Start from a few labelled images, train (round 0, once: both strategies start from the same model); then, each round,
+choose `--per-round` images of the unlabelled pool either worst first (the review queue of `accords_tem.review`:
+`run_signals` + `rank_images` on the model's predictions of the pool) or at random (seeded), "correct" them by copying
+their ground-truth masks into the dataset (the same files a corrected ilastik export gives after
+`review.import_corrections`; the import itself is tested in tests/test_review.py), and fine-tune from the previous
+round's model (`unet.init`, the split kept: the same validation and test images in every round).
 
-    python bench/bench_review_rounds.py --source toy --tiny                     # seconds: shows it runs, measures nothing
-    python bench/bench_review_rounds.py --dataset runs/emps/dataset --config runs/emps/config.yaml \
-        --initial 10 --per-round 10 --rounds 5 --test 40 --val 10 --epochs 5    # emps-train after `accords-tem import-masks`
+Scored on the held-out test images after every round, where users act (DESIGN.md section 4):
+- pixels: IoU of the target class pooled over the test pixels (`test_iou`, from stage 05's metrics.csv) and stage 05's
+  `test_mean_iou`;
+- objects: the test masks that were scored are cut into objects by stage 06's decoding (`sam.instances_from_mask` with
+  `objects.cut_options`, what `predict_images(cut=...)` does for a class without a centre map) and matched to the true
+  instances by stage 06's `objects.evaluate_image` (one-to-one at IoU 0.5): object F1 pooled over the test images
+  (2 TP / (predicted + true)), the count error (total predicted / total true - 1, signed; and the mean per-image
+  |relative error|), and the D50 error (median equivalent diameter of all non-border predicted objects vs true ones,
+  signed relative error), in px.
 
-`--dataset` is a RUN/dataset folder (images/<stem>.png, masks/<stem>.npy, optional instances/<stem>.tif), e.g. made by
-`accords-tem import-masks` from ../shared/data/emps-train, with its run's configuration; `--source toy` draws the
-toy dataset of 05_unet. Writes bench/results/review_rounds_<tag>.csv (one row per strategy and round) and .png
-(accuracy against images corrected for both strategies). Time per round (training + predicting the pool) is the
-wall time on this machine's CPU.
+    python bench/bench_review_rounds.py --dataset runs/emps/dataset --config runs/emps/config.yaml --tag emps --seed 0 \
+        --initial 6 --per-round 6 --rounds 3 --test 20 --val 6 --pool 40 --epochs 4 --finetune-epochs 2 --set ...
+    python bench/bench_review_rounds.py --summarize bench/results/review_rounds_*_s?.csv --tag all
+
+`--dataset` is a RUN/dataset folder (images/<stem>.png, masks/<stem>.npy, instances/<stem>.tif), e.g. made by
+`accords-tem import-masks` from ../shared/data/emps-train or from a synthetic sample's micrographs and its
+ground_truth/*_instances.png. Writes bench/results/review_rounds_<tag>_s<seed>.csv (one row per strategy and round, the
+picked images included) and .png; `--summarize` joins such files into review_rounds_<tag>.csv/.png and prints the
+tables. Time per round is wall time on this machine's CPU (training, scoring validation and test, predicting the pool:
+`train_s`; cutting and matching the test objects: `objects_s`).
 """
 import argparse, json, os, shutil, sys, time
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('MPLBACKEND', 'Agg')
@@ -29,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from accords_tem.core import load_config
 from accords_tem import review
-from accords_tem.unet import run_unet, write_toy_dataset
+from accords_tem.unet import run_unet
 
 TINY = {'unet.encoder': 'resnet18', 'unet.encoder_weights': None, 'unet.decoder_channels': [16, 8, 8], 'unet.batch_size': 4,
         'unet.patch_size': 32, 'unet.stride': 32, 'unet.tile_size': 64, 'unet.tile_overlap': 0, 'unet.max_figures': 0,
@@ -218,10 +228,8 @@ def summarize(csvs:list[str], tag:str):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--source', choices=['toy'], help='draw the toy dataset of 05_unet (instead of --dataset)')
     ap.add_argument('--dataset', help='a RUN/dataset folder with ground truth (images/, masks/)')
     ap.add_argument('--config', help='that run\'s configuration (default: the defaults)')
-    ap.add_argument('--n', type=int, default=40, help='toy images (with --source toy)')
     ap.add_argument('--initial', type=int, default=4); ap.add_argument('--per-round', type=int, default=4)
     ap.add_argument('--rounds', type=int, default=4); ap.add_argument('--test', type=int, default=10); ap.add_argument('--val', type=int, default=4)
     ap.add_argument('--epochs', type=int, default=4, help='epochs of the first training'); ap.add_argument('--finetune-epochs', type=int, default=2)
@@ -237,11 +245,10 @@ def main(argv=None):
     if a.summarize: return summarize(a.summarize, a.tag or 'summary')
     import torch; torch.set_num_threads(a.threads)
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
-    if a.source == 'toy': ds = write_toy_dataset(work/'toy', n=a.n, size=64, seed=a.seed)
-    elif a.dataset: ds = Path(a.dataset)
-    else: ap.error('give --source toy or --dataset DIR')
+    if not a.dataset: ap.error('give --dataset DIR (with instances/: the objects are scored)')
+    ds = Path(a.dataset)
     from accords_tem.core import parse_overrides
-    cfg = load_config(a.config, {**(TINY if a.tiny or a.source == 'toy' else {}), **parse_overrides(a.set)})
+    cfg = load_config(a.config, {**(TINY if a.tiny else {}), **parse_overrides(a.set)})
     all_stems = sorted(p.stem for p in (ds/'masks').glob('*.npy'))
     order = list(np.random.default_rng(a.seed).permutation(all_stems))
     need = a.test + a.val + a.initial + a.per_round * a.rounds
@@ -249,7 +256,7 @@ def main(argv=None):
     stems = dict(test=order[:a.test], val=order[a.test:a.test + a.val], initial=order[a.test + a.val:a.test + a.val + a.initial])
     stems['pool'] = order[a.test + a.val:]               # the initial images and the unlabelled ones
     if a.pool: stems['pool'] = stems['pool'][:a.initial + a.pool]
-    a.tag = a.tag or ('toy' if a.source == 'toy' else Path(a.dataset).resolve().parent.name)
+    a.tag = a.tag or Path(a.dataset).resolve().parent.name
     out = ROOT/'bench'/'results'; out.mkdir(parents=True, exist_ok=True)
     csv = out/f'review_rounds_{a.tag}_s{a.seed}.csv'
     df = pd.DataFrame(rounds(ds, work, cfg, stems, a, csv))
