@@ -217,13 +217,29 @@ def timing(df:pd.DataFrame) -> str:
     return '\n'.join(lines)
 
 
-def summarize(csvs:list[str], tag:str):
+def picked_table(df:pd.DataFrame, datasets:dict) -> str:
+    "Markdown: what each strategy picked, per dataset: images, their true objects (dataset/instances), and the share without any."
+    from accords_tem.seg_data import read_instances
+    from PIL import Image
+    lines = ['| dataset | strategy | images picked | true objects in them: mean per image | images with no object |', '|---|---|---|---|---|']
+    for (ds, st), g in df[df['round'] > 0].groupby(['dataset', 'strategy'], sort=False):
+        if ds not in datasets: continue
+        root = Path(datasets[ds]); n = []
+        for s in ';'.join(g.picked.dropna()).split(';'):
+            shape = Image.open(root/'images'/f'{s}.png').size[::-1]
+            lab = read_instances(root/'instances'/f'{s}.tif', shape); n.append(len(np.unique(lab[lab > 0])))
+        lines.append(f'| {ds} | {st} | {len(n)} | {np.mean(n):.1f} | {sum(x == 0 for x in n)} |')
+    return '\n'.join(lines)
+
+
+def summarize(csvs:list[str], tag:str, datasets:dict|None=None):
     "Tables and one figure from the csv files of several seeds (and datasets): bench/results/review_rounds_<tag>.csv/.png, the tables printed."
     df = pd.concat([pd.read_csv(f) for f in csvs], ignore_index=True)
     out = ROOT/'bench'/'results'; df.to_csv(out/f'review_rounds_{tag}.csv', index=False)
     plot(df, out/f'review_rounds_{tag}.png', 'simulated correction rounds: thin lines one seed each, bands the range over seeds, thick lines the mean')
     for ds, d in df.groupby('dataset', sort=False):
         print(f'## {ds}: seeds {", ".join(map(str, sorted(d.seed.unique())))}\n'); print(table(d)); print(); print(comparison(d)); print(); print(timing(d)); print()
+    if datasets: print(picked_table(df, datasets))
 
 
 def main(argv=None):
@@ -240,9 +256,11 @@ def main(argv=None):
     ap.add_argument('--pool', type=int, default=None, help='at most this many unlabelled images to choose from (default: all the others)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.patch_size=128')
     ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'])
+    ap.add_argument('--picked-from', action='append', default=[], metavar='TAG=DIR',
+                    help='with --summarize: count the true objects in the images each strategy picked (DIR: that dataset folder)')
     ap.add_argument('--summarize', nargs='+', metavar='CSV', help='only write the table and figure of these per-seed csv files (with --tag)')
     a = ap.parse_args(argv)
-    if a.summarize: return summarize(a.summarize, a.tag or 'summary')
+    if a.summarize: return summarize(a.summarize, a.tag or 'summary', dict(x.split('=', 1) for x in a.picked_from))
     import torch; torch.set_num_threads(a.threads)
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     if not a.dataset: ap.error('give --dataset DIR (with instances/: the objects are scored)')
