@@ -21,6 +21,10 @@ Scored on the held-out test images after every round, where users act (DESIGN.md
         --initial 6 --per-round 6 --rounds 3 --test 20 --val 6 --pool 40 --epochs 4 --finetune-epochs 2 --set ...
     python bench/bench_review_rounds.py --summarize bench/results/review_rounds_*_s?.csv --tag all
 
+Measured 2026-12-07 (3 seeds each on emps-train and a seed-7 synthetic sample; the settings above with --pool 40 and no
+centre maps; `--summarize ... --tag rounds`): worst-first did not need fewer corrections than random
+(bench/results/review_rounds.md).
+
 `--dataset` is a RUN/dataset folder (images/<stem>.png, masks/<stem>.npy, instances/<stem>.tif), e.g. made by
 `accords-tem import-masks` from ../shared/data/emps-train or from a synthetic sample's micrographs and its
 ground_truth/*_instances.png. Writes bench/results/review_rounds_<tag>_s<seed>.csv (one row per strategy and round, the
