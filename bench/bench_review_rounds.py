@@ -1,22 +1,36 @@
 """Simulated rounds of the correction loop (issue 20, "Measure the loop"): the ground truth plays the corrector.
 
-Start from a few labelled images, train; then, each round, choose `--per-round` images of the unlabelled pool either
-worst first (the review queue of `accords_tem.review`: `run_signals` + `rank_images` on the model's predictions of the
-pool) or at random (seeded), "correct" them by copying their ground-truth masks into the dataset (the same files a
-corrected ilastik export gives after `review.import_corrections`; the import itself is tested in tests/test_review.py),
-and fine-tune from the previous round's model (`unet.init`, the split kept: the same validation and test images in
-every round). Accuracy is scored on held-out test images after every round: pixel mean IoU over the target classes,
-pooled over the test pixels (stage 05's `test_mean_iou`). Object F1 is not measured here yet.
+Start from a few labelled images, train (round 0, once: both strategies start from the same model); then, each round,
+choose `--per-round` images of the unlabelled pool either worst first (the review queue of `accords_tem.review`:
+`run_signals` + `rank_images` on the model's predictions of the pool) or at random (seeded), "correct" them by copying
+their ground-truth masks into the dataset (the same files a corrected ilastik export gives after
+`review.import_corrections`; the import itself is tested in tests/test_review.py), and fine-tune from the previous
+round's model (`unet.init`, the split kept: the same validation and test images in every round).
 
-    python bench/bench_review_rounds.py --source toy --tiny                     # seconds: shows it runs, measures nothing
-    python bench/bench_review_rounds.py --dataset runs/emps/dataset --config runs/emps/config.yaml \
-        --initial 10 --per-round 10 --rounds 5 --test 40 --val 10 --epochs 5    # emps-train after `accords-tem import-masks`
+Scored on the held-out test images after every round, where users act (DESIGN.md section 4):
+- pixels: IoU of the target class pooled over the test pixels (`test_iou`, from stage 05's metrics.csv) and stage 05's
+  `test_mean_iou`;
+- objects: the test masks that were scored are cut into objects by stage 06's decoding (`sam.instances_from_mask` with
+  `objects.cut_options`, what `predict_images(cut=...)` does for a class without a centre map) and matched to the true
+  instances by stage 06's `objects.evaluate_image` (one-to-one at IoU 0.5): object F1 pooled over the test images
+  (2 TP / (predicted + true)), the count error (total predicted / total true - 1, signed; and the mean per-image
+  |relative error|), and the D50 error (median equivalent diameter of all non-border predicted objects vs true ones,
+  signed relative error), in px.
 
-`--dataset` is a RUN/dataset folder (images/<stem>.png, masks/<stem>.npy, optional instances/<stem>.tif), e.g. made by
-`accords-tem import-masks` from ../shared/data/emps-train, with its run's configuration; `--source toy` draws the
-toy dataset of 05_unet. Writes bench/results/review_rounds_<tag>.csv (one row per strategy and round) and .png
-(accuracy against images corrected for both strategies). Time per round (training + predicting the pool) is the
-wall time on this machine's CPU.
+    python bench/bench_review_rounds.py --dataset runs/emps/dataset --config runs/emps/config.yaml --tag emps --seed 0 \
+        --initial 6 --per-round 6 --rounds 3 --test 20 --val 6 --pool 40 --epochs 4 --finetune-epochs 2 --set ...
+    python bench/bench_review_rounds.py --summarize bench/results/review_rounds_*_s?.csv --tag all
+
+Measured 2026-12-07 (3 seeds each on emps-train and a seed-7 synthetic sample; the settings above with --pool 40 and no
+centre maps; `--summarize ... --tag rounds`): worst-first did not need fewer corrections than random
+(bench/results/review_rounds.md).
+
+`--dataset` is a RUN/dataset folder (images/<stem>.png, masks/<stem>.npy, instances/<stem>.tif), e.g. made by
+`accords-tem import-masks` from ../shared/data/emps-train or from a synthetic sample's micrographs and its
+ground_truth/*_instances.png. Writes bench/results/review_rounds_<tag>_s<seed>.csv (one row per strategy and round, the
+picked images included) and .png; `--summarize` joins such files into review_rounds_<tag>.csv/.png and prints the
+tables. Time per round is wall time on this machine's CPU (training, scoring validation and test, predicting the pool:
+`train_s`; cutting and matching the test objects: `objects_s`).
 """
 import argparse, json, os, shutil, sys, time
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('MPLBACKEND', 'Agg')
@@ -29,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from accords_tem.core import load_config
 from accords_tem import review
-from accords_tem.unet import run_unet, write_toy_dataset
+from accords_tem.unet import run_unet
 
 TINY = {'unet.encoder': 'resnet18', 'unet.encoder_weights': None, 'unet.decoder_channels': [16, 8, 8], 'unet.batch_size': 4,
         'unet.patch_size': 32, 'unet.stride': 32, 'unet.tile_size': 64, 'unet.tile_overlap': 0, 'unet.max_figures': 0,
@@ -42,57 +56,200 @@ def link(src:Path, dst:Path):
     if not dst.exists(): shutil.copy2(src, dst)
 
 
-def one_strategy(strategy:str, pool_ds:Path, work:Path, cfg, stems:dict, a) -> list[dict]:
-    "Rounds for one strategy; each round trains (from the last model after round 0) and scores the test images."
-    run = work/strategy; shutil.rmtree(run, ignore_errors=True)
-    data = run/'pool'                                    # data.root: the unlabelled pool's images, which the model predicts
-    for s in stems['pool']: link(pool_ds/'images'/f'{s}.png', data/f'{s}.png')
-    labelled = list(stems['initial'])
-    rng = np.random.default_rng(a.seed)
-    rows, init = [], None
-    for r in range(a.rounds + 1):
-        for s in labelled + stems['val'] + stems['test']:
-            for sub, ext in (('images', '.png'), ('masks', '.npy'), ('instances', '.tif')):
-                if (pool_ds/sub/f'{s}{ext}').exists(): link(pool_ds/sub/f'{s}{ext}', run/'dataset'/sub/f'{s}{ext}')
-        split = pd.DataFrame(dict(image=labelled + stems['val'] + stems['test'],
-                                  subset=['train'] * len(labelled) + ['val'] * len(stems['val']) + ['test'] * len(stems['test'])))
-        split.to_csv(run/'split.csv', index=False)
-        c = cfg.model_copy(deep=True)
-        c.data.root, c.data.image_glob, c.data.ground_truth = str(data), '**/*.png', None
-        c.sections['unet'] = {**c.sections.get('unet', {}), 'split_file': str(run/'split.csv'), 'init': init,
-                              'epochs': a.epochs if r == 0 else a.finetune_epochs, 'threads': a.threads}
-        t0 = time.time()
-        s = run_unet(c, run, force=True, progress=False)
-        dt = time.time() - t0
-        rows.append(dict(strategy=strategy, round=r, labelled=len(labelled), corrected=len(labelled) - len(stems['initial']),
-                         test_mean_iou=s.get('test_mean_iou'), val_mean_iou=s.get('val_mean_iou'), seconds=round(dt, 1)))
-        print(json.dumps(rows[-1]), flush=True)
-        if r == a.rounds: break
-        shutil.rmtree(run/'model_prev', ignore_errors=True); shutil.copytree(run/'unet'/'model', run/'model_prev')
-        init = str(run/'model_prev')
-        left = [x for x in stems['pool'] if x not in labelled]
-        if strategy == 'worst-first':
-            q = review.rank_images(review.run_signals(run, c, novelty=a.novelty))
-            pick = [x for x in q.image if x in left][:a.per_round]
-        else: pick = list(rng.choice(left, size=min(a.per_round, len(left)), replace=False))
-        labelled += pick                                  # the corrector: the ground truth of the picked images
+def score_objects(run:Path, c, test:list[str]) -> dict:
+    """Object scores of the test images: stage 06's decoding of a class mask (`sam.instances_from_mask` with the objects section's
+    `cut_options`, what `predict_images(cut=...)` does for a class without a centre map) on the masks run_unet scored the pixels of,
+    matched to the true instances by stage 06's `evaluate_image` (one-to-one at IoU 0.5)."""
+    from PIL import Image
+    from accords_tem.objects import cut_options, evaluate_image
+    from accords_tem.sam import instances_from_mask
+    from accords_tem.seg_data import read_instances
+    oc, size_class = c.section('objects'), c.section('unet').target_classes[0]
+    ev = []
+    for s in test:
+        mask = np.asarray(Image.open(run/'unet'/'predictions'/f'{s}_{size_class}.png')) > 0
+        lab = instances_from_mask(mask, **cut_options(oc)).astype(np.int32)
+        gt = read_instances(run/'dataset'/'instances'/f'{s}.tif', lab.shape)
+        ev.append(evaluate_image(lab, [size_class] * int(lab.max()), gt, None, size_class))
+    ev = pd.DataFrame(ev)
+    tp, n_p, n_g = ev.tp.sum(), ev.n_pred.sum(), ev.n_gt.sum()
+    ep, eg = np.concatenate(ev._ecd_pred.to_list() + [[]]), np.concatenate(ev._ecd_gt.to_list() + [[]])
+    d50p, d50g = (np.median(ep) if len(ep) else np.nan), (np.median(eg) if len(eg) else np.nan)
+    has = ev.n_gt > 0
+    return dict(object_f1=round(float(2 * tp / max(n_p + n_g, 1)), 4),   # pooled over the test images (stage 06's reduction)
+                object_f1_image_mean=round(float(ev.f1[has].mean()), 4),
+                n_pred=int(n_p), n_true=int(n_g),
+                count_error=round(float((n_p - n_g) / max(n_g, 1)), 4),   # pooled: total predicted / total true - 1 (signed)
+                count_error_image_mean=round(float(((ev.n_pred - ev.n_gt).abs() / ev.n_gt)[has].mean()), 4),   # mean |relative error| per image
+                d50_pred_px=round(float(d50p), 2), d50_true_px=round(float(d50g), 2),
+                d50_error=round(float((d50p - d50g) / d50g), 4))   # pooled non-border objects' median ECD, signed relative error
+
+
+def train_round(run:Path, cfg, pool_ds:Path, stems:dict, labelled:list[str], init, epochs:int, predict_pool:bool, a) -> dict:
+    "One training round in `run` on `labelled` (+ the fixed val and test images): run_unet, then the test images' objects."
+    for s in labelled + stems['val'] + stems['test']:
+        for sub, ext in (('images', '.png'), ('masks', '.npy'), ('instances', '.tif')):
+            if (pool_ds/sub/f'{s}{ext}').exists(): link(pool_ds/sub/f'{s}{ext}', run/'dataset'/sub/f'{s}{ext}')
+    split = pd.DataFrame(dict(image=labelled + stems['val'] + stems['test'],
+                              subset=['train'] * len(labelled) + ['val'] * len(stems['val']) + ['test'] * len(stems['test'])))
+    split.to_csv(run/'split.csv', index=False)
+    c = cfg.model_copy(deep=True)
+    c.data.root, c.data.image_glob, c.data.ground_truth = str(run/'pool'), '**/*.png', None   # the unlabelled images, which the model predicts
+    c.sections['unet'] = {**c.sections.get('unet', {}), 'split_file': str(run/'split.csv'), 'init': init, 'epochs': epochs,
+                          'threads': a.threads, 'predict_run_images': predict_pool}
+    t0 = time.time()
+    s = run_unet(c, run, force=True, progress=False)
+    t1 = time.time()
+    m = pd.read_csv(run/'unet'/'metrics.csv')
+    cls = c.section('unet').target_classes[0]
+    q = m.query(f"subset == 'test' and reduction == 'pooled' and cls == '{cls}'")
+    row = dict(labelled=len(labelled), test_mean_iou=s.get('test_mean_iou'), test_iou=round(float(q.iou.iloc[0]), 4) if len(q) else None,
+               val_mean_iou=s.get('val_mean_iou'))
+    row.update(score_objects(run, c, stems['test']))
+    row.update(train_s=round(t1 - t0, 1), objects_s=round(time.time() - t1, 1), seconds=round(time.time() - t0, 1))
+    return row, c
+
+
+def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[dict]:
+    "Round 0 once (the same start for both strategies), then `a.rounds` rounds per strategy, each fine-tuned from its last model."
+    start = work/'start'; shutil.rmtree(start, ignore_errors=True)
+    for s in stems['pool']:
+        if s not in stems['initial']: link(pool_ds/'images'/f'{s}.png', start/'pool'/f'{s}.png')   # data.root: the unlabelled images
+    r0, c0 = train_round(start, cfg, pool_ds, stems, list(stems['initial']), None, a.epochs, 'worst-first' in a.strategies, a)
+    rows = []
+    def add(st, r, row):
+        rows.append(dict(dataset=a.tag, seed=a.seed, strategy=st, round=r, corrected=row['labelled'] - len(stems['initial']), **row))
+        print(json.dumps(rows[-1]), flush=True); pd.DataFrame(rows).to_csv(out_csv, index=False)   # a cut-off run keeps what it did
+    for st in a.strategies:
+        add(st, 0, r0)
+        run = work/st; shutil.rmtree(run, ignore_errors=True); shutil.copytree(start, run)
+        labelled, rng, c = list(stems['initial']), np.random.default_rng(a.seed), c0
+        for r in range(1, a.rounds + 1):
+            shutil.rmtree(run/'model_prev', ignore_errors=True); shutil.copytree(run/'unet'/'model', run/'model_prev')
+            left = [x for x in stems['pool'] if x not in labelled]
+            if st == 'worst-first':
+                q = review.rank_images(review.run_signals(run, c, novelty=a.novelty))
+                pick = [x for x in q.image if x in left][:a.per_round]
+            else: pick = list(rng.choice(left, size=min(a.per_round, len(left)), replace=False))
+            labelled += pick                              # the corrector: the ground truth of the picked images
+            for x in pick: (run/'pool'/f'{x}.png').unlink()   # labelled now: out of the pool the model predicts
+            last = r == a.rounds                          # the pool is predicted only where a ranking follows
+            row, c = train_round(run, cfg, pool_ds, stems, labelled, str(run/'model_prev'), a.finetune_epochs,
+                                 st == 'worst-first' and not last, a)
+            add(st, r, dict(row, picked=';'.join(pick)))
     return rows
 
 
+METRICS = [('test_iou', 'pixel IoU of the class (pooled)', 1), ('object_f1', 'object F1 @ IoU 0.5 (pooled)', 1),
+           ('count_error', 'absolute count error (pooled, relative)', -1), ('d50_error', 'absolute D50 error (relative)', -1)]
+SHORT = dict(test_iou='IoU', object_f1='F1', count_error='count err', d50_error='D50 err')
+
+
 def plot(df:pd.DataFrame, path:Path, title:str):
+    "Accuracy against images corrected, per strategy (one row of panels per dataset): the mean over seeds, each seed's curve (thin), the seed range (band)."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for st, g in df.groupby('strategy'): ax.plot(g.corrected, g.test_mean_iou, 'o-', label=st)
-    ax.set_xlabel('images corrected'); ax.set_ylabel('test mean IoU (pooled pixels)'); ax.set_title(title, fontsize=9); ax.legend()
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    sets = list(dict.fromkeys(df.dataset)) if 'dataset' in df else ['']
+    fig, axs = plt.subplots(len(sets), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(sets) + 0.4), squeeze=False)
+    colors = {'worst-first': '#d62728', 'random': '#1f77b4'}
+    for row, ds in zip(axs, sets):
+        dd = df[df.dataset == ds] if ds else df
+        for ax, (m, label, _) in zip(row, METRICS):
+            d = dd.assign(v=dd[m].abs() if 'error' in m else dd[m])
+            for st, g in d.groupby('strategy'):
+                for _, gs in g.groupby('seed'): ax.plot(gs.corrected, gs.v, '-', color=colors.get(st), alpha=0.3, lw=0.8)
+                mean = g.groupby('corrected').v.agg(['mean', 'min', 'max'])
+                ax.fill_between(mean.index, mean['min'], mean['max'], color=colors.get(st), alpha=0.1)
+                ax.plot(mean.index, mean['mean'], 'o-', color=colors.get(st), label=f'{st} (mean of {g.seed.nunique()} seeds)')
+            ax.set_xlabel('images corrected'); ax.set_title(f'{ds}: {label}' if ds else label, fontsize=9)
+            ax.set_xticks(sorted(dd.corrected.unique()))
+        row[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+
+def table(df:pd.DataFrame) -> str:
+    "Markdown: per images corrected, each strategy's mean and seed range of every metric."
+    lines = ['| images corrected | ' + ' | '.join(f'{SHORT[m]}: {st}' for m, lab, _ in METRICS for st in ('worst-first', 'random')) + ' |',
+             '|---' * (1 + 2 * len(METRICS)) + '|']
+    for n, g in df.groupby('corrected'):
+        cells = []
+        for m, _, _ in METRICS:
+            for st in ('worst-first', 'random'):
+                v = g[g.strategy == st][m]; v = v.abs() if 'error' in m else v
+                cells.append(f'{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})' if len(v) else '')
+        lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def corrections_to_reach(g:pd.DataFrame, m:str, level:float, better:int) -> float:
+    "Images corrected at which the seeds' mean curve of `m` first reaches `level` (linear between rounds; NaN: never)."
+    c = g.assign(v=g[m].abs() if better < 0 else g[m]).groupby('corrected').v.mean()
+    x, y = c.index.to_numpy(float), better * c.to_numpy(float)
+    for i in range(len(x)):
+        if y[i] >= better * level - 1e-12:
+            if i == 0: return float(x[0])
+            return float(x[i - 1] + (x[i] - x[i - 1]) * (better * level - y[i - 1]) / (y[i] - y[i - 1]))
+    return float('nan')
+
+
+def comparison(df:pd.DataFrame) -> str:
+    "Markdown: per metric, the corrections each strategy needs to reach what random reaches at its last round, and the seed-by-seed wins."
+    lines = ['| metric | random at its last round | images corrected to reach it: worst-first | random | worst-first better / worse / tied (seed x round) |',
+             '|---|---|---|---|---|']
+    last = df.corrected.max()
+    for m, lab, better in METRICS:
+        g = {st: df[df.strategy == st] for st in ('worst-first', 'random')}
+        lev = (g['random'][g['random'].corrected == last][m].abs() if better < 0 else g['random'][g['random'].corrected == last][m]).mean()
+        w = g['worst-first'][g['worst-first']['round'] > 0].set_index(['seed', 'round'])[m]
+        r = g['random'][g['random']['round'] > 0].set_index(['seed', 'round'])[m]
+        if better < 0: w, r = w.abs(), r.abs()
+        d = better * (w - r).dropna()
+        need = [corrections_to_reach(g[st], m, lev, better) for st in ('worst-first', 'random')]
+        lines.append(f'| {lab} | {lev:.3f} | ' + ' | '.join('not reached' if np.isnan(v) else f'{v:.1f}' for v in need)
+                     + f' | {(d > 0).sum()} / {(d < 0).sum()} / {(d == 0).sum()} |')
+    return '\n'.join(lines)
+
+
+def timing(df:pd.DataFrame) -> str:
+    "Markdown: seconds per round (training incl. scoring and pool prediction; object scoring), median and range per strategy and kind of round."
+    lines = ['| rounds | n | training round (s): median (range) | object scoring of the test images (s) |', '|---|---|---|---|']
+    d = df.drop_duplicates(['seed', 'round', 'strategy'])
+    for name, q in (('round 0 (first training, pool predicted)', d[(d['round'] == 0) & (d.strategy == d.strategy.iloc[0])]),
+                    ('worst-first fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'worst-first')]),
+                    ('random fine-tunes (no pool prediction)', d[(d['round'] > 0) & (d.strategy == 'random')])):
+        if len(q): lines.append(f'| {name} | {len(q)} | {q.train_s.median():.0f} ({q.train_s.min():.0f}-{q.train_s.max():.0f}) | '
+                                f'{q.objects_s.median():.0f} ({q.objects_s.min():.0f}-{q.objects_s.max():.0f}) |')
+    return '\n'.join(lines)
+
+
+def picked_table(df:pd.DataFrame, datasets:dict) -> str:
+    "Markdown: what each strategy picked, per dataset: images, their true objects (dataset/instances), and the share without any."
+    from accords_tem.seg_data import read_instances
+    from PIL import Image
+    lines = ['| dataset | strategy | images picked | true objects in them: mean per image | images with no object |', '|---|---|---|---|---|']
+    for (ds, st), g in df[df['round'] > 0].groupby(['dataset', 'strategy'], sort=False):
+        if ds not in datasets: continue
+        root = Path(datasets[ds]); n = []
+        for s in ';'.join(g.picked.dropna()).split(';'):
+            shape = Image.open(root/'images'/f'{s}.png').size[::-1]
+            lab = read_instances(root/'instances'/f'{s}.tif', shape); n.append(len(np.unique(lab[lab > 0])))
+        lines.append(f'| {ds} | {st} | {len(n)} | {np.mean(n):.1f} | {sum(x == 0 for x in n)} |')
+    return '\n'.join(lines)
+
+
+def summarize(csvs:list[str], tag:str, datasets:dict|None=None):
+    "Tables and one figure from the csv files of several seeds (and datasets): bench/results/review_rounds_<tag>.csv/.png, the tables printed."
+    df = pd.concat([pd.read_csv(f) for f in csvs], ignore_index=True)
+    out = ROOT/'bench'/'results'; df.to_csv(out/f'review_rounds_{tag}.csv', index=False)
+    plot(df, out/f'review_rounds_{tag}.png', 'simulated correction rounds: thin lines one seed each, bands the range over seeds, thick lines the mean')
+    for ds, d in df.groupby('dataset', sort=False):
+        print(f'## {ds}: seeds {", ".join(map(str, sorted(d.seed.unique())))}\n'); print(table(d)); print(); print(comparison(d)); print(); print(timing(d)); print()
+    if datasets: print(picked_table(df, datasets))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--source', choices=['toy'], help='draw the toy dataset of 05_unet (instead of --dataset)')
     ap.add_argument('--dataset', help='a RUN/dataset folder with ground truth (images/, masks/)')
     ap.add_argument('--config', help='that run\'s configuration (default: the defaults)')
-    ap.add_argument('--n', type=int, default=40, help='toy images (with --source toy)')
     ap.add_argument('--initial', type=int, default=4); ap.add_argument('--per-round', type=int, default=4)
     ap.add_argument('--rounds', type=int, default=4); ap.add_argument('--test', type=int, default=10); ap.add_argument('--val', type=int, default=4)
     ap.add_argument('--epochs', type=int, default=4, help='epochs of the first training'); ap.add_argument('--finetune-epochs', type=int, default=2)
@@ -103,14 +260,17 @@ def main(argv=None):
     ap.add_argument('--pool', type=int, default=None, help='at most this many unlabelled images to choose from (default: all the others)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.patch_size=128')
     ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'])
+    ap.add_argument('--picked-from', action='append', default=[], metavar='TAG=DIR',
+                    help='with --summarize: count the true objects in the images each strategy picked (DIR: that dataset folder)')
+    ap.add_argument('--summarize', nargs='+', metavar='CSV', help='only write the table and figure of these per-seed csv files (with --tag)')
     a = ap.parse_args(argv)
+    if a.summarize: return summarize(a.summarize, a.tag or 'summary', dict(x.split('=', 1) for x in a.picked_from))
     import torch; torch.set_num_threads(a.threads)
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
-    if a.source == 'toy': ds = write_toy_dataset(work/'toy', n=a.n, size=64, seed=a.seed)
-    elif a.dataset: ds = Path(a.dataset)
-    else: ap.error('give --source toy or --dataset DIR')
+    if not a.dataset: ap.error('give --dataset DIR (with instances/: the objects are scored)')
+    ds = Path(a.dataset)
     from accords_tem.core import parse_overrides
-    cfg = load_config(a.config, {**(TINY if a.tiny or a.source == 'toy' else {}), **parse_overrides(a.set)})
+    cfg = load_config(a.config, {**(TINY if a.tiny else {}), **parse_overrides(a.set)})
     all_stems = sorted(p.stem for p in (ds/'masks').glob('*.npy'))
     order = list(np.random.default_rng(a.seed).permutation(all_stems))
     need = a.test + a.val + a.initial + a.per_round * a.rounds
@@ -118,15 +278,12 @@ def main(argv=None):
     stems = dict(test=order[:a.test], val=order[a.test:a.test + a.val], initial=order[a.test + a.val:a.test + a.val + a.initial])
     stems['pool'] = order[a.test + a.val:]               # the initial images and the unlabelled ones
     if a.pool: stems['pool'] = stems['pool'][:a.initial + a.pool]
-    tag = a.tag or ('toy' if a.source == 'toy' else Path(a.dataset).resolve().parent.name)
+    a.tag = a.tag or Path(a.dataset).resolve().parent.name
     out = ROOT/'bench'/'results'; out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for st in a.strategies:
-        rows += one_strategy(st, ds, work, cfg, stems, a)
-        pd.DataFrame(rows).to_csv(out/f'review_rounds_{tag}.csv', index=False)   # after each strategy: a cut-off run keeps what it did
-    df = pd.DataFrame(rows)
-    plot(df, out/f'review_rounds_{tag}.png', f'{tag}: {a.initial} labelled + {a.per_round} per round, {len(stems["test"])} test images')
-    print(df.to_string(index=False))
+    csv = out/f'review_rounds_{a.tag}_s{a.seed}.csv'
+    df = pd.DataFrame(rounds(ds, work, cfg, stems, a, csv))
+    plot(df, out/f'review_rounds_{a.tag}_s{a.seed}.png', f'{a.tag}, seed {a.seed}: {a.initial} labelled + {a.per_round} per round, {len(stems["test"])} test images')
+    print(df.drop(columns=['picked'], errors='ignore').to_string(index=False))
 
 
 if __name__ == '__main__':
