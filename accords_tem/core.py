@@ -21,10 +21,10 @@ __all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'WORKERS_ENV', 'SCHEDULER_ENV', 
            'ClusterError', 'cluster_options', 'cluster_wanted', 'worker_threads', 'dask_client', 'PerProcess',
            'map_images', 'ClassSpec', 'DataConfig', 'CalibrationConfig', 'section_model', 'Config', 'check_class_names',
            'configs_dir', 'shipped_configs', 'config_path', 'config_file', 'read_config_file', 'section_snapshot',
-           'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'config_hash', 'positive',
-           'parse_overrides', 'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed',
+           'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'digest', 'config_hash',
+           'positive', 'parse_overrides', 'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed',
            'device_description', 'prepare_run', 'file_digests', 'same_content', 'module_code', 'InputRecord',
-           'run_lock', 'clean_temporaries', 'load_weights']
+           'StageRun', 'run_lock', 'clean_temporaries', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -691,12 +691,16 @@ def config_to_yaml(cfg:Config) -> str:
     "The resolved configuration (defaults filled in) as YAML text."
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
+def digest(obj, n:int=12) -> str:
+    "Short stable hash of JSON-able settings (a configuration section, options): the key of a stage's records."
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
 def config_hash(cfg:Config, section:str|None=None) -> str:
     "Short stable hash of a resolved configuration, or of one of its sections (shown in reports, used to resume)."
     if section is None: d = cfg.to_dict()
     elif section_model(section) is not None: d = cfg.section(section).model_dump(mode='json')  # imports that stage only
     else: d = cfg.sections.get(section, {})
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    return digest(d)
 
 # %% ../nbs/00_core.ipynb #51c598a7
 def positive(cast=float, zero:bool=False):
@@ -894,6 +898,42 @@ class InputRecord:
         "Drop every record (the stage redoes everything)."
         self.groups, self._now = {}, {}
         self.path.unlink(missing_ok=True)
+
+# %% ../nbs/00_core.ipynb #eefb0397
+class StageRun:
+    "The frame of a per-image stage: its folder, its failure log, its record of inputs by content, its stamp and summary."
+    def __init__(self, run_dir:str|os.PathLike, # the run folder (holds failures.csv)
+                 stage:str, # the stage's name in failures.csv and in its summary
+                 out_dir:str|os.PathLike, # the stage's folder (holds inputs.jsonl and stage.json)
+                 key:str, # what the outputs depend on besides their inputs (a `digest` of the settings)
+                 code:str|None=None): # the stage's module, whose code counts too (default: `stage`)
+        self.stage, self.key, self.out, self.t0 = stage, key, Path(out_dir), time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = FailureLog(run_dir, stage); self.log.clear_stage()
+        self.record = InputRecord(self.out/'inputs.jsonl', key, code=code or stage)
+        try: self.same_config = json.loads((self.out/'stage.json').read_text()).get('config_hash') == key
+        except (OSError, ValueError, AttributeError): self.same_config = False
+
+    def map(self, fn, jobs, # `fn(job)` does one image's work; a job is any object (the same one comes back)
+            outputs, inputs, # `outputs(job)`, `inputs(job)`: that image's files, for the record
+            kept=lambda job: False, # True for a job whose outputs were fresh (nothing new to record)
+            desc:str='', progress:bool=True, name=lambda job: job,
+            local:bool=False) -> list: # True: in this process, never on Dask workers (a model that cannot travel)
+        "`map_images` over `jobs`: `[(job, result)]` of the successes; what is made now is recorded, what a failed job left is deleted."
+        jobs = list(jobs)
+        done = (run_batch if local else map_images)(fn, jobs, self.log, desc=desc or self.stage, progress=progress, name=name)
+        ok = {id(j) for j, _ in done}
+        for j, _ in done:
+            if not kept(j): self.record.done(outputs(j), inputs(j))
+        for j in jobs:
+            if id(j) not in ok: self.record.discard(outputs(j))
+        return done
+
+    def finish(self, section:dict|None=None, # the settings to stamp (written last: after every output)
+               **summary) -> dict:
+        "Stamp the configuration the stage ran with; its summary with its name first and its seconds last."
+        save_json(dict(stage=self.stage, config_hash=self.key, section=section), self.out/'stage.json')
+        return dict(stage=self.stage, **summary, seconds=round(time.perf_counter() - self.t0, 2))
 
 # %% ../nbs/00_core.ipynb #8c19325b
 LOCK_NAME = '.accords-tem.lock'

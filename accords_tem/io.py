@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataError, CalibrationConfig, Config,
-                              FailureLog, _Section, atomic_path, atomic_write, config_hash, load_config, InputRecord,
+                              FailureLog, _Section, atomic_path, atomic_write, config_hash, digest, load_config, InputRecord,
                               prepare_run, map_images, run_batch, save_csv, save_figure, save_json)
 
 # %% auto #0
@@ -963,11 +963,8 @@ def pixel_size_figure(df, camera_pixel_nm:float|None=None):
 
 # %% ../nbs/00_io.ipynb #9bdd8112
 def _inventory_key(cfg:Config, files:list[Path]) -> str:
-    import hashlib
-    h = hashlib.sha256(json.dumps([cfg.data.model_dump(mode='json'), cfg.calibration.model_dump(mode='json'),
-                                   cfg.section('io').model_dump(mode='json')], sort_keys=True).encode())
-    for f in files: h.update(str(f).encode())
-    return h.hexdigest()[:16]
+    return digest([cfg.data.model_dump(mode='json'), cfg.calibration.model_dump(mode='json'), cfg.section('io').model_dump(mode='json'),
+                   [str(f) for f in files]], 16)
 
 # %% ../nbs/00_io.ipynb #026f8e2a
 def no_images_message(root:Path, glob) -> str:

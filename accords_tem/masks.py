@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_h5_to_masks.ipynb #c431ee32
 from __future__ import annotations
-import gc, hashlib, json, os, re, time
+import gc, os, re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .core import (AccordsError, ConfigError, IlastikFormatError, Config, FailureLog, _Section,
-                              load_config, InputRecord, map_images, save_csv, save_figure, save_json, save_npy)
+                              StageRun, digest, load_config, save_csv, save_figure, save_npy)
 from .imaging import clip_uint8
 from .io import data_images, read_tem
 
@@ -241,10 +241,6 @@ def masks_banded(h5:Path, targets:list[tuple[str, int]], thresholds:dict[str, fl
     return np.concatenate(thin), masks
 
 # %% ../nbs/02_h5_to_masks.ipynb #3650ca9a
-def _stage_hash(cfg:Config, mcfg:MasksConfig, extra) -> str:
-    d = dict(masks=mcfg.model_dump(mode='json'), classes=[c.model_dump() for c in cfg.classes], extra=extra)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
 def _read_png8(p:Path) -> np.ndarray|None:
     "A 2-D uint8 PNG as read by OpenCV (one array, where imageio/PIL hold two); None for any other PNG."
     import cv2
@@ -286,21 +282,17 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
              ) -> dict:
     "Stage 02: ilastik probability exports -> binary masks per class, QA figures, contact sheets, IoU on ground truth."
     import pandas as pd
-    t0 = time.perf_counter()
     mcfg, run_dir, root = cfg.section('masks'), Path(run_dir), Path(cfg.data.root)
-    out_dir = run_dir/'masks'; out_dir.mkdir(parents=True, exist_ok=True)
-    log = FailureLog(run_dir, 'masks'); log.clear_stage()
     names = [c.name for c in sorted(cfg.classes, key=lambda c: c.label)]
     targets = target_classes(cfg, mcfg)
     extra = _read_overrides_file(cfg.resolve_path(mcfg.overrides_file)) if mcfg.overrides_file else {}
+    st = StageRun(run_dir, 'masks', run_dir/'masks', digest(dict(masks=mcfg.model_dump(mode='json'), extra=extra,
+                                                                 classes=[c.model_dump() for c in cfg.classes])))
+    out_dir, log, rec = st.out, st.log, st.record   # rec: which export and image, by content, each image's masks came from
     lookup = threshold_table(mcfg, names, extra)
     colors = {c.name: c.color for c in cfg.classes}
     label = {c.name: c.label for c in cfg.classes}
     gt_dir = root/cfg.data.ground_truth if cfg.data.ground_truth else None
-    h = _stage_hash(cfg, mcfg, extra)
-    stamp = out_dir/'stage.json'
-    same_cfg = stamp.exists() and json.loads(stamp.read_text()).get('config_hash') == h
-    rec = InputRecord(out_dir/'inputs.jsonl', h, code='masks')   # which export and image, by content, each image's masks came from
 
     exports = _find_exports(root, cfg.data.ilastik_glob)
     pairs, missing = pair_exports(exports, data_images(cfg))
@@ -314,7 +306,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         for n, _ in targets:
             if mcfg.qa and (mcfg.max_qa is None or n_qa[n] < mcfg.max_qa): qa[n] = out_dir/n/'qa'/f'{stem}.png'; n_qa[n] += 1
         files = [f for fs in outputs(stem).values() for f in fs] + list(qa.values())
-        jobs.append((ex, qa, files, rec.fresh(files, [ex, image], force=force or not same_cfg)))
+        jobs.append((ex, qa, files, rec.fresh(files, [ex, image], force=force or not st.same_config)))
 
     def one(job) -> tuple[list, dict]:   # the work (a Dask worker's with --workers): this image's rows and contact-sheet thumbnails
         ex, qa, files, fresh = job
@@ -360,13 +352,10 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
                 sheet[n] = (cap, _overlay(bg_sheet, masks[n][::ks, ::ks], colors[n]))
         return rows, sheet
 
-    done = map_images(one, jobs, log, desc='masks', progress=progress, name=lambda j: j[0])   # core.map_images: --workers
+    done = st.map(one, jobs, outputs=lambda j: j[2], inputs=lambda j: [j[0], pairs[j[0]]], kept=lambda j: j[3],
+                  progress=progress, name=lambda j: j[0])   # core.map_images: --workers; a failed image leaves nothing behind
     counts = dict(written=0, skipped=0)
-    made = {j[0] for j, _ in done}
-    for ex, _, files, _ in jobs:   # a failed image leaves nothing behind (its masks may be written before its check failed)
-        if ex not in made: rec.discard(files)
     for (ex, qa, files, fresh), (rs, sheet) in done:   # in order: the first contact_sheet_max images make the sheets
-        if not fresh: rec.done(files, [ex, pairs[ex]])
         counts['skipped' if fresh else 'written'] += 1
         for n, t in sheet.items():
             if len(thumbs[n]) < mcfg.contact_sheet_max: thumbs[n].append(t)
@@ -376,7 +365,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
     for n, _ in targets:
         if thumbs[n]: save_figure(contact_sheet(thumbs[n], f'{n}: mask overlays (t = threshold, % of pixels)'),
                                   out_dir/n/'contact_sheet.png', dpi=90)
-    summary = dict(stage='masks', exports=len(exports), paired=len(pairs), written=counts['written'],
+    summary = dict(exports=len(exports), paired=len(pairs), written=counts['written'],
                    skipped=counts['skipped'], failed=len(exports) - len(done), classes=[n for n, _ in targets],
                    out_dir=str(out_dir))
     if 'iou' in df:
@@ -387,6 +376,4 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
         s['iou_micro'] = s.tp / (s.tp + s.fp + s.fn)
         save_csv(s, out_dir/'iou_summary.csv')
         summary['iou_micro'] = {r['class']: round(float(r['iou_micro']), 4) for r in s.to_dict('records')}
-    save_json(dict(stage='masks', config_hash=h, section=mcfg.model_dump(mode='json')), stamp)
-    summary['seconds'] = round(time.perf_counter() - t0, 2)
-    return summary
+    return st.finish(mcfg.model_dump(mode='json'), **summary)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_normalization.ipynb #a88b6481
 from __future__ import annotations
-import gc, os, time
+import gc, os
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .core import (AccordsError, ImageReadError, Config, FailureLog, _Section, atomic_path,
-                              load_config, InputRecord, map_images, run_batch, save_csv, save_figure, save_json)
+                              StageRun, digest, load_config, save_csv, save_figure)
 from .imaging import clip_uint8
 from .io import LazyTiff, check_not_blank, data_images, file_format, read_tem
 
@@ -233,41 +233,28 @@ def run_normalization(cfg:Config, # run configuration (section `normalization:`)
                       progress:bool=True, # show a progress bar
                      ) -> dict:
     "Stage 01: normalize every raw image of the run into `RUN/normalized/` (8-bit), with comparison figures."
-    t0 = time.perf_counter()
-    ncfg, run_dir, root = cfg.section('normalization'), Path(run_dir), Path(cfg.data.root)
-    out_dir = run_dir/'normalized'; out_dir.mkdir(parents=True, exist_ok=True)
-    log = FailureLog(run_dir, 'normalization'); log.clear_stage()
-    import hashlib, json
-    h = hashlib.sha256(json.dumps(ncfg.model_dump(mode='json'), sort_keys=True).encode()).hexdigest()[:12]  # this section only
-    stamp = out_dir/'stage.json'
-    same_cfg = stamp.exists() and json.loads(stamp.read_text()).get('config_hash') == h
-    images = data_images(cfg)
-    rec = InputRecord(out_dir/'inputs.jsonl', h, code='normalization')   # which raw image, by content, each output was made from
-    table_path, old = out_dir/'normalized.csv', {}
     import pandas as pd
-    if same_cfg and table_path.exists(): old = {r['file']: r for r in pd.read_csv(table_path).to_dict('records')}
-    n_fig, jobs = 0, []
+    ncfg, run_dir, root = cfg.section('normalization'), Path(run_dir), Path(cfg.data.root)
+    st = StageRun(run_dir, 'normalization', run_dir/'normalized', digest(ncfg.model_dump(mode='json')))   # this section only
+    table_path, old = st.out/'normalized.csv', {}
+    if st.same_config and table_path.exists(): old = {r['file']: r for r in pd.read_csv(table_path).to_dict('records')}
+    images, n_fig, jobs = data_images(cfg), 0, []
     for p in images:   # here: which outputs are fresh (the record is this process's); the work itself may go to Dask workers
-        out = normalized_path(p, root, out_dir, ncfg.format)
+        out = normalized_path(p, root, st.out, ncfg.format)
         want_fig = ncfg.figures and (ncfg.max_figures is None or n_fig < ncfg.max_figures)
-        fig = out_dir/'figures'/f'{p.stem}.png' if want_fig else None
+        fig = st.out/'figures'/f'{p.stem}.png' if want_fig else None
         n_fig += want_fig
-        kept = rec.fresh([out] + ([fig] if fig else []), [p], force=force or not (same_cfg and str(p) in old))
+        kept = st.record.fresh([out] + ([fig] if fig else []), [p], force=force or str(p) not in old)
         jobs.append((p, out, fig, old[str(p)] if kept else None))
     mp = cfg.section('io').max_pixels_in_memory
     one = lambda j: j[3] if j[3] is not None else normalize_file(j[0], j[1], j[2], ncfg, max_pixels=mp)
-    done = map_images(one, jobs, log, desc='normalization', progress=progress, name=lambda j: j[0])   # core.map_images: --workers
-    for (p, out, fig, kept), _ in done:
-        if kept is None: rec.done([out] + ([fig] if fig else []), [p])
-    made = {j[0] for j, _ in done}
-    for p, out, fig, _ in jobs:   # a failed image leaves nothing behind (its image may be written before its figure failed)
-        if p not in made: rec.discard([out] + ([fig] if fig else []))
+    done = st.map(one, jobs, outputs=lambda j: [j[1]] + ([j[2]] if j[2] else []), inputs=lambda j: [j[0]],
+                  kept=lambda j: j[3] is not None, progress=progress, name=lambda j: j[0])   # core.map_images: --workers
     rows, skipped = [r for _, r in done], sum(j[3] is not None for j, _ in done)
     save_csv(pd.DataFrame(rows, columns=['file', 'output', 'dtype_in', 'height', 'width', 'window_lo', 'window_hi', 'method']),
              table_path)
-    save_json(dict(stage='normalization', config_hash=h, section=ncfg.model_dump(mode='json')), stamp)
-    return dict(stage='normalization', images=len(images), written=len(rows) - skipped, skipped=skipped,
-                failed=len(images) - len(rows), out_dir=str(out_dir), seconds=round(time.perf_counter() - t0, 2))
+    return st.finish(ncfg.model_dump(mode='json'), images=len(images), written=len(rows) - skipped, skipped=skipped,
+                     failed=len(images) - len(rows), out_dir=str(st.out))
 
 # %% ../nbs/01_normalization.ipynb #c93e789b
 def preview(path:str|os.PathLike, # an image or figure file

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06b_objects.ipynb #254ef932
 from __future__ import annotations
-import argparse, hashlib, json, math, os, sys
+import argparse, json, math, os, sys
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,9 +14,9 @@ import pandas as pd
 from scipy import ndimage as ndi
 from pydantic import Field
 
-from .core import (_Section, AccordsError, ConfigError, Config, FailureLog, collect_batches, load_config, positive, run_batch, save_csv,
+from .core import (_Section, AccordsError, ConfigError, Config, collect_batches, load_config, positive, save_csv,
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
-                              device_description, InputRecord, dask_client, map_images)
+                              device_description, StageRun, dask_client, digest, map_images)
 from .unet import read_instances_with_classes
 from .instances import match_instances
 from .risk import RiskConfig, risk_report
@@ -814,18 +814,18 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     "Stage 06: proposals -> instance labels -> features in nm -> classes -> objects.csv, summaries, evaluation, exports."
     from accords_tem import io as tio
     oc, run_dir = cfg.section('objects'), Path(run_dir)
-    out = run_dir/'objects'; out.mkdir(parents=True, exist_ok=True)
-    log = FailureLog(run_dir, 'objects'); log.clear_stage()
+    out = run_dir/'objects'
     set_seed(cfg.seed)
     root = Path(cfg.data.root)
     gt_dir = root/cfg.data.ground_truth if cfg.data.ground_truth else None
     images = tio.data_images(cfg)
     source = pick_source(oc, cfg, run_dir, [p.stem for p in images])
     measured = dict(oc.model_dump(mode='json', exclude={'risk'}), thickness=oc.risk.model_dump(mode='json', include=_THICKNESS_KEYS))
-    state = dict(config=hashlib.sha256(json.dumps(measured, sort_keys=True).encode()).hexdigest()[:12],   # risk statistics: no re-measuring
+    state = dict(config=digest(measured),   # risk statistics: no re-measuring
                  classes=[c.model_dump() for c in cfg.classes],
                  calibration=cfg.calibration.model_dump(mode='json'), source=source,
                  model=None if sam_model is None else __import__('accords_tem.sam', fromlist=['model_key']).model_key(sam_model))
+    st = StageRun(run_dir, 'objects', out, digest(state, 16)); log, rec = st.log, st.record   # rec: the inputs, by content, of each image's objects
     old = json.loads((out/'state.json').read_text()) if (out/'state.json').exists() else None
     same = (old == state) and not force
     generator = None
@@ -839,7 +839,6 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     for p in images:   # an image without masks from the configured source is a failure of this stage, not silently skipped
         if p not in todo: log.record(p, AccordsError(f"no masks from objects.source '{source}' ({SOURCE_FILES[source]})", p))
     if not same and (out/'state.json').exists(): (out/'state.json').unlink()   # written again once every image is done
-    rec = InputRecord(out/'inputs.jsonl', hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16], code='objects')
 
     jobs = []
     for path in todo:   # here: each image's inputs and whether its outputs are fresh (the record is this process's)
@@ -884,10 +883,8 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         save_csv(df, csv)
         return stem
 
-    mapper = run_batch if generator is not None else map_images   # core.map_images: --workers / --scheduler
-    res = mapper(one, jobs, log, desc='objects', name=lambda j: j[0], progress=False)
-    for (path, files, inst_path, inputs, outputs, fresh), _ in res:
-        if not fresh: rec.done(outputs, inputs)
+    res = st.map(one, jobs, outputs=lambda j: j[4], inputs=lambda j: j[3], kept=lambda j: j[5], desc='objects', progress=False,
+                 name=lambda j: j[0], local=generator is not None)   # core.map_images: --workers / --scheduler, except with SAM
     done = [stem for _, stem in res]
     save_json(state, out/'state.json')
     # gather
@@ -980,7 +977,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     # histograms
     if len(ob) and 'class' in ob:
         save_figure(size_histogram_figure(ob, 'sample', size_class, oc.nano_nm, oc.exclude_border, oc.hist_bins), out/'histograms'/'size_by_sample.png')
-    summary = dict(source=source, source_requested=oc.source, n_images=len(imgs), n_skipped_no_masks=skipped,
+    summary = st.finish(oc.model_dump(mode='json'), source=source, source_requested=oc.source, n_images=len(imgs), n_skipped_no_masks=skipped,
                    n_failed=len(todo) - len(done), n_objects=len(objects),
                    counts={c: int((objects['class'] == c).sum()) for c in names} if len(objects) else {},
                    classifier={k: v for k, v in cinfo.items()}, evaluation=ev_sum,

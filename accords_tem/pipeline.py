@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 import nbformat, yaml
 from pydantic import Field
-from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml, file_digests, module_code,
+from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml, digest, file_digests, module_code,
                               load_config, prepare_run, save_json)
 
 # %% auto #0
@@ -159,7 +159,7 @@ def stage_fingerprint(stage:Stage, cfg:Config, run_dir:Path, nbs:Path, inputs:di
     parts = dict(globals=glob, section=d.get(stage.section, {}), code=code_digest(stage, nbs),
                  inputs=sorted((Path(p).relative_to(root).as_posix(), v[0]) for p, v in inputs.items() if v),
                  upstream=[json.loads(p.read_text()).get('fingerprint') for p in upstream if p.exists()])
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(parts, 16)
 
 def _marker(stage:Stage, run_dir:Path) -> Path: return run_dir/'notebooks'/f'{Path(stage.notebook).stem}.done.json'
 

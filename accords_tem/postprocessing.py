@@ -13,8 +13,8 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatError, ImageReadError,
-                              FailureLog, map_images, atomic_write, save_json, save_csv, save_npy, save_figure,
-                              config_hash, load_config, prepare_run, InputRecord)
+                              FailureLog, atomic_write, save_json, save_csv, save_npy, save_figure,
+                              StageRun, digest, load_config, prepare_run)
 from .imaging import clip_uint8, colorize, overlay_labels, resize_image, resize_labels
 from .io import data_images
 
@@ -450,9 +450,7 @@ def output_paths(out:Path, stem:str, sec:PostprocessingConfig) -> dict[str, Path
 
 def settings_hash(cfg:Config, sec:PostprocessingConfig) -> str:
     "Hash of what the outputs depend on besides the input files: the stage settings and the classes."
-    import hashlib
-    d = dict(v=_VERSION, sec=sec.model_dump(mode='json'), classes=[c.model_dump() for c in cfg.classes])
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    return digest(dict(v=_VERSION, sec=sec.model_dump(mode='json'), classes=[c.model_dump() for c in cfg.classes]))
 
 def save_png(arr:np.ndarray, path:str|Path):
     "Write a uint8 gray or RGB array as PNG, atomically."
@@ -612,13 +610,12 @@ def run_postprocessing(cfg:Config, # run configuration
     import pandas as pd
     sec = cfg.section('postprocessing')
     values, opening, background = _resolve_classes(cfg, sec)
-    run_dir = Path(run_dir); out = run_dir/'dataset'; out.mkdir(parents=True, exist_ok=True)
-    log = FailureLog(run_dir, 'postprocessing'); log.clear_stage()
-    root = Path(cfg.data.root)
+    run_dir, root, settings = Path(run_dir), Path(cfg.data.root), settings_hash(cfg, sec)
+    st = StageRun(run_dir, 'postprocessing', run_dir/'dataset', settings)
+    out, log, record = st.out, st.log, st.record   # record: which labels and image, by content, each pair was made from
     if not root.is_dir(): raise ConfigError(f'data.root is not a folder: {root}')
     pairs = pair_labels(sorted(root.glob(sec.labels_glob)), data_images(cfg))
-    settings, first, n_skipped = settings_hash(cfg, sec), {}, 0
-    record = InputRecord(out/'inputs.jsonl', settings, code='postprocessing')   # which labels and image, by content, each pair was made from
+    first = {}
 
     jobs = []
     for pair in pairs:   # here: which pair is refused, and which outputs are fresh (the record is this process's)
@@ -643,9 +640,8 @@ def run_postprocessing(cfg:Config, # run configuration
         write_pair(res, out, cfg, sec, settings)
         return dict(row=res['row'], hist=res['hist'])
 
-    done = map_images(one, jobs, log, desc='dataset', progress=progress, name=lambda j: j[0].labels)   # core.map_images: --workers
-    for (pair, _, (outs, ins), kept), _ in done:
-        if kept is None: record.done(outs, ins)
+    done = st.map(one, jobs, outputs=lambda j: j[2][0] if j[2] else [], inputs=lambda j: j[2][1], kept=lambda j: j[3] is not None,
+                  desc='dataset', progress=progress, name=lambda j: j[0].labels)   # core.map_images: --workers
     n_skipped = sum(kept is not None for (_, _, _, kept), _ in done)
     done = [(job[0], r) for job, r in done]
     removed = _remove_outputs(out, {p.stem for p, _ in done})
@@ -674,7 +670,7 @@ def run_postprocessing(cfg:Config, # run configuration
             ex = [display_pair(prepare_pair(by_stem[s], cfg, sec, run_dir)) for s in pick]   # one full-size pair at a time
             save_figure(plot_examples(ex, cfg.classes), out/'examples.png')
     fails = log.rows('postprocessing')
-    return dict(stage='postprocessing', out=str(out), labels_found=len(pairs), written=len(done) - n_skipped,
+    return st.finish(sec.model_dump(mode='json'), out=str(out), labels_found=len(pairs), written=len(done) - n_skipped,
                 skipped_fresh=n_skipped, failed=len(fails), removed_stale=removed,
                 flagged=int((qc['flags'] != '').sum()) if len(qc) else 0,
                 pixel_fractions={n: round(v, 4) for n, v in info['pixel_fractions'].items()},
