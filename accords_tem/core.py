@@ -19,12 +19,12 @@ __all__ = ['FAILURE_COLUMNS', 'ALL_FAILED_ENV', 'WORKERS_ENV', 'SCHEDULER_ENV', 
            'OutputWriteError', 'RunLockedError', 'AllInputsFailed', 'atomic_write', 'atomic_path', 'save_json',
            'save_csv', 'save_npy', 'save_figure', 'FailureLog', 'all_failed_is_error', 'collect_batches', 'run_batch',
            'ClusterError', 'cluster_options', 'cluster_wanted', 'worker_threads', 'dask_client', 'PerProcess',
-           'map_images', 'ClassSpec', 'DataConfig', 'CalibrationConfig', 'section_model', 'Config', 'check_class_names',
-           'configs_dir', 'shipped_configs', 'config_path', 'config_file', 'read_config_file', 'section_snapshot',
-           'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'digest', 'config_hash',
-           'positive', 'parse_overrides', 'default_values', 'same_keys', 'adapt_classes', 'get_device', 'set_seed',
-           'device_description', 'prepare_run', 'file_digests', 'same_content', 'module_code', 'InputRecord',
-           'StageRun', 'run_lock', 'clean_temporaries', 'load_weights']
+           'map_images', 'check_class_name', 'ClassSpec', 'DataConfig', 'CalibrationConfig', 'section_model', 'Config',
+           'check_class_names', 'configs_dir', 'shipped_configs', 'config_path', 'config_file', 'read_config_file',
+           'section_snapshot', 'make_section_snapshot', 'check_section', 'load_config', 'config_to_yaml', 'digest',
+           'config_hash', 'positive', 'parse_overrides', 'default_values', 'same_keys', 'adapt_classes', 'get_device',
+           'set_seed', 'device_description', 'prepare_run', 'file_digests', 'same_content', 'module_code',
+           'InputRecord', 'StageRun', 'run_lock', 'clean_temporaries', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #5a6363d7
 class AccordsError(Exception):
@@ -353,11 +353,22 @@ def map_images(fn, items, log:FailureLog|None=None, desc:str='', strict:bool=Fal
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', validate_assignment=True)
 
+def check_class_name(name:str) -> str:
+    "`name` if it can name a class: class names become folder and file names (RUN/masks/<class>/, <stem>_<class>.png)."
+    if not name or name != name.strip() or name.startswith('.') or re.search(r'[/\\\x00-\x1f]', name):
+        raise ValueError(f'{name!r} cannot name a class: class names become folder and file names (RUN/masks/<class>/); '
+                         'use letters, digits, spaces and - _ + . (not first), without / or \\')
+    return name
+
 class ClassSpec(_Section):
     "One segmentation class: its name, its ilastik label value (1..N) and its display colour."
     name: str
     label: int = Field(ge=1)
     color: str = '#ffffff'
+
+    @field_validator('name')
+    @classmethod
+    def _usable(cls, v): return check_class_name(v)
 
 class DataConfig(_Section):
     "Where the inputs are. A relative `root` is relative to the configuration file's folder."
@@ -747,6 +758,9 @@ def adapt_classes(d:dict, # a whole configuration (`Config.to_dict()`)
     objs = [str(c).strip() for c in classes]
     if not objs or not all(objs) or len(set(objs)) != len(objs) or background in objs:
         raise ConfigError(f'the classes must be distinct, non-empty names other than the background {background!r}, got {objs}')
+    for c in objs + [background]:
+        try: check_class_name(c)
+        except ValueError as e: raise ConfigError(str(e)) from None
     d = copy.deepcopy(d)
     d['classes'] = [dict(name=c, label=i + 1, color=PALETTE[i % len(PALETTE)]) for i, c in enumerate(objs)] + \
                    [dict(name=background, label=len(objs) + 1, color='#7f7f7f')]
@@ -945,12 +959,13 @@ def _pid_alive(pid:int) -> bool:
     except ProcessLookupError: return False
     except PermissionError: return True
     except OSError: return False
-    return True
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'   # a killed process not yet reaped
+    except (OSError, IndexError): return True
 
 # %% ../nbs/00_core.ipynb #408157b5
 @contextlib.contextmanager
 def run_lock(run_dir:str|os.PathLike):
-    "Hold `RUN/.accords-tem.lock` while writing into a run folder; `RunLockedError` if a live process holds it."
+    "Hold `RUN/.accords-tem.lock` while writing into a run folder (`RunLockedError` if a live process holds it); stale temporaries go."
     run_dir = Path(run_dir)
     try: run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise _write_error(e, run_dir) from e
@@ -970,6 +985,8 @@ def run_lock(run_dir:str|os.PathLike):
         with os.fdopen(fd, 'w') as f: json.dump(me, f)
         break
     else: raise RunLockedError('the run folder lock could not be taken (another process took it meanwhile)', run_dir)
+    if gone := clean_temporaries(run_dir):   # no one else writes here now: what is half-written was left by a killed write
+        print(f'removed {len(gone)} temporary file(s) left by an interrupted write in {run_dir}', file=sys.stderr)
     try: yield lock
     finally:
         with contextlib.suppress(OSError):

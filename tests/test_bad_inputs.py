@@ -544,3 +544,42 @@ def test_a_failed_figure_leaves_no_normalized_image(tmp_path, monkeypatch):
     out = tmp_path/'run'/'normalized'
     assert sorted(p.name for p in out.rglob('*.png')) == ['a_2000X_1.png', 'a_2000X_1.png']   # image and figure of a only
     assert [Path(r['file']).name for r in FailureLog(tmp_path/'run', '').rows('normalization')] == ['b_2000X_2.tif']
+
+
+@pytest.mark.parametrize('name', ['a/b', '.hidden', 'x\\y', ' padded', 'tab\tname'])
+def test_class_names_that_cannot_be_file_names_are_refused(name, tmp_path):
+    "`config init --classes a/b` wrote a configuration whose masks stage then wrote RUN/masks/a/b/ (a class 'b' inside 'a')."
+    with pytest.raises(ConfigError, match='cannot name a class'):
+        load_config(None, {'classes': [{'name': name, 'label': 1}, {'name': 'background', 'label': 2}]})
+    from accords_tem.core import adapt_classes
+    if name == name.strip():   # adapt_classes strips what is typed on a command line
+        with pytest.raises(ConfigError, match='cannot name a class'): adapt_classes(load_config(None).to_dict(), [name, 'ok'])
+    adapt_classes(load_config(None).to_dict(), ['carbon hole', 'GO-2.1'])          # spaces, dots and dashes are fine
+
+
+def test_locked_commands_clean_what_a_killed_write_left(tmp_path, capsys):
+    "A killed import-masks left .config.yaml.<random>.tmp in its --out; the next import-masks (or predict, review) kept it for ever."
+    from accords_tem.core import run_lock
+    (tmp_path/'dataset').mkdir()
+    (tmp_path/'.config.yaml.illxhh3e.tmp').write_text('half')
+    (tmp_path/'dataset'/'.qc.csv.ab12cd34.tmp').write_text('half')
+    (tmp_path/'.tmpab12cd34').mkdir()
+    (tmp_path/'.notes.txt').write_text('a hidden file of the user')
+    with run_lock(tmp_path): pass
+    assert sorted(p.name for p in tmp_path.rglob('.*')) == ['.notes.txt']
+    assert 'removed 3 temporary file(s)' in capsys.readouterr().err
+
+
+def test_lock_of_a_killed_unreaped_process_is_taken_over(tmp_path):
+    "A process killed a moment ago (a zombie until its parent reaps it) still answered kill(pid, 0): its lock blocked the next run."
+    import json, subprocess, sys, time
+    from accords_tem.core import run_lock, LOCK_NAME
+    p = subprocess.Popen([sys.executable, '-c', 'pass'])
+    for _ in range(200):
+        if Path(f'/proc/{p.pid}/stat').read_text().rsplit(')', 1)[1].split()[0] == 'Z': break
+        time.sleep(0.05)
+    import socket
+    (tmp_path/LOCK_NAME).write_text(json.dumps(dict(pid=p.pid, host=socket.gethostname(), started='now')))
+    try:
+        with run_lock(tmp_path): pass
+    finally: p.wait()
