@@ -56,6 +56,7 @@ def _partial_summary(batches:list[dict]) -> str:
                    + failure_summary(rows))
     return '\n'.join(out)
 
+# %% ../nbs/08b_cli.ipynb #159cfe85
 LOCKED_COMMANDS = ('predict', 'classify', 'import-masks', 'cv-unet', 'eval-hrtem')   # their --out is a folder they fill (synthesize: new folders only)
 
 def _out_folder(argv:list[str]) -> str|None:
@@ -93,6 +94,7 @@ def _run(argv:list[str]) -> int:
         print(run_stage_function(stage, cfg, args.out, force=args.force))
     return 0
 
+# %% ../nbs/08b_cli.ipynb #428750d7
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `accords-tem` command; returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -77,6 +77,7 @@ def _find(parent, i:int) -> int:
     while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
     return i
 
+# %% ../nbs/05d_instances.ipynb #0e1401f6
 def merge_wide_necks(labels:np.ndarray, # (H, W) pieces from a watershed (0 = background)
                      dist:np.ndarray, # (H, W) distance to the mask's edge, or a centre map
                      neck_ratio:float=0.7, # keep two pieces apart when saddle < neck_ratio x the smaller piece's radius

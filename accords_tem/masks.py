@@ -272,6 +272,7 @@ def _background_shape(run_dir:Path, image:Path) -> tuple[int, int]:
         finally: Image.MAX_IMAGE_PIXELS = old
     return _background(run_dir, image).shape
 
+# %% ../nbs/02_h5_to_masks.ipynb #20dbe603
 def _find_exports(root:Path, glob:str) -> list[Path]:
     return sorted(p for p in root.glob(glob) if p.is_file() and export_kind(p.name) == 'probabilities')
 

@@ -283,6 +283,7 @@ def classifier_matrix(df:pd.DataFrame, features:list[str]=CLASSIFIER_FEATURES) -
     if 'log_area_px' in features: d['log_area_px'] = np.log10(np.maximum(d['area_px'].astype(float), 1))
     return np.nan_to_num(d[features].astype(float).to_numpy(), nan=0.0, posinf=0.0, neginf=0.0)
 
+# %% ../nbs/06b_objects.ipynb #f4e3fc86
 class ObjectClassifier:
     "Post-classification of objects from their features: RandomForest (default) or kNN (scikit-learn), saved with joblib."
     def __init__(self, kind:Literal['rf', 'knn']='rf', features:list[str]|None=None, n_estimators:int=200, k:int=5, seed:int=42):
@@ -472,6 +473,7 @@ def _write_png(arr:np.ndarray, path):
 def _read_mask(path) -> np.ndarray:
     return (np.load(path) if str(path).endswith('.npy') else _read_png(path)) > 0
 
+# %% ../nbs/06b_objects.ipynb #787dd678
 def _class_map_files(cfg:Config, run_dir:Path, stem:str, source:str) -> dict:
     "Files of the class masks of one image from `source`: {class name: path} or {'*': class-map path}.\n\n    unet: RUN/unet/**/<CLASS>/<stem>.npy|png or RUN/unet/**/masks/<stem>_<CLASS>.png (`unet.predict_images`);\n    ilastik: RUN/masks/<CLASS>/<stem>.npy|png (stage 02); ground_truth: <data root>/<ground_truth>/<stem>_classes.png."
     if source == 'ground_truth':
@@ -507,6 +509,7 @@ def read_class_map(cfg:Config, files:dict, shape:tuple) -> np.ndarray:
     if cm.shape != tuple(shape): raise AccordsError(f'class map {cm.shape} and image {tuple(shape)} differ in shape', files.get('*'))
     return cm
 
+# %% ../nbs/06b_objects.ipynb #fa2df040
 SOURCE_FILES = dict(unet='RUN/unet/predict/masks/<stem>_<CLASS>.png and instances/<stem>.tif (stage 05, or accords-tem predict)',
                     ilastik='RUN/masks/<CLASS>/<stem>.npy (stage 02)', ground_truth='<data root>/<ground_truth>/<stem>_classes.png')
 
@@ -528,6 +531,7 @@ def cut_options(oc:ObjectsConfig) -> dict:
     return dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
                 opening=oc.opening_px, neck_ratio=oc.neck_ratio)
 
+# %% ../nbs/06b_objects.ipynb #a56a7a1b
 def image_objects(image:np.ndarray, # grey micrograph
                   oc:ObjectsConfig, cfg:Config,
                   *, source:str, # 'sam' or a class-mask source
@@ -588,6 +592,7 @@ def _load_labels_file(path:Path) -> pd.DataFrame:
     d['stem'] = [Path(str(i)).stem for i in d['image']]
     return d[['stem', 'label', 'class']].rename(columns={'class': 'person_class'})
 
+# %% ../nbs/06b_objects.ipynb #bd0c76b5
 def train_or_load_classifier(objects:pd.DataFrame, oc:ObjectsConfig, cfg:Config, out_dir:Path, reuse:bool) -> tuple:
     "The object classifier of the run and a dict of what was done (trained/reused, CV accuracy, label source)."
     info = dict(classifier=oc.classifier, labels_from='', n_labelled=0, cv_accuracy=np.nan, cv_std=np.nan, cv_folds=0)
@@ -691,6 +696,7 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
     with dask_client(workers, scheduler) as client:   # None: the plain loop
         return _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_kw)
 
+# %% ../nbs/06b_objects.ipynb #a2d0011a
 def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_kw) -> pd.DataFrame:
     from PIL import Image
     from accords_tem import io as tio
@@ -741,6 +747,7 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
     objects.attrs['skipped'] = preds.attrs.get('skipped', 0)   # images whose predictions were done before (done/ markers)
     return objects
 
+# %% ../nbs/06b_objects.ipynb #30fe215e
 def predict_main(argv:list[str]|None=None) -> int:
     "accords-tem predict: segment new micrographs with a trained U-Net and measure their objects (masks, instances, objects.csv, summary.csv)."
     from accords_tem.unet import TTA
@@ -780,6 +787,7 @@ def predict_main(argv:list[str]|None=None) -> int:
     print(predict_summary(batches))
     return 0
 
+# %% ../nbs/06b_objects.ipynb #3ba3ac2a
 def predict_summary(batches:list[dict]) -> str:
     "The one line `accords-tem predict` ends with: 'N images: K ok, F failed (see failures.csv)'."
     b = [x for x in batches if x['stage'] == 'predict']
@@ -806,6 +814,7 @@ def _thickness_columns(img, lab, cm, df:pd.DataFrame, rc, cfg:Config, path) -> p
                      hole=lv.get(rc.hole_class, -1), film=lv.get(rc.film_class, -1), layer_nm=rc.layer_nm)
     return t[t.label.isin(keep)].rename(columns={'reference': 'layers_reference', 'flag': 'layers_flag', 'n_px': 'layers_n_px'})
 
+# %% ../nbs/06b_objects.ipynb #366977ed
 def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `calibration:`, `objects:`)
                 run_dir:str|os.PathLike, # run folder; reads RUN/unet/ or RUN/masks/, writes RUN/objects/
                 force:bool=False, # redo images whose outputs are fresh, retrain the classifier

@@ -291,6 +291,7 @@ def read_labels(path:str|Path) -> tuple[np.ndarray, list[str]]:
     a = a[..., 0]
     return a, [str(x.message) for x in w]
 
+# %% ../nbs/03_postprocessing.ipynb #17fc7ac7
 def dataset_size(shape:tuple, # (H, W) of the image
                  sec:PostprocessingConfig, # `size` or `nm_per_px` (or neither: the image's own size)
                  px_nm:float|None=None, # the image's pixel size (nm/px)
@@ -325,6 +326,7 @@ def dataset_image(img:np.ndarray, # micrograph as read: stage 01's normalized im
     size = dataset_size(np.asarray(img).shape[:2], sec, px_nm)
     return image_to_uint8(resize_image(img, size, sec.image_interpolation), ncfg.low, ncfg.high)
 
+# %% ../nbs/03_postprocessing.ipynb #21fb92c5
 def image_source(pair:LabelPair, # the pair
                  run_dir:Path|None=None, # run folder (stage 01's normalized/ is looked up there)
                  root:Path|None=None, # data root the image was found under
@@ -369,6 +371,7 @@ def gt_agreement(clean:np.ndarray, # final labels at the target size
     ok, gap = gt == clean, resized == 0
     return dict(gt_accuracy=round(float(ok.mean()), 5), gt_accuracy_gaps=round(float(ok[gap].mean()), 5) if gap.any() else None)
 
+# %% ../nbs/03_postprocessing.ipynb #77cd98d9
 def prepare_pair(pair:LabelPair, # label file + image
                  cfg:Config, # run configuration (classes)
                  sec:PostprocessingConfig|None=None, # stage settings (default: cfg's)
@@ -452,6 +455,7 @@ def settings_hash(cfg:Config, sec:PostprocessingConfig) -> str:
     "Hash of what the outputs depend on besides the input files: the stage settings and the classes."
     return digest(dict(v=_VERSION, sec=sec.model_dump(mode='json'), classes=[c.model_dump() for c in cfg.classes]))
 
+# %% ../nbs/03_postprocessing.ipynb #6a3d3f6e
 def save_png(arr:np.ndarray, path:str|Path):
     "Write a uint8 gray or RGB array as PNG, atomically."
     import cv2
@@ -481,6 +485,7 @@ def save_png_rows(path:str|Path, # destination .png
         chunk(f, b'IDAT', z.flush()); chunk(f, b'IEND', b'')
     return Path(path)
 
+# %% ../nbs/03_postprocessing.ipynb #bba147cc
 def write_pair(res:dict, # from prepare_pair
                out:Path, # RUN/dataset
                cfg:Config, sec:PostprocessingConfig,
@@ -504,6 +509,7 @@ def write_pair(res:dict, # from prepare_pair
     save_json(dict(row=res['row'], hist=res['hist'], settings=settings), paths['qc'])
     return paths
 
+# %% ../nbs/03_postprocessing.ipynb #e8087f71
 def _fresh_record(pair:LabelPair, src:Path, paths:dict, settings:str) -> dict|None:
     "The saved QC record when the pair's outputs were made the same way (their inputs are checked by `InputRecord`)."
     try: rec = json.loads(paths['qc'].read_text(encoding='utf-8'))
@@ -544,6 +550,7 @@ def plot_pair(res:dict, # from prepare_pair
     fig.suptitle(title or r['stem'], fontsize=10)
     return fig
 
+# %% ../nbs/03_postprocessing.ipynb #90840e88
 def display_pair(res:dict, # from prepare_pair
                  max_side:int=1024, # longest side of the pictures kept
                 ) -> dict:
@@ -565,6 +572,7 @@ def plot_examples(results:list[dict], classes):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/03_postprocessing.ipynb #a0774c37
 def plot_pixel_distribution(qc, # the QC table (DataFrame)
                             classes):
     "Figure: class pixel fractions over the dataset, per image (stacked), and their spread across images."

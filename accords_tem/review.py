@@ -539,6 +539,7 @@ def _review_parser() -> argparse.ArgumentParser:
     ls.add_argument('--api-key', help='Label Studio API key (default: $LABEL_STUDIO_API_KEY, else the local server\'s own key)')
     return ap
 
+# %% ../nbs/10_review.ipynb #98cd30c9
 def review_main(argv:list[str]|None=None) -> int:
     "accords-tem review RUN: the review queue (review/queue.csv, queue.png), the top images as ilastik label files or Label Studio tasks."
     from accords_tem.cli import config_path
@@ -565,6 +566,7 @@ def review_main(argv:list[str]|None=None) -> int:
               f"correct them there (Submit), then: accords-tem review {a.run} --from-label-studio")
     return 0
 
+# %% ../nbs/10_review.ipynb #f0eec3a9
 def round_main(argv:list[str]|None=None) -> int:
     "accords-tem round RUN --corrections DIR: import corrected ilastik labels, fine-tune, record RUN/rounds/rN."
     from accords_tem.cli import config_path

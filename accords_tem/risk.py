@@ -344,6 +344,7 @@ def _qc_summary(sz:pd.DataFrame, rc:RiskConfig) -> list[str]:
            for c, r in zip(sz['class'], sz.itertuples()) if 'D50 of ' in str(r.qc_reasons)]
     return out + ([f"D50 interval wider than ±{100 * rc.max_d50_ci_rel:g} %: " + ', '.join(bad)] if bad else [])
 
+# %% ../nbs/06c_risk.ipynb #77041de7
 def risk_report(objects:pd.DataFrame, # objects.csv
                 images:pd.DataFrame, # image, sample, height, width, nm_per_px of the images measured
                 rc:RiskConfig, *, nano_nm:float=100.0, exclude_border:bool=True, seed:int=0,

@@ -34,6 +34,7 @@ def tile_starts(n:int, tile:int, overlap:int) -> list[int]:
     k = int(np.ceil((n - tile) / step)) + 1
     return [int(round(v)) for v in np.linspace(0, n - tile, k)]
 
+# %% ../nbs/05c_seg_eval.ipynb #a937c1a4
 TTA = {'none': [(0, False)], 'flips': [(0, False), (0, True), (2, False), (2, True)],
        'd4': [(k, f) for k in range(4) for f in (False, True)]}
 
@@ -48,6 +49,7 @@ def _tta_forward(model:nn.Module, x:torch.Tensor, variants) -> torch.Tensor:
         out.append(torch.rot90(p, -k, (2, 3)))
     return torch.stack(out)
 
+# %% ../nbs/05c_seg_eval.ipynb #6c5ed8e0
 @torch.no_grad()
 def predict_tiled(model:nn.Module, # outputs K logits per pixel
                   image:np.ndarray, # (H, W) uint8 (or any numeric type, scaled with min-max)
@@ -102,6 +104,7 @@ def predict_tiled(model:nn.Module, # outputs K logits per pixel
                 np.sqrt(acc2[k, y:y + 1024, :W], out=acc2[k, y:y + 1024, :W])
     return acc[:, :H, :W], acc2[:, :H, :W]
 
+# %% ../nbs/05c_seg_eval.ipynb #b9430ab1
 def _zeros(shape, out_dir, name):
     if out_dir is None: return np.zeros(shape, np.float32)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

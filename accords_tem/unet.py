@@ -50,6 +50,7 @@ def hrtem_config(encoder:str='tu-tf_efficientnet_lite0', encoder_weights:str|Non
                       augment=AugmentConfig(scale=0.1, brightness_contrast=0.15, noise_std=(0.01, 0.04), blur_sigma=(0.3, 0.8)),
                       patience=12, lr_patience=5, schedule=schedule)
 
+# %% ../nbs/05_unet.ipynb #f08485a0
 def eval_hrtem(data:str|os.PathLike, # the graphene-hrtem folder (images/, masks/)
                out:str|os.PathLike, # writes hrtem_cv.json (after every fold) and fold histories here
                folds:int=4, seed:int=4, u:UnetConfig|None=None, device:str='auto', threads:int|None=None,
@@ -103,6 +104,7 @@ def eval_hrtem(data:str|os.PathLike, # the graphene-hrtem folder (images/, masks
               f"epochs {len(hist)} ({res['seconds_per_fold'][-1]:.0f} s)", flush=True)
     return res
 
+# %% ../nbs/05_unet.ipynb #ccc6f945
 def eval_hrtem_main(argv:list[str]|None=None):
     "accords-tem eval-hrtem: k-fold cross-validation on the graphene-hrtem set -> OUT/hrtem_cv.json (`eval_hrtem` returns the dict)."
     p = argparse.ArgumentParser(prog='accords-tem eval-hrtem', description=eval_hrtem_main.__doc__)
@@ -132,6 +134,7 @@ def _metadata_nm(path:Path) -> float|None:
     from accords_tem.io import read_metadata
     return read_metadata(path)['nm_per_px']
 
+# %% ../nbs/05_unet.ipynb #9f3142e6
 def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilities
                     centres:np.ndarray, # (J, H, W) centre maps of the model's instance classes
                     masks:np.ndarray, # (K, H, W) binary masks at the model's thresholds
@@ -147,6 +150,7 @@ def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilitie
         n = int(li.max()); lab = np.where(li > 0, li + len(names), lab).astype(np.int32); names += [c] * n
     return lab, names
 
+# %% ../nbs/05_unet.ipynb #6445cec7
 def save_instances(labels:np.ndarray, classes:list[str], path:Path,
                    covered:list[str]|None=None): # the classes whose objects these labels are (default: those in `classes`)
     "Instance labels as TIFF (uint16, uint32 past 65535 objects) and `<stem>.json` (class of each label, classes covered), atomically."
@@ -162,6 +166,7 @@ def read_instances_with_classes(path:Path) -> tuple[np.ndarray, list[str], list[
     meta = json.loads(Path(path).with_suffix('.json').read_text())
     return lab, meta['classes'], meta['covered']
 
+# %% ../nbs/05_unet.ipynb #fad838f9
 def input_preparer(sm:SegModel, as_is:bool=False):
     "raw image -> model input, as the model's dataset images were made (`preprocessing` in unet.json); None when unknown or `as_is`."
     prep = None if as_is else sm.info.get('preprocessing')
@@ -172,6 +177,7 @@ def input_preparer(sm:SegModel, as_is:bool=False):
     sec = PostprocessingConfig.model_validate(prep['postprocessing'])
     return lambda raw, px_nm=None: dataset_image(raw, ncfg, sec, normalize=prep['normalized'], px_nm=px_nm)
 
+# %% ../nbs/05_unet.ipynb #28cec08d
 def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None=None, tile:int|None=None, overlap:int|None=None,
                     device:str='auto', figures:bool=True, as_is:bool=False, scales:list[float]|None=None, cut=None,
                     data_bar:str='auto', crop:tuple[int, int]|None=None, pixel_size=None, runtime:str='torch', max_pixels:int|None=None):
@@ -215,7 +221,6 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
         with lock: rows.clear(); one(Path(p)); return list(rows)
     return rows_of
 
-
 # %% ../nbs/05_unet.ipynb #ff250b42
 def prediction_key(model_dir:str|os.PathLike, **options) -> str:
     "A hash of what an image's predictions depend on besides the image: the model files' bytes, `options`, the package version."
@@ -236,6 +241,7 @@ def prediction_outputs(out:Path, stem:str, classes:list[str]) -> list[Path]:
     return ([out/'instances'/f'{stem}.tif', out/'instances'/f'{stem}.json'] + [out/'masks'/f'{stem}_{c}.png' for c in classes]
             + [out/'probabilities'/f'{stem}.npy', out/'uncertainty'/f'{stem}.npy', out/'overlays'/f'{stem}.png'])
 
+# %% ../nbs/05_unet.ipynb #d70cb441
 class PredictedImage:
     "`path -> (rows, skipped)`: one image's predictions, or the rows its fresh done marker (`out/done/<stem>.json`) recorded."
     def __init__(self, predict, out:Path, key:str, force:bool=False): self.predict, self.out, self.key, self.force = predict, Path(out), key, force
@@ -267,6 +273,7 @@ class PredictedImage:
                   self.marker(p))
         return rows, False
 
+# %% ../nbs/05_unet.ipynb #0555b00b
 def predict_images(model_dir:str|os.PathLike, # a model folder written by run_unet (RUN/unet/model), or RUN/unet_cv: its folds' ensemble
                    images:str|os.PathLike, # a folder of micrographs (or one file)
                    out:str|os.PathLike, # output folder
@@ -317,6 +324,7 @@ def _big_image(sm:SegModel, p:Path, scales, budget:int):
     try: return _lazy_if_big(Path(p), budget)
     except Exception: return None   # not a TIFF tifffile can open lazily: the whole-image path reports it
 
+# %% ../nbs/05_unet.ipynb #b30c2957
 class NpyRows:
     "A 2-D .npy file as an array-like whose slices are read from the file (`instances.npy_read`): never held whole."
     def __init__(self, path): self.path = Path(path); m = np.load(path, mmap_mode='r'); self.shape, self.dtype, self.ndim = m.shape, m.dtype, m.ndim; del m
@@ -333,6 +341,7 @@ class _BandedRows:
         y0, y1, sy = ys.indices(self.shape[0]); assert sy == 1, 'rows are read in steps of 1'
         return np.concatenate([np.asarray(self.src[y:min(y + self.rows, y1)])[:, xs] for y in range(y0, y1, self.rows)] or [np.asarray(self.src[y0:y0])[:, xs]])
 
+# %% ../nbs/05_unet.ipynb #62a39cb8
 def _minmax_rows(src, r0:int, r1:int, rows:int, out:Path|None=None):
     "`minmax_uint8(src[r0:r1])` read in bands of `rows` rows (min and max first, then each band scaled); written to the .npy `out` (then an `NpyRows`) if given."
     from accords_tem.instances import npy_write
@@ -480,6 +489,7 @@ def run_images(cfg:Config) -> list[Path]:
     "The micrographs of a run (`io.data_images`); none when `data.root` is absent (a dataset imported without its raw folder)."
     return data_images(cfg) if Path(cfg.data.root).is_dir() else []
 
+# %% ../nbs/05_unet.ipynb #676e3c49
 def split_strata(run_dir:Path, stems:list[str]) -> tuple[dict, dict]:
     "Material (stage 03's dataset/qc.csv) and magnification (from the name) of each image, for a stratified split."
     qc = Path(run_dir)/'dataset'/'qc.csv'
@@ -500,6 +510,7 @@ def dataset_preprocessing(run_dir:Path, cfg:Config) -> dict|None:
     return dict(normalized=src == {'normalized'}, normalization=cfg.section('normalization').model_dump(mode='json'),
                 postprocessing=dict(size=list(sec.size) if sec.size else None, nm_per_px=sec.nm_per_px, image_interpolation=sec.image_interpolation))
 
+# %% ../nbs/05_unet.ipynb #60f243de
 def run_unet(cfg:Config, # run configuration (section `unet`)
              run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet/
              force:bool=False, # retrain even when unet/ is fresh
@@ -666,6 +677,7 @@ def fold_split(folds:pd.DataFrame, # image -> fold (cv_folds)
     test = pd.DataFrame({'image': folds.image[folds.fold == fold], 'subset': 'test'})
     return pd.concat([sp, test]).sort_values('image').reset_index(drop=True)
 
+# %% ../nbs/05_unet.ipynb #f3a2f8e4
 def summarize_cv(cv_dir:str|os.PathLike, # RUN/unet_cv with fold_*/ folders
                  class_names:list[str], # the target classes
                  groups:dict|None=None, order:dict|None=None, folds:int|None=None) -> dict:
@@ -695,6 +707,7 @@ def summarize_cv(cv_dir:str|os.PathLike, # RUN/unet_cv with fold_*/ folders
     save_json(summary, cv_dir/'cv_summary.json')
     return summary
 
+# %% ../nbs/05_unet.ipynb #f0106fbd
 def plot_cv_per_image(per:pd.DataFrame, class_names:list[str]):
     "Test IoU of every image against its magnification, one panel per class; hollow: the class is absent from the image (IoU 1 or 0)."
     import matplotlib.pyplot as plt
@@ -713,6 +726,7 @@ def plot_cv_per_image(per:pd.DataFrame, class_names:list[str]):
     fig.suptitle('cross-validation: every image tested once'); fig.tight_layout()
     return fig
 
+# %% ../nbs/05_unet.ipynb #6e8b7313
 def cross_validate_unet(cfg:Config, # run configuration (section `unet`)
                         run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet_cv/
                         folds:int=5, only:list[int]|None=None, # run only these folds (the summary gathers every finished fold)
@@ -742,7 +756,6 @@ def cv_unet_main(argv:list[str]|None=None):
     s = cross_validate_unet(load_config(config_path(a.config, a.out), parse_overrides(a.set)), a.out, a.folds, a.fold, a.force, progress=False)
     print(json.dumps(s, indent=1))
     return 0
-
 
 # %% ../nbs/05_unet.ipynb #638ae8c2
 def write_toy_dataset(run_dir:str|os.PathLike, n:int=6, size:int=64, n_classes:int=3, seed:int=0) -> Path:
