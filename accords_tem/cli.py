@@ -8,7 +8,7 @@ import argparse, sys
 from pathlib import Path
 import yaml
 from .core import (AccordsError, AllInputsFailed, ConfigError, FailureLog, adapt_classes, all_failed_is_error, atomic_write,
-                              clean_temporaries, cluster_options, collect_batches, config_to_yaml, load_config, make_section_snapshot, run_lock,
+                              cluster_options, collect_batches, config_to_yaml, load_config, make_section_snapshot, run_lock,
                               section_snapshot, shipped_configs)
 from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
 
@@ -82,8 +82,6 @@ def _run(argv:list[str]) -> int:
     import contextlib, os
     lead = int(os.environ.get('RANK', 0)) == 0   # under torchrun: rank 0 holds the lock and cleans; the others train beside it
     with run_lock(args.out) if lead else contextlib.nullcontext(), cluster_options(args.workers, args.scheduler):
-        gone = clean_temporaries(args.out) if lead else []
-        if gone: print(f'removed {len(gone)} temporary file(s) left by an interrupted write', file=sys.stderr)
         if args.command == 'run':
             summary = run_pipeline(cfg, args.out, stages=args.stages, force=args.force)
             return 0 if summary['ok'] else 1
@@ -137,7 +135,9 @@ def starter_config(classes:list[str], # your object classes, in ilastik label or
     "YAML text of an overlay of `base` for your classes: `base:`, the classes, every class-naming key, `data.root`."
     old = load_config(base).to_dict()
     new = adapt_classes(old, classes, background)
-    if data is not None: new['data']['root'] = str(Path(data).expanduser().resolve())
+    if data is not None:
+        if not Path(data).expanduser().is_dir(): raise ConfigError('--data: no such folder (the folder of your images)', data)
+        new['data']['root'] = str(Path(data).expanduser().resolve())
     if name: new['name'] = name
     head = (f"# accords-tem configuration for the classes {', '.join(map(str, classes))} (accords-tem config init).\n"
             f"# Every key not named here comes from `base:`; configs/default.yaml lists them all with what they do.\n"

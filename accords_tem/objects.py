@@ -28,8 +28,8 @@ __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsCon
            'majority_class', 'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'rle_encode',
            'rle_decode', 'coco_annotations', 'thinned_rows', 'overlay_image', 'read_class_map', 'pick_source',
            'model_instances', 'cut_options', 'image_objects', 'train_or_load_classifier', 'overlay_figure',
-           'size_histogram_figure', 'evaluate_image', 'predict_objects', 'predict_main', 'predict_summary',
-           'run_objects']
+           'size_histogram_figure', 'evaluate_image', 'predict_objects', 'other_outputs', 'predict_main',
+           'predict_summary', 'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -747,6 +747,15 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
     objects.attrs['skipped'] = preds.attrs.get('skipped', 0)   # images whose predictions were done before (done/ markers)
     return objects
 
+# %% ../nbs/06b_objects.ipynb #1fb1c4b3
+def other_outputs(out:str|os.PathLike, # a `predict` output folder
+                  images:str|os.PathLike, # the folder (or file) of this call's images
+                 ) -> list[str]:
+    "Stems whose instance labels are in `out` from an earlier `predict` of other images (not in this call's tables)."
+    from accords_tem.unet import image_files
+    given = {p.stem for p in image_files(Path(images))}
+    return sorted(p.stem for p in (Path(out)/'instances').glob('*.tif') if p.stem not in given)
+
 # %% ../nbs/06b_objects.ipynb #30fe215e
 def predict_main(argv:list[str]|None=None) -> int:
     "accords-tem predict: segment new micrographs with a trained U-Net and measure their objects (masks, instances, objects.csv, summary.csv)."
@@ -784,6 +793,9 @@ def predict_main(argv:list[str]|None=None) -> int:
     print(f"{len(ob)} objects in {n_img} images -> {a.out} (objects.csv, summary.csv, instances/, masks/, probabilities/, uncertainty/)"
           + (f"; sizes in {', '.join(units)}" if units else ''))
     if ob.attrs.get('skipped'): print(f"{ob.attrs['skipped']} image(s) done before were kept (OUT/done/ markers; --force predicts them again)")
+    if others := other_outputs(a.out, a.images):
+        print(f"{a.out} also holds the outputs of {len(others)} image(s) not given this time and not in its tables "
+              f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); use a new --out to keep predictions apart")
     print(predict_summary(batches))
     return 0
 

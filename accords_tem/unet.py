@@ -523,7 +523,8 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     t0 = time.time(); split_given = split
     u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
     rank, _, world = distributed_rank(); shared = out   # under torchrun all train; rank 0 writes, the others into a scratch folder
-    if rank: out = Path(tempfile.mkdtemp(prefix=f'accords-tem-rank{rank}-'))
+    if rank:   # its scratch folder goes when the process ends, also after a failure
+        out = Path(tempfile.mkdtemp(prefix=f'accords-tem-rank{rank}-')); import atexit, shutil; atexit.register(shutil.rmtree, out, True)
     names = cfg.class_names(); idx = target_indices(names, u.target_classes)
     colors = {c.name: c.color for c in cfg.classes}
     h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names) + (f"-{config_hash(cfg, 'synthetic')}" if u.synthetic_per_material else '')

@@ -583,3 +583,23 @@ def test_lock_of_a_killed_unreaped_process_is_taken_over(tmp_path):
     try:
         with run_lock(tmp_path): pass
     finally: p.wait()
+
+
+def test_config_init_refuses_a_data_folder_that_does_not_exist(tmp_path):
+    "`config init --data /typo` wrote a configuration whose every stage then found no image."
+    rc, _, err = _cli("config", "init", "--classes", "A", "--data", str(tmp_path/"typo"))
+    assert rc == 2 and 'typo: --data: no such folder' in err
+    rc, _, _ = _cli("config", "init", "--classes", "A", "--data", str(tmp_path))
+    assert rc == 0
+
+
+def test_a_failed_torchrun_rank_leaves_no_scratch_folder(tmp_path):
+    "Under torchrun, ranks > 0 train into a scratch folder removed only on success: a failed run left accords-tem-rank1-* in TMPDIR."
+    import subprocess, sys, os
+    (tmp_path/'tmp').mkdir()
+    code = ("from accords_tem.core import load_config\nfrom accords_tem.unet import run_unet\n"
+            f"run_unet(load_config(None), {str(tmp_path/'run')!r}, progress=False)")   # no dataset: fails
+    env = dict(os.environ, RANK='1', LOCAL_RANK='1', WORLD_SIZE='2', TMPDIR=str(tmp_path/'tmp'), HF_HUB_OFFLINE='1')
+    r = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert list((tmp_path/'tmp').glob('accords-tem-rank*')) == []
