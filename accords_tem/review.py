@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from .core import (_Section, AccordsError, Config, FailureLog, atomic_path, load_config, run_batch, run_lock,
+from .core import (_Section, AccordsError, Config, FailureLog, atomic_path, config_path, load_config, run_batch, run_lock,
                               save_csv, save_json, save_figure)
 
 # %% auto #0
@@ -542,7 +542,6 @@ def _review_parser() -> argparse.ArgumentParser:
 # %% ../nbs/10_review.ipynb #98cd30c9
 def review_main(argv:list[str]|None=None) -> int:
     "accords-tem review RUN: the review queue (review/queue.csv, queue.png), the top images as ilastik label files or Label Studio tasks."
-    from accords_tem.cli import config_path
     a = _review_parser().parse_args(argv)
     cfg = load_config(config_path(a.config, a.run)); rc = cfg.section('review')
     if a.from_label_studio is not None:
@@ -569,7 +568,6 @@ def review_main(argv:list[str]|None=None) -> int:
 # %% ../nbs/10_review.ipynb #f0eec3a9
 def round_main(argv:list[str]|None=None) -> int:
     "accords-tem round RUN --corrections DIR: import corrected ilastik labels, fine-tune, record RUN/rounds/rN."
-    from accords_tem.cli import config_path
     from accords_tem.core import parse_overrides
     ap = argparse.ArgumentParser(prog='accords-tem round', description='One round of the correction loop.')
     ap.add_argument('run', help='run folder with a trained U-Net')
