@@ -22,6 +22,7 @@ from .core import (_Section, SHEET_VOCABULARY, AccordsError, LabelSheetError, Co
                               FailureLog, run_batch, atomic_path, save_json, save_csv, save_figure, get_device,
                               set_seed, device_description, prepare_run, InputRecord, config_hash, load_config)
 from .training import lite0_weights_file, precision_callbacks, resolve_precision, convert_lite0_keys, read_state_dict
+from .io import IMAGE_SUFFIXES, parse_magnification, read_metadata, read_tem
 
 # %% auto #0
 __all__ = ['DEFAULT_TASKS', 'NOT_ASSESSABLE', 'BACKBONES', 'ISSUE_COLUMNS', 'timm_name', 'AssessRule', 'ClassifierConfig',
@@ -248,14 +249,12 @@ def _find_image(folder:Path, name:str) -> Path|None:
     for cand in (folder/name, folder/Path(name).name):
         if cand.is_file(): return cand
     if not Path(name).suffix:
-        from accords_tem.io import IMAGE_SUFFIXES
         for s in IMAGE_SUFFIXES:
             if (folder/(name + s)).is_file(): return folder/(name + s)
     return None
 
 def image_magnification(path:str|os.PathLike) -> int|None:
     "Nominal magnification from the file name (`..._2000X_...`), else from the image metadata; None when neither has it."
-    from accords_tem.io import parse_magnification, read_metadata
     m = parse_magnification(Path(path).name)
     if m is None:
         try: m = read_metadata(path).get('magnification')
@@ -627,7 +626,6 @@ class _TEMDataset(torch.utils.data.Dataset):
 def make_data(table:pd.DataFrame, # LabelSet.table (needs `path` and `magnification`)
               cfg:ClassifierConfig, seed:int=42, images:list|None=None) -> ClassifierData:
     "Read and prepare the labelled images, encode targets (rules applied), split, fit the normalization."
-    from accords_tem.io import read_tem
     size, clip = cfg.image_size, cfg.clip_percentiles
     if len(table) < 4: raise LabelSheetError(f'{len(table)} labelled images found; at least 4 are needed to train and validate '
                                              '(check the validation report for missing images and unmatched values)')
@@ -817,7 +815,6 @@ def plot_metrics(table:pd.DataFrame, metric:str='macro_f1'):
 # %% ../nbs/04_classifier.ipynb #0d9cd436
 def predict_files(bundle:ClassifierBundle, paths:list, log:FailureLog|None=None) -> pd.DataFrame:
     "Predictions for image files: filename, path, magnification, then label and probability per task."
-    from accords_tem.io import read_tem
     def prep(p): return prepare_image(read_tem(p), bundle.stats.image_size, bundle.stats.clip)
     done = run_batch(prep, [Path(p) for p in paths], log, desc='reading', progress=bundle.cfg.progress)
     cols = ['filename', 'path', 'magnification']
@@ -849,7 +846,6 @@ def annotate_thumbnail(img:np.ndarray, row:dict, tasks:list, size:int=256, title
 def write_predictions(bundle:ClassifierBundle, paths:list, out_dir:str|os.PathLike,
                       log:FailureLog|None=None, thumbnails:bool=True, extra:pd.DataFrame|None=None) -> pd.DataFrame:
     "Predict `paths`, write `out_dir/predictions.csv` and `out_dir/thumbnails/<stem>.png`."
-    from accords_tem.io import read_tem
     out_dir = Path(out_dir)
     df = predict_files(bundle, paths, log)
     if extra is not None and len(df): df = df.merge(extra, on='path', how='left')
@@ -892,7 +888,6 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
     for r in labels.issues[labels.issues.kind == 'missing_image'].itertuples():
         log.record(Path(r.sheet).parent/r.filename, LabelSheetError(f'named in {Path(r.sheet).name} row {r.row}, but the file is not in the folder'))
     # read the labelled images; unreadable ones are recorded and left out
-    from accords_tem.io import read_tem
     read = dict(run_batch(lambda p: read_tem(p), labels.table['path'].tolist(), log, desc='reading', progress=ccfg.progress))
     table = labels.table[labels.table['path'].isin(read)].reset_index(drop=True)
     data = make_data(table, ccfg, cfg.seed, images=[read[p] for p in table['path']])
@@ -952,7 +947,6 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
 # %% ../nbs/04_classifier.ipynb #09acc333
 def classify_main(argv:list[str]|None=None):
     "accords-tem classify: categorize the micrographs of a folder with a trained classifier."
-    from accords_tem.io import IMAGE_SUFFIXES
     ap = argparse.ArgumentParser(prog='accords-tem classify', description=classify_main.__doc__)
     ap.add_argument('--model', required=True, help='folder of a saved classifier (RUN/classifier/model)')
     ap.add_argument('--images', required=True, help='folder of micrographs (searched recursively)')

@@ -15,6 +15,11 @@ import torch.nn.functional as F
 
 from .core import AccordsError, ConfigError, CheckpointMissingError, atomic_path, atomic_write, save_json
 from .seg_train import SegModel, load_model
+from .core import load_config
+from .imaging import minmax_uint8, overlay_masks
+from .io import parse_magnification, read_tem
+from .seg_eval import binarize, predict_scales
+from .seg_train import toy_dataset
 
 # %% auto #0
 __all__ = ['ONNX_OPSET', 'RUNTIMES', 'MEASURED', 'LIMITS', 'USE', 'PROJECT_URL', 'HALO', 'CITATIONS', 'weights_digest',
@@ -115,7 +120,6 @@ def training_facts(run_dir:str|os.PathLike, cfg, # the run folder and its config
                    counts:dict|None=None, # images per subset as trained (synthetic and scaled copies included)
                   ) -> dict:
     "What a model was trained on: images per subset, sizes, pixel sizes (nm/px: min, median, max), materials, magnifications, classes."
-    from accords_tem.io import parse_magnification
     run_dir = Path(run_dir); stems = list(split.image)
     sec = cfg.section('postprocessing'); px, src = {}, 'unknown'
     if sec.nm_per_px: px, src = {s: float(sec.nm_per_px) for s in stems}, 'postprocessing.nm_per_px (every image resampled to it)'
@@ -171,7 +175,6 @@ def read_card(model_dir:str|os.PathLike) -> dict:
         sm_ = json.loads((out/'summary.json').read_text()); card['training'] = {k: sm_[k] for k in _TRAINING_KEYS if k in sm_}
     if (out/'split.csv').exists() and (run/'config.yaml').exists() and (run/'dataset'/'images').is_dir():
         from PIL import Image
-        from accords_tem.core import load_config
         split = pd.read_csv(out/'split.csv'); split['image'] = split.image.astype(str)
         shapes = {}
         for f in (run/'dataset'/'images').glob('*'):
@@ -286,7 +289,6 @@ def declared_input(x:np.ndarray, # (..., H, W) image, any real dtype
 # %% ../nbs/05e_export.ipynb #be5499ad
 def _sample_image(model_dir:Path, sample:str|os.PathLike|None=None, size:int=256) -> tuple[np.ndarray, str]:
     "A test image for the package: `sample`, else a test (or any) image of the run's dataset, else a toy image; cropped to <= size."
-    from accords_tem.seg_train import toy_dataset
     src = Path(sample) if sample else None
     if src is None:
         ds = model_dir.parent.parent/'dataset'/'images'; sp = model_dir.parent/'split.csv'
@@ -296,7 +298,6 @@ def _sample_image(model_dir:Path, sample:str|os.PathLike|None=None, size:int=256
             files = [f for f in files if f.stem in test] or files
         src = files[0] if files else None
     if src is not None:
-        from accords_tem.io import read_tem
         img, name = read_tem(src).astype(np.float32), src.name
     else: img, name = toy_dataset(1, size, 0)[0][0].astype(np.float32), 'toy image (seg_train.toy_dataset)'
     H, W = img.shape; h, w = (max(128, min(size, n) // 32 * 32) for n in (H, W))
@@ -307,8 +308,6 @@ def _sample_image(model_dir:Path, sample:str|os.PathLike|None=None, size:int=256
 def _cover(img:np.ndarray, prob:np.ndarray, names:list[str], thresholds:list[float], path:Path):
     "Cover image (2:1): the test input beside its predicted masks over it."
     from PIL import Image
-    from accords_tem.seg_eval import binarize
-    from accords_tem.imaging import overlay_masks, minmax_uint8
     g = minmax_uint8(img); K = len(thresholds)
     ov = overlay_masks(g, binarize(prob[:K], thresholds), names[:K])
     both = np.concatenate([np.repeat(g[..., None], 3, -1), ov], 1)
@@ -500,6 +499,5 @@ def mean_and_spread(pairs) -> tuple[np.ndarray, np.ndarray]:
 
 def predict_members(sm:SegModel, image:np.ndarray, scales=(1.0,), **kw) -> tuple[np.ndarray, np.ndarray]:
     "Probabilities and uncertainty of one model (`seg_eval.predict_scales`) or of an ensemble: mean and std over all folds' variants."
-    from accords_tem.seg_eval import predict_scales
     if not isinstance(sm, Ensemble): return predict_scales(sm.model, image, scales, **kw)
     return mean_and_spread(predict_scales(m.model, image, scales, **kw) for m in sm.members)   # one fold's maps held at a time

@@ -13,6 +13,9 @@ import pandas as pd
 from .core import (AccordsError, ConfigError, Config, FailureLog, adapt_classes, configs_dir, atomic_path, load_config, prepare_run,
                               run_batch, save_csv, save_json, save_npy, save_figure)
 from .io import IMAGE_SUFFIXES, _EXT, file_format
+from .io import read_tem
+from .normalization import NormalizationConfig, normalize as normalize_image
+from .postprocessing import image_to_uint8, save_png
 
 # %% auto #0
 __all__ = ['MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files', 'mask_key', 'pair_files',
@@ -234,8 +237,6 @@ def dataset_image8(raw:np.ndarray, # the micrograph as read (2-D, any dtype)
                    normalize:bool=False, # apply stage 01's `normalization.method` (e.g. CLAHE)
                   ) -> tuple[np.ndarray, str]:
     "The uint8 dataset image at the image's own size and its `image_source` ('raw' or 'normalized')."
-    from accords_tem.normalization import NormalizationConfig, normalize as normalize_image
-    from accords_tem.postprocessing import image_to_uint8
     ncfg = ncfg or NormalizationConfig()
     if normalize: return normalize_image(raw, ncfg)[ncfg.method], 'normalized'
     return image_to_uint8(raw, ncfg.low, ncfg.high), 'raw'
@@ -254,7 +255,6 @@ def prepare_pair(stem:str, image_file:Path, # the image
                  mask_file:Path|None=None, # the file named for a COCO entry
                 ) -> dict:
     "Read one image and its mask: the dataset image, one-hot mask, instance labels and the `qc.csv` row."
-    from accords_tem.io import read_tem
     raw = np.squeeze(read_tem(image_file)); H, W = raw.shape
     if isinstance(mask, dict):
         mask_file = mask_file or Path(mask['file'])
@@ -286,7 +286,6 @@ def write_pair(res:dict, # from `prepare_pair`
                out:Path, # RUN/dataset
               ) -> dict[str, Path]:
     "Write the image, instance labels and one-hot mask of one pair (each file atomically; the mask last)."
-    from accords_tem.postprocessing import save_png
     out, stem = Path(out), res['row']['stem']
     paths = dict(image=out/'images'/f'{stem}.png', instances=out/'instances'/f'{stem}.tif', mask=out/'masks'/f'{stem}.npy')
     save_png(res['image'], paths['image']); write_instances(res['instances'], paths['instances']); save_npy(res['onehot'], paths['mask'])

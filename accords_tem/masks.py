@@ -15,6 +15,8 @@ from .core import (AccordsError, ConfigError, IlastikFormatError, Config, Failur
                               StageRun, digest, load_config, save_csv, save_figure, save_npy)
 from .imaging import clip_uint8
 from .io import data_images, read_tem
+from .io import iter_ilastik_rows, read_ilastik_h5
+from .normalization import _write_image, minmax, normalized_image_path
 
 # %% auto #0
 __all__ = ['export_kind', 'pair_exports', 'MasksConfig', 'target_classes', 'threshold_table', 'check_probabilities',
@@ -210,7 +212,6 @@ def masks_for_export(h5:Path, # ilastik *_Probabilities.h5
                      class_names:list[str], # all configured classes, in label order
                      dataset:str|None=None, tol:float=1e-3) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     "Read, check and threshold one probability export: `(probabilities yxc, {class: mask})`."
-    from accords_tem.io import read_ilastik_h5
     p = check_probabilities(read_ilastik_h5(h5, dataset, axes='yxc'), len(class_names), h5, tol, class_names)
     return p, threshold_masks(p, targets, thresholds)
 
@@ -220,7 +221,6 @@ def masks_banded(h5:Path, targets:list[tuple[str, int]], thresholds:dict[str, fl
                  thin_side:int=768, # the probabilities kept: every k-th pixel, longer side <= this (`qa_figure`'s step)
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     "`masks_for_export` one band of rows at a time (the same checks and masks): `(probabilities thinned for the figure, {class: mask})`."
-    from accords_tem.io import iter_ilastik_rows
     masks, thin, nan, lo, hi = {}, [], 0, np.inf, -np.inf
     for y, H, p in iter_ilastik_rows(h5, dataset, 'yxc', band):
         if not masks:
@@ -249,7 +249,6 @@ def _read_png8(p:Path) -> np.ndarray|None:
 
 def _background(run_dir:Path, image:Path) -> np.ndarray:
     "8-bit picture for overlays: the run's normalized image, else the raw image min-max scaled."
-    from accords_tem.normalization import normalized_image_path, minmax
     p = normalized_image_path(run_dir, Path(image).stem)
     if p is not None:
         a = _read_png8(p) if p.suffix == '.png' else None   # stage 01's 8-bit PNG: OpenCV decodes it without a second copy
@@ -260,7 +259,6 @@ def _background(run_dir:Path, image:Path) -> np.ndarray:
 def _background_shape(run_dir:Path, image:Path) -> tuple[int, int]:
     "(H, W) of `_background(run_dir, image)`: from the header of stage 01's 8-bit PNG, else by reading the picture."
     from PIL import Image
-    from accords_tem.normalization import normalized_image_path
     p = normalized_image_path(run_dir, Path(image).stem)
     if p is not None and p.suffix == '.png':
         old = Image.MAX_IMAGE_PIXELS
@@ -326,7 +324,6 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
             raise IlastikFormatError(f'probabilities are {next(iter(masks.values())).shape[::-1]} px (w, h) but the image '
                                      f'{Path(image).name} is {shape[::-1]}; was the export made from another image?', ex)
         if not fresh:
-            from accords_tem.normalization import _write_image
             for n, ch in targets:
                 save_npy(masks[n], outs[n][1]); v = masks[n].view(np.uint8); v *= np.uint8(255)   # 0/255 in place: no uint8 copy
                 try: _write_image(v, outs[n][0])

@@ -22,6 +22,11 @@ from .instances import match_instances
 from .risk import RiskConfig, risk_report
 from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels, instances_from_mask,
                              relabel, instances_from_classes)
+from .imaging import clip_uint8
+from .io import read_tem
+from .normalization import minmax
+from .thickness import flake_layers
+from .unet import TTA, image_files, predict_images
 
 # %% auto #0
 __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'object_features_banded',
@@ -160,7 +165,6 @@ def object_features(labels:np.ndarray, # instance label image (0 = background)
     ids = df['label'].to_numpy()
     df = _geometry_finish(df, labels.shape, np.bincount(labels.ravel(), minlength=n + 1)[ids])
     if image is not None:
-        from accords_tem.normalization import minmax
         img = minmax(np.asarray(image), 0.5, 99.5, out_max=1.0).astype(np.float64)
         if img.shape != labels.shape: raise AccordsError(f'image {img.shape} and labels {labels.shape} differ in shape')
         cnt = np.maximum(df.area_px.to_numpy(), 1)
@@ -446,8 +450,6 @@ def overlay_image(image:np.ndarray, # grey image
                   max_side:int=2048) -> np.ndarray:
     "RGB picture of `image` with each object's contour drawn in its colour (downscaled to `max_side`)."
     from skimage.segmentation import find_boundaries
-    from accords_tem.normalization import minmax
-    from accords_tem.imaging import clip_uint8
     s = max(1, int(math.ceil(max(labels.shape) / max_side)))
     lab, img = labels[::s, ::s], np.asarray(image)[::s, ::s]
     g = clip_uint8(minmax(img, 0.5, 99.5))
@@ -700,7 +702,6 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
 def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_kw) -> pd.DataFrame:
     from PIL import Image
     from accords_tem import io as tio
-    from accords_tem.unet import predict_images, image_files
     cfg = cfg or load_config(None)
     oc, out, images = cfg.section('objects'), Path(out).absolute(), Path(images)
     cut = lambda m: instances_from_mask(m, **cut_options(oc))
@@ -725,7 +726,6 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
         df.insert(0, 'image', p.name); df.insert(1, 'stem', p.stem); df.insert(2, 'sample', ''); df.insert(3, 'class', [names[i - 1] for i in df['label']])
         df['px_source'] = src if nm else 'none'
         if predict_kw.get('figures', True):   # each object's contour in its class colour
-            from accords_tem.io import read_tem
             if big:   # overlay_image draws every k-th pixel: only those are read, band by band
                 k, rows = max(1, math.ceil(max(lab.shape) / 2048)), max(1, io.max_pixels_in_memory // 16 // lab.shape[1])
                 im = tio.LazyTiff(p) if tio.file_format(p) == 'tiff' else read_tem(p)
@@ -752,14 +752,12 @@ def other_outputs(out:str|os.PathLike, # a `predict` output folder
                   images:str|os.PathLike, # the folder (or file) of this call's images
                  ) -> list[str]:
     "Stems whose instance labels are in `out` from an earlier `predict` of other images (not in this call's tables)."
-    from accords_tem.unet import image_files
     given = {p.stem for p in image_files(Path(images))}
     return sorted(p.stem for p in (Path(out)/'instances').glob('*.tif') if p.stem not in given)
 
 # %% ../nbs/06b_objects.ipynb #30fe215e
 def predict_main(argv:list[str]|None=None) -> int:
     "accords-tem predict: segment new micrographs with a trained U-Net and measure their objects (masks, instances, objects.csv, summary.csv)."
-    from accords_tem.unet import TTA
     p = argparse.ArgumentParser(prog='accords-tem predict', description=predict_main.__doc__)
     p.add_argument('--model', required=True, help="model folder (RUN/unet/model), or RUN/unet_cv: the ensemble of its fold models")
     p.add_argument('--images', required=True, help='folder of micrographs (or one file)')
@@ -818,7 +816,6 @@ _THICKNESS_KEYS = {'thickness', 'mu_per_layer', 'dark_level', 'hole_class', 'fil
 
 def _thickness_columns(img, lab, cm, df:pd.DataFrame, rc, cfg:Config, path) -> pd.DataFrame:
     "Layer count, its SE and the thickness (nm) of the objects of `rc.classes` (06d_thickness), by label."
-    from accords_tem.thickness import flake_layers
     if cm is None: raise AccordsError('objects.risk.thickness needs class masks (holes and film around the flakes); this source has none', path)
     lv = {c.name: c.label for c in cfg.classes}
     keep = df.loc[df['mask_class'].isin(rc.classes), 'label'].to_numpy()

@@ -17,6 +17,9 @@ from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatErr
                               StageRun, digest, load_config, prepare_run)
 from .imaging import clip_uint8, colorize, overlay_labels, resize_image, resize_labels
 from .io import data_images
+from .io import pixel_size, read_ilastik_h5, read_tem, read_working, write_ilastik_h5, write_tem_tiff
+from .masks import pair_exports
+from .normalization import _thumb, minmax, normalize as normalize_image, normalized_image_path, normalized_path
 
 # %% auto #0
 __all__ = ['PostprocessingConfig', 'fill_unlabelled', 'open_class', 'value_counts', 'row_bands', 'count_value', 'set_value',
@@ -271,7 +274,6 @@ def pair_labels(label_files:list, # *_Labels.h5 files
                 image_files:list, # candidate micrographs
                ) -> list[LabelPair]:
     "Pair each label file with its image by name (stage 02's `masks.pair_exports` rules); outputs take the image's stem."
-    from accords_tem.masks import pair_exports
     label_files = [Path(p) for p in label_files]
     pairs, missing = pair_exports(label_files, [Path(p) for p in image_files])
     return [LabelPair(lf, Path(pairs[lf]), Path(pairs[lf]).stem, Path(pairs[lf]).parent.name) if lf in pairs
@@ -281,7 +283,6 @@ def pair_labels(label_files:list, # *_Labels.h5 files
 # %% ../nbs/03_postprocessing.ipynb #d81b9c53
 def read_labels(path:str|Path) -> tuple[np.ndarray, list[str]]:
     "2-D labels of an ilastik label export, in any axis order (from its `axistags`), and the reader's warnings."
-    from accords_tem.io import read_ilastik_h5
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
         a = read_ilastik_h5(path, axes='yxc')
@@ -310,7 +311,6 @@ def image_to_uint8(img:np.ndarray, # micrograph (any real dtype)
     "uint8 micrograph: uint8 kept as is (e.g. stage 01's output); others stretched by stage 01's min-max window."
     img = np.asarray(img)
     if img.dtype == np.uint8: return img
-    from accords_tem.normalization import minmax
     return clip_uint8(minmax(img, low, high))
 
 def dataset_image(img:np.ndarray, # micrograph as read: stage 01's normalized image, or the raw one
@@ -321,7 +321,6 @@ def dataset_image(img:np.ndarray, # micrograph as read: stage 01's normalized im
                  ) -> np.ndarray:
     "The dataset image: resized to `dataset_size` (by default its own size), then 8-bit (stage 01's min-max window unless already uint8)."
     if normalize:
-        from accords_tem.normalization import normalize as normalize_image
         img = normalize_image(img, ncfg)[ncfg.method]
     size = dataset_size(np.asarray(img).shape[:2], sec, px_nm)
     return image_to_uint8(resize_image(img, size, sec.image_interpolation), ncfg.low, ncfg.high)
@@ -335,7 +334,6 @@ def image_source(pair:LabelPair, # the pair
     "The file to read the image from and its kind: stage 01's normalized image, else the raw one."
     if pair.image is None: raise AccordsError(f'no matching image: {pair.problem}', pair.labels)
     if use_normalized and run_dir is not None and (Path(run_dir)/'normalized').is_dir():
-        from accords_tem.normalization import normalized_path, normalized_image_path
         p = normalized_path(pair.image, Path(root or pair.image.parent.parent), Path(run_dir)/'normalized')
         if not p.exists(): p = normalized_image_path(run_dir, pair.image.stem)
         if p is not None and p.exists(): return p, 'normalized'
@@ -365,7 +363,6 @@ def gt_agreement(clean:np.ndarray, # final labels at the target size
                 ) -> dict:
     "Share of pixels whose final label is the true class: everywhere, and on the pixels that were gaps."
     if gt_path is None: return dict(gt_accuracy=None, gt_accuracy_gaps=None)
-    from accords_tem.io import read_tem
     gt = read_tem(gt_path); h = gt.shape[0]
     gt = resize_labels(gt[round(rows[0] * h):round(rows[1] * h)], clean.shape)
     ok, gap = gt == clean, resized == 0
@@ -380,7 +377,6 @@ def prepare_pair(pair:LabelPair, # label file + image
     """Read, check and clean one label file and its image; the intermediates and the QC row. Above `io.max_pixels_in_memory`
     the whole arrays are the labels as read, the image and the final labels (`onehot` None: made band by band when written;
     `filled` thinned for the figures)."""
-    from accords_tem.io import read_working
     sec = sec or cfg.section('postprocessing')
     values, opening, background = _resolve_classes(cfg, sec)
     if pair.image is None: raise AccordsError(f'no matching image: {pair.problem}', pair.labels)
@@ -394,7 +390,6 @@ def prepare_pair(pair:LabelPair, # label file + image
     raw = raw.astype(np.uint8 if counts[0].max() < 256 else np.uint16, copy=False)
     px = None
     if sec.nm_per_px:
-        from accords_tem.io import pixel_size
         px = pixel_size(pair.image, cfg.calibration).nm_per_px
     try: size = dataset_size(img.shape[:2], sec, px)   # by default the image's own pixels (labels follow it)
     except AccordsError as e: raise AccordsError(str(e), pair.image) from None
@@ -493,7 +488,6 @@ def write_pair(res:dict, # from prepare_pair
               ) -> dict[str, Path]:
     """Write one prepared pair: image, one-hot mask, preview, ilastik labels, then its QC record. The one-hot mask is written
     band by band; above `io.max_pixels_in_memory` the PNGs too (the same pixels, not the same bytes as OpenCV's)."""
-    from accords_tem.io import write_ilastik_h5
     paths, clean = output_paths(Path(out), res['row']['stem'], sec), res['clean']
     big = clean.size > cfg.section('io').max_pixels_in_memory
     if big: save_png_rows(paths['image'], res['image'].shape, (res['image'][s] for s in row_bands(res['image'])))
@@ -555,7 +549,6 @@ def display_pair(res:dict, # from prepare_pair
                  max_side:int=1024, # longest side of the pictures kept
                 ) -> dict:
     "The QC row and the pictures `plot_examples` shows, thinned to every k-th pixel (a big image's figure needs no more)."
-    from accords_tem.normalization import _thumb
     return dict(row=res['row'], **{k: np.array(_thumb(res[k], max_side)) for k in ('image', 'raw', 'filled', 'clean')})
 
 def plot_examples(results:list[dict], classes):
@@ -691,7 +684,6 @@ def make_demo_inputs(root:Path, # folder to fill (raw images in <material>/, lab
                     ) -> Path:
     "A tiny dataset with known answers (and, if `bad`, one of each bad input), for tests and the notebook."
     import cv2
-    from accords_tem.io import write_ilastik_h5, write_tem_tiff
     root = Path(root); il = root/'ilastik'
     yy, xx = np.mgrid[:size, :size]
     lab = np.ones((size, size), np.uint8)                          # GFM background ...

@@ -15,6 +15,8 @@ from pydantic import Field
 
 from .core import _Section, AccordsError, CheckpointMissingError, ConfigError, atomic_path
 from .instances import merge_wide_necks, fill_object_holes, sequential_lut
+from .imaging import clip_uint8
+from .normalization import clahe, minmax
 
 # %% auto #0
 __all__ = ['SAM_MODELS', 'SamModelType', 'SamParams', 'checkpoint_help', 'load_sam', 'tiny_sam', 'model_key',
@@ -364,8 +366,6 @@ def stitch_tiles(props:list[Proposal], windows:list[tuple], agree_iou:float=0.5)
 # %% ../nbs/06_sam.ipynb #4790638b
 def to_rgb8(image:np.ndarray, preprocess:str='none', clahe_clip:float=0.01) -> np.ndarray:
     "Grey image -> uint8 RGB for SAM: 0.5-99.5 percentile window, then optional CLAHE and/or denoising."
-    from accords_tem.normalization import minmax, clahe
-    from accords_tem.imaging import clip_uint8
     img = np.asarray(image)
     if img.ndim == 3: img = img[..., :3].astype(np.float32).mean(-1)
     u8 = clip_uint8(minmax(img, 0.5, 99.5))

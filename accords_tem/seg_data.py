@@ -15,6 +15,8 @@ from pydantic import Field, field_validator, model_validator
 from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
 from .imaging import resize_image, resize_labels
 from .instances import CENTRE_SCALE, centre_target
+from .postprocessing import dataset_image, dataset_size, to_onehot
+from .synthetic import CAMERA_PIXEL_NM, CLASS_NAMES, render_plan
 
 # %% auto #0
 __all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'add_centre_targets', 'read_instances',
@@ -297,8 +299,6 @@ def synthetic_training_set(cfg, # run configuration (sections synthetic, normali
                            instances_out:dict|None=None, # filled with name -> flake instance labels at the dataset's size
                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
     "Synthetic micrographs prepared like stage 03's dataset: uint8 images, one-hot masks and one row per image."
-    from accords_tem.synthetic import render_plan, CAMERA_PIXEL_NM, CLASS_NAMES
-    from accords_tem.postprocessing import dataset_image, dataset_size, to_onehot
     names, value_of = cfg.class_names(), {n: v for v, n in CLASS_NAMES.items()}
     unknown = [n for n in names if n not in value_of]
     if unknown: raise ConfigError(f'unet.synthetic_per_material: synthetic ground truth knows the classes {list(value_of)}, '

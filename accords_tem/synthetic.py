@@ -18,6 +18,7 @@ from pydantic import Field, PositiveFloat, field_validator
 from scipy import ndimage as ndi
 
 from .core import _Section, SHEET_VOCABULARY, AccordsError, ConfigError, atomic_path, load_config, parse_overrides, save_csv
+from .io import write_ilastik_h5, write_tem_tiff
 
 # %% auto #0
 __all__ = ['CAMERA_PIXEL_NM', 'GFM', 'CARBONHOLE', 'UNDEFINED', 'CLASS_NAMES', 'MATERIAL_STYLES', 'NUM_TARGETS', 'MIN_FLAKE_PX',
@@ -833,7 +834,6 @@ def synthesize(out:str|Path, # output folder (data_sample/ layout)
                progress:bool=True,
               ) -> pd.DataFrame:
     "Write a synthetic sample: micrographs, label sheets, ilastik exports and exact ground truth; return the scene table."
-    from accords_tem.io import write_tem_tiff, write_ilastik_h5
     scfg = scfg or SyntheticConfig()
     seed = scfg.seed if scfg.seed is not None else seed
     out = Path(out)

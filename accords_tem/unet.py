@@ -22,6 +22,12 @@ from .seg_train import *
 from .seg_eval import *
 from .instances import instances_from_prediction, class_instances, tune_seed_threshold
 from .io import content_rows
+from .core import config_hash
+from .export import Ensemble, fold_model_dirs, load_predictor, mean_and_spread, predict_members, training_facts, write_model_card
+from .instances import instances_from_centres, instances_tiled, npy_read, npy_write
+from .io import IOConfig, read_metadata
+from .normalization import NormalizationConfig, _lazy_if_big
+from .postprocessing import PostprocessingConfig, dataset_image, save_png_rows
 
 # %% auto #0
 __all__ = ['hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
@@ -131,7 +137,6 @@ def image_files(images:Path) -> list[Path]:
 
 def _metadata_nm(path:Path) -> float|None:
     "The pixel size (nm/px) stored in the file, or None."
-    from accords_tem.io import read_metadata
     return read_metadata(path)['nm_per_px']
 
 # %% ../nbs/05_unet.ipynb #9f3142e6
@@ -171,8 +176,6 @@ def input_preparer(sm:SegModel, as_is:bool=False):
     "raw image -> model input, as the model's dataset images were made (`preprocessing` in unet.json); None when unknown or `as_is`."
     prep = None if as_is else sm.info.get('preprocessing')
     if not prep: return None
-    from accords_tem.normalization import NormalizationConfig
-    from accords_tem.postprocessing import PostprocessingConfig, dataset_image
     ncfg = NormalizationConfig.model_validate(prep['normalization'])
     sec = PostprocessingConfig.model_validate(prep['postprocessing'])
     return lambda raw, px_nm=None: dataset_image(raw, ncfg, sec, normalize=prep['normalized'], px_nm=px_nm)
@@ -183,7 +186,6 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
                     data_bar:str='auto', crop:tuple[int, int]|None=None, pixel_size=None, runtime:str='torch', max_pixels:int|None=None):
     "`path -> its rows of predictions.csv`, writing the image's outputs: what `predict_images` does per image (options as there), model loaded once."
     from PIL import Image
-    from accords_tem.export import load_predictor, predict_members   # one model or a fold ensemble, torch or ONNX (05e_export)
     dev = get_device(device); sm = load_predictor(model_dir, dev, runtime); u = sm.u
     out = Path(out)
     K = len(sm.classes)
@@ -225,7 +227,6 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
 def prediction_key(model_dir:str|os.PathLike, **options) -> str:
     "A hash of what an image's predictions depend on besides the image: the model files' bytes, `options`, the package version."
     from accords_tem import __version__
-    from accords_tem.export import fold_model_dirs
     dirs = fold_model_dirs(model_dir)
     for d in dirs:
         if not (Path(d)/'model.safetensors').is_file():
@@ -313,12 +314,10 @@ def predict_images(model_dir:str|os.PathLike, # a model folder written by run_un
 # %% ../nbs/05_unet.ipynb #bf0c0534
 def _pixel_budget() -> int:
     "Images above this many pixels are predicted in bands and decoded in windows (`io.max_pixels_in_memory`)."
-    from accords_tem.io import IOConfig
     return IOConfig().max_pixels_in_memory
 
 def _big_image(sm:SegModel, p:Path, scales, budget:int):
     "A `LazyTiff` of `p` when it is predicted by `_predict_big` (above `budget` px, one scale, no resize), else None."
-    from accords_tem.normalization import _lazy_if_big
     pp = (sm.info.get('preprocessing') or {}).get('postprocessing') or {}
     if list(scales) != [1.0] or pp.get('size') or pp.get('nm_per_px'): return None
     try: return _lazy_if_big(Path(p), budget)
@@ -329,7 +328,6 @@ class NpyRows:
     "A 2-D .npy file as an array-like whose slices are read from the file (`instances.npy_read`): never held whole."
     def __init__(self, path): self.path = Path(path); m = np.load(path, mmap_mode='r'); self.shape, self.dtype, self.ndim = m.shape, m.dtype, m.ndim; del m
     def __getitem__(self, key):
-        from accords_tem.instances import npy_read
         return npy_read(self.path, key)
 
 class _BandedRows:
@@ -344,7 +342,6 @@ class _BandedRows:
 # %% ../nbs/05_unet.ipynb #62a39cb8
 def _minmax_rows(src, r0:int, r1:int, rows:int, out:Path|None=None):
     "`minmax_uint8(src[r0:r1])` read in bands of `rows` rows (min and max first, then each band scaled); written to the .npy `out` (then an `NpyRows`) if given."
-    from accords_tem.instances import npy_write
     res = np.zeros((r1 - r0, src.shape[1]), np.uint8) if out is None else np.lib.format.open_memmap(out, mode='w+', dtype=np.uint8, shape=(r1 - r0, src.shape[1]))
     if out is not None: del res; res = NpyRows(out)
     put = (lambda y, a: npy_write(out, np.s_[y - r0:y - r0 + len(a)], a)) if out is not None else (lambda y, a: res.__setitem__(np.s_[y - r0:y - r0 + len(a)], a))
@@ -362,7 +359,6 @@ def _minmax_rows(src, r0:int, r1:int, rows:int, out:Path|None=None):
 
 def _member_rows(sm:SegModel, x:np.ndarray, **kw):
     "`predict_members` at one scale as bands of rows (y0, y1, p, u): one model, or an ensemble's mean and std (`export.mean_and_spread`)."
-    from accords_tem.export import Ensemble, mean_and_spread
     if not isinstance(sm, Ensemble): yield from predict_tiled_rows(sm.model, x, **kw); return
     for bands in zip(*[predict_tiled_rows(m.model, x, **kw) for m in sm.members]):
         yield (bands[0][0], bands[0][1], *mean_and_spread((p, u) for _, _, p, u in bands))
@@ -371,7 +367,6 @@ def _member_rows(sm:SegModel, x:np.ndarray, **kw):
 def _save_instances_rows(store:Path, n:int, classes:list[str], path:Path, covered:list[str]):
     "`save_instances` of the int32 labels in the .npy file `store` (labels 1..n), strip by strip: the bytes of a whole write."
     import tifffile
-    from accords_tem.instances import npy_read
     H, W = np.load(store, mmap_mode='r').shape; dt = np.dtype(np.uint16 if n <= 65535 else np.uint32)
     rps = max(1, 262144 // (W * dt.itemsize)); enc = tifffile.TIFF.COMPRESSORS[8]   # tifffile's strips of ~256 kB, zlib
     strips = (enc(np.ascontiguousarray(npy_read(store, np.s_[y:y + rps]).astype(dt)).tobytes()) for y in range(0, H, rps))
@@ -380,7 +375,6 @@ def _save_instances_rows(store:Path, n:int, classes:list[str], path:Path, covere
 
 def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, probs:Path, shape, cut, work:Path, budget:int) -> tuple[Path, list[str]]:
     "`instance_labels` window by window from the mask, centre-map and probability files: (int32 label .npy, class of each label)."
-    from accords_tem.instances import instances_tiled, instances_from_centres, npy_read, npy_write
     u, H, W = sm.u, *shape; side = max(32, int(np.sqrt(budget / 8))); core, margin = side - 2 * (side // 5), side // 5
     lab, li, names = work/'labels.npy', work/'class_labels.npy', []
     np.lib.format.open_memmap(lab, mode='w+', dtype=np.int32, shape=(H, W)).flush()
@@ -411,8 +405,6 @@ def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, probs:Path, sh
 def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar:str, crop, cut, figures:bool, budget:int) -> list[dict]:
     "`predict_images` for one image above the pixel budget, in bands of rows and windows: the same files, predictions.csv rows."
     import shutil
-    from accords_tem.instances import npy_read, npy_write
-    from accords_tem.postprocessing import save_png_rows
     K, u = len(sm.classes), sm.u; (Hf, W), thr = lazy.shape, sm.threshold_list()
     rows = max(1, budget // (4 * W)); r0, r1 = content_rows(_BandedRows(lazy, rows), data_bar=data_bar, crop=crop)
     work = out/f'.{p.stem}.work'; shutil.rmtree(work, ignore_errors=True); work.mkdir(parents=True)
@@ -519,7 +511,6 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
              out:str|os.PathLike|None=None, # output folder (default RUN/unet)
             ) -> dict:
     "Stage 05: split, train, tune thresholds, evaluate and draw, predict the run's images; returns a short summary."
-    from accords_tem.core import config_hash
     t0 = time.time(); split_given = split
     u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
     rank, _, world = distributed_rank(); shared = out   # under torchrun all train; rank 0 writes, the others into a scratch folder
@@ -633,7 +624,6 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
                    metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
                    precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)
-    from accords_tem.export import training_facts, write_model_card   # model/model_card.md + card.json (05e_export)
     write_model_card(out/'model', training_facts(run_dir, cfg, split, {s: imgs[s].shape for s in stems}, n_images), metrics, summary)
     if u.predict_run_images and split_given is None:   # every image of the run, for stage 06 (not for cross-validation folds)
         files = run_images(cfg)
