@@ -14,10 +14,10 @@ import pandas as pd
 from .core import AccordsError, Config, atomic_path, load_config, save_csv, save_json
 
 # %% auto #0
-__all__ = ['LS_PACKAGES', 'LS_ENV', 'LS_DATA', 'FROM_NAME', 'TO_NAME', 'label_studio_env', 'server_credentials', 'start_server',
-           'wait_ready', 'stop_server', 'api_key', 'connect', 'labeling_config', 'mask_result', 'result_mask',
-           'label_regions', 'regions_labels', 'send_to_label_studio', 'read_project', 'read_export',
-           'fetch_from_label_studio', 'label_studio_main']
+__all__ = ['LS_PACKAGES', 'LS_ENV', 'LS_DATA', 'BANNED_BUT_LOOPBACK', 'FROM_NAME', 'TO_NAME', 'label_studio_env',
+           'server_credentials', 'start_server', 'wait_ready', 'stop_server', 'api_key', 'connect', 'labeling_config',
+           'mask_result', 'result_mask', 'label_regions', 'regions_labels', 'send_to_label_studio', 'read_project',
+           'read_export', 'fetch_from_label_studio', 'backend_regions', 'backend_server', 'label_studio_main']
 
 # %% ../nbs/10b_label_studio.ipynb #e8c79812
 LS_PACKAGES = ['label-studio>=1.20,<2', 'sentry-sdk<3']   # sentry-sdk 3 refuses an option label-studio 1.23 passes at start
@@ -51,6 +51,14 @@ def server_credentials(data_dir:str|os.PathLike=LS_DATA) -> dict:
     return c
 
 # %% ../nbs/10b_label_studio.ipynb #08895b39
+# Label Studio refuses to call reserved addresses (its SSRF guard), loopback included: an ML backend on this machine
+# (`accords-tem label-studio backend`) could not be connected. The server started here refuses the same networks but loopback.
+BANNED_BUT_LOOPBACK = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24',
+                       '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4',
+                       '233.252.0.0/24', '240.0.0.0/4', '255.255.255.255/32', '::/128', '::ffff:0:0/96', '::ffff:0:0:0/96',
+                       '64:ff9b::/96', '64:ff9b:1::/48', '100::/64', '2001:0000::/32', '2001:20::/28', '2001:db8::/32',
+                       '2002::/16', 'fc00::/7', 'fe80::/10', 'ff00::/8']
+
 def start_server(env:str|os.PathLike=LS_ENV, data_dir:str|os.PathLike=LS_DATA, *, port:int=8080,
                  host:str='127.0.0.1', # the address it listens on (0.0.0.0: other machines too)
                 ) -> subprocess.Popen:
@@ -58,7 +66,8 @@ def start_server(env:str|os.PathLike=LS_ENV, data_dir:str|os.PathLike=LS_DATA, *
     exe, data_dir = label_studio_env(env), Path(data_dir).resolve(); c = server_credentials(data_dir)
     cmd = [str(exe), 'start', '--no-browser', '--port', str(port), '--internal-host', host, '--data-dir', str(data_dir),
            '--username', c['username'], '--password', c['password'], '--user-token', c['api_key'], '--enable-legacy-api-token']
-    env_vars = {**os.environ, 'SENTRY_DSN': '', 'FRONTEND_SENTRY_DSN': '', 'LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK': 'true'}
+    env_vars = {**os.environ, 'SENTRY_DSN': '', 'FRONTEND_SENTRY_DSN': '', 'LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK': 'true',
+                'USE_DEFAULT_BANNED_SUBNETS': 'false', 'USER_ADDITIONAL_BANNED_SUBNETS': ','.join(BANNED_BUT_LOOPBACK)}
     log = open(data_dir/'server.log', 'ab')
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env_vars, start_new_session=True)
 
@@ -294,15 +303,84 @@ def fetch_from_label_studio(run_dir:str|os.PathLike, # run folder that sent a pr
         save_csv(df, base/'corrected'/'export.csv')
     return df
 
+# %% ../nbs/10b_label_studio.ipynb #cf024b49
+def backend_regions(image:np.ndarray, # (H, W) the task's picture, as Label Studio serves it
+                    model_dir:str|os.PathLike, # the model that predicts (RUN/unet/model)
+                    cfg:Config, # the run's configuration (classes, instance classes, background)
+                   ) -> list[dict]:
+    "Brush regions of the model's prediction of `image`: what the ML backend answers for one task."
+    from tempfile import TemporaryDirectory
+    from PIL import Image
+    from accords_tem.review import prediction_label_image
+    from accords_tem.unet import predict_images, read_instances_with_classes
+    with TemporaryDirectory(prefix='accords-ls-') as d:
+        d = Path(d); (d/'in').mkdir(); Image.fromarray(np.asarray(image, np.uint8)).save(d/'in'/'task.png')
+        predict_images(model_dir, d/'in', d/'unet'/'predict', figures=False, progress=False)
+        lab = prediction_label_image(d, 'task', cfg)
+        p = d/'unet'/'predict'/'instances'/'task.tif'
+        obj, oc = read_instances_with_classes(p)[:2] if p.exists() else (None, None)
+        return label_regions(lab, cfg, obj, oc)
+
+def _task_image(task:dict, url:str|None, key:str|None) -> np.ndarray:
+    "The picture of a task (`data.image`: a Label Studio upload, fetched with the API key, or any http(s) URL), in grey."
+    from PIL import Image
+    src = (task.get('data') or {}).get(TO_NAME)
+    if not isinstance(src, str) or not src: raise AccordsError(f"task {task.get('id')} has no data.{TO_NAME}")
+    if src.startswith('/'):
+        if not url: raise AccordsError(f'task {task.get("id")}: its image {src} is on the Label Studio server; give the backend --url')
+        src = url.rstrip('/') + src
+    req = urllib.request.Request(src, headers={'Authorization': f'Token {key}'} if key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r: data = r.read()
+        return np.asarray(Image.open(io.BytesIO(data)).convert('L'))
+    except Exception as e: raise AccordsError(f"task {task.get('id')}: its image {src} cannot be read ({type(e).__name__}: {e})") from None
+
+# %% ../nbs/10b_label_studio.ipynb #1976957c
+def backend_server(model_dir:str|os.PathLike, # the model that predicts (RUN/unet/model)
+                   cfg:Config, # the run's configuration
+                   url:str|None=None, key:str|None=None, # the Label Studio server and its API key (to fetch uploaded images)
+                   *, host:str='127.0.0.1', port:int=9090, version:str='accords-tem'):
+    "An HTTP server (not started: call `serve_forever`) speaking Label Studio's ML backend protocol for the model."
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    class Backend(BaseHTTPRequestHandler):
+        def _send(self, code:int, obj):
+            b = json.dumps(obj).encode(); self.send_response(code)
+            self.send_header('Content-Type', 'application/json'); self.send_header('Content-Length', str(len(b))); self.end_headers()
+            self.wfile.write(b)
+        def log_message(self, *a): pass                      # no access log on the console
+        def do_GET(self):
+            if self.path.rstrip('/') in ('', '/health'): self._send(200, dict(status='UP', model_class='accords-tem U-Net', model_version=version))
+            else: self._send(404, dict(error=f'no {self.path} here'))
+        def do_POST(self):
+            try: body = json.loads(self.rfile.read(int(self.headers.get('Content-Length') or 0)) or b'{}')
+            except ValueError: return self._send(400, dict(error='the request body is not JSON'))
+            path = self.path.split('?')[0].rstrip('/')
+            if path == '/setup': return self._send(200, dict(model_version=version))
+            if path in ('/webhook', '/train'): return self._send(200, {})
+            if path != '/predict': return self._send(404, dict(error=f'no {self.path} here'))
+            results = []
+            for t in body.get('tasks') or []:
+                try: r = backend_regions(_task_image(t, url, key), model_dir, cfg)
+                except AccordsError as e: print(f'ML backend: {e}', file=sys.stderr, flush=True); r = []
+                results.append(dict(result=r, model_version=version))
+            self._send(200, dict(results=results, model_version=version))
+    return ThreadingHTTPServer((host, port), Backend)
+
 # %% ../nbs/10b_label_studio.ipynb #80bf7dd0
 def label_studio_main(argv:list[str]|None=None) -> int:
-    "accords-tem label-studio install|serve: Label Studio in its own virtual environment."
+    "accords-tem label-studio install|serve|backend: Label Studio in its own virtual environment; the run's model as its ML backend."
     ap = argparse.ArgumentParser(prog='accords-tem label-studio', description='A local Label Studio server for the correction loop.')
-    ap.add_argument('action', choices=['install', 'serve'], help='install: make its environment; serve: start it (until Ctrl-C)')
+    ap.add_argument('action', choices=['install', 'serve', 'backend'],
+                    help="install: make its environment; serve: start it (until Ctrl-C); backend: serve RUN's model as an ML backend")
+    ap.add_argument('run', nargs='?', help="backend: the run folder whose model (RUN/unet/model) and config.yaml predict")
+    ap.add_argument('--url', default='http://localhost:8080', help='backend: the Label Studio server (its uploaded images are read from it)')
+    ap.add_argument('--api-key', default=None, help='backend: its API key (default $LABEL_STUDIO_API_KEY)')
     ap.add_argument('--env', default=LS_ENV, help=f'its virtual environment (default {LS_ENV})')
     ap.add_argument('--data', default=os.environ.get('ACCORDS_LABEL_STUDIO_DATA', LS_DATA), help=f'its database, uploads and key (default {LS_DATA})')
-    ap.add_argument('--port', type=int, default=8080); ap.add_argument('--host', default='127.0.0.1', help='address to listen on (0.0.0.0: every machine)')
+    ap.add_argument('--port', type=int, default=None, help='port to listen on (default: 8080 for serve, 9090 for backend)'); ap.add_argument('--host', default='127.0.0.1', help='address to listen on (0.0.0.0: every machine)')
     a = ap.parse_args(argv)
+    if a.action == 'backend': return _backend_main(a, ap)
+    a.port = a.port or 8080
     t0 = time.time(); label_studio_env(a.env)
     if a.action == 'install': print(f'Label Studio ready in {a.env} ({time.time() - t0:.0f} s)'); return 0
     import signal
@@ -316,4 +394,20 @@ def label_studio_main(argv:list[str]|None=None) -> int:
         proc.wait()
     except KeyboardInterrupt: pass
     finally: stop_server(proc)
+    return 0
+
+def _backend_main(a, ap) -> int:
+    "`accords-tem label-studio backend RUN`: serve the run's model until Ctrl-C."
+    if not a.run: ap.error('backend needs the run folder: accords-tem label-studio backend RUN')
+    run = Path(a.run); model = run/'unet'/'model'
+    if not (model/'unet.json').exists(): raise AccordsError('no trained model here (train-unet first)', model)
+    from accords_tem.review import rounds
+    cfg = load_config(run/'config.yaml'); rs = rounds(run)
+    srv = backend_server(model, cfg, a.url, api_key(a.api_key) if a.url else None, host=a.host, port=a.port or 9090,
+                         version=f"{run.name} {rs[-1].name if rs else 'r0'}")
+    print(f"ML backend of {model} at http://{a.host}:{srv.server_port}: in Label Studio, project settings > Model > Connect model,\n"
+          f"URL http://{a.host}:{srv.server_port} (Ctrl-C stops it)", flush=True)
+    try: srv.serve_forever()
+    except KeyboardInterrupt: pass
+    finally: srv.server_close()
     return 0

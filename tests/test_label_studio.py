@@ -13,6 +13,7 @@ import os, shutil, socket, time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 
 pytest.importorskip('label_studio_sdk', reason='label-studio-sdk is not installed: make label-studio-sdk')
@@ -108,6 +109,42 @@ def test_round_trip_through_the_commands(server, tmp_path):
     with pytest.raises(AccordsError, match='refuses the API key'): lsm.connect(url, 'not-the-key')
     ls.projects.delete(id=proj.id)
     with pytest.raises(AccordsError, match='no longer on'): lsm.fetch_from_label_studio(run, cred['api_key'], cfg)
+
+
+def test_ml_backend_answers_label_studio(server, tmp_path):
+    """The run's model as an ML backend: connected to a project, asked by Label Studio itself (the data manager's
+    Retrieve Predictions) for a task's prediction; what Label Studio stores is the model's prediction of that picture."""
+    import json, threading, torch
+    from accords_tem.core import prepare_run
+    from accords_tem.seg_data import UnetConfig
+    from accords_tem.seg_train import build_model, save_model
+    from accords_tem.unet import predict_images
+    url, cred = server
+    run, cfg = _toy(tmp_path, 64)
+    torch.manual_seed(0); u = UnetConfig(encoder='resnet18', encoder_weights=None, decoder_channels=[16, 8, 8], tile_size=64,
+                                          tile_overlap=16, tta_scales=[1.0], instance_classes=['GFM'])
+    model = save_model(run/'unet'/'model', build_model(u)[0], u, {'GFM': {'threshold': 0.5}, 'carbonhole': {'threshold': 0.5}})
+    ls = lsm.connect(url, cred['api_key'])
+    bg = cfg.section('postprocessing').background_class
+    proj = ls.projects.create(title='backend test', label_config=lsm.labeling_config([(c.name, c.color) for c in cfg.classes if c.name != bg], ['GFM'], bg))
+    img = (np.random.default_rng(2).random((64, 80)) * 255).astype(np.uint8)
+    tid = lsm._upload(ls, proj.id, 'task.png', lsm._png(img))
+    srv = lsm.backend_server(model, cfg, url, cred['api_key'], port=0, version='toy r0')
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        http = ls._client_wrapper.httpx_client
+        r = http.request('api/ml', method='POST', json=dict(url=f'http://127.0.0.1:{srv.server_port}', project=proj.id, title='accords-tem'))
+        assert r.status_code < 300, r.text
+        r = http.request('api/dm/actions', method='POST', params=dict(id='retrieve_tasks_predictions', project=proj.id),
+                         json=dict(selectedItems=dict(all=True, excluded=[])))
+        assert r.status_code < 300, r.text
+        preds = ls.predictions.list(task=tid)
+        assert len(preds) == 1 and preds[0].model_version == 'toy r0'
+        (tmp_path/'pic').mkdir(); Image.fromarray(img).save(tmp_path/'pic'/'task.png')
+        predict_images(model, tmp_path/'pic', tmp_path/'own'/'unet'/'predict', figures=False, progress=False)
+        lab, _, _ = lsm.regions_labels(preds[0].result, cfg, img.shape)
+        np.testing.assert_array_equal(lab, prediction_label_image(tmp_path/'own', 'task', cfg))
+    finally: srv.shutdown(); srv.server_close()
 
 
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason='needs Debian chromium + chromium-driver (make sysdeps)')
