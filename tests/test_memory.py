@@ -227,10 +227,10 @@ def test_predict_big_image_in_bands_and_windows(tmp_path, monkeypatch):
     uncertainty files byte for byte, the same mask and overlay pictures, the same objects (numbered otherwise), objects on the seams."""
     import tifffile
     from scipy import ndimage as ndi
-    from accords_tem import unet, export
+    from accords_tem import unet
     from accords_tem.unet import predict_images, read_instances_with_classes
     sm = _disk_model()
-    monkeypatch.setattr(export, 'load_predictor', lambda *a, **k: sm)
+    monkeypatch.setattr(unet, 'load_predictor', lambda *a, **k: sm)   # where predict_images finds it
     monkeypatch.setattr(unet, 'prediction_key', lambda *a, **k: 'no model files')   # the model is in memory only
     rng = np.random.default_rng(4); H, W = 247, 262
     img = np.full((H, W), 50000.0); yy, xx = np.mgrid[:H, :W]
@@ -321,12 +321,12 @@ def test_predict_objects_big_image(tmp_path, monkeypatch):
     overlay drawn from every k-th pixel read by bands, are what the whole-image measurement and drawing give on those instances."""
     import tifffile, pandas as pd
     from PIL import Image
-    from accords_tem import unet, export
+    from accords_tem import unet
     from accords_tem.io import read_tem
     from accords_tem.objects import predict_objects, object_features, overlay_image, _label_colors
     from accords_tem.unet import read_instances_with_classes
     sm = _disk_model()
-    monkeypatch.setattr(export, 'load_predictor', lambda *a, **k: sm)
+    monkeypatch.setattr(unet, 'load_predictor', lambda *a, **k: sm)   # where predict_images finds it
     monkeypatch.setattr(unet, 'prediction_key', lambda *a, **k: 'no model files')
     rng = np.random.default_rng(7); H, W = 181, 203
     img = np.full((H, W), 50000.0); yy, xx = np.mgrid[:H, :W]
