@@ -22,8 +22,8 @@ Scored on the held-out test images after every round, where users act (DESIGN.md
     python bench/bench_review_rounds.py --summarize bench/results/review_rounds_*_s?.csv --tag all
 
 Measured 2026-12-07 (3 seeds each on emps-train and a seed-7 synthetic sample; the settings above with --pool 40 and no
-centre maps; `--summarize ... --tag rounds`): worst-first did not need fewer corrections than random
-(bench/results/review_rounds.md).
+centre maps; `--summarize ... --tag rounds`): worst-first did not need fewer corrections than random, nor did
+`--strategies mixed` (half from the top of the queue, half random) (bench/results/review_rounds.md).
 
 `--dataset` is a RUN/dataset folder (images/<stem>.png, masks/<stem>.npy, instances/<stem>.tif), e.g. made by
 `accords-tem import-masks` from ../shared/data/emps-train or from a synthetic sample's micrographs and its
@@ -115,7 +115,8 @@ def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[di
     start = work/'start'; shutil.rmtree(start, ignore_errors=True)
     for s in stems['pool']:
         if s not in stems['initial']: link(pool_ds/'images'/f'{s}.png', start/'pool'/f'{s}.png')   # data.root: the unlabelled images
-    r0, c0 = train_round(start, cfg, pool_ds, stems, list(stems['initial']), None, a.epochs, 'worst-first' in a.strategies, a)
+    ranked = {'worst-first', 'mixed'}                    # strategies that read the review queue: the pool is predicted for them
+    r0, c0 = train_round(start, cfg, pool_ds, stems, list(stems['initial']), None, a.epochs, bool(ranked & set(a.strategies)), a)
     rows = []
     def add(st, r, row):
         rows.append(dict(dataset=a.tag, seed=a.seed, strategy=st, round=r, corrected=row['labelled'] - len(stems['initial']), **row))
@@ -127,15 +128,17 @@ def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[di
         for r in range(1, a.rounds + 1):
             shutil.rmtree(run/'model_prev', ignore_errors=True); shutil.copytree(run/'unet'/'model', run/'model_prev')
             left = [x for x in stems['pool'] if x not in labelled]
-            if st == 'worst-first':
+            top = []
+            if st in ranked:                              # mixed: half from the top of the queue, half at random from the rest
                 q = review.rank_images(review.run_signals(run, c, novelty=a.novelty))
-                pick = [x for x in q.image if x in left][:a.per_round]
-            else: pick = list(rng.choice(left, size=min(a.per_round, len(left)), replace=False))
+                top = [x for x in q.image if x in left][:a.per_round if st == 'worst-first' else a.per_round // 2]
+            rest = [x for x in left if x not in top]
+            pick = top + list(rng.choice(rest, size=min(a.per_round - len(top), len(rest)), replace=False))
             labelled += pick                              # the corrector: the ground truth of the picked images
             for x in pick: (run/'pool'/f'{x}.png').unlink()   # labelled now: out of the pool the model predicts
             last = r == a.rounds                          # the pool is predicted only where a ranking follows
             row, c = train_round(run, cfg, pool_ds, stems, labelled, str(run/'model_prev'), a.finetune_epochs,
-                                 st == 'worst-first' and not last, a)
+                                 st in ranked and not last, a)
             add(st, r, dict(row, picked=';'.join(pick)))
     return rows
 
@@ -150,7 +153,7 @@ def plot(df:pd.DataFrame, path:Path, title:str):
     import matplotlib.pyplot as plt
     sets = list(dict.fromkeys(df.dataset)) if 'dataset' in df else ['']
     fig, axs = plt.subplots(len(sets), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(sets) + 0.4), squeeze=False)
-    colors = {'worst-first': '#d62728', 'random': '#1f77b4'}
+    colors = {'worst-first': '#d62728', 'mixed': '#2ca02c', 'random': '#1f77b4'}
     for row, ds in zip(axs, sets):
         dd = df[df.dataset == ds] if ds else df
         for ax, (m, label, _) in zip(row, METRICS):
@@ -166,14 +169,19 @@ def plot(df:pd.DataFrame, path:Path, title:str):
     fig.suptitle(title, fontsize=9); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
 
+def strategies(df:pd.DataFrame) -> list[str]:
+    "The strategies of `df`, random last."
+    return [s for s in ('worst-first', 'mixed', 'random') if s in set(df.strategy)]
+
 def table(df:pd.DataFrame) -> str:
     "Markdown: per images corrected, each strategy's mean and seed range of every metric."
-    lines = ['| images corrected | ' + ' | '.join(f'{SHORT[m]}: {st}' for m, lab, _ in METRICS for st in ('worst-first', 'random')) + ' |',
-             '|---' * (1 + 2 * len(METRICS)) + '|']
+    sts = strategies(df)
+    lines = ['| images corrected | ' + ' | '.join(f'{SHORT[m]}: {st}' for m, lab, _ in METRICS for st in sts) + ' |',
+             '|---' * (1 + len(sts) * len(METRICS)) + '|']
     for n, g in df.groupby('corrected'):
         cells = []
         for m, _, _ in METRICS:
-            for st in ('worst-first', 'random'):
+            for st in sts:
                 v = g[g.strategy == st][m]; v = v.abs() if 'error' in m else v
                 cells.append(f'{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})' if len(v) else '')
         lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
@@ -193,19 +201,23 @@ def corrections_to_reach(g:pd.DataFrame, m:str, level:float, better:int) -> floa
 
 def comparison(df:pd.DataFrame) -> str:
     "Markdown: per metric, the corrections each strategy needs to reach what random reaches at its last round, and the seed-by-seed wins."
-    lines = ['| metric | random at its last round | images corrected to reach it: worst-first | random | worst-first better / worse / tied (seed x round) |',
-             '|---|---|---|---|---|']
+    sts = strategies(df); others = [s for s in sts if s != 'random']
+    lines = ['| metric | random at its last round | ' + ' | '.join(f'images corrected to reach it: {st}' for st in sts) + ' | '
+             + ' | '.join(f'{st} better / worse / tied than random (seed x round)' for st in others) + ' |',
+             '|---|---' + '|---' * (len(sts) + len(others)) + '|']
     last = df.corrected.max()
     for m, lab, better in METRICS:
-        g = {st: df[df.strategy == st] for st in ('worst-first', 'random')}
+        g = {st: df[df.strategy == st] for st in sts}
         lev = (g['random'][g['random'].corrected == last][m].abs() if better < 0 else g['random'][g['random'].corrected == last][m]).mean()
-        w = g['worst-first'][g['worst-first']['round'] > 0].set_index(['seed', 'round'])[m]
         r = g['random'][g['random']['round'] > 0].set_index(['seed', 'round'])[m]
-        if better < 0: w, r = w.abs(), r.abs()
-        d = better * (w - r).dropna()
-        need = [corrections_to_reach(g[st], m, lev, better) for st in ('worst-first', 'random')]
+        wins = []
+        for st in others:
+            w = g[st][g[st]['round'] > 0].set_index(['seed', 'round'])[m]
+            d = better * ((w.abs() - r.abs()) if better < 0 else (w - r)).dropna()
+            wins.append(f'{(d > 0).sum()} / {(d < 0).sum()} / {(d == 0).sum()}')
+        need = [corrections_to_reach(g[st], m, lev, better) for st in sts]
         lines.append(f'| {lab} | {lev:.3f} | ' + ' | '.join('not reached' if np.isnan(v) else f'{v:.1f}' for v in need)
-                     + f' | {(d > 0).sum()} / {(d < 0).sum()} / {(d == 0).sum()} |')
+                     + ' | ' + ' | '.join(wins) + ' |')
     return '\n'.join(lines)
 
 
@@ -215,6 +227,7 @@ def timing(df:pd.DataFrame) -> str:
     d = df.drop_duplicates(['seed', 'round', 'strategy'])
     for name, q in (('round 0 (first training, pool predicted)', d[(d['round'] == 0) & (d.strategy == d.strategy.iloc[0])]),
                     ('worst-first fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'worst-first')]),
+                    ('mixed fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'mixed')]),
                     ('random fine-tunes (no pool prediction)', d[(d['round'] > 0) & (d.strategy == 'random')])):
         if len(q): lines.append(f'| {name} | {len(q)} | {q.train_s.median():.0f} ({q.train_s.min():.0f}-{q.train_s.max():.0f}) | '
                                 f'{q.objects_s.median():.0f} ({q.objects_s.min():.0f}-{q.objects_s.max():.0f}) |')
@@ -259,7 +272,7 @@ def main(argv=None):
     ap.add_argument('--tag', default=None)
     ap.add_argument('--pool', type=int, default=None, help='at most this many unlabelled images to choose from (default: all the others)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.patch_size=128')
-    ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'])
+    ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'], choices=['worst-first', 'mixed', 'random'])
     ap.add_argument('--picked-from', action='append', default=[], metavar='TAG=DIR',
                     help='with --summarize: count the true objects in the images each strategy picked (DIR: that dataset folder)')
     ap.add_argument('--summarize', nargs='+', metavar='CSV', help='only write the table and figure of these per-seed csv files (with --tag)')
