@@ -310,11 +310,10 @@ def backend_regions(image:np.ndarray, # (H, W) the task's picture, as Label Stud
                    ) -> list[dict]:
     "Brush regions of the model's prediction of `image`: what the ML backend answers for one task."
     from tempfile import TemporaryDirectory
-    from PIL import Image
     from accords_tem.review import prediction_label_image
     from accords_tem.unet import predict_images, read_instances_with_classes
     with TemporaryDirectory(prefix='accords-ls-') as d:
-        d = Path(d); (d/'in').mkdir(); Image.fromarray(np.asarray(image, np.uint8)).save(d/'in'/'task.png')
+        d = Path(d); (d/'in').mkdir(); (d/'in'/'task.png').write_bytes(_png(np.asarray(image, np.uint8)))
         predict_images(model_dir, d/'in', d/'unet'/'predict', figures=False, progress=False)
         lab = prediction_label_image(d, 'task', cfg)
         p = d/'unet'/'predict'/'instances'/'task.tif'

@@ -256,20 +256,6 @@ def _background(run_dir:Path, image:Path) -> np.ndarray:
         if a.dtype == np.uint8: return a
     return clip_uint8(minmax(read_tem(image)))
 
-def _background_shape(run_dir:Path, image:Path) -> tuple[int, int]:
-    "(H, W) of `_background(run_dir, image)`: from the header of stage 01's 8-bit PNG, else by reading the picture."
-    from PIL import Image
-    p = normalized_image_path(run_dir, Path(image).stem)
-    if p is not None and p.suffix == '.png':
-        old = Image.MAX_IMAGE_PIXELS
-        try:
-            Image.MAX_IMAGE_PIXELS = None   # a header only: the size check is not needed
-            with Image.open(p) as im:
-                if im.mode == 'L': return im.size[::-1]
-        except Exception: pass   # read below: its error names the file
-        finally: Image.MAX_IMAGE_PIXELS = old
-    return _background(run_dir, image).shape
-
 # %% ../nbs/02_h5_to_masks.ipynb #20dbe603
 def _find_exports(root:Path, glob:str) -> list[Path]:
     return sorted(p for p in root.glob(glob) if p.is_file() and export_kind(p.name) == 'probabilities')

@@ -22,7 +22,7 @@ from .masks import pair_exports
 from .normalization import _thumb, minmax, normalize as normalize_image, normalized_image_path, normalized_path
 
 # %% auto #0
-__all__ = ['PostprocessingConfig', 'fill_unlabelled', 'open_class', 'value_counts', 'row_bands', 'count_value', 'set_value',
+__all__ = ['PostprocessingConfig', 'row_bands', 'count_value', 'set_value', 'fill_unlabelled', 'open_class', 'value_counts',
            'clean_labels', 'to_onehot', 'onehot_check', 'onehot_stats', 'save_onehot', 'check_label_values',
            'check_aspect', 'label_stem', 'LabelPair', 'pair_labels', 'read_labels', 'dataset_size', 'image_to_uint8',
            'dataset_image', 'image_source', 'ground_truth_path', 'gt_agreement', 'prepare_pair', 'output_paths',
@@ -64,6 +64,23 @@ class PostprocessingConfig(_Section):
         if len(v) != 2 or any(int(s) < 8 for s in v): raise ValueError(f'size must be [height, width], each >= 8; got {v}')
         return v
 
+# %% ../nbs/03_postprocessing.ipynb #5243ab3c
+def row_bands(a:np.ndarray, band:int=1 << 22) -> list[slice]:
+    "Slices of about `band` pixels (whole rows) that cover the rows of `a`."
+    rows = max(1, band // max(1, a.shape[1] if a.ndim > 1 else 1))
+    return [slice(y, y + rows) for y in range(0, len(a), rows)]
+
+def count_value(a:np.ndarray, v, band:int=1 << 22) -> int:
+    "Pixels of `a` equal to `v`, counted by bands of rows (no whole-image boolean copy)."
+    return sum(int(np.count_nonzero(a[s] == v)) for s in row_bands(a, band))
+
+def set_value(a:np.ndarray, old, new) -> int:
+    "Pixels of `a` equal to `old` set to `new` in place, band by band; how many."
+    n = 0
+    for s in row_bands(a):
+        m = a[s] == old; a[s][m] = new; n += int(np.count_nonzero(m))
+    return n
+
 # %% ../nbs/03_postprocessing.ipynb #0d60a020
 def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
                     unlabelled:int=0, # the value of unlabelled pixels
@@ -73,7 +90,7 @@ def fill_unlabelled(labels:np.ndarray, # 2-D integer labels
     from scipy import ndimage as ndi
     labels = np.asarray(labels)
     H, W = labels.shape; rows = max(1, band // max(1, W))
-    n_gap = sum(int(np.count_nonzero(labels[y:y + rows] == unlabelled)) for y in range(0, H, rows))   # no whole boolean copy
+    n_gap = count_value(labels, unlabelled, band)
     if not n_gap: return labels.copy()
     if n_gap == labels.size: raise ValueError('no labelled pixel to fill the gaps from')
     if rows >= H:   # one transform: its int32 (2, H, W) index array is 8 B per pixel
@@ -123,22 +140,6 @@ def value_counts(labels:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         v = np.flatnonzero(c); return v.astype(labels.dtype), c[v]
     return np.unique(labels, return_counts=True)
 
-def row_bands(a:np.ndarray, band:int=1 << 22) -> list[slice]:
-    "Slices of about `band` pixels (whole rows) that cover the rows of `a`."
-    rows = max(1, band // max(1, a.shape[1] if a.ndim > 1 else 1))
-    return [slice(y, y + rows) for y in range(0, len(a), rows)]
-
-def count_value(a:np.ndarray, v) -> int:
-    "Pixels of `a` equal to `v`, counted by bands of rows (no whole-image boolean copy)."
-    return sum(int(np.count_nonzero(a[s] == v)) for s in row_bands(a))
-
-def set_value(a:np.ndarray, old, new) -> int:
-    "Pixels of `a` equal to `old` set to `new` in place, band by band; how many."
-    n = 0
-    for s in row_bands(a):
-        m = a[s] == old; a[s][m] = new; n += int(np.count_nonzero(m))
-    return n
-
 # %% ../nbs/03_postprocessing.ipynb #c07ace8d
 def clean_labels(labels:np.ndarray, # 2-D ilastik labels (0 = unlabelled)
                  size:tuple[int, int], # target (height, width)
@@ -166,7 +167,6 @@ def clean_labels(labels:np.ndarray, # 2-D ilastik labels (0 = unlabelled)
     kept = present if same and fill_at == 'target' else value_counts(small)[0]
     st['lost_in_resize'] = sorted(set(present.tolist()) - set(kept.tolist()))
     filled = fill_unlabelled(small)
-    if thin_filled: from accords_tem.normalization import _thumb
     if steps is not None: steps.update(resized=resize_labels(labels, size) if fill_at == 'original' else small,
                                        filled=np.array(_thumb(filled, thin_filled)) if thin_filled else filled)
     st['unlabelled_after_fill'] = count_value(filled, 0)

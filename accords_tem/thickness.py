@@ -62,8 +62,9 @@ def _med_se(v:np.ndarray) -> tuple[float, float]:
 def _support_under(lab:np.ndarray, cm:np.ndarray, hole:int, film:int, margin_px:float) -> np.ndarray:
     "Under each flake pixel: `hole` or `film` where the nearest background pixel of that class is `margin_px` closer than the other's, else 0 (unsure); elsewhere the class map."
     bg = lab == 0
-    dh = ndi.distance_transform_edt(~(bg & (cm == hole))) if (bg & (cm == hole)).any() else np.full(lab.shape, np.inf)
-    df = ndi.distance_transform_edt(~(bg & (cm == film))) if (bg & (cm == film)).any() else np.full(lab.shape, np.inf)
+    hb, fb = bg & (cm == hole), bg & (cm == film)
+    dh = ndi.distance_transform_edt(~hb) if hb.any() else np.full(lab.shape, np.inf)
+    df = ndi.distance_transform_edt(~fb) if fb.any() else np.full(lab.shape, np.inf)
     u = np.where(dh + margin_px < df, hole, np.where(df + margin_px < dh, film, 0))
     return np.where(bg, cm, u)
 

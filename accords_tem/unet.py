@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_unet.ipynb #b569b12b
 from __future__ import annotations
-import argparse, hashlib, json, os, sys, tempfile, time
+import argparse, atexit, hashlib, json, os, shutil, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -404,7 +404,6 @@ def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, probs:Path, sh
 # %% ../nbs/05_unet.ipynb #5ebddbeb
 def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar:str, crop, cut, figures:bool, budget:int) -> list[dict]:
     "`predict_images` for one image above the pixel budget, in bands of rows and windows: the same files, predictions.csv rows."
-    import shutil
     K, u = len(sm.classes), sm.u; (Hf, W), thr = lazy.shape, sm.threshold_list()
     rows = max(1, budget // (4 * W)); r0, r1 = content_rows(_BandedRows(lazy, rows), data_bar=data_bar, crop=crop)
     work = out/f'.{p.stem}.work'; shutil.rmtree(work, ignore_errors=True); work.mkdir(parents=True)
@@ -515,7 +514,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
     rank, _, world = distributed_rank(); shared = out   # under torchrun all train; rank 0 writes, the others into a scratch folder
     if rank:   # its scratch folder goes when the process ends, also after a failure
-        out = Path(tempfile.mkdtemp(prefix=f'accords-tem-rank{rank}-')); import atexit, shutil; atexit.register(shutil.rmtree, out, True)
+        out = Path(tempfile.mkdtemp(prefix=f'accords-tem-rank{rank}-')); atexit.register(shutil.rmtree, out, True)
     names = cfg.class_names(); idx = target_indices(names, u.target_classes)
     colors = {c.name: c.color for c in cfg.classes}
     h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names) + (f"-{config_hash(cfg, 'synthetic')}" if u.synthetic_per_material else '')
@@ -573,7 +572,7 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
         epochs = u.epochs_for(len(train_ds))   # small datasets: enough steps (unet.min_steps)
         hist = fit(learn, epochs, progress=progress)
     if rank:   # the results are rank 0's to write
-        import shutil; shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
         return dict(stage='unet', rank=rank, world_size=world, trained=True)
     save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
     model = learn.model.eval()

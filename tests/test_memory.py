@@ -167,17 +167,17 @@ def test_masks_background_png(tmp_path):
     assert _read_png8(tmp_path/'c.png') is None and _read_png8(tmp_path/'w.png') is None
 
 
-def test_masks_shape_from_png_header(tmp_path):
-    "Stage 02 checks the export's size against stage 01's PNG header, writes the masks, then reads the picture; a mismatch still fails first."
+def test_masks_check_the_picture_first(tmp_path):
+    "Stage 02 reads the picture (stage 01's PNG, else the raw image) before it makes the masks; an export of another size fails first."
     import cv2, tifffile
     from accords_tem.core import FailureLog
     from accords_tem.io import write_ilastik_h5
-    from accords_tem.masks import _background, _background_shape, run_masks
+    from accords_tem.masks import _background, run_masks
     root, run = tmp_path/'data', tmp_path/'run'; (root/'G').mkdir(parents=True)
     tifffile.imwrite(root/'G'/'a.tif', np.zeros((30, 40), np.uint16))
     (run/'normalized'/'G').mkdir(parents=True); cv2.imwrite(str(run/'normalized'/'G'/'a.png'), np.zeros((30, 40), np.uint8))
-    assert _background_shape(run, root/'G'/'a.tif') == _background(run, root/'G'/'a.tif').shape == (30, 40)
-    assert _background_shape(tmp_path/'other', root/'G'/'a.tif') == (30, 40)                # no stage 01: the raw image
+    assert _background(run, root/'G'/'a.tif').shape == (30, 40)
+    assert _background(tmp_path/'other', root/'G'/'a.tif').shape == (30, 40)                # no stage 01: the raw image
     p = np.random.default_rng(0).dirichlet([1, 1, 1], size=(20, 40)).astype(np.float32)     # another image's export
     write_ilastik_h5(root/'a_Probabilities.h5', p, 'yxc')
     s = run_masks(load_config(None, {'data.root': str(root), 'data.ground_truth': None}), run, progress=False)
