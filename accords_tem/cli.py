@@ -10,7 +10,8 @@ import yaml
 from .core import (AccordsError, AllInputsFailed, ConfigError, FailureLog, adapt_classes, all_failed_is_error, atomic_write,
                               cluster_options, collect_batches, config_to_yaml, load_config, make_section_snapshot, run_lock,
                               section_snapshot, shipped_configs)
-from .pipeline import STAGES, EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
+from .layout import STAGES
+from .pipeline import EXTRA_COMMANDS, import_object, run_pipeline, run_stage_function, failure_summary
 
 from .core import DEFAULT_CONFIG, config_path   # (`config_path`: --config, else RUN/config.yaml, else the default)
 from .core import parse_overrides as _overrides   # --set KEY=VALUE (core: stages' own commands use it too)

@@ -13,7 +13,7 @@ import pandas as pd
 from .core import AccordsError
 
 # %% auto #0
-__all__ = ['TABLES', 'RunLayoutError', 'Table', 'check_columns', 'read_table', 'complete', 'layout_problems']
+__all__ = ['TABLES', 'STAGES', 'RunLayoutError', 'Table', 'Stage', 'check_columns', 'read_table', 'complete', 'layout_problems']
 
 # %% ../nbs/00d_layout.ipynb #e1830e49
 class RunLayoutError(AccordsError): "A table of the run folder lacks a column its readers rely on, or cannot be read."
@@ -49,6 +49,29 @@ TABLES = {t.path: t for t in [
     Table('objects/summary_samples.csv', '06', ('sample', 'n_images', 'n_objects', 'size_unit')),
     Table('objects/evaluation.csv', '06', ('image', 'n_pred', 'n_gt', 'tp', 'fp', 'fn', 'precision', 'recall', 'f1'), 'image'),
 ]}
+
+# %% ../nbs/00d_layout.ipynb #ecf65ee1
+@dataclass(frozen=True)
+class Stage:
+    "One pipeline stage: its notebook, its function ('module:function'), CLI command and config section."
+    key: str
+    notebook: str
+    func: str
+    command: str
+    section: str
+    title: str
+    outputs: tuple = ()
+
+STAGES = [
+    Stage('00', '00_io.ipynb', 'accords_tem.io:run_inventory', 'inventory', 'io', 'Image inventory', ('inventory.csv',)),
+    Stage('01', '01_normalization.ipynb', 'accords_tem.normalization:run_normalization', 'normalize', 'normalization', 'Normalization', ('normalized',)),
+    Stage('02', '02_h5_to_masks.ipynb', 'accords_tem.masks:run_masks', 'masks', 'masks', 'ilastik probabilities to masks', ('masks',)),
+    Stage('03', '03_postprocessing.ipynb', 'accords_tem.postprocessing:run_postprocessing', 'dataset', 'postprocessing', 'ilastik labels to a U-Net dataset', ('dataset',)),
+    Stage('04', '04_classifier.ipynb', 'accords_tem.classifier:run_classifier', 'train-classifier', 'classifier', 'Image classifier', ('classifier',)),
+    Stage('05', '05_unet.ipynb', 'accords_tem.unet:run_unet', 'train-unet', 'unet', 'U-Net segmentation', ('unet',)),
+    Stage('06', '06_sam.ipynb', 'accords_tem.objects:run_objects', 'objects', 'objects', 'Objects and morphometry', ('objects',)),
+    Stage('07', '07_reporting.ipynb', 'accords_tem.reporting:run_report', 'report', 'report', 'Report and quality checks', ('report.pdf', 'qc.json')),
+]
 
 # %% ../nbs/00d_layout.ipynb #40d7a746
 def check_columns(df:pd.DataFrame, # a table as read

@@ -11,36 +11,14 @@ from pathlib import Path
 from typing import Annotated
 import nbformat, yaml
 from pydantic import Field
+from .layout import Stage, STAGES
 from .core import (AccordsError, ConfigError, Config, FailureLog, _Section, all_failed_is_error, atomic_path, config_to_yaml, digest, file_digests, module_code,
                               load_config, prepare_run, save_json)
 
 # %% auto #0
-__all__ = ['STAGES', 'EXTRA_COMMANDS', 'Stage', 'import_object', 'PipelineConfig', 'nbs_dir', 'available_stages', 'select_stages',
-           'is_stage_cell', 'run_notebook', 'input_digests', 'code_digest', 'stage_fingerprint', 'stage_is_done',
-           'StageFailed', 'execute_stage', 'run_pipeline', 'failure_summary', 'run_stage_function']
-
-# %% ../nbs/08_pipeline.ipynb #40a48dba
-@dataclass(frozen=True)
-class Stage:
-    "One pipeline stage: its notebook, its function ('module:function'), CLI command and config section."
-    key: str
-    notebook: str
-    func: str
-    command: str
-    section: str
-    title: str
-    outputs: tuple = ()
-
-STAGES = [
-    Stage('00', '00_io.ipynb', 'accords_tem.io:run_inventory', 'inventory', 'io', 'Image inventory', ('inventory.csv',)),
-    Stage('01', '01_normalization.ipynb', 'accords_tem.normalization:run_normalization', 'normalize', 'normalization', 'Normalization', ('normalized',)),
-    Stage('02', '02_h5_to_masks.ipynb', 'accords_tem.masks:run_masks', 'masks', 'masks', 'ilastik probabilities to masks', ('masks',)),
-    Stage('03', '03_postprocessing.ipynb', 'accords_tem.postprocessing:run_postprocessing', 'dataset', 'postprocessing', 'ilastik labels to a U-Net dataset', ('dataset',)),
-    Stage('04', '04_classifier.ipynb', 'accords_tem.classifier:run_classifier', 'train-classifier', 'classifier', 'Image classifier', ('classifier',)),
-    Stage('05', '05_unet.ipynb', 'accords_tem.unet:run_unet', 'train-unet', 'unet', 'U-Net segmentation', ('unet',)),
-    Stage('06', '06_sam.ipynb', 'accords_tem.objects:run_objects', 'objects', 'objects', 'Objects and morphometry', ('objects',)),
-    Stage('07', '07_reporting.ipynb', 'accords_tem.reporting:run_report', 'report', 'report', 'Report and quality checks', ('report.pdf', 'qc.json')),
-]
+__all__ = ['EXTRA_COMMANDS', 'import_object', 'PipelineConfig', 'nbs_dir', 'available_stages', 'select_stages', 'is_stage_cell',
+           'run_notebook', 'input_digests', 'code_digest', 'stage_fingerprint', 'stage_is_done', 'StageFailed',
+           'execute_stage', 'run_pipeline', 'failure_summary', 'run_stage_function']
 
 # %% ../nbs/08_pipeline.ipynb #0287e83c
 # Commands that are not pipeline stages: 'name': ('module:function taking argv', help)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from .core import (AccordsError, Config, ConfigError, _Section, atomic_path, config_hash, get_device,
                               device_description, load_config, save_json, save_figure)
-from .layout import TABLES, read_table, complete
+from .layout import STAGES, TABLES, read_table, complete
 
 # %% auto #0
 __all__ = ['CHECKS', 'ReportConfig', 'image_stem', 'RunData', 'qc_result', 'not_run', 'nothing_to_check', 'check_unreadable',
@@ -180,7 +180,6 @@ def check_unreadable(run:RunData, rc:ReportConfig) -> dict:
 
 def check_stages(run:RunData, rc:ReportConfig) -> dict:
     "Stages that failed (pipeline rows of failures.csv) or wrote nothing."
-    from accords_tem.pipeline import STAGES
     name = 'stages completed'
     f = run.failures
     failed = sorted(set(f[f.stage.astype(str) == 'pipeline'].file.astype(str))) if f is not None else []

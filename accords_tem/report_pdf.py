@@ -17,6 +17,7 @@ from pydantic import Field
 from .core import (AccordsError, Config, ConfigError, _Section, atomic_path, config_hash, get_device,
                               device_description, load_config, save_json, save_figure)
 
+from .layout import STAGES
 from .qc import (ReportConfig, RunData, image_stem, quality_checks, split_balance, mean_iou_by_subset,
                             stage02_masks, classifier_probabilities, _truthy, _read_image, _read_sheet, _report_config)
 
@@ -210,7 +211,6 @@ def _figures(doc:_Doc, paths:list[Path], caption:str='', max_h=None, per_row:int
 def _title_page(doc:_Doc, cfg:Config|None) -> list:
     from reportlab.platypus import Spacer, PageBreak
     from reportlab.lib.units import cm
-    from accords_tem.pipeline import STAGES
     run, s = doc.run, doc.styles
     name = cfg.name if cfg is not None else run.dir.name
     try: dev = device_description(get_device(cfg.device if cfg is not None else 'auto'))
