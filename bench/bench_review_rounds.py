@@ -85,6 +85,44 @@ def score_objects(run:Path, c, test:list[str]) -> dict:
                 d50_error=round(float((d50p - d50g) / d50g), 4))   # pooled non-border objects' median ECD, signed relative error
 
 
+def image_errors(run:Path, c, pool_ds:Path, stems:list[str]) -> pd.DataFrame:
+    """The true error of the model's prediction of each image in `stems` (what the queue tries to rank without ground truth):
+    1 - pixel IoU of the target class (predicted mask of `unet/predict/masks` vs the image's true mask) and 1 - object F1
+    (the mask cut into objects as in `score_objects`, matched to the true instances one to one at IoU 0.5)."""
+    from PIL import Image
+    from accords_tem.objects import cut_options, evaluate_image
+    from accords_tem.sam import instances_from_mask
+    from accords_tem.seg_data import read_instances, load_mask, target_indices
+    oc, cls = c.section('objects'), c.section('unet').target_classes[0]
+    ch = target_indices(c.class_names(), [cls])[0]
+    rows = []
+    for s in stems:
+        pred = np.asarray(Image.open(run/'unet'/'predict'/'masks'/f'{s}_{cls}.png')) > 0
+        true = load_mask(pool_ds/'masks'/f'{s}.npy')[ch] > 0
+        union = (pred | true).sum()
+        lab = instances_from_mask(pred, **cut_options(oc)).astype(np.int32)
+        ev = evaluate_image(lab, [cls] * int(lab.max()), read_instances(pool_ds/'instances'/f'{s}.tif', pred.shape), None, cls)
+        rows.append(dict(image=s, pixel_error=1 - (pred & true).sum() / union if union else 0.0,
+                         object_error=1 - 2 * ev['tp'] / max(ev['n_pred'] + ev['n_gt'], 1)))
+    return pd.DataFrame(rows)
+
+
+def queue_quality(q:pd.DataFrame, err:pd.DataFrame, k:int) -> dict:
+    """How well the queue (`rank_images`) orders images by their true error: Spearman's rho of the score and of each signal
+    with each error, and the mean true error of the queue's first `k` images against the pool's mean and the best possible
+    first `k` (the truly worst)."""
+    from scipy.stats import spearmanr
+    d = q.merge(err, on='image')
+    out = dict(pool=len(d), k=k)
+    for e in ('pixel_error', 'object_error'):
+        for s in ['score', *[x for x in review.SIGNALS if x in d and d[x].notna().sum() > 2 and d[x].nunique() > 1]]:
+            out[f'rho_{s}_{e}'] = round(float(spearmanr(d[s], d[e]).statistic), 3)
+        out[f'{e}_top{k}'] = round(float(d.sort_values('rank')[e].head(k).mean()), 4)
+        out[f'{e}_pool'] = round(float(d[e].mean()), 4)
+        out[f'{e}_worst{k}'] = round(float(d[e].nlargest(k).mean()), 4)
+    return out
+
+
 def train_round(run:Path, cfg, pool_ds:Path, stems:dict, labelled:list[str], init, epochs:int, predict_pool:bool, a) -> dict:
     "One training round in `run` on `labelled` (+ the fixed val and test images): run_unet, then the test images' objects."
     for s in labelled + stems['val'] + stems['test']:
@@ -115,9 +153,17 @@ def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[di
     start = work/'start'; shutil.rmtree(start, ignore_errors=True)
     for s in stems['pool']:
         if s not in stems['initial']: link(pool_ds/'images'/f'{s}.png', start/'pool'/f'{s}.png')   # data.root: the unlabelled images
-    ranked = {'worst-first', 'mixed'}                    # strategies that read the review queue: the pool is predicted for them
+    ranked = {'worst-first', 'mixed', 'oracle'}          # strategies that read the pool's predictions: the pool is predicted for them
     r0, c0 = train_round(start, cfg, pool_ds, stems, list(stems['initial']), None, a.epochs, bool(ranked & set(a.strategies)), a)
-    rows = []
+    rows, quality = [], []
+    def rank(run, c, strategy, r):
+        "The review queue of the pool's unlabelled images, its quality against their true errors recorded."
+        q = review.rank_images(review.run_signals(run, c, novelty=a.novelty))
+        quality.append(dict(dataset=a.tag, seed=a.seed, strategy=strategy, round=r,
+                            **queue_quality(q, image_errors(run, c, pool_ds, list(q.image)), a.per_round)))
+        pd.DataFrame(quality).to_csv(out_csv.with_name(out_csv.name.replace('review_rounds_', 'review_queue_')), index=False)
+        return q
+    if ranked & set(a.strategies): rank(start, c0, 'round 0', 0)
     def add(st, r, row):
         rows.append(dict(dataset=a.tag, seed=a.seed, strategy=st, round=r, corrected=row['labelled'] - len(stems['initial']), **row))
         print(json.dumps(rows[-1]), flush=True); pd.DataFrame(rows).to_csv(out_csv, index=False)   # a cut-off run keeps what it did
@@ -129,8 +175,11 @@ def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[di
             shutil.rmtree(run/'model_prev', ignore_errors=True); shutil.copytree(run/'unet'/'model', run/'model_prev')
             left = [x for x in stems['pool'] if x not in labelled]
             top = []
-            if st in ranked:                              # mixed: half from the top of the queue, half at random from the rest
-                q = review.rank_images(review.run_signals(run, c, novelty=a.novelty))
+            if st == 'oracle':                            # the truly worst predictions first (1 - pixel IoU): what a perfect queue picks
+                err = image_errors(run, c, pool_ds, left)
+                top = err.sort_values(['pixel_error', 'image'], ascending=[False, True]).image.head(a.per_round).tolist()
+            elif st in ranked:                            # mixed: half from the top of the queue, half at random from the rest
+                q = rank(run, c, st, r - 1) if r > 1 else review.rank_images(review.run_signals(run, c, novelty=a.novelty))
                 top = [x for x in q.image if x in left][:a.per_round if st == 'worst-first' else a.per_round // 2]
             rest = [x for x in left if x not in top]
             pick = top + list(rng.choice(rest, size=min(a.per_round - len(top), len(rest)), replace=False))
@@ -153,7 +202,7 @@ def plot(df:pd.DataFrame, path:Path, title:str):
     import matplotlib.pyplot as plt
     sets = list(dict.fromkeys(df.dataset)) if 'dataset' in df else ['']
     fig, axs = plt.subplots(len(sets), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(sets) + 0.4), squeeze=False)
-    colors = {'worst-first': '#d62728', 'mixed': '#2ca02c', 'random': '#1f77b4'}
+    colors = {'worst-first': '#d62728', 'mixed': '#2ca02c', 'oracle': '#9467bd', 'random': '#1f77b4'}
     for row, ds in zip(axs, sets):
         dd = df[df.dataset == ds] if ds else df
         for ax, (m, label, _) in zip(row, METRICS):
@@ -171,7 +220,7 @@ def plot(df:pd.DataFrame, path:Path, title:str):
 
 def strategies(df:pd.DataFrame) -> list[str]:
     "The strategies of `df`, random last."
-    return [s for s in ('worst-first', 'mixed', 'random') if s in set(df.strategy)]
+    return [s for s in ('worst-first', 'mixed', 'oracle', 'random') if s in set(df.strategy)]
 
 def table(df:pd.DataFrame) -> str:
     "Markdown: per images corrected, each strategy's mean and seed range of every metric."
@@ -228,6 +277,7 @@ def timing(df:pd.DataFrame) -> str:
     for name, q in (('round 0 (first training, pool predicted)', d[(d['round'] == 0) & (d.strategy == d.strategy.iloc[0])]),
                     ('worst-first fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'worst-first')]),
                     ('mixed fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'mixed')]),
+                    ('oracle fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'oracle')]),
                     ('random fine-tunes (no pool prediction)', d[(d['round'] > 0) & (d.strategy == 'random')])):
         if len(q): lines.append(f'| {name} | {len(q)} | {q.train_s.median():.0f} ({q.train_s.min():.0f}-{q.train_s.max():.0f}) | '
                                 f'{q.objects_s.median():.0f} ({q.objects_s.min():.0f}-{q.objects_s.max():.0f}) |')
@@ -246,6 +296,21 @@ def picked_table(df:pd.DataFrame, datasets:dict) -> str:
             shape = Image.open(root/'images'/f'{s}.png').size[::-1]
             lab = read_instances(root/'instances'/f'{s}.tif', shape); n.append(len(np.unique(lab[lab > 0])))
         lines.append(f'| {ds} | {st} | {len(n)} | {np.mean(n):.1f} | {sum(x == 0 for x in n)} |')
+    return '\n'.join(lines)
+
+
+def queue_table(csvs:list[str]) -> str:
+    "Markdown: how well the round-0 queue orders the pool by true error, per dataset: Spearman's rho (mean and range over seeds) of the score and of each signal, and the mean true error of the queue's first k images, of the pool, and of the truly worst k."
+    d = pd.concat([pd.read_csv(f) for f in csvs], ignore_index=True)
+    d = d[d['round'] == 0]
+    lines = ['| dataset | error | seeds | rho: score | ' + ' | '.join(f'rho: {s}' for s in review.SIGNALS if f'rho_{s}_pixel_error' in d) +
+             ' | queue\'s first k | pool mean | truly worst k |', '|---' * (7 + sum(f'rho_{s}_pixel_error' in d for s in review.SIGNALS)) + '|']
+    f = lambda v: f'{v.mean():.2f} ({v.min():.2f} to {v.max():.2f})' if v.notna().any() else ''
+    for (ds, g), e in ((x, e) for x in d.groupby('dataset', sort=False) for e in ('pixel_error', 'object_error')):
+        cells = [f(g[f'rho_score_{e}'])] + [f(g[f'rho_{s}_{e}']) for s in review.SIGNALS if f'rho_{s}_pixel_error' in d]
+        k = int(g.k.iloc[0])
+        lines.append(f'| {ds} | 1 - {"pixel IoU" if e == "pixel_error" else "object F1"} | {len(g)} | ' + ' | '.join(cells) +
+                     f' | {g[f"{e}_top{k}"].mean():.3f} | {g[f"{e}_pool"].mean():.3f} | {g[f"{e}_worst{k}"].mean():.3f} |')
     return '\n'.join(lines)
 
 
@@ -272,11 +337,14 @@ def main(argv=None):
     ap.add_argument('--tag', default=None)
     ap.add_argument('--pool', type=int, default=None, help='at most this many unlabelled images to choose from (default: all the others)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.patch_size=128')
-    ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'], choices=['worst-first', 'mixed', 'random'])
+    ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'], choices=['worst-first', 'mixed', 'oracle', 'random'],
+                    help='oracle: the images whose prediction is truly worst (ground truth), the upper bound of any queue')
     ap.add_argument('--picked-from', action='append', default=[], metavar='TAG=DIR',
                     help='with --summarize: count the true objects in the images each strategy picked (DIR: that dataset folder)')
+    ap.add_argument('--queue', nargs='+', metavar='CSV', help='only print how well the queue ranked the pool by true error (review_queue_*.csv)')
     ap.add_argument('--summarize', nargs='+', metavar='CSV', help='only write the table and figure of these per-seed csv files (with --tag)')
     a = ap.parse_args(argv)
+    if a.queue: return print(queue_table(a.queue))
     if a.summarize: return summarize(a.summarize, a.tag or 'summary', dict(x.split('=', 1) for x in a.picked_from))
     import torch; torch.set_num_threads(a.threads)
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
