@@ -102,7 +102,7 @@ def image_errors(run:Path, c, pool_ds:Path, stems:list[str]) -> pd.DataFrame:
         union = (pred | true).sum()
         lab = instances_from_mask(pred, **cut_options(oc)).astype(np.int32)
         ev = evaluate_image(lab, [cls] * int(lab.max()), read_instances(pool_ds/'instances'/f'{s}.tif', pred.shape), None, cls)
-        rows.append(dict(image=s, pixel_error=1 - (pred & true).sum() / union if union else 0.0,
+        rows.append(dict(image=s, pixel_error=1 - (pred & true).sum() / union if union else 0.0, wrong_pixels=int((pred ^ true).sum()),
                          object_error=1 - 2 * ev['tp'] / max(ev['n_pred'] + ev['n_gt'], 1)))
     return pd.DataFrame(rows)
 
@@ -153,7 +153,7 @@ def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[di
     start = work/'start'; shutil.rmtree(start, ignore_errors=True)
     for s in stems['pool']:
         if s not in stems['initial']: link(pool_ds/'images'/f'{s}.png', start/'pool'/f'{s}.png')   # data.root: the unlabelled images
-    ranked = {'worst-first', 'mixed', 'oracle'}          # strategies that read the pool's predictions: the pool is predicted for them
+    ranked = {'worst-first', 'mixed', 'oracle', 'oracle-pixels'}          # strategies that read the pool's predictions: the pool is predicted for them
     r0, c0 = train_round(start, cfg, pool_ds, stems, list(stems['initial']), None, a.epochs, bool(ranked & set(a.strategies)), a)
     rows, quality = [], []
     def rank(run, c, strategy, r):
@@ -175,9 +175,10 @@ def rounds(pool_ds:Path, work:Path, cfg, stems:dict, a, out_csv:Path) -> list[di
             shutil.rmtree(run/'model_prev', ignore_errors=True); shutil.copytree(run/'unet'/'model', run/'model_prev')
             left = [x for x in stems['pool'] if x not in labelled]
             top = []
-            if st == 'oracle':                            # the truly worst predictions first (1 - pixel IoU): what a perfect queue picks
-                err = image_errors(run, c, pool_ds, left)
-                top = err.sort_values(['pixel_error', 'image'], ascending=[False, True]).image.head(a.per_round).tolist()
+            if st.startswith('oracle'):                   # the truly worst predictions first: what a perfect queue picks
+                err = image_errors(run, c, pool_ds, left)   # oracle: by 1 - pixel IoU; oracle-pixels: by the number of wrong pixels
+                by = 'wrong_pixels' if st == 'oracle-pixels' else 'pixel_error'
+                top = err.sort_values([by, 'image'], ascending=[False, True]).image.head(a.per_round).tolist()
             elif st in ranked:                            # mixed: half from the top of the queue, half at random from the rest
                 q = rank(run, c, st, r - 1) if r > 1 else review.rank_images(review.run_signals(run, c, novelty=a.novelty))
                 top = [x for x in q.image if x in left][:a.per_round if st == 'worst-first' else a.per_round // 2]
@@ -202,7 +203,7 @@ def plot(df:pd.DataFrame, path:Path, title:str):
     import matplotlib.pyplot as plt
     sets = list(dict.fromkeys(df.dataset)) if 'dataset' in df else ['']
     fig, axs = plt.subplots(len(sets), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(sets) + 0.4), squeeze=False)
-    colors = {'worst-first': '#d62728', 'mixed': '#2ca02c', 'oracle': '#9467bd', 'random': '#1f77b4'}
+    colors = {'worst-first': '#d62728', 'mixed': '#2ca02c', 'oracle': '#9467bd', 'oracle-pixels': '#8c564b', 'random': '#1f77b4'}
     for row, ds in zip(axs, sets):
         dd = df[df.dataset == ds] if ds else df
         for ax, (m, label, _) in zip(row, METRICS):
@@ -220,7 +221,7 @@ def plot(df:pd.DataFrame, path:Path, title:str):
 
 def strategies(df:pd.DataFrame) -> list[str]:
     "The strategies of `df`, random last."
-    return [s for s in ('worst-first', 'mixed', 'oracle', 'random') if s in set(df.strategy)]
+    return [s for s in ('worst-first', 'mixed', 'oracle', 'oracle-pixels', 'random') if s in set(df.strategy)]
 
 def table(df:pd.DataFrame) -> str:
     "Markdown: per images corrected, each strategy's mean and seed range of every metric."
@@ -278,6 +279,7 @@ def timing(df:pd.DataFrame) -> str:
                     ('worst-first fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'worst-first')]),
                     ('mixed fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'mixed')]),
                     ('oracle fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'oracle')]),
+                    ('oracle-pixels fine-tunes (pool predicted, except the last)', d[(d['round'] > 0) & (d.strategy == 'oracle-pixels')]),
                     ('random fine-tunes (no pool prediction)', d[(d['round'] > 0) & (d.strategy == 'random')])):
         if len(q): lines.append(f'| {name} | {len(q)} | {q.train_s.median():.0f} ({q.train_s.min():.0f}-{q.train_s.max():.0f}) | '
                                 f'{q.objects_s.median():.0f} ({q.objects_s.min():.0f}-{q.objects_s.max():.0f}) |')
@@ -337,8 +339,9 @@ def main(argv=None):
     ap.add_argument('--tag', default=None)
     ap.add_argument('--pool', type=int, default=None, help='at most this many unlabelled images to choose from (default: all the others)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. unet.patch_size=128')
-    ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'], choices=['worst-first', 'mixed', 'oracle', 'random'],
-                    help='oracle: the images whose prediction is truly worst (ground truth), the upper bound of any queue')
+    ap.add_argument('--strategies', nargs='+', default=['worst-first', 'random'], choices=['worst-first', 'mixed', 'oracle', 'oracle-pixels', 'random'],
+                    help='oracle: the images whose prediction is truly worst (1 - pixel IoU against the ground truth), the upper '
+                         'bound of any queue; oracle-pixels: those with the most wrong pixels')
     ap.add_argument('--picked-from', action='append', default=[], metavar='TAG=DIR',
                     help='with --summarize: count the true objects in the images each strategy picked (DIR: that dataset folder)')
     ap.add_argument('--queue', nargs='+', metavar='CSV', help='only print how well the queue ranked the pool by true error (review_queue_*.csv)')
