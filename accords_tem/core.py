@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
+from fastcore.basics import patch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
@@ -459,24 +460,27 @@ class Config(_Section):
             if c.name == name: return c
         raise ConfigError(f"unknown class {name!r}; configured classes are {self.class_names()}")
 
-    def section(self, name:str):
-        "The typed, validated section `name` (defaults filled in)."
-        if name not in SECTION_MODELS: raise ConfigError(f"unknown section {name!r}; known: {sorted(SECTION_MODELS)}")
-        model = section_model(name)
-        if model is None: raise ConfigError(f"section {name!r} belongs to a stage that is not installed")
-        try: return model.model_validate(self.sections.get(name, {}))
-        except ValidationError as e: raise ConfigError(_explain(e, prefix=name), self.source) from None
+# %% ../nbs/00_core.ipynb #70036801
+@patch
+def section(self:Config, name:str):
+    "The typed, validated section `name` (defaults filled in)."
+    if name not in SECTION_MODELS: raise ConfigError(f"unknown section {name!r}; known: {sorted(SECTION_MODELS)}")
+    model = section_model(name)
+    if model is None: raise ConfigError(f"section {name!r} belongs to a stage that is not installed")
+    try: return model.model_validate(self.sections.get(name, {}))
+    except ValidationError as e: raise ConfigError(_explain(e, prefix=name), self.source) from None
 
-    def to_dict(self) -> dict:
-        "Everything, stage sections included (with their defaults where the stage exists)."
-        d = self.model_dump(mode='json')
-        for name in SECTION_MODELS:
-            if _snapshot_defaults(name, self.sections.get(name, {})):   # defaults only: no need to import the stage (torch...)
-                d[name] = copy.deepcopy(section_snapshot()[name]['defaults']); continue
-            model = section_model(name)
-            if model is not None: d[name] = self.section(name).model_dump(mode='json')
-            elif name in self.sections: d[name] = self.sections[name]
-        return d
+@patch
+def to_dict(self:Config) -> dict:
+    "Everything, stage sections included (with their defaults where the stage exists)."
+    d = self.model_dump(mode='json')
+    for name in SECTION_MODELS:
+        if _snapshot_defaults(name, self.sections.get(name, {})):   # defaults only: no need to import the stage (torch...)
+            d[name] = copy.deepcopy(section_snapshot()[name]['defaults']); continue
+        model = section_model(name)
+        if model is not None: d[name] = self.section(name).model_dump(mode='json')
+        elif name in self.sections: d[name] = self.sections[name]
+    return d
 
 # %% ../nbs/00_core.ipynb #e7e07fe0
 CLASS_KEYS = {
@@ -881,37 +885,44 @@ class InputRecord:
         with atomic_write(self.path, 'w', encoding='utf-8') as f:
             for e in self.groups.values(): f.write(json.dumps(e) + '\n')
 
-    def fresh(self, outputs, # the output files of one group (an image's mask, figure, ...)
-              inputs, # the files they are made from
-              force:bool=False) -> bool:
-        "True when every output exists and was recorded as made, under this key, from inputs with the same bytes; else the outputs are deleted."
-        gid = self._id(outputs); e = self.groups.get(gid)
-        now = self._now[gid] = file_digests(inputs, e['inputs'] if e else None)   # kept for `done`: the bytes as read now
-        ok = (e is not None and not force and e.get('key') == self.key and all(Path(o).exists() for o in outputs)
-              and same_content(now, e['inputs']))
-        if not ok: self.discard(outputs)
-        elif now != e['inputs']: self.groups[gid] = e = dict(e, inputs=now); self._append(e)   # touched: read once only
-        return ok
+# %% ../nbs/00_core.ipynb #945e294d
+@patch
+def fresh(self:InputRecord, outputs, # the output files of one group (an image's mask, figure, ...)
+          inputs, # the files they are made from
+          force:bool=False) -> bool:
+    "True when every output exists and was recorded as made, under this key, from inputs with the same bytes; else the outputs are deleted."
+    gid = self._id(outputs); e = self.groups.get(gid)
+    now = self._now[gid] = file_digests(inputs, e['inputs'] if e else None)   # kept for `done`: the bytes as read now
+    ok = (e is not None and not force and e.get('key') == self.key and all(Path(o).exists() for o in outputs)
+          and same_content(now, e['inputs']))
+    if not ok: self.discard(outputs)
+    elif now != e['inputs']: self.groups[gid] = e = dict(e, inputs=now); self._append(e)   # touched: read once only
+    return ok
 
-    def done(self, outputs, inputs):
-        "Record that `outputs` are complete (call after writing the last of them) and were made from `inputs`."
-        gid = self._id(outputs); now = self._now.pop(gid, None)
-        if now is None or now.keys() != {str(i) for i in inputs}: now = file_digests(inputs)
-        self.groups[gid] = e = dict(outputs=gid, key=self.key, inputs=now); self._append(e)
+@patch
+def done(self:InputRecord, outputs, inputs):
+    "Record that `outputs` are complete (call after writing the last of them) and were made from `inputs`."
+    gid = self._id(outputs); now = self._now.pop(gid, None)
+    if now is None or now.keys() != {str(i) for i in inputs}: now = file_digests(inputs)
+    self.groups[gid] = e = dict(outputs=gid, key=self.key, inputs=now); self._append(e)
 
-    def forget(self, outputs):
-        "Drop the record of `outputs` (before rewriting them)."
-        if self.groups.pop(gid := self._id(outputs), None) is not None: self._append(dict(outputs=gid, inputs=None), sync=True)
+# %% ../nbs/00_core.ipynb #bd14517d
+@patch
+def forget(self:InputRecord, outputs):
+    "Drop the record of `outputs` (before rewriting them)."
+    if self.groups.pop(gid := self._id(outputs), None) is not None: self._append(dict(outputs=gid, inputs=None), sync=True)
 
-    def discard(self, outputs):
-        "Drop the record of `outputs` and delete them: what an earlier input made must not outlive a failed redo."
-        self.forget(outputs)
-        for o in outputs: Path(o).unlink(missing_ok=True)
+@patch
+def discard(self:InputRecord, outputs):
+    "Drop the record of `outputs` and delete them: what an earlier input made must not outlive a failed redo."
+    self.forget(outputs)
+    for o in outputs: Path(o).unlink(missing_ok=True)
 
-    def clear(self):
-        "Drop every record (the stage redoes everything)."
-        self.groups, self._now = {}, {}
-        self.path.unlink(missing_ok=True)
+@patch
+def clear(self:InputRecord):
+    "Drop every record (the stage redoes everything)."
+    self.groups, self._now = {}, {}
+    self.path.unlink(missing_ok=True)
 
 # %% ../nbs/00_core.ipynb #eefb0397
 class StageRun:

@@ -977,6 +977,7 @@ def no_images_message(root:Path, glob) -> str:
     return (f"no file matches data.image_glob {glob!r}, but the folder holds {n} {ext} file(s): set data.image_glob: '**/*{ext}' "
             f"(e.g. --set \"data.image_glob='**/*{ext}'\")")
 
+# %% ../nbs/00_io.ipynb #fcd2b3d4
 def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibration`, `io`)
                   run_dir:str|os.PathLike, # the run folder
                   force:bool=False, # redo even if inventory.csv is up to date
