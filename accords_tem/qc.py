@@ -18,6 +18,7 @@ from pydantic import Field
 from .core import (AccordsError, Config, ConfigError, _Section, atomic_path, config_hash, get_device,
                               device_description, load_config, save_json, save_figure)
 from .layout import STAGES, TABLES, read_table, complete
+from .io import IOConfig, read_tem
 
 # %% auto #0
 __all__ = ['CHECKS', 'ReportConfig', 'image_stem', 'RunData', 'qc_result', 'not_run', 'nothing_to_check', 'check_unreadable',
@@ -230,24 +231,15 @@ def intensity_stats(a:np.ndarray, # image (2-D, or colour in the last axis)
     return dict(saturated_fraction=max(f_hi, f_lo), saturated_end='bright' if f_hi >= f_lo else 'dark', rms_contrast=rms)
 
 # %% ../nbs/07a_qc.ipynb #a6c6b544
-def _read_image(p:Path):
-    try:
-        from accords_tem.io import read_tem
-        return np.asarray(read_tem(p))
-    except ImportError: pass
-    if p.suffix.lower() in ('.tif', '.tiff'):
-        import tifffile
-        return tifffile.imread(p)
-    from PIL import Image
-    return np.asarray(Image.open(p))
+def _read_image(p:Path) -> np.ndarray:
+    "A micrograph of the run as an array (`io.read_tem`: TIFF, PNG, JPEG, DM3/DM4)."
+    return np.asarray(read_tem(p))
 
 # %% ../nbs/07a_qc.ipynb #7151341c
 def _content(a:np.ndarray, run:RunData) -> np.ndarray:
     "The content rows of an image: data bars cut (`io.content_rows` with the run's `io` section)."
-    try:
-        from accords_tem.io import IOConfig
-        io_cfg = run.config.section('io') if run.config is not None else IOConfig()
-    except (ImportError, AccordsError): return a
+    try: io_cfg = run.config.section('io') if run.config is not None else IOConfig()
+    except AccordsError: return a
     top, bottom = io_cfg.content_rows(a)
     return a[top:bottom]
 
