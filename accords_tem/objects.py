@@ -18,7 +18,7 @@ from fastcore.basics import patch
 
 from .core import (_Section, AccordsError, ConfigError, Config, collect_batches, load_config, positive, save_csv,
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
-                              device_description, StageRun, dask_client, digest, map_images)
+                              device_description, StageRun, FailureLog, dask_client, digest, map_images)
 from .unet import read_instances_with_classes
 from .instances import match_instances
 from .risk import RiskConfig, risk_report
@@ -1056,6 +1056,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
     out, gt_dir = run_dir/'objects', (root/cfg.data.ground_truth if cfg.data.ground_truth else None)
     set_seed(cfg.seed)
     images = tio.data_images(cfg)
+    FailureLog(run_dir, 'objects').clear_stage()   # this run's failures only, also when it stops at the source check below
     source = pick_source(oc, cfg, run_dir, [p.stem for p in images])
     state = _objects_state(oc, cfg, source, sam_model)
     st = StageRun(run_dir, 'objects', out, digest(state, 16)); log, rec = st.log, st.record   # rec: the inputs, by content, of each image's objects
