@@ -926,16 +926,19 @@ def clear(self:InputRecord):
 
 # %% ../nbs/00_core.ipynb #eefb0397
 class StageRun:
-    "The frame of a per-image stage: its folder, its failure log, its record of inputs by content, its stamp and summary."
+    "The frame of a stage: its folder, its failure log, its record of inputs by content, its stamp and summary (`map`: per image)."
     def __init__(self, run_dir:str|os.PathLike, # the run folder (holds failures.csv)
                  stage:str, # the stage's name in failures.csv and in its summary
                  out_dir:str|os.PathLike, # the stage's folder (holds inputs.jsonl and stage.json)
                  key:str, # what the outputs depend on besides their inputs (a `digest` of the settings)
-                 code:str|None=None): # the stage's module, whose code counts too (default: `stage`)
+                 code:str|None=None, # the stage's module, whose code counts too (default: `stage`)
+                 *, record:str='inputs.jsonl', # the record's file name in `out_dir`
+                 clear:bool=True): # start the failure log afresh now; False: at `begin` (a whole-run stage, once it has work)
         self.stage, self.key, self.out, self.t0 = stage, key, Path(out_dir), time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.log = FailureLog(run_dir, stage); self.log.clear_stage()
-        self.record = InputRecord(self.out/'inputs.jsonl', key, code=code or stage)
+        self.log = FailureLog(run_dir, stage)
+        if clear: self.log.clear_stage()
+        self.record = InputRecord(self.out/record, key, code=code or stage)
         try: self.same_config = json.loads((self.out/'stage.json').read_text()).get('config_hash') == key
         except (OSError, ValueError, AttributeError): self.same_config = False
 
@@ -954,10 +957,16 @@ class StageRun:
             if id(j) not in ok: self.record.discard(outputs(j))
         return done
 
+    def begin(self):
+        "A whole-run stage that is not fresh starts here: its failure log afresh (the rows of its last run go), its clock."
+        self.log.clear_stage(); self.t0 = time.perf_counter()
+        return self
+
     def finish(self, section:dict|None=None, # the settings to stamp (written last: after every output)
+               stamp:bool=True, # False: no stage.json (a stage whose own completion record says it all)
                **summary) -> dict:
         "Stamp the configuration the stage ran with; its summary with its name first and its seconds last."
-        save_json(dict(stage=self.stage, config_hash=self.key, section=section), self.out/'stage.json')
+        if stamp: save_json(dict(stage=self.stage, config_hash=self.key, section=section), self.out/'stage.json')
         return dict(stage=self.stage, **summary, seconds=round(time.perf_counter() - self.t0, 2))
 
 # %% ../nbs/00_core.ipynb #8c19325b
