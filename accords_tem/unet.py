@@ -50,7 +50,7 @@ def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray
 def hrtem_config(encoder:str='tu-tf_efficientnet_lite0', encoder_weights:str|None='imagenet', epochs:int=8,
                  batch_size:int=8, lr:float=2e-3, tta:str='flips', schedule:str='one_cycle') -> UnetConfig:
     "The unet settings of the HRTEM check: one target class (contamination), BCE + Dice, whole 256x256 images."
-    return UnetConfig(target_classes=['contamination'], encoder=encoder, encoder_weights=encoder_weights, epochs=epochs,
+    return UnetConfig(target_classes=['contamination'], instance_classes=[], encoder=encoder, encoder_weights=encoder_weights, epochs=epochs,
                       batch_size=batch_size, lr=lr, patch_size=256, stride=256, min_fg=0, tta=tta, tile_size=256, tile_overlap=0,
                       losses={'contamination': LossSpec(kind='bce_dice')},
                       augment=AugmentConfig(scale=0.1, brightness_contrast=0.15, noise_std=(0.01, 0.04), blur_sigma=(0.3, 0.8)),
