@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from .core import (_Section, SHEET_VOCABULARY, AccordsError, LabelSheetError, ConfigError, CheckpointMissingError, Config,
                               CheckpointDamagedError, load_weights,
                               FailureLog, run_batch, atomic_path, save_json, save_csv, save_figure, get_device,
-                              set_seed, device_description, prepare_run, InputRecord, config_hash, load_config)
+                              set_seed, device_description, prepare_run, StageRun, config_hash, load_config)
 from .training import lite0_weights_file, precision_callbacks, resolve_precision, convert_lite0_keys, read_state_dict
 from .io import IMAGE_SUFFIXES, parse_magnification, read_metadata, read_tem
 
@@ -988,26 +988,25 @@ def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dic
     sheets, more, inputs = _classifier_inputs(cfg, root, pattern)
     h = config_hash(cfg, 'classifier') + f'-{cfg.seed}'
     outputs = [out/'model'/'bundle.json', out/'metrics.csv', out/'predictions.csv', out/'summary.json']
-    rec = InputRecord(out/'inputs.jsonl', h, code='classifier')   # the sheets and images, by content, the outputs were made from
+    st = StageRun(run_dir, 'classifier', out, h, clear=False); rec = st.record   # the sheets and images, by content, the outputs were made from
     if rec.fresh(outputs, inputs, force=force or not _summary_ok(out, h)):
         s = json.loads((out/'summary.json').read_text()); s['skipped'] = True
         return s
     (out/'summary.json').unlink(missing_ok=True)   # the stage's completion record goes first and is written last
-    log = FailureLog(run_dir, 'classifier'); log.clear_stage()
+    log = st.begin().log
     if not sheets: raise LabelSheetError(f'no label sheets matching {cfg.data.sheet_glob!r}: put <material>_labels.csv '
                                          'next to the images of each material folder', root)
-    t0 = time.time()
     labels, table, images = _read_labelled(sheets, ccfg, pattern, log, out)
     data = make_data(table, ccfg, cfg.seed, images=images)
     device = get_device(cfg.device)
     trained, long = _train_backbones(data, cfg, device, h, run_dir, out, log)
     table_m, cv = _classifier_metrics(long, table, images, list(trained)[0], cfg, device, out)
     preds = _split_and_predict(next(iter(trained.values())), table, data, labels, more, out, log)
-    summary = dict(stage='classifier', config_hash=h, n_sheets=len(sheets), n_sheets_failed=len(labels.failed), n_labelled=len(table),
+    summary = st.finish(stamp=False, config_hash=h, n_sheets=len(sheets), n_sheets_failed=len(labels.failed), n_labelled=len(table),
                    n_train=len(data.train_idx), n_valid=len(data.valid_idx), n_predicted=len(preds), backbones=list(trained),
                    issues=labels.issues.kind.value_counts().to_dict(), failures=len(log.rows('classifier')),
                    **_training_record(trained, device), average=table_m.set_index('task').loc['average'].dropna().to_dict(),
-                   **_baseline_beats(long, trained, cv), seconds=round(time.time() - t0, 1), skipped=False)
+                   **_baseline_beats(long, trained, cv), skipped=False)   # summary.json: the stage's stamp
     save_json(summary, out/'summary.json')
     rec.done(outputs, inputs)
     return summary

@@ -958,8 +958,8 @@ class StageRun:
         return done
 
     def begin(self):
-        "A whole-run stage that is not fresh starts here: its failure log afresh (the rows of its last run go), its clock."
-        self.log.clear_stage(); self.t0 = time.perf_counter()
+        "A whole-run stage that is not fresh starts here: its failure log afresh (the rows of its last run go)."
+        self.log.clear_stage()
         return self
 
     def finish(self, section:dict|None=None, # the settings to stamp (written last: after every output)

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .core import (Config, config_path, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
-                              device_description, prepare_run, InputRecord, save_csv, save_json, save_npy, save_figure, atomic_path,
+                              device_description, prepare_run, StageRun, save_csv, save_json, save_npy, save_figure, atomic_path,
                               CheckpointMissingError, PerProcess, cluster_wanted, file_digests, map_images)
 from .io import IMAGE_SUFFIXES, check_not_blank, data_images, parse_magnification, read_tem
 from .imaging import minmax_uint8, overlay_masks, resize_image
@@ -680,18 +680,19 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
              out:str|os.PathLike|None=None, # output folder (default RUN/unet)
             ) -> dict:
     "Stage 05: split, train, tune thresholds, evaluate and draw, predict the run's images; returns a short summary."
-    t0 = time.time(); split_given = split
+    split_given = split
     u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
     rank, _, world = distributed_rank(); shared = out   # under torchrun all train; rank 0 writes, the others into a scratch folder
     if rank: out = _rank_scratch(rank)
     names, colors = cfg.class_names(), {c.name: c.color for c in cfg.classes}; idx = target_indices(names, u.target_classes)
     h, inputs = _unet_fingerprint(cfg, run_dir, names, split)
     summary_path = out/'summary.json'
-    rec, outputs = InputRecord(out/'inputs.jsonl', h, code='unet'), [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
+    st = StageRun(run_dir if not rank else out, 'unet', out, h, clear=False)   # other ranks: their failure rows in their scratch folder
+    rec, outputs = st.record, [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
     if rec.fresh(outputs, inputs, force or world > 1): return {**json.loads(summary_path.read_text()), 'skipped': True}
     summary_path.unlink(missing_ok=True)   # the completion record goes first and is written last: a kill leaves it not done
     if u.threads: torch.set_num_threads(u.threads)
-    log = FailureLog(run_dir if not rank else out, 'unet'); log.clear_stage()
+    log = st.begin().log
     imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress); stems = sorted(imgs)
     split, by, flags, val_is_train, n_images = _unet_split(cfg, run_dir, stems, masks, split, colors, out)
     tg, inst = _unet_targets(cfg, run_dir, stems, imgs, masks, idx, by, n_images, out)
@@ -704,11 +705,11 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     pred = lambda s: preds.pop(s) if s in preds else predict_scales(model, imgs[s], tuned['tta_scales'], **kw)
     thr = {c: tuned['thresholds'][c]['threshold'] for c in u.target_classes}
     metrics, _ = _evaluate_unet(pred, imgs, tg, by, u, list(thr.values()), colors, val_is_train, out)
-    summary = dict(stage='unet', images=n_images, train_patches=n_patches, val_windows=n_windows, epochs_run=len(hist), epochs_planned=epochs,
+    summary = st.finish(stamp=False, images=n_images, train_patches=n_patches, val_windows=n_windows, epochs_run=len(hist), epochs_planned=epochs,
                    **_best_validation(hist, u), thresholds=thr, seed_threshold=tuned['seed']['seed_threshold'], tta_scales=tuned['tta_scales'],
                    **_subset_mean_ious(metrics), metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
-                   precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)
+                   precision=learn.precision, val_is_train=val_is_train, config_hash=h)   # summary.json: the stage's stamp
     write_model_card(out/'model', training_facts(run_dir, cfg, split, {s: imgs[s].shape for s in stems}, n_images), metrics, summary)
     if u.predict_run_images and split_given is None:   # every image of the run, for stage 06 (not for cross-validation folds)
         summary.update(_predict_run(cfg, out, dev))
