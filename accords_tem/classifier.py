@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from fastcore.basics import patch
 import numpy as np
 import pandas as pd
 import torch
@@ -20,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from .core import (_Section, SHEET_VOCABULARY, AccordsError, LabelSheetError, ConfigError, CheckpointMissingError, Config,
                               CheckpointDamagedError, load_weights,
                               FailureLog, run_batch, atomic_path, save_json, save_csv, save_figure, get_device,
-                              set_seed, device_description, prepare_run, InputRecord, config_hash, load_config)
+                              set_seed, device_description, prepare_run, StageRun, config_hash, load_config)
 from .training import lite0_weights_file, precision_callbacks, resolve_precision, convert_lite0_keys, read_state_dict
 from .io import IMAGE_SUFFIXES, parse_magnification, read_metadata, read_tem
 
@@ -261,7 +262,47 @@ def image_magnification(path:str|os.PathLike) -> int|None:
         except Exception: m = None
     return int(m) if m else None
 
-# %% ../nbs/04_classifier.ipynb #4f1163e3
+# %% ../nbs/04_classifier.ipynb #a10d716a
+def _sheet_record(r:dict, # one row of read_sheet's table
+                  sheet:Path, fcol:str, # the sheet and its file-name column
+                  tcols:dict, # task -> the sheet's column for it (None: the sheet has none)
+                  cfg:ClassifierConfig, seen:set, # file names of this sheet's earlier rows
+                  issue, # issue(sheet, row, filename, column, value, kind, suggestion, mapped_to) records a problem
+                 ) -> dict|None:
+    "The label record of one sheet row, its answers matched to the vocabularies; None (the reason given to `issue`) when it has no usable image."
+    fn = r[fcol]
+    if fn is None or not _norm_text(fn):
+        issue(sheet, r['_row'], None, 'filename', None, 'no_filename'); return None
+    fn = _norm_text(fn)
+    folder = sheet.parent
+    path = _find_image(folder, fn)
+    key = path.name if path is not None else fn
+    if key in seen: issue(sheet, r['_row'], fn, 'filename', fn, 'duplicate'); return None
+    seen.add(key)
+    if path is None: issue(sheet, r['_row'], fn, 'filename', fn, 'missing_image'); return None
+    rec = dict(sheet=str(sheet), _row=r['_row'], material=folder.name, folder=str(folder), filename=path.name,
+               path=str(path), magnification=image_magnification(path))
+    for t, vocab in cfg.tasks.items():
+        c = tcols[t]
+        label, kind, sugg = match_value(r.get(c) if c else None, vocab, cfg.value_map, cfg.ignore_case)
+        if kind in ('mapped', 'unmatched'): issue(sheet, r['_row'], path.name, t, r[c], kind, sugg, label)
+        elif kind == 'matched' and r[c] != label: issue(sheet, r['_row'], path.name, t, r[c], 'normalized', None, label)
+        rec[t] = label
+    return rec
+
+# %% ../nbs/04_classifier.ipynb #d63f63d5
+def _sheet_records(sheet:Path, df:pd.DataFrame, # the sheet and its table (read_sheet)
+                   cfg:ClassifierConfig, issue) -> list[dict]:
+    "The label records of one sheet; missing task columns and unusable rows go to `issue`."
+    cols = {_col_key(c): c for c in df.columns}
+    fcol = cols[_col_key(cfg.filename_column)]
+    tcols = {t: cols.get(_col_key(t)) for t in cfg.tasks}
+    for t, c in tcols.items():
+        if c is None: issue(sheet, None, None, t, None, 'missing_column')
+    seen = set()
+    return [rec for r in df.to_dict('records') if (rec := _sheet_record(r, sheet, fcol, tcols, cfg, seen, issue)) is not None]
+
+# %% ../nbs/04_classifier.ipynb #82a18411
 def load_labels(sheets:list, # label sheet files; each is tied to the folder it lies in
                 cfg:ClassifierConfig|None=None, # tasks, vocabularies, value_map
                 image_pattern:str='*.tif', # which files in a sheet's folder are micrographs
@@ -279,31 +320,7 @@ def load_labels(sheets:list, # label sheet files; each is tied to the folder it 
             if log is not None: log.record(sheet, e)
             continue
         folder = sheet.parent
-        cols = {_col_key(c): c for c in df.columns}
-        fcol = cols[_col_key(cfg.filename_column)]
-        tcols = {t: cols.get(_col_key(t)) for t in cfg.tasks}
-        for t, c in tcols.items():
-            if c is None: issue(sheet, None, None, t, None, 'missing_column')
-        seen = set()
-        for r in df.to_dict('records'):
-            fn = r[fcol]
-            if fn is None or not _norm_text(fn):
-                issue(sheet, r['_row'], None, 'filename', None, 'no_filename'); continue
-            fn = _norm_text(fn)
-            path = _find_image(folder, fn)
-            key = path.name if path is not None else fn
-            if key in seen: issue(sheet, r['_row'], fn, 'filename', fn, 'duplicate'); continue
-            seen.add(key)
-            if path is None: issue(sheet, r['_row'], fn, 'filename', fn, 'missing_image'); continue
-            rec = dict(sheet=str(sheet), _row=r['_row'], material=folder.name, folder=str(folder), filename=path.name,
-                       path=str(path), magnification=image_magnification(path))
-            for t, vocab in cfg.tasks.items():
-                c = tcols[t]
-                label, kind, sugg = match_value(r.get(c) if c else None, vocab, cfg.value_map, cfg.ignore_case)
-                if kind in ('mapped', 'unmatched'): issue(sheet, r['_row'], path.name, t, r[c], kind, sugg, label)
-                elif kind == 'matched' and r[c] != label: issue(sheet, r['_row'], path.name, t, r[c], 'normalized', None, label)
-                rec[t] = label
-            recs.append(rec)
+        recs += _sheet_records(sheet, df, cfg, issue)
         named = {Path(r['path']).name for r in recs if r['folder'] == str(folder)}
         for p in _image_files(folder, image_pattern):
             if p.name not in named:
@@ -523,7 +540,7 @@ def torch_threads(n:int|None):
     finally:
         if n: torch.set_num_threads(old)
 
-# %% ../nbs/04_classifier.ipynb #306598c1
+# %% ../nbs/04_classifier.ipynb #e1aefb67
 class ClassifierBundle:
     "A trained classifier with its vocabularies, rules, normalization statistics and configuration."
     def __init__(self, model:TEMClassifier, backbone:str, tasks:dict, stats:NormStats, cfg:ClassifierConfig, info:dict|None=None):
@@ -536,61 +553,67 @@ class ClassifierBundle:
                               cfg.dropout, cfg.input_mode)
         return cls(model, timm_name(backbone), tasks, stats, cfg, info)
 
-    def save(self, path:str|os.PathLike) -> Path:
-        "Write `model.pth` and `bundle.json` into folder `path`."
-        path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path/'model.pth') as tmp: torch.save({k: v.cpu() for k, v in self.model.state_dict().items()}, tmp)
-        save_json(dict(format='accords-tem classifier 1', backbone=self.backbone, tasks=self.tasks,
-                       stats=self.stats.__dict__, config=self.cfg.model_dump(mode='json'), info=self.info), path/'bundle.json')
-        return path
-
-    @classmethod
-    def load(cls, path:str|os.PathLike, device='cpu') -> ClassifierBundle:
-        "Rebuild a saved classifier (no pretrained weights needed)."
-        path = Path(path)
-        if not (path/'bundle.json').is_file() or not (path/'model.pth').is_file():
-            raise CheckpointMissingError('not a saved classifier: expected bundle.json and model.pth in this folder '
-                                         '(RUN/classifier/model/ after accords-tem train-classifier)', path)
-        try: meta = json.loads((path/'bundle.json').read_text(encoding='utf-8'))
-        except (ValueError, OSError) as e: raise CheckpointDamagedError(f'cannot be read ({e}); the file is damaged', path/'bundle.json') from None
-        st = meta['stats']; st['clip'] = tuple(st['clip'])
-        b = cls.create(meta['backbone'], meta['tasks'], NormStats(**st), ClassifierConfig.model_validate(meta['config']), meta.get('info'))
-        try: b.model.load_state_dict(load_weights(path/'model.pth'))
-        except RuntimeError as e: raise CheckpointDamagedError(f'does not fit the classifier of bundle.json ({e})', path/'model.pth') from None
-        b.model.to(device).eval()
-        return b
-
     @property
     def device(self): return next(self.model.parameters()).device
 
-    def predict_proba(self, prepared:np.ndarray, # (N, S, S) from prepare_image
-                      mags, bs:int=16) -> list[np.ndarray]:
-        "Softmax probabilities per task, (N, C_t) each, in float32 (no augmentation, model in eval mode)."
-        self.model.eval()
-        x = torch.from_numpy(self.stats.image(np.asarray(prepared, np.float32)))[:, None]
-        mg = torch.from_numpy(self.stats.magnification(list(mags)))
-        outs = [[] for _ in self.tasks]
-        with torch.no_grad(), torch_threads(self.cfg.threads):
-            for i in range(0, len(x), bs):
-                res = self.model(x[i:i+bs].to(self.device), mg[i:i+bs].to(self.device))
-                for j, o in enumerate(res): outs[j].append(F.softmax(o.float(), 1).cpu().numpy())
-        return [np.concatenate(o) if o else np.zeros((0, len(v)), np.float32) for o, v in zip(outs, self.tasks.values())]
+# %% ../nbs/04_classifier.ipynb #6d6c91c4
+@patch
+def save(self:ClassifierBundle, path:str|os.PathLike) -> Path:
+    "Write `model.pth` and `bundle.json` into folder `path`."
+    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path/'model.pth') as tmp: torch.save({k: v.cpu() for k, v in self.model.state_dict().items()}, tmp)
+    save_json(dict(format='accords-tem classifier 1', backbone=self.backbone, tasks=self.tasks,
+                   stats=self.stats.__dict__, config=self.cfg.model_dump(mode='json'), info=self.info), path/'bundle.json')
+    return path
 
-    def predict(self, images:list, # raw 2-D micrographs (any dtype)
-                mags) -> pd.DataFrame:
-        "Text label and probability per task; 'not assessable' where the magnification rules say so."
-        prep = np.stack([prepare_image(im, self.stats.image_size, self.stats.clip) for im in images])
-        return self.table(self.predict_proba(prep, mags), mags)
+@patch(cls_method=True)
+def load(cls:ClassifierBundle, path:str|os.PathLike, device='cpu') -> ClassifierBundle:
+    "Rebuild a saved classifier (no pretrained weights needed)."
+    path = Path(path)
+    if not (path/'bundle.json').is_file() or not (path/'model.pth').is_file():
+        raise CheckpointMissingError('not a saved classifier: expected bundle.json and model.pth in this folder '
+                                     '(RUN/classifier/model/ after accords-tem train-classifier)', path)
+    try: meta = json.loads((path/'bundle.json').read_text(encoding='utf-8'))
+    except (ValueError, OSError) as e: raise CheckpointDamagedError(f'cannot be read ({e}); the file is damaged', path/'bundle.json') from None
+    st = meta['stats']; st['clip'] = tuple(st['clip'])
+    b = cls.create(meta['backbone'], meta['tasks'], NormStats(**st), ClassifierConfig.model_validate(meta['config']), meta.get('info'))
+    try: b.model.load_state_dict(load_weights(path/'model.pth'))
+    except RuntimeError as e: raise CheckpointDamagedError(f'does not fit the classifier of bundle.json ({e})', path/'model.pth') from None
+    b.model.to(device).eval()
+    return b
 
-    def table(self, probs:list[np.ndarray], mags) -> pd.DataFrame:
-        "Predictions table from probabilities."
-        ok = assessable_mask(mags, list(self.tasks), self.cfg.rules)
-        df = pd.DataFrame(index=range(len(ok)))
-        for j, (t, vocab) in enumerate(self.tasks.items()):
-            k = probs[j].argmax(1)
-            df[t] = [vocab[i] if a else NOT_ASSESSABLE for i, a in zip(k, ok[:, j])]
-            df[f'{t}_prob'] = [round(float(p[i]), 4) if a else np.nan for p, i, a in zip(probs[j], k, ok[:, j])]
-        return df
+# %% ../nbs/04_classifier.ipynb #80eacf98
+@patch
+def predict_proba(self:ClassifierBundle, prepared:np.ndarray, # (N, S, S) from prepare_image
+                  mags, bs:int=16) -> list[np.ndarray]:
+    "Softmax probabilities per task, (N, C_t) each, in float32 (no augmentation, model in eval mode)."
+    self.model.eval()
+    x = torch.from_numpy(self.stats.image(np.asarray(prepared, np.float32)))[:, None]
+    mg = torch.from_numpy(self.stats.magnification(list(mags)))
+    outs = [[] for _ in self.tasks]
+    with torch.no_grad(), torch_threads(self.cfg.threads):
+        for i in range(0, len(x), bs):
+            res = self.model(x[i:i+bs].to(self.device), mg[i:i+bs].to(self.device))
+            for j, o in enumerate(res): outs[j].append(F.softmax(o.float(), 1).cpu().numpy())
+    return [np.concatenate(o) if o else np.zeros((0, len(v)), np.float32) for o, v in zip(outs, self.tasks.values())]
+
+@patch
+def predict(self:ClassifierBundle, images:list, # raw 2-D micrographs (any dtype)
+            mags) -> pd.DataFrame:
+    "Text label and probability per task; 'not assessable' where the magnification rules say so."
+    prep = np.stack([prepare_image(im, self.stats.image_size, self.stats.clip) for im in images])
+    return self.table(self.predict_proba(prep, mags), mags)
+
+@patch
+def table(self:ClassifierBundle, probs:list[np.ndarray], mags) -> pd.DataFrame:
+    "Predictions table from probabilities."
+    ok = assessable_mask(mags, list(self.tasks), self.cfg.rules)
+    df = pd.DataFrame(index=range(len(ok)))
+    for j, (t, vocab) in enumerate(self.tasks.items()):
+        k = probs[j].argmax(1)
+        df[t] = [vocab[i] if a else NOT_ASSESSABLE for i, a in zip(k, ok[:, j])]
+        df[f'{t}_prob'] = [round(float(p[i]), 4) if a else np.nan for p, i, a in zip(probs[j], k, ok[:, j])]
+    return df
 
 # %% ../nbs/04_classifier.ipynb #4731d24c
 @dataclass
@@ -644,20 +667,16 @@ def train_classifier(data:ClassifierData, backbone:str, cfg:ClassifierConfig,
     "Train one backbone on `data` with fastai (AdamW, one-cycle, early stopping, save best); the bundle and the history."
     with torch_threads(cfg.threads): return _train(data, backbone, cfg, device, base, seed)
 
-# %% ../nbs/04_classifier.ipynb #30625b6c
-def _train(data, backbone, cfg, device, base, seed):
+# %% ../nbs/04_classifier.ipynb #338d3456
+def _classifier_learner(b:ClassifierBundle, data:ClassifierData, cfg:ClassifierConfig, device, seed:int,
+                        work:str, # folder for the best epoch's weights
+                        info:dict): # gets 'precision'
+    "The fastai Learner that trains bundle `b` on `data`, and the training and validation datasets."
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
     from fastai.learner import Learner
     from fastai.optimizer import OptimWrapper
-    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
     from fastai.callback.progress import ProgressCallback
-    from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
-    device = device or get_device()
-    set_seed(seed)
-    info = dict(backbone=timm_name(backbone), pretrained=None, device=device_description(device), threads=torch.get_num_threads())
-    b = ClassifierBundle.create(backbone, data.tasks, data.stats, cfg, info)
-    if cfg.pretrained: info['pretrained'] = load_pretrained(b.model.encoder, pretrained_file(backbone, cfg.weights, base))['file']
     tr_ds, va_ds = _TEMDataset(data, data.train_idx, cfg.augment, seed), _TEMDataset(data, data.valid_idx)
     bs = min(cfg.batch_size, len(tr_ds))
     drop = len(tr_ds) % bs == 1                                  # a batch of one breaks BatchNorm
@@ -665,14 +684,26 @@ def _train(data, backbone, cfg, device, base, seed):
                       DataLoader(va_ds, bs=cfg.batch_size), device=device)
     prec = resolve_precision(cfg.precision, device)
     info['precision'] = prec
-    monitor = 'valid_loss' if len(va_ds) else 'train_loss'
+    weights = balanced_weights(data.y[data.train_idx], [len(v) for v in data.tasks.values()]) if cfg.balance else None
+    learn = Learner(dls, b.model.to(device), loss_func=partial(masked_multitask_loss, weights=weights), opt_func=partial(OptimWrapper, opt=torch.optim.AdamW),
+                    lr=cfg.lr, wd=cfg.weight_decay, path=work, model_dir='.', cbs=precision_callbacks(prec, device),
+                    splitter=lambda m: [list(m.encoder.parameters()),
+                                        [p for n, p in m.named_parameters() if not n.startswith('encoder.')]])
+    if not cfg.progress: learn.remove_cb(ProgressCallback); learn.logger = lambda *a, **k: None
+    return learn, tr_ds, va_ds
+
+# %% ../nbs/04_classifier.ipynb #6e11e212
+def _train(data, backbone, cfg, device, base, seed):
+    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+    from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
+    device = device or get_device()
+    set_seed(seed)
+    info = dict(backbone=timm_name(backbone), pretrained=None, device=device_description(device), threads=torch.get_num_threads())
+    b = ClassifierBundle.create(backbone, data.tasks, data.stats, cfg, info)
+    if cfg.pretrained: info['pretrained'] = load_pretrained(b.model.encoder, pretrained_file(backbone, cfg.weights, base))['file']
     with tempfile.TemporaryDirectory() as work:
-        weights = balanced_weights(data.y[data.train_idx], [len(v) for v in data.tasks.values()]) if cfg.balance else None
-        learn = Learner(dls, b.model.to(device), loss_func=partial(masked_multitask_loss, weights=weights), opt_func=partial(OptimWrapper, opt=torch.optim.AdamW),
-                        lr=cfg.lr, wd=cfg.weight_decay, path=work, model_dir='.', cbs=precision_callbacks(prec, device),
-                        splitter=lambda m: [list(m.encoder.parameters()),
-                                            [p for n, p in m.named_parameters() if not n.startswith('encoder.')]])
-        if not cfg.progress: learn.remove_cb(ProgressCallback); learn.logger = lambda *a, **k: None
+        learn, tr_ds, va_ds = _classifier_learner(b, data, cfg, device, seed, work, info)
+        monitor = 'valid_loss' if len(va_ds) else 'train_loss'
         t0, c0 = time.time(), time.process_time()
         try:
             learn.fit_one_cycle(cfg.epochs, lr_max=[cfg.lr * cfg.backbone_lr_mult, cfg.lr], wd=cfg.weight_decay,
@@ -861,85 +892,121 @@ def _summary_ok(out:Path, h:str) -> bool:
     try: return json.loads((out/'summary.json').read_text())['config_hash'] == h
     except Exception: return False
 
-# %% ../nbs/04_classifier.ipynb #87775918
-def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dict:
-    "Stage 04: validate the label sheets, train and compare backbones, write metrics, figures and predictions."
+# %% ../nbs/04_classifier.ipynb #514ce873
+def _classifier_inputs(cfg:Config, root:Path, pattern:str) -> tuple[list[Path], list[Path], list[Path]]:
+    "The label sheets, the images of `predict_dirs`, and every file the stage reads (sheets, their folders' images, those)."
     ccfg = cfg.section('classifier')
-    run_dir = prepare_run(cfg, run_dir)
-    out = run_dir/'classifier'
-    root = Path(cfg.data.root)
     sheets = find_sheets(root, cfg.data.sheet_glob)
-    pattern = Path(cfg.data.image_glob).name
     more = [p for d in ccfg.predict_dirs for p in sorted((cfg.resolve_path(root/d) if not Path(d).is_absolute() else Path(d)).rglob(pattern))]
     inputs = sheets + [p for s in sheets for p in _image_files(s.parent, pattern)] + more   # every image it classifies
-    h = config_hash(cfg, 'classifier') + f'-{cfg.seed}'
-    outputs = [out/'model'/'bundle.json', out/'metrics.csv', out/'predictions.csv', out/'summary.json']
-    rec = InputRecord(out/'inputs.jsonl', h, code='classifier')   # the sheets and images, by content, the outputs were made from
-    if rec.fresh(outputs, inputs, force=force or not _summary_ok(out, h)):
-        s = json.loads((out/'summary.json').read_text()); s['skipped'] = True
-        return s
-    (out/'summary.json').unlink(missing_ok=True)   # the stage's completion record goes first and is written last
-    log = FailureLog(run_dir, 'classifier'); log.clear_stage()
-    if not sheets: raise LabelSheetError(f'no label sheets matching {cfg.data.sheet_glob!r}: put <material>_labels.csv '
-                                         'next to the images of each material folder', root)
-    t0 = time.time()
+    return sheets, more, inputs
+
+# %% ../nbs/04_classifier.ipynb #d6ee1c5e
+def _read_labelled(sheets:list[Path], ccfg:ClassifierConfig, pattern:str, log:FailureLog, out:Path) -> tuple[LabelSet, pd.DataFrame, list]:
+    "The validated labels, the table of the labelled images that could be read, and those images in its order."
     labels = load_labels(sheets, ccfg, pattern, log)
     save_csv(labels.report(), out/'validation_report.csv'); save_csv(labels.issues, out/'label_issues.csv')
     for r in labels.issues[labels.issues.kind == 'missing_image'].itertuples():
         log.record(Path(r.sheet).parent/r.filename, LabelSheetError(f'named in {Path(r.sheet).name} row {r.row}, but the file is not in the folder'))
-    # read the labelled images; unreadable ones are recorded and left out
     read = dict(run_batch(lambda p: read_tem(p), labels.table['path'].tolist(), log, desc='reading', progress=ccfg.progress))
     table = labels.table[labels.table['path'].isin(read)].reset_index(drop=True)
-    data = make_data(table, ccfg, cfg.seed, images=[read[p] for p in table['path']])
-    device = get_device(cfg.device)
-    longs, trained, hists = [], {}, {}
+    return labels, table, [read[p] for p in table['path']]
+
+# %% ../nbs/04_classifier.ipynb #6f082019
+def _train_backbones(data:ClassifierData, cfg:Config, device, h:str, run_dir:Path, out:Path, log:FailureLog) -> tuple[dict, pd.DataFrame]:
+    "The trained bundles by backbone (in the configured order) and their validation metrics (metrics_long)."
+    ccfg = cfg.section('classifier')
+    longs, trained = [], {}
     for bb in ccfg.backbones:
         try: bundle, hist = train_classifier(data, bb, ccfg, device, base=cfg, seed=cfg.seed)
         except CheckpointMissingError as e:
             log.record(f'backbone {bb}', e); continue
         bundle.info.update(config_hash=h, run=str(run_dir))
-        trained[bb], hists[bb] = bundle, hist
+        trained[bb] = bundle
         save_csv(hist, out/f'history_{bb}.csv')
         lm, pairs = evaluate(bundle, data)
         longs.append(lm)
         save_figure(plot_confusions(pairs, data.tasks, f'{bb}: validation images'), out/f'confusion_{bb}.png')
         bundle.save(out/'model' if len(trained) == 1 else out/'models'/bb)
     if not trained: raise CheckpointMissingError(f'no backbone could be trained ({ccfg.backbones}); see failures.csv', run_dir)
-    long = pd.concat(longs, ignore_index=True)
+    return trained, pd.concat(longs, ignore_index=True)
+
+# %% ../nbs/04_classifier.ipynb #40ead4eb
+def _classifier_metrics(long:pd.DataFrame, table:pd.DataFrame, images:list, backbone:str, cfg:Config, device,
+                        out:Path) -> tuple[pd.DataFrame, pd.DataFrame|None]:
+    "Write the metrics tables and charts (and the cross-validation of `backbone`); the metrics table and the CV table (None without CV)."
+    ccfg = cfg.section('classifier')
     table_m = metrics_table(long)
     save_csv(table_m, out/'metrics.csv'); save_csv(long, out/'metrics_long.csv')
     save_figure(plot_metrics(table_m, 'macro_f1'), out/'metrics.png')
     save_figure(plot_metrics(table_m, 'accuracy'), out/'metrics_accuracy.png')
     cv = None
     if ccfg.cv_folds >= 2:
-        cv, cv_folds = cross_validate(table, ccfg, list(trained)[0], ccfg.cv_folds, cfg.seed, device, cfg, [read[p] for p in table['path']])
+        cv, cv_folds = cross_validate(table, ccfg, backbone, ccfg.cv_folds, cfg.seed, device, cfg, images)
         save_csv(cv, out/'cv_metrics.csv'); save_csv(cv_folds, out/'cv_folds.csv')
+    return table_m, cv
+
+# %% ../nbs/04_classifier.ipynb #6b3b26a0
+def _split_and_predict(primary:ClassifierBundle, table:pd.DataFrame, data:ClassifierData, labels:LabelSet, more:list,
+                       out:Path, log:FailureLog) -> pd.DataFrame:
+    "Write split.csv and the predictions (predictions.csv, thumbnails) of every image the stage knows; the predictions table."
     split = pd.DataFrame(dict(path=table['path'], split='train'))
     split.loc[data.valid_idx, 'split'] = 'valid'
     save_csv(split.assign(filename=table['filename'], material=table['material']), out/'split.csv')
-    # classify every image of the sheets' folders and of predict_dirs with the primary model
-    primary = next(iter(trained.values()))
     paths = list(table['path']) + [str(p) for p in labels.unlabelled]
     paths += [str(p) for p in more]
     paths = list(dict.fromkeys(paths))
     extra = pd.concat([split[['path', 'split']], pd.DataFrame(dict(path=[p for p in paths if p not in set(split.path)], split='unlabelled'))])
-    preds = write_predictions(primary, paths, out, log, extra=extra)
+    return write_predictions(primary, paths, out, log, extra=extra)
+
+# %% ../nbs/04_classifier.ipynb #773565ea
+def _training_record(trained:dict, device) -> dict:
+    "Device, times, load and precision of the trained backbones, for the summary."
+    return dict(device=device_description(device), train_seconds={bb: b.info.get('train_seconds') for bb, b in trained.items()},
+                train_cpu_seconds={bb: b.info.get('train_cpu_seconds') for bb, b in trained.items()},
+                load_average=round(os.getloadavg()[0], 1) if hasattr(os, 'getloadavg') else None,
+                precision={bb: b.info.get('precision') for bb, b in trained.items()})
+
+def _baseline_beats(long:pd.DataFrame, trained:dict, cv:pd.DataFrame|None) -> dict:
+    "Per backbone and task (split), and per task (cross-validation): does the macro-F1 beat the majority baseline?"
     beats = {}
     for bb in trained:
         g = long[(long.backbone == timm_name(bb)) & (long.n_classes_valid >= 2)]
         beats[bb] = {r.task: bool(r.macro_f1 > r.baseline_macro_f1) for r in g.itertuples()}
-    summary = dict(stage='classifier', config_hash=h, n_sheets=len(sheets), n_sheets_failed=len(labels.failed), n_labelled=len(table), n_train=len(data.train_idx),
-                   n_valid=len(data.valid_idx), n_predicted=len(preds), backbones=list(trained),
+    return dict(beats_baseline_macro_f1=beats,
+                cv_beats_baseline_macro_f1=None if cv is None else {r.task: bool(r.macro_f1 > r.baseline_macro_f1)
+                                                                    for r in cv.itertuples() if r.n_classes >= 2})
+
+# %% ../nbs/04_classifier.ipynb #b8bc3367
+def run_classifier(cfg:Config, run_dir:str|os.PathLike, force:bool=False) -> dict:
+    "Stage 04: validate the label sheets, train and compare backbones, write metrics, figures and predictions."
+    ccfg = cfg.section('classifier')
+    run_dir = prepare_run(cfg, run_dir)
+    out = run_dir/'classifier'
+    root = Path(cfg.data.root)
+    pattern = Path(cfg.data.image_glob).name
+    sheets, more, inputs = _classifier_inputs(cfg, root, pattern)
+    h = config_hash(cfg, 'classifier') + f'-{cfg.seed}'
+    outputs = [out/'model'/'bundle.json', out/'metrics.csv', out/'predictions.csv', out/'summary.json']
+    st = StageRun(run_dir, 'classifier', out, h, clear=False); rec = st.record   # the sheets and images, by content, the outputs were made from
+    if rec.fresh(outputs, inputs, force=force or not _summary_ok(out, h)):
+        s = json.loads((out/'summary.json').read_text()); s['skipped'] = True
+        return s
+    (out/'summary.json').unlink(missing_ok=True)   # the stage's completion record goes first and is written last
+    log = st.begin().log
+    if not sheets: raise LabelSheetError(f'no label sheets matching {cfg.data.sheet_glob!r}: put <material>_labels.csv '
+                                         'next to the images of each material folder', root)
+    labels, table, images = _read_labelled(sheets, ccfg, pattern, log, out)
+    data = make_data(table, ccfg, cfg.seed, images=images)
+    device = get_device(cfg.device)
+    trained, long = _train_backbones(data, cfg, device, h, run_dir, out, log)
+    table_m, cv = _classifier_metrics(long, table, images, list(trained)[0], cfg, device, out)
+    preds = _split_and_predict(next(iter(trained.values())), table, data, labels, more, out, log)
+    summary = st.finish(stamp=False, config_hash=h, n_sheets=len(sheets), n_sheets_failed=len(labels.failed), n_labelled=len(table),
+                   n_train=len(data.train_idx), n_valid=len(data.valid_idx), n_predicted=len(preds), backbones=list(trained),
                    issues=labels.issues.kind.value_counts().to_dict(), failures=len(log.rows('classifier')),
-                   device=device_description(device), train_seconds={bb: b.info.get('train_seconds') for bb, b in trained.items()},
-                   train_cpu_seconds={bb: b.info.get('train_cpu_seconds') for bb, b in trained.items()},
-                   load_average=round(os.getloadavg()[0], 1) if hasattr(os, 'getloadavg') else None,
-                   precision={bb: b.info.get('precision') for bb, b in trained.items()},
-                   average=table_m.set_index('task').loc['average'].dropna().to_dict(),
-                   beats_baseline_macro_f1=beats,
-                   cv_beats_baseline_macro_f1=None if cv is None else {r.task: bool(r.macro_f1 > r.baseline_macro_f1)
-                                                                       for r in cv.itertuples() if r.n_classes >= 2},
-                   seconds=round(time.time() - t0, 1), skipped=False)
+                   **_training_record(trained, device), average=table_m.set_index('task').loc['average'].dropna().to_dict(),
+                   **_baseline_beats(long, trained, cv), skipped=False)   # summary.json: the stage's stamp
     save_json(summary, out/'summary.json')
     rec.done(outputs, inputs)
     return summary

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
+from fastcore.basics import patch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
@@ -459,24 +460,27 @@ class Config(_Section):
             if c.name == name: return c
         raise ConfigError(f"unknown class {name!r}; configured classes are {self.class_names()}")
 
-    def section(self, name:str):
-        "The typed, validated section `name` (defaults filled in)."
-        if name not in SECTION_MODELS: raise ConfigError(f"unknown section {name!r}; known: {sorted(SECTION_MODELS)}")
-        model = section_model(name)
-        if model is None: raise ConfigError(f"section {name!r} belongs to a stage that is not installed")
-        try: return model.model_validate(self.sections.get(name, {}))
-        except ValidationError as e: raise ConfigError(_explain(e, prefix=name), self.source) from None
+# %% ../nbs/00_core.ipynb #70036801
+@patch
+def section(self:Config, name:str):
+    "The typed, validated section `name` (defaults filled in)."
+    if name not in SECTION_MODELS: raise ConfigError(f"unknown section {name!r}; known: {sorted(SECTION_MODELS)}")
+    model = section_model(name)
+    if model is None: raise ConfigError(f"section {name!r} belongs to a stage that is not installed")
+    try: return model.model_validate(self.sections.get(name, {}))
+    except ValidationError as e: raise ConfigError(_explain(e, prefix=name), self.source) from None
 
-    def to_dict(self) -> dict:
-        "Everything, stage sections included (with their defaults where the stage exists)."
-        d = self.model_dump(mode='json')
-        for name in SECTION_MODELS:
-            if _snapshot_defaults(name, self.sections.get(name, {})):   # defaults only: no need to import the stage (torch...)
-                d[name] = copy.deepcopy(section_snapshot()[name]['defaults']); continue
-            model = section_model(name)
-            if model is not None: d[name] = self.section(name).model_dump(mode='json')
-            elif name in self.sections: d[name] = self.sections[name]
-        return d
+@patch
+def to_dict(self:Config) -> dict:
+    "Everything, stage sections included (with their defaults where the stage exists)."
+    d = self.model_dump(mode='json')
+    for name in SECTION_MODELS:
+        if _snapshot_defaults(name, self.sections.get(name, {})):   # defaults only: no need to import the stage (torch...)
+            d[name] = copy.deepcopy(section_snapshot()[name]['defaults']); continue
+        model = section_model(name)
+        if model is not None: d[name] = self.section(name).model_dump(mode='json')
+        elif name in self.sections: d[name] = self.sections[name]
+    return d
 
 # %% ../nbs/00_core.ipynb #e7e07fe0
 CLASS_KEYS = {
@@ -881,50 +885,60 @@ class InputRecord:
         with atomic_write(self.path, 'w', encoding='utf-8') as f:
             for e in self.groups.values(): f.write(json.dumps(e) + '\n')
 
-    def fresh(self, outputs, # the output files of one group (an image's mask, figure, ...)
-              inputs, # the files they are made from
-              force:bool=False) -> bool:
-        "True when every output exists and was recorded as made, under this key, from inputs with the same bytes; else the outputs are deleted."
-        gid = self._id(outputs); e = self.groups.get(gid)
-        now = self._now[gid] = file_digests(inputs, e['inputs'] if e else None)   # kept for `done`: the bytes as read now
-        ok = (e is not None and not force and e.get('key') == self.key and all(Path(o).exists() for o in outputs)
-              and same_content(now, e['inputs']))
-        if not ok: self.discard(outputs)
-        elif now != e['inputs']: self.groups[gid] = e = dict(e, inputs=now); self._append(e)   # touched: read once only
-        return ok
+# %% ../nbs/00_core.ipynb #945e294d
+@patch
+def fresh(self:InputRecord, outputs, # the output files of one group (an image's mask, figure, ...)
+          inputs, # the files they are made from
+          force:bool=False) -> bool:
+    "True when every output exists and was recorded as made, under this key, from inputs with the same bytes; else the outputs are deleted."
+    gid = self._id(outputs); e = self.groups.get(gid)
+    now = self._now[gid] = file_digests(inputs, e['inputs'] if e else None)   # kept for `done`: the bytes as read now
+    ok = (e is not None and not force and e.get('key') == self.key and all(Path(o).exists() for o in outputs)
+          and same_content(now, e['inputs']))
+    if not ok: self.discard(outputs)
+    elif now != e['inputs']: self.groups[gid] = e = dict(e, inputs=now); self._append(e)   # touched: read once only
+    return ok
 
-    def done(self, outputs, inputs):
-        "Record that `outputs` are complete (call after writing the last of them) and were made from `inputs`."
-        gid = self._id(outputs); now = self._now.pop(gid, None)
-        if now is None or now.keys() != {str(i) for i in inputs}: now = file_digests(inputs)
-        self.groups[gid] = e = dict(outputs=gid, key=self.key, inputs=now); self._append(e)
+@patch
+def done(self:InputRecord, outputs, inputs):
+    "Record that `outputs` are complete (call after writing the last of them) and were made from `inputs`."
+    gid = self._id(outputs); now = self._now.pop(gid, None)
+    if now is None or now.keys() != {str(i) for i in inputs}: now = file_digests(inputs)
+    self.groups[gid] = e = dict(outputs=gid, key=self.key, inputs=now); self._append(e)
 
-    def forget(self, outputs):
-        "Drop the record of `outputs` (before rewriting them)."
-        if self.groups.pop(gid := self._id(outputs), None) is not None: self._append(dict(outputs=gid, inputs=None), sync=True)
+# %% ../nbs/00_core.ipynb #bd14517d
+@patch
+def forget(self:InputRecord, outputs):
+    "Drop the record of `outputs` (before rewriting them)."
+    if self.groups.pop(gid := self._id(outputs), None) is not None: self._append(dict(outputs=gid, inputs=None), sync=True)
 
-    def discard(self, outputs):
-        "Drop the record of `outputs` and delete them: what an earlier input made must not outlive a failed redo."
-        self.forget(outputs)
-        for o in outputs: Path(o).unlink(missing_ok=True)
+@patch
+def discard(self:InputRecord, outputs):
+    "Drop the record of `outputs` and delete them: what an earlier input made must not outlive a failed redo."
+    self.forget(outputs)
+    for o in outputs: Path(o).unlink(missing_ok=True)
 
-    def clear(self):
-        "Drop every record (the stage redoes everything)."
-        self.groups, self._now = {}, {}
-        self.path.unlink(missing_ok=True)
+@patch
+def clear(self:InputRecord):
+    "Drop every record (the stage redoes everything)."
+    self.groups, self._now = {}, {}
+    self.path.unlink(missing_ok=True)
 
 # %% ../nbs/00_core.ipynb #eefb0397
 class StageRun:
-    "The frame of a per-image stage: its folder, its failure log, its record of inputs by content, its stamp and summary."
+    "The frame of a stage: its folder, its failure log, its record of inputs by content, its stamp and summary (`map`: per image)."
     def __init__(self, run_dir:str|os.PathLike, # the run folder (holds failures.csv)
                  stage:str, # the stage's name in failures.csv and in its summary
                  out_dir:str|os.PathLike, # the stage's folder (holds inputs.jsonl and stage.json)
                  key:str, # what the outputs depend on besides their inputs (a `digest` of the settings)
-                 code:str|None=None): # the stage's module, whose code counts too (default: `stage`)
+                 code:str|None=None, # the stage's module, whose code counts too (default: `stage`)
+                 *, record:str='inputs.jsonl', # the record's file name in `out_dir`
+                 clear:bool=True): # start the failure log afresh now; False: at `begin` (a whole-run stage, once it has work)
         self.stage, self.key, self.out, self.t0 = stage, key, Path(out_dir), time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.log = FailureLog(run_dir, stage); self.log.clear_stage()
-        self.record = InputRecord(self.out/'inputs.jsonl', key, code=code or stage)
+        self.log = FailureLog(run_dir, stage)
+        if clear: self.log.clear_stage()
+        self.record = InputRecord(self.out/record, key, code=code or stage)
         try: self.same_config = json.loads((self.out/'stage.json').read_text()).get('config_hash') == key
         except (OSError, ValueError, AttributeError): self.same_config = False
 
@@ -943,10 +957,16 @@ class StageRun:
             if id(j) not in ok: self.record.discard(outputs(j))
         return done
 
+    def begin(self):
+        "A whole-run stage that is not fresh starts here: its failure log afresh (the rows of its last run go)."
+        self.log.clear_stage()
+        return self
+
     def finish(self, section:dict|None=None, # the settings to stamp (written last: after every output)
+               stamp:bool=True, # False: no stage.json (a stage whose own completion record says it all)
                **summary) -> dict:
         "Stamp the configuration the stage ran with; its summary with its name first and its seconds last."
-        save_json(dict(stage=self.stage, config_hash=self.key, section=section), self.out/'stage.json')
+        if stamp: save_json(dict(stage=self.stage, config_hash=self.key, section=section), self.out/'stage.json')
         return dict(stage=self.stage, **summary, seconds=round(time.perf_counter() - self.t0, 2))
 
 # %% ../nbs/00_core.ipynb #8c19325b

@@ -442,6 +442,9 @@ def export_model_main(argv:list[str]|None=None) -> int:
     ap.add_argument('--sample', help='test image for the package (default: a test image of the run\'s dataset)')
     ap.add_argument('--check', action='store_true', help="run bioimageio.core's test of the package")
     a = ap.parse_args(argv)
+    want = dict(bioimageio='.zip', onnx='.onnx')[a.format]
+    if Path(a.out).suffix.lower() != want:   # another suffix would hide the format from ilastik, deepImageJ or onnxruntime
+        sys.exit(f"accords-tem export-model: {a.out}: --format {a.format} writes a {want} file; name it ...{want}")
     try:
         if a.format == 'onnx':
             export_onnx(a.model, a.out); print(f'wrote {a.out} (ONNX opset {ONNX_OPSET}, checked)'); return 0

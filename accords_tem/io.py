@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from .core import (AccordsError, ImageReadError, IlastikFormatError, MetadataError, CalibrationConfig, Config,
-                              FailureLog, _Section, atomic_path, atomic_write, config_hash, digest, load_config, InputRecord,
+                              _Section, atomic_path, atomic_write, config_hash, digest, load_config, StageRun,
                               prepare_run, map_images, run_batch, save_csv, save_figure, save_json)
 
 # %% auto #0
@@ -977,6 +977,7 @@ def no_images_message(root:Path, glob) -> str:
     return (f"no file matches data.image_glob {glob!r}, but the folder holds {n} {ext} file(s): set data.image_glob: '**/*{ext}' "
             f"(e.g. --set \"data.image_glob='**/*{ext}'\")")
 
+# %% ../nbs/00_io.ipynb #fcd2b3d4
 def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibration`, `io`)
                   run_dir:str|os.PathLike, # the run folder
                   force:bool=False, # redo even if inventory.csv is up to date
@@ -990,14 +991,15 @@ def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibratio
     if not files: raise ImageReadError(no_images_message(root, cfg.data.image_glob), root)
     out, meta_path = run_dir/'inventory.csv', run_dir/'inventory.json'
     key = _inventory_key(cfg, files)
-    rec = InputRecord(run_dir/'inventory.inputs.jsonl', key, code='io')   # the images, by content, the inventory was made from
+    st = StageRun(run_dir, 'io', run_dir, key, record='inventory.inputs.jsonl', clear=False)
+    rec = st.record   # the images, by content, the inventory was made from
     if rec.fresh([out, meta_path], files, force):
         prev = json.loads(meta_path.read_text())
         figs = prev.get('figures', ['inventory.jpg'] if io_cfg.thumbnails and prev['summary'].get('read') else [])
         if prev.get('key') == key and all((run_dir/f).exists() for f in figs):
             return {**prev['summary'], 'skipped': True}
         rec.forget([out, meta_path])
-    log = FailureLog(run_dir, 'io'); log.clear_stage()
+    log = st.begin().log
     thumb = 160 if io_cfg.thumbnails else 0
     res = map_images(lambda p: inventory_row(p, root, cfg.calibration, io_cfg, thumb), files, log, progress=False,   # --workers
                     desc='inventory', name=lambda p: p.relative_to(root).as_posix() if p.is_relative_to(root) else p)
@@ -1012,10 +1014,10 @@ def run_inventory(cfg:Config, # the run configuration (reads `data`, `calibratio
         if fig is not None: save_figure(fig, run_dir/'inventory.jpg', dpi=100); figures.append('inventory.jpg')  # noisy images: JPEG
         fig = pixel_size_figure(df, cfg.calibration.camera_pixel_nm)
         if fig is not None: save_figure(fig, run_dir/'pixel_size.png'); figures.append('pixel_size.png')
-    summary = dict(stage='io', images=len(files), read=len(rows), failed=len(files) - len(rows), inventory=str(out),
-                   calibrated=int((~df['pixel_size_source'].isin(['none', 'calibration-table', 'camera-pixel'])).sum()),
-                   pixel_size_sources=df['pixel_size_source'].value_counts().to_dict(),
-                   materials=sorted(df['material'].unique().tolist()), skipped=False)
+    summary = st.finish(stamp=False, images=len(files), read=len(rows), failed=len(files) - len(rows), inventory=str(out),   # inventory.json: its stamp
+                        calibrated=int((~df['pixel_size_source'].isin(['none', 'calibration-table', 'camera-pixel'])).sum()),
+                        pixel_size_sources=df['pixel_size_source'].value_counts().to_dict(),
+                        materials=sorted(df['material'].unique().tolist()), skipped=False)
     save_json(dict(key=key, summary=summary, figures=figures), meta_path)
     rec.done([out, meta_path], files)
     return summary

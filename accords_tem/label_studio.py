@@ -12,6 +12,10 @@ import numpy as np
 import pandas as pd
 
 from .core import AccordsError, Config, atomic_path, load_config, save_csv, save_json
+from .io import read_tem, write_ilastik_h5
+from .imaging import minmax_uint8
+from .review import prediction_label_image, rounds, import_corrections
+from .unet import read_instances_with_classes, save_instances, predict_images
 
 # %% auto #0
 __all__ = ['LS_PACKAGES', 'LS_ENV', 'LS_DATA', 'BANNED_BUT_LOOPBACK', 'FROM_NAME', 'TO_NAME', 'label_studio_env',
@@ -197,8 +201,6 @@ def _png(img:np.ndarray) -> bytes:
 
 def _micrograph(file) -> np.ndarray:
     "The micrograph as the 8-bit picture a person corrects on (min-max)."
-    from accords_tem.io import read_tem
-    from accords_tem.imaging import minmax_uint8
     if not isinstance(file, str) or not file or not Path(file).exists():
         raise AccordsError('the micrograph of a queued image is not found (queue.csv, column file); is data.root mounted?', file or None)
     img = read_tem(Path(file))
@@ -219,8 +221,6 @@ def send_to_label_studio(run_dir:str|os.PathLike, # run folder with a review que
                          *, stems:list[str]|None=None, # images to send (default: the queue's first review.export)
                          title:str|None=None) -> dict:
     "A new Label Studio project: the queue's images with the model's masks as pre-annotations; RUN/review/label-studio/project.json."
-    from accords_tem.review import prediction_label_image, rounds
-    from accords_tem.unet import read_instances_with_classes
     run_dir = Path(run_dir); cfg = cfg or load_config(run_dir/'config.yaml'); out = run_dir/'review'/'label-studio'
     qp = run_dir/'review'/'queue.csv'
     if not qp.exists(): raise AccordsError('no review queue: run `accords-tem review RUN` first', qp)
@@ -279,9 +279,6 @@ def fetch_from_label_studio(run_dir:str|os.PathLike, # run folder that sent a pr
                             to_dataset:bool=True, # import the corrections into RUN/dataset
                            ) -> pd.DataFrame:
     "The last project's finished annotations -> RUN/review/label-studio/corrected/ (ilastik labels + objects) -> RUN/dataset."
-    from accords_tem.io import write_ilastik_h5
-    from accords_tem.unet import save_instances
-    from accords_tem.review import import_corrections
     run_dir = Path(run_dir); cfg = cfg or load_config(run_dir/'config.yaml'); base = run_dir/'review'/'label-studio'
     rec = read_project(run_dir); ls = connect(url or rec['url'], key)
     inst = cfg.section('unet').instance_classes
@@ -310,8 +307,6 @@ def backend_regions(image:np.ndarray, # (H, W) the task's picture, as Label Stud
                    ) -> list[dict]:
     "Brush regions of the model's prediction of `image`: what the ML backend answers for one task."
     from tempfile import TemporaryDirectory
-    from accords_tem.review import prediction_label_image
-    from accords_tem.unet import predict_images, read_instances_with_classes
     with TemporaryDirectory(prefix='accords-ls-') as d:
         d = Path(d); (d/'in').mkdir(); (d/'in'/'task.png').write_bytes(_png(np.asarray(image, np.uint8)))
         predict_images(model_dir, d/'in', d/'unet'/'predict', figures=False, progress=False)
@@ -400,7 +395,6 @@ def _backend_main(a, ap) -> int:
     if not a.run: ap.error('backend needs the run folder: accords-tem label-studio backend RUN')
     run = Path(a.run); model = run/'unet'/'model'
     if not (model/'unet.json').exists(): raise AccordsError('no trained model here (train-unet first)', model)
-    from accords_tem.review import rounds
     cfg = load_config(run/'config.yaml'); rs = rounds(run)
     srv = backend_server(model, cfg, a.url, api_key(a.api_key) if a.url else None, host=a.host, port=a.port or 9090,
                          version=f"{run.name} {rs[-1].name if rs else 'r0'}")

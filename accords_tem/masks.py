@@ -260,6 +260,104 @@ def _background(run_dir:Path, image:Path) -> np.ndarray:
 def _find_exports(root:Path, glob:str) -> list[Path]:
     return sorted(p for p in root.glob(glob) if p.is_file() and export_kind(p.name) == 'probabilities')
 
+def _mask_outputs(out_dir:Path, targets:list[tuple[str, int]], stem:str) -> dict[str, tuple[Path, Path]]:
+    "Where one image's masks go: {class: (PNG, NumPy file)}."
+    return {n: (out_dir/n/f'{stem}.png', out_dir/n/f'{stem}.npy') for n, _ in targets}
+
+def _mask_jobs(pairs:dict, targets:list[tuple[str, int]], mcfg:MasksConfig, out_dir:Path, rec, force:bool) -> list[tuple]:
+    "One job per paired export: (export, {class: QA figure}, its output files, fresh?). The first `max_qa` images get QA figures."
+    n_qa, jobs = {n: 0 for n, _ in targets}, []
+    for ex, image in pairs.items():   # the record is this process's: freshness is decided here, not on a worker
+        stem, qa = Path(image).stem, {}
+        for n, _ in targets:
+            if mcfg.qa and (mcfg.max_qa is None or n_qa[n] < mcfg.max_qa): qa[n] = out_dir/n/'qa'/f'{stem}.png'; n_qa[n] += 1
+        files = [f for fs in _mask_outputs(out_dir, targets, stem).values() for f in fs] + list(qa.values())
+        jobs.append((ex, qa, files, rec.fresh(files, [ex, image], force=force)))
+    return jobs
+
+# %% ../nbs/02_h5_to_masks.ipynb #84524465
+def _backgrounds(run_dir:Path, image:Path, thumb_px:int) -> tuple:
+    "(image shape, background thinned for the QA figure, for the contact sheet, the contact sheet's step)."
+    bg = _background(run_dir, image)
+    shape, kq, ks = bg.shape, _stride(bg.shape, 768), _stride(bg.shape, thumb_px)   # qa_figure's and the sheet's steps
+    return shape, bg[::kq, ::kq].copy(), bg[::ks, ::ks].copy(), ks
+
+def _image_masks(ex:Path, image:Path, shape:tuple, targets:list[tuple[str, int]], th:dict, outs:dict, fresh:bool,
+                 mcfg:MasksConfig, names:list[str], cfg:Config) -> tuple:
+    "(probabilities or None when read back, {class: bool mask}) of one export, checked against the image's `shape`."
+    if fresh:
+        masks = {n: np.load(outs[n][1]) for n, _ in targets}; prob = None
+    else:
+        prob, masks = masks_banded(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,   # bands of rows:
+                                   mcfg.range_tolerance, band=cfg.section('io').max_pixels_in_memory // 16)  # bounded memory
+    if shape != next(iter(masks.values())).shape:
+        raise IlastikFormatError(f'probabilities are {next(iter(masks.values())).shape[::-1]} px (w, h) but the image '
+                                 f'{Path(image).name} is {shape[::-1]}; was the export made from another image?', ex)
+    return prob, masks
+
+# %% ../nbs/02_h5_to_masks.ipynb #4d15a1d2
+def _write_masks(masks:dict, outs:dict, targets:list[tuple[str, int]]):
+    "Each class's mask as .npy (bool) and PNG (0/255, made in place: no uint8 copy)."
+    for n, ch in targets:
+        save_npy(masks[n], outs[n][1]); v = masks[n].view(np.uint8); v *= np.uint8(255)   # 0/255 in place: no uint8 copy
+        try: _write_image(v, outs[n][0])
+        finally: v //= np.uint8(255)   # the bool mask again
+
+def _qa_figures(bg_qa:np.ndarray, prob:np.ndarray, masks:dict, targets:list[tuple[str, int]], th:dict, qa:dict,
+                image:Path, colors:dict):
+    "The QA figures of the classes in `qa` (background, probability of the class, its mask)."
+    for n, ch in targets:
+        if n in qa:
+            save_figure(qa_figure(bg_qa, prob[..., ch], masks[n], th[n][0], f'{Path(image).name}: {n} > {th[n][0]:g}',
+                                  colors[n]), qa[n], dpi=80)
+    if qa: gc.collect()  # matplotlib figures hold reference cycles: free them now, so memory stays flat
+
+# %% ../nbs/02_h5_to_masks.ipynb #994f5120
+def _ground_truth(gt_dir:Path|None, stem:str, shape:tuple) -> np.ndarray|None:
+    "The exact class map of an image when the data root has one (None otherwise); an error when its size is not the image's."
+    if gt_dir is None or not (gt_dir/f'{stem}_classes.png').exists(): return None
+    gt = np.asarray(read_tem(gt_dir/f'{stem}_classes.png'))
+    if gt.shape != shape: raise AccordsError(f'ground truth is {gt.shape} but the masks are {shape}', gt_dir/f'{stem}_classes.png')
+    return gt
+
+def _mask_rows(ex:Path, image:Path, targets:list[tuple[str, int]], th:dict, masks:dict, outs:dict, gt:np.ndarray|None,
+               cfg:Config, qa:bool, bg_sheet:np.ndarray, ks:int) -> tuple[list, dict]:
+    "One image's rows of `masks.csv` (IoU with `gt` when given) and, with `qa`, its contact-sheet thumbnails {class: (caption, RGB)}."
+    colors, label = {c.name: c.color for c in cfg.classes}, {c.name: c.label for c in cfg.classes}
+    rows, sheet, stem = [], {}, Path(image).stem
+    for n, ch in targets:
+        r = dict(file=str(image), export=str(ex), cls=n, channel=ch, threshold=th[n][0], threshold_from=th[n][1],
+                 fraction=float(masks[n].mean()), mask_png=str(outs[n][0]), mask_npy=str(outs[n][1]))
+        if gt is not None:
+            r['iou'], r['tp'], r['fp'], r['fn'] = iou(masks[n], gt == label[n])
+        rows.append(r)
+        if qa:
+            cap = f"{stem}\nt={th[n][0]:g} {100 * r['fraction']:.0f}%" + (f" IoU {r['iou']:.2f}" if 'iou' in r else '')
+            sheet[n] = (cap, _overlay(bg_sheet, masks[n][::ks, ::ks], colors[n]))
+    return rows, sheet
+
+# %% ../nbs/02_h5_to_masks.ipynb #263365fd
+def _contact_sheets(done:list, targets:list[tuple[str, int]], mcfg:MasksConfig, out_dir:Path):
+    "One contact sheet per class from the thumbnails of the first `contact_sheet_max` images (in input order)."
+    thumbs = {n: [] for n, _ in targets}
+    for _, (rs, sheet) in done:
+        for n, t in sheet.items():
+            if len(thumbs[n]) < mcfg.contact_sheet_max: thumbs[n].append(t)
+    for n, _ in targets:
+        if thumbs[n]: save_figure(contact_sheet(thumbs[n], f'{n}: mask overlays (t = threshold, % of pixels)'),
+                                  out_dir/n/'contact_sheet.png', dpi=90)
+
+def _iou_tables(df, out_dir:Path) -> dict:
+    "Write `iou.csv` (per image and class) and `iou_summary.csv` (macro and micro IoU per class); the micro IoU per class."
+    g = df.dropna(subset=['tp'])
+    save_csv(g[['file', 'class', 'threshold', 'iou', 'tp', 'fp', 'fn', 'fraction']], out_dir/'iou.csv')
+    s = g.groupby('class', sort=False).agg(images=('iou', 'size'), scored=('iou', 'count'), iou_macro=('iou', 'mean'),
+                                           tp=('tp', 'sum'), fp=('fp', 'sum'), fn=('fn', 'sum')).reset_index()
+    s['iou_micro'] = s.tp / (s.tp + s.fp + s.fn)
+    save_csv(s, out_dir/'iou_summary.csv')
+    return {r['class']: round(float(r['iou_micro']), 4) for r in s.to_dict('records')}
+
+# %% ../nbs/02_h5_to_masks.ipynb #0335ab7d
 def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `masks:`)
               run_dir:str|os.PathLike, # run folder; writes RUN/masks/
               force:bool=False, # redo exports whose masks are fresh
@@ -276,88 +374,30 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
     out_dir, log, rec = st.out, st.log, st.record   # rec: which export and image, by content, each image's masks came from
     lookup = threshold_table(mcfg, names, extra)
     colors = {c.name: c.color for c in cfg.classes}
-    label = {c.name: c.label for c in cfg.classes}
     gt_dir = root/cfg.data.ground_truth if cfg.data.ground_truth else None
-
     exports = _find_exports(root, cfg.data.ilastik_glob)
     pairs, missing = pair_exports(exports, data_images(cfg))
     for ex, why in missing.items(): log.record(ex, AccordsError(why, ex))
-    thumbs = {n: [] for n, _ in targets}
-    n_qa = {n: 0 for n, _ in targets}
-    outputs = lambda stem: {n: (out_dir/n/f'{stem}.png', out_dir/n/f'{stem}.npy') for n, _ in targets}
-    jobs = []
-    for ex, image in pairs.items():   # here: which images get QA figures and which outputs are fresh (the record is this process's)
-        stem, qa = Path(image).stem, {}
-        for n, _ in targets:
-            if mcfg.qa and (mcfg.max_qa is None or n_qa[n] < mcfg.max_qa): qa[n] = out_dir/n/'qa'/f'{stem}.png'; n_qa[n] += 1
-        files = [f for fs in outputs(stem).values() for f in fs] + list(qa.values())
-        jobs.append((ex, qa, files, rec.fresh(files, [ex, image], force=force or not st.same_config)))
+    jobs = _mask_jobs(pairs, targets, mcfg, out_dir, rec, force or not st.same_config)
 
     def one(job) -> tuple[list, dict]:   # the work (a Dask worker's with --workers): this image's rows and contact-sheet thumbnails
         ex, qa, files, fresh = job
         image = pairs[ex]; stem = Path(image).stem
-        th = {n: lookup(image, n) for n, _ in targets}
-        outs = outputs(stem)
-        bg = _background(run_dir, image)   # read before the masks are made and kept only thinned: never beside the whole masks
-        shape, kq, ks = bg.shape, _stride(bg.shape, 768), _stride(bg.shape, mcfg.thumb_px)   # qa_figure's and the sheet's steps
-        bg_qa, bg_sheet = bg[::kq, ::kq].copy(), bg[::ks, ::ks].copy(); del bg
-        if fresh:
-            masks = {n: np.load(outs[n][1]) for n, _ in targets}; prob = None
-        else:
-            prob, masks = masks_banded(ex, targets, {n: t for n, (t, _) in th.items()}, names, mcfg.dataset,   # bands of rows:
-                                       mcfg.range_tolerance, band=cfg.section('io').max_pixels_in_memory // 16)  # bounded memory
-        if shape != next(iter(masks.values())).shape:
-            raise IlastikFormatError(f'probabilities are {next(iter(masks.values())).shape[::-1]} px (w, h) but the image '
-                                     f'{Path(image).name} is {shape[::-1]}; was the export made from another image?', ex)
+        th, outs = {n: lookup(image, n) for n, _ in targets}, _mask_outputs(out_dir, targets, stem)
+        shape, bg_qa, bg_sheet, ks = _backgrounds(run_dir, image, mcfg.thumb_px)   # read before the masks are made
+        prob, masks = _image_masks(ex, image, shape, targets, th, outs, fresh, mcfg, names, cfg)
         if not fresh:
-            for n, ch in targets:
-                save_npy(masks[n], outs[n][1]); v = masks[n].view(np.uint8); v *= np.uint8(255)   # 0/255 in place: no uint8 copy
-                try: _write_image(v, outs[n][0])
-                finally: v //= np.uint8(255)   # the bool mask again
-        if not fresh:
-            for n, ch in targets:
-                if n in qa:
-                    save_figure(qa_figure(bg_qa, prob[..., ch], masks[n], th[n][0], f'{Path(image).name}: {n} > {th[n][0]:g}',
-                                          colors[n]), qa[n], dpi=80)
-            if qa: gc.collect()  # matplotlib figures hold reference cycles: free them now, so memory stays flat
-        rows, sheet = [], {}
-        gt = None
-        if gt_dir is not None and (gt_dir/f'{stem}_classes.png').exists():
-            gt = np.asarray(read_tem(gt_dir/f'{stem}_classes.png'))
-            if gt.shape != shape: raise AccordsError(f'ground truth is {gt.shape} but the masks are {shape}', gt_dir/f'{stem}_classes.png')
-        for n, ch in targets:
-            r = dict(file=str(image), export=str(ex), cls=n, channel=ch, threshold=th[n][0], threshold_from=th[n][1],
-                     fraction=float(masks[n].mean()), mask_png=str(outs[n][0]), mask_npy=str(outs[n][1]))
-            if gt is not None:
-                r['iou'], r['tp'], r['fp'], r['fn'] = iou(masks[n], gt == label[n])
-            rows.append(r)
-            if mcfg.qa:
-                cap = f"{stem}\nt={th[n][0]:g} {100 * r['fraction']:.0f}%" + (f" IoU {r['iou']:.2f}" if 'iou' in r else '')
-                sheet[n] = (cap, _overlay(bg_sheet, masks[n][::ks, ::ks], colors[n]))
-        return rows, sheet
+            _write_masks(masks, outs, targets)
+            _qa_figures(bg_qa, prob, masks, targets, th, qa, image, colors)
+        return _mask_rows(ex, image, targets, th, masks, outs, _ground_truth(gt_dir, stem, shape), cfg, mcfg.qa, bg_sheet, ks)
 
     done = st.map(one, jobs, outputs=lambda j: j[2], inputs=lambda j: [j[0], pairs[j[0]]], kept=lambda j: j[3],
                   progress=progress, name=lambda j: j[0])   # core.map_images: --workers; a failed image leaves nothing behind
-    counts = dict(written=0, skipped=0)
-    for (ex, qa, files, fresh), (rs, sheet) in done:   # in order: the first contact_sheet_max images make the sheets
-        counts['skipped' if fresh else 'written'] += 1
-        for n, t in sheet.items():
-            if len(thumbs[n]) < mcfg.contact_sheet_max: thumbs[n].append(t)
-    rows = [r for _, (rs, _) in done for r in rs]
-    df = pd.DataFrame(rows).rename(columns={'cls': 'class'})
+    n_fresh = sum(fresh for (_, _, _, fresh), _ in done)
+    df = pd.DataFrame([r for _, (rs, _) in done for r in rs]).rename(columns={'cls': 'class'})
     save_csv(df, out_dir/'masks.csv')
-    for n, _ in targets:
-        if thumbs[n]: save_figure(contact_sheet(thumbs[n], f'{n}: mask overlays (t = threshold, % of pixels)'),
-                                  out_dir/n/'contact_sheet.png', dpi=90)
-    summary = dict(exports=len(exports), paired=len(pairs), written=counts['written'],
-                   skipped=counts['skipped'], failed=len(exports) - len(done), classes=[n for n, _ in targets],
-                   out_dir=str(out_dir))
-    if 'iou' in df:
-        g = df.dropna(subset=['tp'])
-        save_csv(g[['file', 'class', 'threshold', 'iou', 'tp', 'fp', 'fn', 'fraction']], out_dir/'iou.csv')
-        s = g.groupby('class', sort=False).agg(images=('iou', 'size'), scored=('iou', 'count'), iou_macro=('iou', 'mean'),
-                                               tp=('tp', 'sum'), fp=('fp', 'sum'), fn=('fn', 'sum')).reset_index()
-        s['iou_micro'] = s.tp / (s.tp + s.fp + s.fn)
-        save_csv(s, out_dir/'iou_summary.csv')
-        summary['iou_micro'] = {r['class']: round(float(r['iou_micro']), 4) for r in s.to_dict('records')}
+    _contact_sheets(done, targets, mcfg, out_dir)
+    summary = dict(exports=len(exports), paired=len(pairs), written=len(done) - n_fresh, skipped=n_fresh,
+                   failed=len(exports) - len(done), classes=[n for n, _ in targets], out_dir=str(out_dir))
+    if 'iou' in df: summary['iou_micro'] = _iou_tables(df, out_dir)
     return st.finish(mcfg.model_dump(mode='json'), **summary)

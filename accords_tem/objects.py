@@ -5,6 +5,7 @@
 # %% ../nbs/06b_objects.ipynb #254ef932
 from __future__ import annotations
 import argparse, json, math, os, sys
+from functools import partial
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,16 +14,18 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from pydantic import Field
+from fastcore.basics import patch
 
 from .core import (_Section, AccordsError, ConfigError, Config, collect_batches, load_config, positive, save_csv,
                               save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
-                              device_description, StageRun, dask_client, digest, map_images)
+                              device_description, StageRun, FailureLog, dask_client, digest, map_images)
 from .unet import read_instances_with_classes
 from .instances import match_instances
 from .risk import RiskConfig, risk_report
 from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels, instances_from_mask,
                              relabel, instances_from_classes)
 from .imaging import clip_uint8
+from . import io as tio
 from .io import read_tem
 from .normalization import minmax
 from .thickness import flake_layers
@@ -294,71 +297,81 @@ class ObjectClassifier:
         self.kind, self.features, self.n_estimators, self.k, self.seed = kind, list(features or CLASSIFIER_FEATURES), n_estimators, k, seed
         self.model, self.classes_ = None, []
 
-    def _new(self, n:int|None=None):
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-        if self.kind == 'rf':
-            from sklearn.ensemble import RandomForestClassifier
-            return RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.seed, class_weight='balanced', n_jobs=1)
-        from sklearn.neighbors import KNeighborsClassifier
-        return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=max(1, min(self.k, (n or self.k)))))
+# %% ../nbs/06b_objects.ipynb #a12a0236
+@patch
+def _new(self:ObjectClassifier, n:int|None=None):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    if self.kind == 'rf':
+        from sklearn.ensemble import RandomForestClassifier
+        return RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.seed, class_weight='balanced', n_jobs=1)
+    from sklearn.neighbors import KNeighborsClassifier
+    return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=max(1, min(self.k, (n or self.k)))))
 
-    def fit(self, df:pd.DataFrame, y) -> 'ObjectClassifier':
-        "Train on the objects of `df` with class names `y`."
-        y = np.asarray(y, dtype=object)
-        if len(y) == 0: raise AccordsError('no labelled objects to train the object classifier on')
-        self.model = self._new(len(y)).fit(classifier_matrix(df, self.features), y)
-        self.classes_ = [str(c) for c in self.model.classes_]
-        return self
+@patch
+def fit(self:ObjectClassifier, df:pd.DataFrame, y) -> 'ObjectClassifier':
+    "Train on the objects of `df` with class names `y`."
+    y = np.asarray(y, dtype=object)
+    if len(y) == 0: raise AccordsError('no labelled objects to train the object classifier on')
+    self.model = self._new(len(y)).fit(classifier_matrix(df, self.features), y)
+    self.classes_ = [str(c) for c in self.model.classes_]
+    return self
 
-    def predict_proba(self, df:pd.DataFrame) -> pd.DataFrame:
-        "Probability of each class per object."
-        if len(df) == 0: return pd.DataFrame(columns=self.classes_, dtype=float)
-        return pd.DataFrame(self.model.predict_proba(classifier_matrix(df, self.features)), columns=self.classes_, index=df.index)
+# %% ../nbs/06b_objects.ipynb #171ac4f1
+@patch
+def predict_proba(self:ObjectClassifier, df:pd.DataFrame) -> pd.DataFrame:
+    "Probability of each class per object."
+    if len(df) == 0: return pd.DataFrame(columns=self.classes_, dtype=float)
+    return pd.DataFrame(self.model.predict_proba(classifier_matrix(df, self.features)), columns=self.classes_, index=df.index)
 
-    def predict(self, df:pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        "Class name and its probability per object."
-        p = self.predict_proba(df)
-        if len(p) == 0: return np.array([], dtype=object), np.array([])
-        return p.columns.to_numpy()[p.to_numpy().argmax(1)].astype(object), p.to_numpy().max(1)
+@patch
+def predict(self:ObjectClassifier, df:pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    "Class name and its probability per object."
+    p = self.predict_proba(df)
+    if len(p) == 0: return np.array([], dtype=object), np.array([])
+    return p.columns.to_numpy()[p.to_numpy().argmax(1)].astype(object), p.to_numpy().max(1)
 
-    def cross_validate(self, df:pd.DataFrame, y, folds:int=5, oof:bool=False) -> dict:
-        "Stratified k-fold accuracy (folds reduced to the smallest class count; NaN with fewer than 2 per class); `oof`: out-of-fold probabilities too."
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict
-        y = np.asarray(y, dtype=object)
-        _, cnt = np.unique(y, return_counts=True) if len(y) else ([], [0])
-        k = int(min(folds, min(cnt))) if len(cnt) > 1 else 0
-        if k < 2: return dict(cv_accuracy=float('nan'), cv_std=float('nan'), cv_folds=0, n_labelled=len(y),
-                               note='too few labelled objects per class for cross-validation')
-        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.seed)
-        X = classifier_matrix(df, self.features)
-        proba = cross_val_predict(self._new(int(len(y) * (k - 1) / k)), X, y, cv=cv, method='predict_proba')
-        classes = np.array(sorted(set(y)), dtype=object)
-        pred = classes[proba.argmax(1)]
-        acc = [float((pred[te] == y[te]).mean()) for _, te in cv.split(X, y)]
-        r = dict(cv_accuracy=float((pred == y).mean()), cv_std=float(np.std(acc)), cv_folds=k, n_labelled=len(y), note='')
-        if oof: r['oof_proba'] = pd.DataFrame(proba, columns=[str(c) for c in classes], index=df.index)
-        return r
+# %% ../nbs/06b_objects.ipynb #f5b0824e
+@patch
+def cross_validate(self:ObjectClassifier, df:pd.DataFrame, y, folds:int=5, oof:bool=False) -> dict:
+    "Stratified k-fold accuracy (folds reduced to the smallest class count; NaN with fewer than 2 per class); `oof`: out-of-fold probabilities too."
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    y = np.asarray(y, dtype=object)
+    _, cnt = np.unique(y, return_counts=True) if len(y) else ([], [0])
+    k = int(min(folds, min(cnt))) if len(cnt) > 1 else 0
+    if k < 2: return dict(cv_accuracy=float('nan'), cv_std=float('nan'), cv_folds=0, n_labelled=len(y),
+                           note='too few labelled objects per class for cross-validation')
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.seed)
+    X = classifier_matrix(df, self.features)
+    proba = cross_val_predict(self._new(int(len(y) * (k - 1) / k)), X, y, cv=cv, method='predict_proba')
+    classes = np.array(sorted(set(y)), dtype=object)
+    pred = classes[proba.argmax(1)]
+    acc = [float((pred[te] == y[te]).mean()) for _, te in cv.split(X, y)]
+    r = dict(cv_accuracy=float((pred == y).mean()), cv_std=float(np.std(acc)), cv_folds=k, n_labelled=len(y), note='')
+    if oof: r['oof_proba'] = pd.DataFrame(proba, columns=[str(c) for c in classes], index=df.index)
+    return r
 
-    def save(self, path) -> Path:
-        "Write the model with its features and classes (joblib, atomically)."
-        import joblib
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            joblib.dump(dict(version=1, kind=self.kind, features=self.features, classes=self.classes_, model=self.model,
-                             params=dict(n_estimators=self.n_estimators, k=self.k, seed=self.seed)), tmp)
-        return path
+# %% ../nbs/06b_objects.ipynb #37ab8736
+@patch
+def save(self:ObjectClassifier, path) -> Path:
+    "Write the model with its features and classes (joblib, atomically)."
+    import joblib
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        joblib.dump(dict(version=1, kind=self.kind, features=self.features, classes=self.classes_, model=self.model,
+                         params=dict(n_estimators=self.n_estimators, k=self.k, seed=self.seed)), tmp)
+    return path
 
-    @classmethod
-    def load(cls, path) -> 'ObjectClassifier':
-        "Read a model written by `save`."
-        import joblib
-        path = Path(path)
-        if not path.is_file(): raise AccordsError('object classifier not found: train one (run the objects stage) or fix objects.model_path', path)
-        try: d = joblib.load(path)
-        except Exception as e: raise AccordsError(f'cannot read the object classifier ({e}); delete it to retrain', path) from None
-        c = cls(d['kind'], d['features'], **d['params']); c.model, c.classes_ = d['model'], d['classes']
-        return c
+@patch(cls_method=True)
+def load(cls:ObjectClassifier, path) -> 'ObjectClassifier':
+    "Read a model written by `save`."
+    import joblib
+    path = Path(path)
+    if not path.is_file(): raise AccordsError('object classifier not found: train one (run the objects stage) or fix objects.model_path', path)
+    try: d = joblib.load(path)
+    except Exception as e: raise AccordsError(f'cannot read the object classifier ({e}); delete it to retrain', path) from None
+    c = cls(d['kind'], d['features'], **d['params']); c.model, c.classes_ = d['model'], d['classes']
+    return c
 
 # %% ../nbs/06b_objects.ipynb #c94c1fe5
 def size_stats(d:np.ndarray, # equivalent diameters
@@ -534,6 +547,43 @@ def cut_options(oc:ObjectsConfig) -> dict:
                 opening=oc.opening_px, neck_ratio=oc.neck_ratio)
 
 # %% ../nbs/06b_objects.ipynb #a56a7a1b
+def _sam_objects(image:np.ndarray, oc:ObjectsConfig, generator) -> tuple[np.ndarray, np.ndarray]:
+    "Instance labels and mask class per label from Segment Anything's proposals, cleaned (merged, nested, too small or too large)."
+    props = sam_proposals(image, generator, tile=oc.sam.tile, halo=oc.sam.halo, preprocess=oc.sam.preprocess,
+                          clahe_clip=oc.sam.clahe_clip)
+    props = clean_proposals(props, image.shape, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
+                            merge_iou=oc.merge_iou, nested_frac=oc.nested_frac, nested=oc.nested, max_area_frac=oc.max_area_frac)
+    return paint_labels(props, image.shape, oc.min_area_px)
+
+# %% ../nbs/06b_objects.ipynb #3d6884c8
+def _model_objects(model_labels:tuple, class_map:np.ndarray|None, oc:ObjectsConfig, cfg:Config, values:list[int],
+                   kw:dict) -> tuple[np.ndarray, np.ndarray]:
+    "Instance labels and mask class per label: the model's objects of the object classes, the other object classes cut from `class_map`."
+    ml, mnames, covered = model_labels
+    keep = np.array([False] + [n in oc.object_classes for n in mnames])
+    lab, mcls = relabel(np.where(keep[ml], ml, 0).astype(np.int32),
+                        np.array([0] + [cfg.class_by_name(n).label if n in oc.object_classes else 0 for n in mnames]), oc.min_area_px)
+    rest_values = [v for v, n in zip(values, oc.object_classes) if n not in covered]
+    if rest_values and class_map is not None:
+        rest, rcls = instances_from_classes(np.where(lab > 0, 0, class_map), rest_values, **kw)
+        lab = np.where(rest > 0, rest + len(mcls) - 1, lab).astype(np.int32); mcls = np.concatenate([mcls, rcls[1:]])
+    return lab, mcls
+
+# %% ../nbs/06b_objects.ipynb #15f79b22
+def _mask_objects(class_map:np.ndarray|None, instances:np.ndarray|None, oc:ObjectsConfig, values:list[int], kw:dict,
+                  source:str) -> tuple[np.ndarray, np.ndarray]:
+    "Instance labels and mask class per label cut from `class_map` (the first object class from `instances` when given)."
+    if class_map is None: raise AccordsError(f'no class masks for this image from source {source!r}')
+    if instances is not None and values:
+        lab, mcls = relabel(np.where(class_map == values[0], instances, 0).astype(np.int32), None, oc.min_area_px)
+        mcls[1:] = values[0]
+        rest, rcls = instances_from_classes(class_map, values[1:], **kw)
+        lab = np.where(rest > 0, rest + len(mcls) - 1, lab).astype(np.int32)
+        mcls = np.concatenate([mcls, rcls[1:]])
+    else: lab, mcls = instances_from_classes(class_map, values, **kw)
+    return lab, mcls
+
+# %% ../nbs/06b_objects.ipynb #f522c6c3
 def image_objects(image:np.ndarray, # grey micrograph
                   oc:ObjectsConfig, cfg:Config,
                   *, source:str, # 'sam' or a class-mask source
@@ -547,30 +597,10 @@ def image_objects(image:np.ndarray, # grey micrograph
     names = {c.label: c.name for c in cfg.classes}
     values = [cfg.class_by_name(n).label for n in oc.object_classes]
     kw = cut_options(oc)
-    if source == 'sam':
-        props = sam_proposals(image, generator, tile=oc.sam.tile, halo=oc.sam.halo, preprocess=oc.sam.preprocess,
-                              clahe_clip=oc.sam.clahe_clip)
-        props = clean_proposals(props, image.shape, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
-                                merge_iou=oc.merge_iou, nested_frac=oc.nested_frac, nested=oc.nested, max_area_frac=oc.max_area_frac)
-        lab, mcls = paint_labels(props, image.shape, oc.min_area_px)
+    if source == 'sam': lab, mcls = _sam_objects(image, oc, generator)
     elif model_labels is not None:   # the model's objects for its instance classes; the other object classes cut from the masks
-        ml, mnames, covered = model_labels
-        keep = np.array([False] + [n in oc.object_classes for n in mnames])
-        lab, mcls = relabel(np.where(keep[ml], ml, 0).astype(np.int32),
-                            np.array([0] + [cfg.class_by_name(n).label if n in oc.object_classes else 0 for n in mnames]), oc.min_area_px)
-        rest_values = [v for v, n in zip(values, oc.object_classes) if n not in covered]
-        if rest_values and class_map is not None:
-            rest, rcls = instances_from_classes(np.where(lab > 0, 0, class_map), rest_values, **kw)
-            lab = np.where(rest > 0, rest + len(mcls) - 1, lab).astype(np.int32); mcls = np.concatenate([mcls, rcls[1:]])
-    else:
-        if class_map is None: raise AccordsError(f'no class masks for this image from source {source!r}')
-        if instances is not None and values:
-            lab, mcls = relabel(np.where(class_map == values[0], instances, 0).astype(np.int32), None, oc.min_area_px)
-            mcls[1:] = values[0]
-            rest, rcls = instances_from_classes(class_map, values[1:], **kw)
-            lab = np.where(rest > 0, rest + len(mcls) - 1, lab).astype(np.int32)
-            mcls = np.concatenate([mcls, rcls[1:]])
-        else: lab, mcls = instances_from_classes(class_map, values, **kw)
+        lab, mcls = _model_objects(model_labels, class_map, oc, cfg, values, kw)
+    else: lab, mcls = _mask_objects(class_map, instances, oc, values, kw, source)
     df = object_features(lab, image, spacing=spacing, ring_px=oc.ring_px, levels=oc.texture_levels)
     ids = df['label'].to_numpy().astype(int)
     df.insert(1, 'mask_class', [names.get(int(v), '') for v in mcls[ids]])
@@ -699,9 +729,18 @@ def predict_objects(model_dir:str|os.PathLike, # a model folder written by stage
         return _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_kw)
 
 # %% ../nbs/06b_objects.ipynb #a2d0011a
-def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_kw) -> pd.DataFrame:
+def _prediction_overlay(p:Path, lab, names:list[str], big:bool, max_pixels:int, cfg:Config, out:Path):
+    "Each object's contour in its class colour on the micrograph `p`: `out/objects_overlays/<stem>.png`."
     from PIL import Image
-    from accords_tem import io as tio
+    if big:   # overlay_image draws every k-th pixel: only those are read, band by band
+        k, rows = max(1, math.ceil(max(lab.shape) / 2048)), max(1, max_pixels // 16 // lab.shape[1])
+        im = tio.LazyTiff(p) if tio.file_format(p) == 'tiff' else read_tem(p)
+        rgb = overlay_image(thinned_rows(im, k, rows), thinned_rows(lab, k, rows), _label_colors(names, cfg))
+    else: rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
+    with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(rgb).save(tmp, format='PNG')
+
+# %% ../nbs/06b_objects.ipynb #a903e2ed
+def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_kw) -> pd.DataFrame:
     cfg = cfg or load_config(None)
     oc, out, images = cfg.section('objects'), Path(out).absolute(), Path(images)
     cut = lambda m: instances_from_mask(m, **cut_options(oc))
@@ -725,13 +764,7 @@ def _predict_objects(model_dir, images, out, nm_per_px, cfg, client, **predict_k
             df = object_features(lab, None, spacing=nm, ring_px=oc.ring_px, levels=oc.texture_levels)
         df.insert(0, 'image', p.name); df.insert(1, 'stem', p.stem); df.insert(2, 'sample', ''); df.insert(3, 'class', [names[i - 1] for i in df['label']])
         df['px_source'] = src if nm else 'none'
-        if predict_kw.get('figures', True):   # each object's contour in its class colour
-            if big:   # overlay_image draws every k-th pixel: only those are read, band by band
-                k, rows = max(1, math.ceil(max(lab.shape) / 2048)), max(1, io.max_pixels_in_memory // 16 // lab.shape[1])
-                im = tio.LazyTiff(p) if tio.file_format(p) == 'tiff' else read_tem(p)
-                rgb = overlay_image(thinned_rows(im, k, rows), thinned_rows(lab, k, rows), _label_colors(names, cfg))
-            else: rgb = overlay_image(read_tem(p), lab, _label_colors(names, cfg))
-            with atomic_path(out/'objects_overlays'/f'{p.stem}.png') as tmp: Image.fromarray(rgb).save(tmp, format='PNG')
+        if predict_kw.get('figures', True): _prediction_overlay(p, lab, names, big, io.max_pixels_in_memory, cfg, out)
         return df, dict(image=p.name, sample='', height=lab.shape[0], width=lab.shape[1], nm_per_px=nm if nm else np.nan)
     ok = set(preds['image']) if len(preds) else set()
     todo = [p.absolute() for p in files if Path(p).name in ok]   # the images predicted now (the failures are in failures.csv)
@@ -824,40 +857,35 @@ def _thickness_columns(img, lab, cm, df:pd.DataFrame, rc, cfg:Config, path) -> p
     return t[t.label.isin(keep)].rename(columns={'reference': 'layers_reference', 'flag': 'layers_flag', 'n_px': 'layers_n_px'})
 
 # %% ../nbs/06b_objects.ipynb #366977ed
-def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `calibration:`, `objects:`)
-                run_dir:str|os.PathLike, # run folder; reads RUN/unet/ or RUN/masks/, writes RUN/objects/
-                force:bool=False, # redo images whose outputs are fresh, retrain the classifier
-                *, sam_model=None, # a SAM model already built (tests, notebooks); None: load `objects.sam.checkpoint`
-               ) -> dict:
-    "Stage 06: proposals -> instance labels -> features in nm -> classes -> objects.csv, summaries, evaluation, exports."
-    from accords_tem import io as tio
-    oc, run_dir = cfg.section('objects'), Path(run_dir)
-    out = run_dir/'objects'
-    set_seed(cfg.seed)
-    root = Path(cfg.data.root)
-    gt_dir = root/cfg.data.ground_truth if cfg.data.ground_truth else None
-    images = tio.data_images(cfg)
-    source = pick_source(oc, cfg, run_dir, [p.stem for p in images])
+def _image_name(path:Path, root:Path) -> str:
+    "How tables name an image: its path under the data root (posix), else the full path."
+    return path.relative_to(root).as_posix() if root in path.parents else str(path)
+
+def _objects_state(oc:ObjectsConfig, cfg:Config, source:str, sam_model) -> dict:
+    "What the measured objects depend on besides the files: measuring settings, classes, calibration, source, SAM model."
     measured = dict(oc.model_dump(mode='json', exclude={'risk'}), thickness=oc.risk.model_dump(mode='json', include=_THICKNESS_KEYS))
-    state = dict(config=digest(measured),   # risk statistics: no re-measuring
-                 classes=[c.model_dump() for c in cfg.classes],
-                 calibration=cfg.calibration.model_dump(mode='json'), source=source,
-                 model=None if sam_model is None else __import__('accords_tem.sam', fromlist=['model_key']).model_key(sam_model))
-    st = StageRun(run_dir, 'objects', out, digest(state, 16)); log, rec = st.log, st.record   # rec: the inputs, by content, of each image's objects
-    old = json.loads((out/'state.json').read_text()) if (out/'state.json').exists() else None
-    same = (old == state) and not force
-    generator = None
-    if source == 'sam':
-        model = sam_model if sam_model is not None else load_sam(oc.sam.model_type, cfg.resolve_path(oc.sam.checkpoint), get_device(cfg.device))
-        cache = (cfg.resolve_path(oc.sam.cache_dir) if oc.sam.cache_dir else out/'embeddings') if oc.sam.cache_embeddings else None
-        generator = make_generator(model, oc.sam, cache)
-    mask_sources = [source] if source != 'sam' else ['unet', 'ilastik', 'ground_truth']
+    return dict(config=digest(measured),   # risk statistics: no re-measuring
+                classes=[c.model_dump() for c in cfg.classes],
+                calibration=cfg.calibration.model_dump(mode='json'), source=source,
+                model=None if sam_model is None else __import__('accords_tem.sam', fromlist=['model_key']).model_key(sam_model))
+
+def _sam_generator(oc:ObjectsConfig, cfg:Config, out:Path, sam_model):
+    "The run's SAM mask generator: the given model, else the configured checkpoint; image embeddings cached on disk if asked."
+    model = sam_model if sam_model is not None else load_sam(oc.sam.model_type, cfg.resolve_path(oc.sam.checkpoint), get_device(cfg.device))
+    cache = (cfg.resolve_path(oc.sam.cache_dir) if oc.sam.cache_dir else out/'embeddings') if oc.sam.cache_embeddings else None
+    return make_generator(model, oc.sam, cache)
+
+# %% ../nbs/06b_objects.ipynb #2bc48d1b
+def _images_with_masks(images:list[Path], source:str, cfg:Config, run_dir:Path, log) -> list[Path]:
+    "The images that have masks from `source` (all with SAM); the others are recorded as failures."
     todo = [p for p in images if source == 'sam' or _class_map_files(cfg, run_dir, p.stem, source)]
-    skipped = len(images) - len(todo)
     for p in images:   # an image without masks from the configured source is a failure of this stage, not silently skipped
         if p not in todo: log.record(p, AccordsError(f"no masks from objects.source '{source}' ({SOURCE_FILES[source]})", p))
-    if not same and (out/'state.json').exists(): (out/'state.json').unlink()   # written again once every image is done
+    return todo
 
+def _objects_jobs(todo:list[Path], cfg:Config, run_dir:Path, source:str, gt_dir:Path|None, out:Path, rec, same:bool) -> list[tuple]:
+    "One job per image: (image, class-mask files, instance labels or None, inputs, outputs, fresh?)."
+    mask_sources = [source] if source != 'sam' else ['unet', 'ilastik', 'ground_truth']
     jobs = []
     for path in todo:   # here: each image's inputs and whether its outputs are fresh (the record is this process's)
         files = {}
@@ -868,44 +896,51 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         inputs = [path] + list(files.values()) + ([inst_path] if inst_path else [])
         outputs = [out/'labels'/f'{path.stem}.png', out/'per_image'/f'{path.stem}.csv']
         jobs.append((path, files, inst_path, inputs, outputs, rec.fresh(outputs, inputs, force=not same)))   # same bytes, same state
+    return jobs
 
-    def one(job):   # the work (a Dask worker's with --workers, except with SAM: one model, in this process)
-        path, files, inst_path, inputs, (lab_png, csv), fresh = job
-        stem = path.stem
-        if fresh: return stem
-        img = tio.read_tem(path)
-        ps = tio.pixel_size(path, cfg.calibration)
-        cm = read_class_map(cfg, files, img.shape) if files else None
-        r0, r1 = cfg.section('io').content_rows(img)   # data bars hold no objects
-        if cm is not None and (r0, r1) != (0, img.shape[0]): cm = cm.copy(); cm[:r0] = 0; cm[r1:] = 0
-        given = inst_path is not None and inst_path.suffix == '.tif'
-        inst = _read_png(inst_path) if inst_path and not given else None
-        ml = read_instances_with_classes(inst_path) if given else None
-        if ml is not None and ml[0].shape != img.shape: raise AccordsError(f'instance labels {ml[0].shape} and image {img.shape} differ in shape', inst_path)
-        lab, df = image_objects(img, oc, cfg, source=source, class_map=cm, instances=inst, generator=generator, spacing=ps.nm_per_px,
-                                model_labels=ml)
-        if oc.risk.thickness and len(df):    # layer count per flake from its transmission (06d_thickness)
-            df = df.merge(_thickness_columns(img, lab, cm, df, oc.risk, cfg, path), on='label', how='left')
-        gt_cls = gt_dir/f'{stem}_classes.png' if gt_dir else None
-        if gt_cls is not None and gt_cls.exists() and len(df):   # the sample's truth: for labels_from=ground_truth
-            names = {c.label: c.name for c in cfg.classes}
-            mv, mf = majority_class(lab, _read_png(gt_cls), max(names))
-            ids = df['label'].to_numpy().astype(int) - 1
-            df['gt_class'], df['gt_frac'] = [names.get(int(v), '') for v in mv[ids]], mf[ids]
-        else: df['gt_class'], df['gt_frac'] = '', np.nan
-        df.insert(0, 'image', path.relative_to(root).as_posix() if root in path.parents else str(path))
-        df.insert(1, 'stem', stem); df.insert(2, 'sample', _sample_of(path, root))
-        df['px_source'] = ps.source; df['height'], df['width'] = img.shape
-        if lab.max() > 65535: raise AccordsError(f'{lab.max()} objects: more than a 16-bit label PNG holds; raise objects.min_area_px', path)
-        _write_png(lab.astype(np.uint16), lab_png)
-        save_csv(df, csv)
-        return stem
+# %% ../nbs/06b_objects.ipynb #c3382a9a
+def _image_inputs(path:Path, files:dict, inst_path:Path|None, cfg:Config) -> tuple:
+    "(image, pixel size, class map or None, instance PNG or None, model labels or None) of one image."
+    img = tio.read_tem(path)
+    ps = tio.pixel_size(path, cfg.calibration)
+    cm = read_class_map(cfg, files, img.shape) if files else None
+    r0, r1 = cfg.section('io').content_rows(img)   # data bars hold no objects
+    if cm is not None and (r0, r1) != (0, img.shape[0]): cm = cm.copy(); cm[:r0] = 0; cm[r1:] = 0
+    given = inst_path is not None and inst_path.suffix == '.tif'
+    inst = _read_png(inst_path) if inst_path and not given else None
+    ml = read_instances_with_classes(inst_path) if given else None
+    if ml is not None and ml[0].shape != img.shape: raise AccordsError(f'instance labels {ml[0].shape} and image {img.shape} differ in shape', inst_path)
+    return img, ps, cm, inst, ml
 
-    res = st.map(one, jobs, outputs=lambda j: j[4], inputs=lambda j: j[3], kept=lambda j: j[5], desc='objects', progress=False,
-                 name=lambda j: j[0], local=generator is not None)   # core.map_images: --workers / --scheduler, except with SAM
-    done = [stem for _, stem in res]
-    save_json(state, out/'state.json')
-    # gather
+# %% ../nbs/06b_objects.ipynb #a8c4b580
+def _measure_image(job:tuple, cfg:Config, oc:ObjectsConfig, source:str, generator, root:Path, gt_dir:Path|None) -> str:
+    "Objects of one image: labels/<stem>.png and per_image/<stem>.csv (nothing when fresh); the image's stem."
+    path, files, inst_path, inputs, (lab_png, csv), fresh = job
+    stem = path.stem
+    if fresh: return stem
+    img, ps, cm, inst, ml = _image_inputs(path, files, inst_path, cfg)
+    lab, df = image_objects(img, oc, cfg, source=source, class_map=cm, instances=inst, generator=generator, spacing=ps.nm_per_px,
+                            model_labels=ml)
+    if oc.risk.thickness and len(df):    # layer count per flake from its transmission (06d_thickness)
+        df = df.merge(_thickness_columns(img, lab, cm, df, oc.risk, cfg, path), on='label', how='left')
+    gt_cls = gt_dir/f'{stem}_classes.png' if gt_dir else None
+    if gt_cls is not None and gt_cls.exists() and len(df):   # the sample's truth: for labels_from=ground_truth
+        names = {c.label: c.name for c in cfg.classes}
+        mv, mf = majority_class(lab, _read_png(gt_cls), max(names))
+        ids = df['label'].to_numpy().astype(int) - 1
+        df['gt_class'], df['gt_frac'] = [names.get(int(v), '') for v in mv[ids]], mf[ids]
+    else: df['gt_class'], df['gt_frac'] = '', np.nan
+    df.insert(0, 'image', _image_name(path, root))
+    df.insert(1, 'stem', stem); df.insert(2, 'sample', _sample_of(path, root))
+    df['px_source'] = ps.source; df['height'], df['width'] = img.shape
+    if lab.max() > 65535: raise AccordsError(f'{lab.max()} objects: more than a 16-bit label PNG holds; raise objects.min_area_px', path)
+    _write_png(lab.astype(np.uint16), lab_png)
+    save_csv(df, csv)
+    return stem
+
+# %% ../nbs/06b_objects.ipynb #83f69195
+def _gather_objects(todo:list[Path], done:list[str], out:Path, root:Path, cfg:Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "(objects of the measured images, one row per image: image, stem, sample, height, width, nm_per_px)."
     tables, recs = [], []
     for p in todo:
         if p.stem not in done: continue
@@ -914,13 +949,13 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         tables.append(d)
         H, W = _read_png(out/'labels'/f'{p.stem}.png').shape
         nm = d['nm_per_px'].iloc[0] if len(d) else tio.pixel_size(p, cfg.calibration).nm_per_px
-        recs.append(dict(image=p.relative_to(root).as_posix() if root in p.parents else str(p), stem=p.stem,
+        recs.append(dict(image=_image_name(p, root), stem=p.stem,
                          sample=_sample_of(p, root), height=H, width=W, nm_per_px=np.nan if nm is None else nm))
     objects = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'stem', 'sample', 'label'])
-    imgs = pd.DataFrame(recs, columns=['image', 'stem', 'sample', 'height', 'width', 'nm_per_px'])
-    # classify
-    clf, cinfo = (train_or_load_classifier(objects, oc, cfg, out, reuse=same) if len(objects)
-                  else (None, dict(status='none: no objects', classifier=oc.classifier)))
+    return objects, pd.DataFrame(recs, columns=['image', 'stem', 'sample', 'height', 'width', 'nm_per_px'])
+
+def _classify_objects(objects:pd.DataFrame, clf, cinfo:dict, oc:ObjectsConfig, source:str) -> pd.DataFrame:
+    "`objects` with predicted_class, probability, p_<class> and the reported class; `label` renamed `object_id`."
     if clf is not None and len(objects):
         pp = clf.predict_proba(objects)
         oof = cinfo.pop('oof_proba', None)
@@ -934,24 +969,42 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         objects.insert(5, 'probability', np.nan)
     use_mask = oc.class_from == 'mask' and source != 'sam'
     objects.insert(4, 'class', objects['mask_class'] if use_mask else objects['predicted_class'])
-    objects = objects.rename(columns={'label': 'object_id'})
-    save_csv(objects, out/'objects.csv')
-    # summaries
-    ob = objects.rename(columns={'object_id': 'label'})
-    names, size_class = cfg.class_names(), oc.object_classes[0] if oc.object_classes else 'GFM'
+    return objects.rename(columns={'label': 'object_id'})
+
+# %% ../nbs/06b_objects.ipynb #dd30aaf6
+def _summaries(ob:pd.DataFrame, imgs:pd.DataFrame, names:list[str], size_class:str, oc:ObjectsConfig, out:Path):
+    "summary_images.csv and summary_samples.csv."
     s_img = summarize(ob, imgs, 'image', names, size_class, size_class, oc.nano_nm, oc.exclude_border)
     s_smp = summarize(ob, imgs, 'sample', names, size_class, size_class, oc.nano_nm, oc.exclude_border)
     save_csv(s_img, out/'summary_images.csv'); save_csv(s_smp, out/'summary_samples.csv')
-    # risk descriptors: size statistics per ISO 21363 and the EU nanomaterial test per sample (06c_risk)
+
+def _risk_outputs(ob:pd.DataFrame, imgs:pd.DataFrame, images:list[Path], done:list[str], log, root:Path, oc:ObjectsConfig,
+                  cfg:Config, out:Path) -> dict:
+    "risk.csv and risk.json (06c_risk), the images not measured listed with the reason; the risk report."
     why = {}
     for r in log.rows(): why.setdefault(str(r['file']), f"{r['stage']}: {r['reason']}")
-    excl = pd.DataFrame([dict(image=p.relative_to(root).as_posix() if root in p.parents else str(p), sample=_sample_of(p, root),
+    excl = pd.DataFrame([dict(image=_image_name(p, root), sample=_sample_of(p, root),
                               reason=why.get(str(p), 'not measured')) for p in images if p.stem not in set(done)],
                         columns=['image', 'sample', 'reason'])
     risk_tab, risk_js = risk_report(ob, imgs, oc.risk, nano_nm=oc.nano_nm, exclude_border=oc.exclude_border, seed=cfg.seed, excluded=excl,
                                     labels=lambda stem: _read_png(out/'labels'/f'{stem}.png'))   # agglomerates: objects in contact
     save_csv(risk_tab, out/'risk.csv'); save_json(_no_nan(risk_js), out/'risk.json')
-    # per-image exports: COCO, overlays, evaluation
+    return risk_js
+
+# %% ../nbs/06b_objects.ipynb #0919b1f5
+def _coco_image(coco:dict, k:int, r, lab:np.ndarray, lab_cls:list[str], d:pd.DataFrame, cfg:Config):
+    "Add image `k` (row `r` of the image table) and its objects (classes `lab_cls`, rows `d`) to the COCO dict."
+    names = cfg.class_names()
+    cat = np.array([0] + [cfg.class_by_name(c).label if c in names else 0 for c in lab_cls])
+    score = np.concatenate([[0.0], np.full(len(lab_cls), np.nan)])
+    if 'probability' in d: score[d['label'].astype(int).to_numpy()] = d['probability'].to_numpy(dtype=float)
+    coco['images'].append(dict(id=k, file_name=r.image, height=int(r.height), width=int(r.width)))
+    coco['annotations'] += coco_annotations(lab, cat, k, start_id=len(coco['annotations']) + 1,
+                                            scores=np.nan_to_num(score, nan=1.0))
+
+def _image_exports(ob:pd.DataFrame, imgs:pd.DataFrame, cfg:Config, oc:ObjectsConfig, out:Path, root:Path, gt_dir:Path|None,
+                   source:str, size_class:str) -> list[dict]:
+    "coco.json and overlays/ of the images; the evaluation of each image that has ground-truth instances."
     cats = [dict(id=c.label, name=c.name, supercategory='object') for c in cfg.classes]
     coco = dict(info=dict(description=f'accords-tem objects ({source})', version='1'), images=[], annotations=[], categories=cats)
     evals, n_ov = [], 0
@@ -961,13 +1014,7 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
         d = ob[ob['stem'] == r.stem].sort_values('label')
         lab_cls = [''] * int(lab.max())
         for lb, c in zip(d['label'].astype(int), d['class']): lab_cls[lb - 1] = c
-        if oc.coco:
-            cat = np.array([0] + [cfg.class_by_name(c).label if c in names else 0 for c in lab_cls])
-            score = np.concatenate([[0.0], np.full(len(lab_cls), np.nan)])
-            if 'probability' in d: score[d['label'].astype(int).to_numpy()] = d['probability'].to_numpy(dtype=float)
-            coco['images'].append(dict(id=k, file_name=r.image, height=int(r.height), width=int(r.width)))
-            coco['annotations'] += coco_annotations(lab, cat, k, start_id=len(coco['annotations']) + 1,
-                                                    scores=np.nan_to_num(score, nan=1.0))
+        if oc.coco: _coco_image(coco, k, r, lab, lab_cls, d, cfg)
         need_img = oc.max_overlays is None or n_ov < oc.max_overlays
         gt_inst = gt_dir/f'{r.stem}_instances.png' if gt_dir else None
         if need_img:
@@ -979,23 +1026,63 @@ def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `
             e = evaluate_image(lab, lab_cls, _read_png(gt_inst).astype(np.int32), sp, size_class, oc.eval_iou)
             evals.append(dict(image=r.image, sample=r.sample, **e))
     if oc.coco: save_json(coco, out/'coco.json')
-    ev_sum = {}
-    if evals:
-        ev = pd.DataFrame(evals)
-        tp, fp, fn = ev.tp.sum(), ev.fp.sum(), ev.fn.sum()
-        ep, eg = np.concatenate(ev._ecd_pred.to_list() + [[]]), np.concatenate(ev._ecd_gt.to_list() + [[]])
-        d50p, d50g = (np.median(ep) if len(ep) else np.nan), (np.median(eg) if len(eg) else np.nan)
-        ev_sum = dict(image='ALL', sample='ALL', n_pred=int(ev.n_pred.sum()), n_gt=int(ev.n_gt.sum()), tp=int(tp), fp=int(fp), fn=int(fn),
-                      precision=tp / max(tp + fp, 1), recall=tp / max(tp + fn, 1), f1=2 * tp / max(2 * tp + fp + fn, 1),
-                      mean_iou=float(ev._ious.sum() / tp) if tp else np.nan, D50_pred=float(d50p), D50_gt=float(d50g))
-        ev = pd.concat([ev, pd.DataFrame([ev_sum])], ignore_index=True)
-        ev['D50_rel_error'] = (ev.D50_pred - ev.D50_gt).abs() / ev.D50_gt
-        ev_sum['D50_rel_error'] = float(ev['D50_rel_error'].iloc[-1])
-        save_csv(ev.drop(columns=['_ecd_pred', '_ecd_gt', '_ious']), out/'evaluation.csv')
-    # histograms
+    return evals
+
+# %% ../nbs/06b_objects.ipynb #323a6cbf
+def _evaluation_table(evals:list[dict], out:Path) -> dict:
+    "evaluation.csv (per image and pooled over all images); the pooled row ({} without ground truth)."
+    if not evals: return {}
+    ev = pd.DataFrame(evals)
+    tp, fp, fn = ev.tp.sum(), ev.fp.sum(), ev.fn.sum()
+    ep, eg = np.concatenate(ev._ecd_pred.to_list() + [[]]), np.concatenate(ev._ecd_gt.to_list() + [[]])
+    d50p, d50g = (np.median(ep) if len(ep) else np.nan), (np.median(eg) if len(eg) else np.nan)
+    ev_sum = dict(image='ALL', sample='ALL', n_pred=int(ev.n_pred.sum()), n_gt=int(ev.n_gt.sum()), tp=int(tp), fp=int(fp), fn=int(fn),
+                  precision=tp / max(tp + fp, 1), recall=tp / max(tp + fn, 1), f1=2 * tp / max(2 * tp + fp + fn, 1),
+                  mean_iou=float(ev._ious.sum() / tp) if tp else np.nan, D50_pred=float(d50p), D50_gt=float(d50g))
+    ev = pd.concat([ev, pd.DataFrame([ev_sum])], ignore_index=True)
+    ev['D50_rel_error'] = (ev.D50_pred - ev.D50_gt).abs() / ev.D50_gt
+    ev_sum['D50_rel_error'] = float(ev['D50_rel_error'].iloc[-1])
+    save_csv(ev.drop(columns=['_ecd_pred', '_ecd_gt', '_ious']), out/'evaluation.csv')
+    return ev_sum
+
+# %% ../nbs/06b_objects.ipynb #a4ccba16
+def run_objects(cfg:Config, # run configuration (sections `classes:`, `data:`, `calibration:`, `objects:`)
+                run_dir:str|os.PathLike, # run folder; reads RUN/unet/ or RUN/masks/, writes RUN/objects/
+                force:bool=False, # redo images whose outputs are fresh, retrain the classifier
+                *, sam_model=None, # a SAM model already built (tests, notebooks); None: load `objects.sam.checkpoint`
+               ) -> dict:
+    "Stage 06: proposals -> instance labels -> features in nm -> classes -> objects.csv, summaries, evaluation, exports."
+    oc, run_dir, root = cfg.section('objects'), Path(run_dir), Path(cfg.data.root)
+    out, gt_dir = run_dir/'objects', (root/cfg.data.ground_truth if cfg.data.ground_truth else None)
+    set_seed(cfg.seed)
+    images = tio.data_images(cfg)
+    FailureLog(run_dir, 'objects').clear_stage()   # this run's failures only, also when it stops at the source check below
+    source = pick_source(oc, cfg, run_dir, [p.stem for p in images])
+    state = _objects_state(oc, cfg, source, sam_model)
+    st = StageRun(run_dir, 'objects', out, digest(state, 16)); log, rec = st.log, st.record   # rec: the inputs, by content, of each image's objects
+    old = json.loads((out/'state.json').read_text()) if (out/'state.json').exists() else None
+    same = (old == state) and not force
+    generator = _sam_generator(oc, cfg, out, sam_model) if source == 'sam' else None
+    todo = _images_with_masks(images, source, cfg, run_dir, log)
+    if not same and (out/'state.json').exists(): (out/'state.json').unlink()   # written again once every image is done
+    jobs = _objects_jobs(todo, cfg, run_dir, source, gt_dir, out, rec, same)
+    one = partial(_measure_image, cfg=cfg, oc=oc, source=source, generator=generator, root=root, gt_dir=gt_dir)
+    done = [stem for _, stem in st.map(one, jobs, outputs=lambda j: j[4], inputs=lambda j: j[3], kept=lambda j: j[5], desc='objects',
+                                       progress=False, name=lambda j: j[0], local=generator is not None)]   # core.map_images: --workers / --scheduler, except with SAM
+    save_json(state, out/'state.json')
+    objects, imgs = _gather_objects(todo, done, out, root, cfg)
+    clf, cinfo = (train_or_load_classifier(objects, oc, cfg, out, reuse=same) if len(objects)
+                  else (None, dict(status='none: no objects', classifier=oc.classifier)))
+    objects = _classify_objects(objects, clf, cinfo, oc, source)
+    save_csv(objects, out/'objects.csv')
+    ob = objects.rename(columns={'object_id': 'label'})
+    names, size_class = cfg.class_names(), oc.object_classes[0] if oc.object_classes else 'GFM'
+    _summaries(ob, imgs, names, size_class, oc, out)
+    risk_js = _risk_outputs(ob, imgs, images, done, log, root, oc, cfg, out)
+    ev_sum = _evaluation_table(_image_exports(ob, imgs, cfg, oc, out, root, gt_dir, source, size_class), out)
     if len(ob) and 'class' in ob:
         save_figure(size_histogram_figure(ob, 'sample', size_class, oc.nano_nm, oc.exclude_border, oc.hist_bins), out/'histograms'/'size_by_sample.png')
-    summary = st.finish(oc.model_dump(mode='json'), source=source, source_requested=oc.source, n_images=len(imgs), n_skipped_no_masks=skipped,
+    summary = st.finish(oc.model_dump(mode='json'), source=source, source_requested=oc.source, n_images=len(imgs), n_skipped_no_masks=len(images) - len(todo),
                    n_failed=len(todo) - len(done), n_objects=len(objects),
                    counts={c: int((objects['class'] == c).sum()) for c in names} if len(objects) else {},
                    classifier={k: v for k, v in cinfo.items()}, evaluation=ev_sum,

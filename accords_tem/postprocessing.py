@@ -602,6 +602,51 @@ def plot_intensity_by_class(hist:np.ndarray, # (C, 256) pixel counts per class a
     return fig
 
 # %% ../nbs/03_postprocessing.ipynb #8d3797e2
+def _postprocessing_jobs(pairs:list[LabelPair], out:Path, sec:PostprocessingConfig, run_dir:Path, root:Path, record,
+                         force:bool, settings:str) -> list[tuple]:
+    "One job per label file: (pair, the error that refuses it or None, (outputs, inputs) or None, its saved QC record if fresh)."
+    first, jobs = {}, []
+    for pair in pairs:   # here: which pair is refused, and which outputs are fresh (the record is this process's)
+        if pair.stem in first:
+            jobs.append((pair, AccordsError(f'another label file, {first[pair.stem]}, belongs to the same image {pair.stem}; '
+                                            'keep one of them', pair.labels), None, None)); continue
+        first[pair.stem] = pair.labels
+        if pair.image is None: jobs.append((pair, AccordsError(f'no matching image: {pair.problem}', pair.labels), None, None)); continue
+        paths = output_paths(out, pair.stem, sec)
+        src, _ = image_source(pair, run_dir, root, sec.use_normalized)
+        outs, ins, kept = list(paths.values()), [pair.labels, src], None
+        if record.fresh(outs, ins, force):
+            kept = _fresh_record(pair, src, paths, settings)
+            if kept is None: record.forget(outs)
+        jobs.append((pair, None, (outs, ins), kept))
+    return jobs
+
+# %% ../nbs/03_postprocessing.ipynb #6b78d3e2
+def _dataset_info(cfg:Config, sec:PostprocessingConfig, qc, settings:str) -> dict:
+    "The content of `dataset.json`: channels, classes, size, file formats, images, pixel counts and fractions, image sources."
+    names = cfg.class_names()
+    px = {n: int(qc[f'px_{n}'].sum()) if len(qc) else 0 for n in names}
+    total = max(sum(px.values()), 1)
+    return dict(channels=names, classes=[dict(channel=i, **c.model_dump()) for i, c in enumerate(cfg.classes)],
+                size=list(sec.size) if sec.size else 'native', mask_format='masks/<stem>.npy: uint8 one-hot (C, H, W), channels in `channels` order',
+                image_format='images/<stem>.png: uint8 grayscale (H, W)', n_images=len(qc),
+                stems=qc['stem'].tolist() if len(qc) else [], pixels=px, pixel_fractions={n: px[n]/total for n in names},
+                image_sources=qc['image_source'].value_counts().to_dict() if len(qc) else {}, settings=settings)
+
+# %% ../nbs/03_postprocessing.ipynb #f907b501
+def _dataset_figures(qc, hist:np.ndarray, done:list, cfg:Config, sec:PostprocessingConfig, run_dir:Path, out:Path, changed:bool):
+    "Pixel distribution, intensity by class and examples of the dataset in `out`, when it `changed` or they are missing."
+    figs = [out/'pixel_distribution.png', out/'intensity_by_class.png']
+    if changed or not all(f.exists() for f in figs):
+        save_figure(plot_pixel_distribution(qc, cfg.classes), figs[0])
+        save_figure(plot_intensity_by_class(hist, cfg.classes), figs[1])
+    if sec.examples and (changed or not (out/'examples.png').exists()):
+        pick = qc.sort_values('unlabelled_before', ascending=False)['stem'].head(sec.examples).tolist()
+        by_stem = {p.stem: p for p, _ in done}
+        ex = [display_pair(prepare_pair(by_stem[s], cfg, sec, run_dir)) for s in pick]   # one full-size pair at a time
+        save_figure(plot_examples(ex, cfg.classes), out/'examples.png')
+
+# %% ../nbs/03_postprocessing.ipynb #a097b9e1
 def run_postprocessing(cfg:Config, # run configuration
                        run_dir:str|Path, # run folder; writes run_dir/dataset
                        force:bool=False, # redo pairs whose outputs are already fresh
@@ -616,22 +661,7 @@ def run_postprocessing(cfg:Config, # run configuration
     out, log, record = st.out, st.log, st.record   # record: which labels and image, by content, each pair was made from
     if not root.is_dir(): raise ConfigError(f'data.root is not a folder: {root}')
     pairs = pair_labels(sorted(root.glob(sec.labels_glob)), data_images(cfg))
-    first = {}
-
-    jobs = []
-    for pair in pairs:   # here: which pair is refused, and which outputs are fresh (the record is this process's)
-        if pair.stem in first:
-            jobs.append((pair, AccordsError(f'another label file, {first[pair.stem]}, belongs to the same image {pair.stem}; '
-                                            'keep one of them', pair.labels), None, None)); continue
-        first[pair.stem] = pair.labels
-        if pair.image is None: jobs.append((pair, AccordsError(f'no matching image: {pair.problem}', pair.labels), None, None)); continue
-        paths = output_paths(out, pair.stem, sec)
-        src, _ = image_source(pair, run_dir, root, sec.use_normalized)
-        outs, ins, kept = list(paths.values()), [pair.labels, src], None
-        if record.fresh(outs, ins, force):
-            kept = _fresh_record(pair, src, paths, settings)
-            if kept is None: record.forget(outs)
-        jobs.append((pair, None, (outs, ins), kept))
+    jobs = _postprocessing_jobs(pairs, out, sec, run_dir, root, record, force, settings)
 
     def one(job) -> dict:   # the work (a Dask worker's with --workers); a refused pair is this pair's failure
         pair, error, _, kept = job
@@ -646,30 +676,14 @@ def run_postprocessing(cfg:Config, # run configuration
     n_skipped = sum(kept is not None for (_, _, _, kept), _ in done)
     done = [(job[0], r) for job, r in done]
     removed = _remove_outputs(out, {p.stem for p, _ in done})
-    names = cfg.class_names()
     qc = pd.DataFrame([r['row'] for _, r in done])
     if len(qc): qc = qc.sort_values('stem').reset_index(drop=True)
     save_csv(qc, out/'qc.csv')
     hist = sum((np.asarray(r['hist'], np.int64) for _, r in done), np.zeros((len(values), 256), np.int64))
-    px = {n: int(qc[f'px_{n}'].sum()) if len(qc) else 0 for n in names}
-    total = max(sum(px.values()), 1)
-    info = dict(channels=names, classes=[dict(channel=i, **c.model_dump()) for i, c in enumerate(cfg.classes)],
-                size=list(sec.size) if sec.size else 'native', mask_format='masks/<stem>.npy: uint8 one-hot (C, H, W), channels in `channels` order',
-                image_format='images/<stem>.png: uint8 grayscale (H, W)', n_images=len(qc),
-                stems=qc['stem'].tolist() if len(qc) else [], pixels=px, pixel_fractions={n: px[n]/total for n in names},
-                image_sources=qc['image_source'].value_counts().to_dict() if len(qc) else {}, settings=settings)
+    info = _dataset_info(cfg, sec, qc, settings)
     changed = n_skipped < len(done) or removed > 0 or force
     save_json(info, out/'dataset.json')
-    if len(qc):
-        figs = [out/'pixel_distribution.png', out/'intensity_by_class.png']
-        if changed or not all(f.exists() for f in figs):
-            save_figure(plot_pixel_distribution(qc, cfg.classes), figs[0])
-            save_figure(plot_intensity_by_class(hist, cfg.classes), figs[1])
-        if sec.examples and (changed or not (out/'examples.png').exists()):
-            pick = qc.sort_values('unlabelled_before', ascending=False)['stem'].head(sec.examples).tolist()
-            by_stem = {p.stem: p for p, _ in done}
-            ex = [display_pair(prepare_pair(by_stem[s], cfg, sec, run_dir)) for s in pick]   # one full-size pair at a time
-            save_figure(plot_examples(ex, cfg.classes), out/'examples.png')
+    if len(qc): _dataset_figures(qc, hist, done, cfg, sec, run_dir, out, changed)
     fails = log.rows('postprocessing')
     return st.finish(sec.model_dump(mode='json'), out=str(out), labels_found=len(pairs), written=len(done) - n_skipped,
                 skipped_fresh=n_skipped, failed=len(fails), removed_stale=removed,

@@ -12,11 +12,13 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from pydantic import Field
 
 from .core import (AccordsError, Config, ConfigError, _Section, atomic_path, config_hash, get_device,
                               device_description, load_config, save_json, save_figure)
 from .layout import STAGES, TABLES, read_table, complete
+from .io import IOConfig, read_tem
 
 # %% auto #0
 __all__ = ['CHECKS', 'ReportConfig', 'image_stem', 'RunData', 'qc_result', 'not_run', 'nothing_to_check', 'check_unreadable',
@@ -111,26 +113,29 @@ class RunData:
     @cached_property
     def failures(self) -> pd.DataFrame|None: return self.csv('failures.csv')
 
-    def image_files(self) -> dict[str, Path]:
-        "stem -> raw image path, from the inventory (or the configured data glob when there is none)."
-        out, inv = {}, self.inventory
-        root = Path(self.config.data.root) if self.config is not None else None
-        if inv is not None:
-            for v in inv['file'].dropna().astype(str):
-                p = Path(v)
-                if not p.is_absolute() and root is not None and (root/p).exists(): p = root/p
-                out[image_stem(v)] = p
-        elif root is not None and root.is_dir():
-            for p in sorted(root.glob(self.config.data.image_glob)): out[image_stem(p)] = p
-        return out
+# %% ../nbs/07a_qc.ipynb #4919b539
+@patch
+def image_files(self:RunData) -> dict[str, Path]:
+    "stem -> raw image path, from the inventory (or the configured data glob when there is none)."
+    out, inv = {}, self.inventory
+    root = Path(self.config.data.root) if self.config is not None else None
+    if inv is not None:
+        for v in inv['file'].dropna().astype(str):
+            p = Path(v)
+            if not p.is_absolute() and root is not None and (root/p).exists(): p = root/p
+            out[image_stem(v)] = p
+    elif root is not None and root.is_dir():
+        for p in sorted(root.glob(self.config.data.image_glob)): out[image_stem(p)] = p
+    return out
 
-    def picture(self, stem:str, folder:str, exclude:str|None=None) -> Path|None:
-        "A PNG under `folder` of the run whose stem is (or contains) `stem` (not under a sub-folder named `exclude`)."
-        d = self.dir/folder
-        if not d.is_dir(): return None
-        pngs = [p for p in d.rglob('*.png') if exclude is None or exclude not in p.relative_to(d).parts[:-1]]
-        hits = [p for p in pngs if image_stem(p) == stem] or [p for p in pngs if stem in p.stem]
-        return sorted(hits, key=lambda p: len(str(p)))[0] if hits else None
+@patch
+def picture(self:RunData, stem:str, folder:str, exclude:str|None=None) -> Path|None:
+    "A PNG under `folder` of the run whose stem is (or contains) `stem` (not under a sub-folder named `exclude`)."
+    d = self.dir/folder
+    if not d.is_dir(): return None
+    pngs = [p for p in d.rglob('*.png') if exclude is None or exclude not in p.relative_to(d).parts[:-1]]
+    hits = [p for p in pngs if image_stem(p) == stem] or [p for p in pngs if stem in p.stem]
+    return sorted(hits, key=lambda p: len(str(p)))[0] if hits else None
 
 # %% ../nbs/07a_qc.ipynb #bafcdb6a
 def qc_result(check:str, status:str, reason:str, images=(), **extra) -> dict:
@@ -226,24 +231,15 @@ def intensity_stats(a:np.ndarray, # image (2-D, or colour in the last axis)
     return dict(saturated_fraction=max(f_hi, f_lo), saturated_end='bright' if f_hi >= f_lo else 'dark', rms_contrast=rms)
 
 # %% ../nbs/07a_qc.ipynb #a6c6b544
-def _read_image(p:Path):
-    try:
-        from accords_tem.io import read_tem
-        return np.asarray(read_tem(p))
-    except ImportError: pass
-    if p.suffix.lower() in ('.tif', '.tiff'):
-        import tifffile
-        return tifffile.imread(p)
-    from PIL import Image
-    return np.asarray(Image.open(p))
+def _read_image(p:Path) -> np.ndarray:
+    "A micrograph of the run as an array (`io.read_tem`: TIFF, PNG, JPEG, DM3/DM4)."
+    return np.asarray(read_tem(p))
 
 # %% ../nbs/07a_qc.ipynb #7151341c
 def _content(a:np.ndarray, run:RunData) -> np.ndarray:
     "The content rows of an image: data bars cut (`io.content_rows` with the run's `io` section)."
-    try:
-        from accords_tem.io import IOConfig
-        io_cfg = run.config.section('io') if run.config is not None else IOConfig()
-    except (ImportError, AccordsError): return a
+    try: io_cfg = run.config.section('io') if run.config is not None else IOConfig()
+    except AccordsError: return a
     top, bottom = io_cfg.content_rows(a)
     return a[top:bottom]
 
@@ -603,23 +599,24 @@ def quality_checks(run_dir:str|os.PathLike, # run folder
                        config_hash=h, thresholds=rc.model_dump(mode='json'), summary=counts, checks=out), Path(run_dir)/'qc.json')
     return out
 
-# %% ../nbs/07a_qc.ipynb #53395ad6
-def fake_run(path:str|os.PathLike, # folder to create (a run folder)
-             n:int=6, # number of images (at least 6)
-             seed:int=0) -> Path:
-    "Write a small run folder with known numbers in every stage's files, in the layout of `layout.TABLES` (for tests and documentation)."
-    import tifffile
+# %% ../nbs/07a_qc.ipynb #e38abe8c
+def _fake_table(d:Path, df, rel:str):
+    "Write a stage's table under run folder `d`: every column of the layout (those not set here empty)."
+    (d/rel).parent.mkdir(parents=True, exist_ok=True); complete(pd.DataFrame(df), rel).to_csv(d/rel, index=False)
+
+def _fake_fig(rng:np.random.Generator, p:Path, title:str):
+    "A small stand-in figure at `p` titled `title`."
     import matplotlib.pyplot as plt
-    from PIL import Image
-    assert n >= 6, 'fake_run needs at least 6 images'
-    rng = np.random.default_rng(seed)
-    d = Path(path); d.mkdir(parents=True, exist_ok=True)
-    raw = d/'raw'/'GO_02'; raw.mkdir(parents=True, exist_ok=True)
-    stems = [f'AC_UT_GO_02_01_UO_{m}X_{i:04d}' for i, m in zip(range(1, n + 1), [2000, 5000, 10000] * n)]
+    f, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(np.arange(10), rng.random(10).cumsum()); ax.set_title(title)
+    save_figure(f, p, dpi=80)
+
+# %% ../nbs/07a_qc.ipynb #0ee0407e
+def _fake_inputs(d:Path, raw:Path, stems:list, rng:np.random.Generator):
+    "Raw images, inventory, config.yaml, label sheet and failures.csv of a fabricated run."
+    import tifffile, yaml
     yy, xx = np.mgrid[:128, :128]
     rows = []
-    def table(df, rel):   # a stage's table: every column of the layout (those not set here empty)
-        (d/rel).parent.mkdir(parents=True, exist_ok=True); complete(pd.DataFrame(df), rel).to_csv(d/rel, index=False)
     for i, s in enumerate(stems):
         a = 3000 + 400 * np.sin(xx / (6 + i)) * np.cos(yy / 9) + rng.normal(0, 150, (128, 128))
         if i == 1: a = np.minimum(a, 3000)                                     # 0002: clipped
@@ -630,20 +627,17 @@ def fake_run(path:str|os.PathLike, # folder to create (a run folder)
                          magnification=mag, nm_per_px=np.nan if i == 3 else round(14000 / mag, 3),   # 0004: no pixel size
                          pixel_size_source='none' if i == 3 else 'imagej', mean=float(a.mean()), std=float(a.std()),
                          saturated_fraction=float((a >= a.max()).mean()), zero_fraction=float((a <= a.min()).mean())))
-    table(rows, 'inventory.csv')
-    import yaml
+    _fake_table(d, rows, 'inventory.csv')
     (d/'config.yaml').write_text(yaml.safe_dump(dict(name='fabricated', seed=0, data=dict(root=str(d/'raw'), ground_truth=None))))
     (d/'raw'/'GO_02'/'GO_02_labels.csv').write_text('filename,Usability\n' + ''.join(f'{s}.tif,{"No" if i == 5 else "Yes"}\n' for i, s in enumerate(stems)))
-    table([dict(stage='io', file='GO_02/AC_UT_GO_02_01_UO_2000X_0099.tif', error='ImageReadError',
+    _fake_table(d, [dict(stage='io', file='GO_02/AC_UT_GO_02_01_UO_2000X_0099.tif', error='ImageReadError',
                 reason="not a TIFF file (starts with b'hell')", time='2026-11-24T12:00:00')], 'failures.csv')
 
-    def fig(p, title):
-        f, ax = plt.subplots(figsize=(6, 3))
-        ax.plot(np.arange(10), rng.random(10).cumsum()); ax.set_title(title)
-        save_figure(f, p, dpi=80)
-
-    fig(d/'inventory.png', 'thumbnails')
-    fig(d/'normalized'/'figures'/f'{stems[0]}.png', f'{stems[0]}: min-max and CLAHE')
+# %% ../nbs/07a_qc.ipynb #b9be4736
+def _fake_masks(d:Path, raw:Path, stems:list, rng:np.random.Generator):
+    "Stage 02's masks, IoU tables and contact sheets, stage 03's dataset/qc.csv, of a fabricated run."
+    from PIL import Image
+    n = len(stems)
     iou = []
     for c in ['GFM', 'carbonhole']:
         (d/'masks'/c).mkdir(parents=True, exist_ok=True)
@@ -654,42 +648,69 @@ def fake_run(path:str|os.PathLike, # folder to create (a run folder)
             Image.fromarray(m).save(d/'masks'/c/f'{s}.png')
             iou.append(dict(file=str(raw/f'{s}.tif'), **{'class': c}, threshold=0.5, iou=round(0.71 + 0.04 * i, 4) if c == 'GFM' else 0.8,
                             tp=100, fp=10, fn=10, fraction=m.mean() / 255))
-        fig(d/'masks'/c/'contact_sheet.png', f'{c}: contact sheet')
-    table(iou, 'masks/iou.csv')
-    table(dict(**{'class': ['GFM', 'carbonhole']}, images=n, iou_macro=[0.81, 0.8], iou_micro=[0.8412, 0.8]), 'masks/iou_summary.csv')
+        _fake_fig(rng, d/'masks'/c/'contact_sheet.png', f'{c}: contact sheet')
+    _fake_table(d, iou, 'masks/iou.csv')
+    _fake_table(d, dict(**{'class': ['GFM', 'carbonhole']}, images=n, iou_macro=[0.81, 0.8], iou_micro=[0.8412, 0.8]), 'masks/iou_summary.csv')
     q = pd.DataFrame(dict(stem=stems, material='GO_02', px_GFM=[3000 + 100 * i for i in range(n)], px_carbonhole=[800] * (n - 1) + [0]))
     q['px_undefined'] = 4096 - q.px_GFM.clip(upper=3000) - q.px_carbonhole
     for c in ['GFM', 'carbonhole', 'undefined']: q[f'frac_{c}'] = (q[f'px_{c}'] / 4096).round(4)
     q['overlap_px'] = 0; q['uncovered_px'] = 0; q['onehot_ok'] = True
     q['flags'] = [''] * (n - 1) + ['absent:carbonhole']
-    table(q, 'dataset/qc.csv')
-    fig(d/'dataset'/'pixel_distribution.png', 'pixel distribution')
+    _fake_table(d, q, 'dataset/qc.csv')
+    _fake_fig(rng, d/'dataset'/'pixel_distribution.png', 'pixel distribution')
+
+# %% ../nbs/07a_qc.ipynb #26f7dc1d
+def _fake_models(d:Path, raw:Path, stems:list, rng:np.random.Generator):
+    "Stage 05's split, metrics and figures and stage 04's metrics and predictions, of a fabricated run."
+    n = len(stems)
     sub = ['train'] * n; sub[-1] = 'val'; sub[-2] = 'test'                # carbonhole absent from val
-    table(dict(image=stems, subset=sub), 'unet/split.csv')
-    table(dict(subset=['val'] * 3 + ['test'] * 3, images=1, cls=['GFM', 'carbonhole', 'mean'] * 2,
+    _fake_table(d, dict(image=stems, subset=sub), 'unet/split.csv')
+    _fake_table(d, dict(subset=['val'] * 3 + ['test'] * 3, images=1, cls=['GFM', 'carbonhole', 'mean'] * 2,
                iou=[0.9012, 0.8234, 0.8623, 0.7011, 0.6543, 0.6777], dice=[0.95, 0.9, 0.925, 0.82, 0.79, 0.805],
                reduction='pooled'), 'unet/metrics.csv')
-    table(dict(subset=sub[-2:], image=stems[-2:], cls='GFM', iou=[0.68, 0.86], confidence=[0.52, 0.93], mean_uncertainty=[0.08, 0.02]),
+    _fake_table(d, dict(subset=sub[-2:], image=stems[-2:], cls='GFM', iou=[0.68, 0.86], confidence=[0.52, 0.93], mean_uncertainty=[0.08, 0.02]),
           'unet/per_image.csv')                                                   # 0005: unsure
-    fig(d/'unet'/'curves.png', 'training curves')
-    for s in stems[-2:]: fig(d/'unet'/'overlays'/f'{s}.png', f'overlay {s}'); fig(d/'unet'/'errors'/f'{s}.png', f'errors {s}')
-    table(dict(task=['Usability', 'Morphology', 'average'], n_valid=[3, 3, np.nan], majority=['Yes', 'Combination', ''],
+    _fake_fig(rng, d/'unet'/'curves.png', 'training curves')
+    for s in stems[-2:]: _fake_fig(rng, d/'unet'/'overlays'/f'{s}.png', f'overlay {s}'); _fake_fig(rng, d/'unet'/'errors'/f'{s}.png', f'errors {s}')
+    _fake_table(d, dict(task=['Usability', 'Morphology', 'average'], n_valid=[3, 3, np.nan], majority=['Yes', 'Combination', ''],
                baseline_accuracy=[0.67, 0.33, 0.5], resnet18_accuracy=[0.8333, 0.5, 0.6667]), 'classifier/metrics.csv')
-    table(dict(filename=[f'{s}.tif' for s in stems], path=[str(raw/f'{s}.tif') for s in stems],
+    _fake_table(d, dict(filename=[f'{s}.tif' for s in stems], path=[str(raw/f'{s}.tif') for s in stems],
                Usability=['Yes'] * (n - 1) + ['No'], Usability_prob=0.9,                                    # 0006: unusable
                Morphology='Combination', Morphology_prob=[0.8] * (n - 1) + [0.41]), 'classifier/predictions.csv')
-    fig(d/'classifier'/'confusion_resnet18.png', 'confusion matrices')
+    _fake_fig(rng, d/'classifier'/'confusion_resnet18.png', 'confusion matrices')
+
+# %% ../nbs/07a_qc.ipynb #921c59b2
+def _fake_objects(d:Path, stems:list, rng:np.random.Generator):
+    "Stage 06's objects, summaries and evaluation of a fabricated run."
+    n = len(stems)
     obj = []
     for i, s in enumerate(stems):
         for k in range(5):
             obj.append(dict(image=f'GO_02/{s}.tif', stem=s, sample='GO_02', object_id=k + 1, **{'class': 'GFM' if k < 4 else 'carbonhole'},
                             probability=0.9, area=float(rng.lognormal(8, 1)), equivalent_diameter=float(rng.lognormal(4.5, 0.5)), unit='nm',
                             touches_border=bool(i == 0 and k < 4)))                  # 0001: most objects cut by the border
-    table(obj, 'objects/objects.csv')
-    table(dict(image=[f'GO_02/{s}.tif' for s in stems], n_objects=5, n_GFM=4, n_carbonhole=1,
+    _fake_table(d, obj, 'objects/objects.csv')
+    _fake_table(d, dict(image=[f'GO_02/{s}.tif' for s in stems], n_objects=5, n_GFM=4, n_carbonhole=1,
                GFM_area_fraction=np.round(np.linspace(0.2, 0.45, n), 3), GFM_D50=95.5, size_unit='nm'), 'objects/summary_images.csv')
-    table(dict(sample=['GO_02'], n_images=n, n_objects=5 * n, GFM_area_fraction=0.325, GFM_D50=95.5, size_unit='nm'), 'objects/summary_samples.csv')
-    table(dict(image=[f'GO_02/{stems[0]}.tif', 'ALL'], n_pred=[5, 5 * n], n_gt=[5, 5 * n], tp=[4, 25], fp=[1, 5], fn=[1, 5],
+    _fake_table(d, dict(sample=['GO_02'], n_images=n, n_objects=5 * n, GFM_area_fraction=0.325, GFM_D50=95.5, size_unit='nm'), 'objects/summary_samples.csv')
+    _fake_table(d, dict(image=[f'GO_02/{stems[0]}.tif', 'ALL'], n_pred=[5, 5 * n], n_gt=[5, 5 * n], tp=[4, 25], fp=[1, 5], fn=[1, 5],
                precision=[0.8, 0.8333], recall=[0.8, 0.8333], f1=[0.8, 0.8333], mean_iou=[0.77, 0.79], D50_rel_error=[0.1, 0.05]),
           'objects/evaluation.csv')
+
+# %% ../nbs/07a_qc.ipynb #53395ad6
+def fake_run(path:str|os.PathLike, # folder to create (a run folder)
+             n:int=6, # number of images (at least 6)
+             seed:int=0) -> Path:
+    "Write a small run folder with known numbers in every stage's files, in the layout of `layout.TABLES` (for tests and documentation)."
+    assert n >= 6, 'fake_run needs at least 6 images'
+    rng = np.random.default_rng(seed)
+    d = Path(path); d.mkdir(parents=True, exist_ok=True)
+    raw = d/'raw'/'GO_02'; raw.mkdir(parents=True, exist_ok=True)
+    stems = [f'AC_UT_GO_02_01_UO_{m}X_{i:04d}' for i, m in zip(range(1, n + 1), [2000, 5000, 10000] * n)]
+    _fake_inputs(d, raw, stems, rng)
+    _fake_fig(rng, d/'inventory.png', 'thumbnails')
+    _fake_fig(rng, d/'normalized'/'figures'/f'{stems[0]}.png', f'{stems[0]}: min-max and CLAHE')
+    _fake_masks(d, raw, stems, rng)
+    _fake_models(d, raw, stems, rng)
+    _fake_objects(d, stems, rng)
     return d

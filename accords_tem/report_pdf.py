@@ -443,6 +443,32 @@ def _thresholds_text(th) -> str:
         elif not isinstance(v, (dict, list)): parts.append(f'{k} {_fmt(v)}')
     return ', '.join(parts) or json.dumps(th)
 
+# %% ../nbs/07b_report_pdf.ipynb #907b8944
+def _unet_facts(sm:dict) -> list[str]:
+    "'key: value' for each fact of unet/summary.json that is set."
+    fmt = lambda v: ', '.join(f'{a} {b}' for a, b in v.items()) if isinstance(v, dict) else \
+                    Path(v).name if isinstance(v, str) and os.sep in v else v               # a weights file: its name
+    facts = [f'{k}: {fmt(v)}' for k, v in [
+        ('encoder', sm.get('encoder')), ('weights', sm.get('encoder_weights')), ('images', sm.get('images')),
+        ('training patches', sm.get('train_patches')), ('epochs run', sm.get('epochs_run')), ('device', sm.get('device')),
+        ('precision', sm.get('precision')), ('seconds', sm.get('seconds'))] if v not in (None, '', {})]
+    return facts
+
+# %% ../nbs/07b_report_pdf.ipynb #572d3a46
+def _unet_per_image(doc:_Doc, pi:pd.DataFrame) -> list:
+    "The U-Net's per-image table (unet/per_image.csv), worst mean IoU first."
+    s = doc.styles
+    out = []
+    ic, cc, iou, sc = 'image', 'cls', 'iou', 'subset'
+    if ic and cc and iou:
+        t = pi.pivot_table(index=[c for c in (sc, ic) if c], columns=cc, values=iou, aggfunc='first').reset_index()
+        t.columns = [str(c) if c in (sc, ic) else f'IoU {c}' for c in t.columns]
+        t['mean IoU'] = t[[c for c in t.columns if str(c).startswith('IoU ')]].mean(1)
+        t = t.sort_values('mean IoU')
+        out += [_p('Per image (worst first)', s['h2']), df_table(doc, t, max_rows=25)]
+    else: out += [_p('Per image', s['h2']), df_table(doc, pi, max_rows=25)]
+    return out
+
 # %% ../nbs/07b_report_pdf.ipynb #4d02deaf
 def _unet_section(doc:_Doc) -> list:
     from reportlab.lib.units import cm
@@ -450,12 +476,7 @@ def _unet_section(doc:_Doc) -> list:
     out = [_p('7. U-Net segmentation (stage 05)', s['h1'])]
     if not run.exists('unet'): return out + _not_run(doc, 'unet/')
     sm = run.json('unet/summary.json') or {}
-    fmt = lambda v: ', '.join(f'{a} {b}' for a, b in v.items()) if isinstance(v, dict) else \
-                    Path(v).name if isinstance(v, str) and os.sep in v else v               # a weights file: its name
-    facts = [f'{k}: {fmt(v)}' for k, v in [
-        ('encoder', sm.get('encoder')), ('weights', sm.get('encoder_weights')), ('images', sm.get('images')),
-        ('training patches', sm.get('train_patches')), ('epochs run', sm.get('epochs_run')), ('device', sm.get('device')),
-        ('precision', sm.get('precision')), ('seconds', sm.get('seconds'))] if v not in (None, '', {})]
+    facts = _unet_facts(sm)
     if facts: out.append(_p('; '.join(facts) + '.', s['body']))
     if sm.get('val_is_train'): out.append(_p('Too few images for a validation set: thresholds were tuned on the training images, '
                                              'so only the test metrics are independent.', s['notrun']))
@@ -474,15 +495,7 @@ def _unet_section(doc:_Doc) -> list:
         if th is not None:
             out.append(_p('Thresholds tuned on the validation set (maximising IoU): ' + _thresholds_text(th) + '.', s['body'])); break
     pi = run.csv('unet/per_image.csv')
-    if pi is not None:
-        ic, cc, iou, sc = 'image', 'cls', 'iou', 'subset'
-        if ic and cc and iou:
-            t = pi.pivot_table(index=[c for c in (sc, ic) if c], columns=cc, values=iou, aggfunc='first').reset_index()
-            t.columns = [str(c) if c in (sc, ic) else f'IoU {c}' for c in t.columns]
-            t['mean IoU'] = t[[c for c in t.columns if str(c).startswith('IoU ')]].mean(1)
-            t = t.sort_values('mean IoU')
-            out += [_p('Per image (worst first)', s['h2']), df_table(doc, t, max_rows=25)]
-        else: out += [_p('Per image', s['h2']), df_table(doc, pi, max_rows=25)]
+    if pi is not None: out += _unet_per_image(doc, pi)
     curves = [p for p in run.glob('unet/*.png') if 'curve' in p.name.lower() or 'history' in p.name.lower()]
     if curves: out += _figures(doc, curves[:1], max_h=10 * cm, title=_p('Training curves', s['h2']))
     ov, er = run.glob('unet/overlays/**/*.png'), run.glob('unet/errors/**/*.png')
@@ -559,37 +572,36 @@ def _size_table(o:pd.DataFrame, cc:str, bc:str|None) -> tuple[pd.DataFrame, str|
         rows.append(r)
     return pd.DataFrame(rows), size
 
-# %% ../nbs/07b_report_pdf.ipynb #1e903915
-def _objects_section(doc:_Doc) -> list:
-    from reportlab.platypus import PageBreak
+# %% ../nbs/07b_report_pdf.ipynb #b4c317e9
+def _objects_sizes(doc:_Doc, o:pd.DataFrame, cc:str, bc:str) -> list:
+    "Counts and sizes per class (table and size distributions) of the objects table `o`."
     from reportlab.lib.units import cm
     import matplotlib.pyplot as plt
     s, run = doc.styles, doc.run
-    out = [_p('9. Objects and morphometry (stage 06)', s['h1'])]
-    o = run.csv('objects/objects.csv')
-    if o is None: return out + _not_run(doc, 'objects/objects.csv')
-    cc, bc = 'class', 'touches_border'
-    ic = 'image'
-    m = run.json('objects/metrics.json') or {}
-    src = f" Proposals from: {m['source']}." if m.get('source') else ''
-    out.append(_p(f'{len(o)} object(s) on {o[ic].nunique() if ic else "?"} image(s).{src}', s['body']))
-    if cc and len(o):
-        t, size = _size_table(o, cc, bc)
-        out += [_p('Counts and sizes per class', s['h2']),
-                _p(f'D10 / D50 / D90: 10th, 50th and 90th percentiles of the equivalent circular diameter ({size}), objects '
-                   'touching the image border left out; "<= 100 nm": share of sized objects whose ECD is at most 100 nm (the EU test '
-                   'on page 1 uses the smallest external dimension: minimum Feret or thickness).', s['small']), df_table(doc, t)]
-        pngs = run.glob('objects/histograms/*.png') + [p for p in run.glob('objects/*.png') if any(k in p.name.lower() for k in ('size', 'hist', 'distrib'))]
-        if pngs: out += _figures(doc, pngs[:2], max_h=9 * cm, title=_p('Size distributions', s['h2']))
-        elif size:
-            fig, ax = plt.subplots(figsize=(7, 3))
-            for k, gg in o.groupby(o[cc].astype(str)):
-                v = pd.to_numeric(gg[size], errors='coerce').dropna(); v = v[v > 0]
-                if len(v): ax.hist(v, bins=np.logspace(np.log10(v.min()), np.log10(v.max()), 20) if v.max() > v.min() else 10,
-                                   alpha=0.6, label=f'{k} ({len(v)})', color=_class_color(run, k))
-            ax.set_xscale('log'); ax.set_xlabel(size); ax.set_ylabel('objects'); ax.legend(fontsize=8); ax.set_title('size distribution')
-            fig.tight_layout()
-            out += _figures(doc, [_figure(doc, fig)], max_h=7 * cm, title=_p('Size distributions', s['h2']))
+    out = []
+    t, size = _size_table(o, cc, bc)
+    out += [_p('Counts and sizes per class', s['h2']),
+            _p(f'D10 / D50 / D90: 10th, 50th and 90th percentiles of the equivalent circular diameter ({size}), objects '
+               'touching the image border left out; "<= 100 nm": share of sized objects whose ECD is at most 100 nm (the EU test '
+               'on page 1 uses the smallest external dimension: minimum Feret or thickness).', s['small']), df_table(doc, t)]
+    pngs = run.glob('objects/histograms/*.png') + [p for p in run.glob('objects/*.png') if any(k in p.name.lower() for k in ('size', 'hist', 'distrib'))]
+    if pngs: out += _figures(doc, pngs[:2], max_h=9 * cm, title=_p('Size distributions', s['h2']))
+    elif size:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        for k, gg in o.groupby(o[cc].astype(str)):
+            v = pd.to_numeric(gg[size], errors='coerce').dropna(); v = v[v > 0]
+            if len(v): ax.hist(v, bins=np.logspace(np.log10(v.min()), np.log10(v.max()), 20) if v.max() > v.min() else 10,
+                               alpha=0.6, label=f'{k} ({len(v)})', color=_class_color(run, k))
+        ax.set_xscale('log'); ax.set_xlabel(size); ax.set_ylabel('objects'); ax.legend(fontsize=8); ax.set_title('size distribution')
+        fig.tight_layout()
+        out += _figures(doc, [_figure(doc, fig)], max_h=7 * cm, title=_p('Size distributions', s['h2']))
+    return out
+
+# %% ../nbs/07b_report_pdf.ipynb #e129a53a
+def _objects_summaries(doc:_Doc) -> list:
+    "The per-sample and per-image summary tables of stage 06 with their coverage."
+    s, run = doc.styles, doc.run
+    out = []
     for rel, title in [('objects/summary_samples.csv', 'Per sample'), ('objects/summary.csv', 'Per image'),
                        ('objects/summary_images.csv', 'Per image')]:
         sm = run.csv(rel)
@@ -606,6 +618,13 @@ def _objects_section(doc:_Doc) -> list:
         for c in t.columns:
             if str(c) in ('image', 'file'): t[c] = t[c].map(lambda v: image_stem(v))
         out.append(df_table(doc, t, max_rows=30))
+    return out
+
+# %% ../nbs/07b_report_pdf.ipynb #a2fa3965
+def _objects_evaluation(doc:_Doc) -> list:
+    "The evaluation of the objects against ground truth (objects/evaluation.csv), pooled first; [] when absent."
+    s, run = doc.styles, doc.run
+    out = []
     ev = run.csv('objects/evaluation.csv')
     if ev is not None:
         out += [_p('Evaluation against the ground-truth instances (matching at IoU 0.5)', s['h2'])]
@@ -620,6 +639,21 @@ def _objects_section(doc:_Doc) -> list:
         if ic2 is not None and ic2 in t: t = pd.concat([t[t[ic2].astype(str) == 'ALL'], t[t[ic2].astype(str) != 'ALL']])   # the total first
         if 'image' in t: t['image'] = t['image'].map(lambda v: Path(str(v)).name)
         out.append(df_table(doc, t, max_rows=30))
+    return out
+
+# %% ../nbs/07b_report_pdf.ipynb #1e903915
+def _objects_section(doc:_Doc) -> list:
+    s, run = doc.styles, doc.run
+    out = [_p('9. Objects and morphometry (stage 06)', s['h1'])]
+    o = run.csv('objects/objects.csv')
+    if o is None: return out + _not_run(doc, 'objects/objects.csv')
+    cc, bc = 'class', 'touches_border'
+    ic = 'image'
+    m = run.json('objects/metrics.json') or {}
+    src = f" Proposals from: {m['source']}." if m.get('source') else ''
+    out.append(_p(f'{len(o)} object(s) on {o[ic].nunique() if ic else "?"} image(s).{src}', s['body']))
+    if cc and len(o): out += _objects_sizes(doc, o, cc, bc)
+    out += _objects_summaries(doc) + _objects_evaluation(doc)
     ov = run.glob('objects/overlays/**/*.png')
     if ov: out += _figures(doc, ov, per_row=2, title=_p('Object overlays (contours coloured by class)', s['h2']))
     return out
@@ -753,10 +787,60 @@ def _aspect(p:Path) -> float:
     except Exception: return 1.0
     return w / max(h, 1)
 
+# %% ../nbs/07b_report_pdf.ipynb #087598da
+def _flagged_text(doc:_Doc, stem:str, rs:list) -> list:
+    "The verdicts `rs` on one flagged image, its inventory row and what each stage says about it."
+    from reportlab.platypus import Paragraph
+    from reportlab.lib.units import cm
+    s, run = doc.styles, doc.run
+    inv = run.inventory
+    fc = 'file'
+    out = []
+    for r in rs:
+        det = [v for k, v in (r.get('details') or {}).items() if image_stem(k) == stem]
+        out.append(Paragraph(f'<font color="{_STATUS_COLOR[r["status"]]}"><b>{r["status"].upper()}</b></font> '
+                             f'<b>{escape(r["check"])}</b>: {escape("; ".join(det) if det else r["reason"][:400])}', s['body']))
+    if inv is not None and fc is not None:
+        row = inv[inv[fc].map(image_stem) == stem]
+        keep = [c for c in row.columns if str(c) in ('file', 'material', 'format', 'width', 'height', 'dtype', 'magnification',
+                                                     'nm_per_px', 'pixel_size_source', 'mean', 'saturated_fraction')] or list(row.columns)
+        if len(row): out.append(df_table(doc, row[keep].assign(**{fc: row[fc].map(lambda v: Path(str(v)).name)}), font=7))
+    facts = image_facts(run, stem)
+    if facts: out.append(df_table(doc, pd.DataFrame(list(facts.items()), columns=['stage', 'about this image']),
+                                  col_widths=[3.2 * cm, doc.width - 3.2 * cm], font=7.5))
+    return out
+
+# %% ../nbs/07b_report_pdf.ipynb #6f0f408f
+def _flagged_pictures(doc:_Doc, stem:str) -> list:
+    "The pictures of one flagged image, kept on its page ([] when there are none)."
+    from reportlab.platypus import Table, KeepInFrame
+    from reportlab.lib.units import cm
+    s, run = doc.styles, doc.run
+    out = []
+    pics = [('image', _thumb(doc, stem))]
+    qa = [('mask QA ' + c.name, c/'qa') for c in sorted(run.path('masks').glob('*/')) if (c/'qa').is_dir()] if run.exists('masks') else []
+    for label, folder in [('U-Net overlay', 'unet/overlays'), ('U-Net errors', 'unet/errors'), ('objects', 'objects/overlays'),
+                          ('classifier', 'classifier/thumbnails')] + qa + [('one-hot mask', 'dataset/masks'),
+                          ('normalization', 'normalized/figures')]:
+        p = run.picture(stem, str(folder.relative_to(run.dir)) if isinstance(folder, Path) else folder)
+        if p is not None: pics.append((label, p))
+    pics = [(l, p) for l, p in pics if p is not None][:5]
+    square = [(l, p) for l, p in pics if _aspect(p) < 1.6]
+    wide = [(l, p) for l, p in pics if _aspect(p) >= 1.6][:2]
+    block = []
+    if square:
+        w = doc.width / 2 - 6
+        cells = [[image_flowable(doc, p, max_w=w, max_h=7 * cm), _p(l, s['caption'])] for l, p in square[:2]]
+        rows = [cells[i:i + 2] + [''] * (2 - len(cells[i:i + 2])) for i in range(0, len(cells), 2)]
+        t = Table(rows, colWidths=[doc.width / 2] * 2, hAlign='LEFT'); t.setStyle([('VALIGN', (0, 0), (-1, -1), 'TOP')])
+        block.append(t)
+    for l, p in wide: block += [image_flowable(doc, p, max_h=4.8 * cm), _p(l, s['caption'])]
+    if block: out.append(KeepInFrame(doc.width, 14.5 * cm, block, mode='shrink'))     # one page per image
+    return out
+
 # %% ../nbs/07b_report_pdf.ipynb #48d50e05
 def _flagged_section(doc:_Doc) -> list:
-    from reportlab.platypus import PageBreak, Paragraph, Table, KeepTogether, KeepInFrame
-    from reportlab.lib.units import cm
+    from reportlab.platypus import PageBreak
     s, run = doc.styles, doc.run
     fl = _flagged(doc)
     out = [PageBreak(), _p('10. Flagged images', s['h1'])]
@@ -766,41 +850,9 @@ def _flagged_section(doc:_Doc) -> list:
                   f'(report.max_flagged_pages = {doc.rc.max_flagged_pages}).', s['body']))
     out.append(df_table(doc, pd.DataFrame([dict(image=k, checks='; '.join(f"{r['check']} ({r['status']})" for r in v)) for k, v in fl]),
                         max_rows=60))
-    inv = run.inventory
-    fc = 'file'
     for stem, rs in shown:
         out += [PageBreak(), _p(f'Flagged: {stem}', s['h1'])]
-        for r in rs:
-            det = [v for k, v in (r.get('details') or {}).items() if image_stem(k) == stem]
-            out.append(Paragraph(f'<font color="{_STATUS_COLOR[r["status"]]}"><b>{r["status"].upper()}</b></font> '
-                                 f'<b>{escape(r["check"])}</b>: {escape("; ".join(det) if det else r["reason"][:400])}', s['body']))
-        if inv is not None and fc is not None:
-            row = inv[inv[fc].map(image_stem) == stem]
-            keep = [c for c in row.columns if str(c) in ('file', 'material', 'format', 'width', 'height', 'dtype', 'magnification',
-                                                         'nm_per_px', 'pixel_size_source', 'mean', 'saturated_fraction')] or list(row.columns)
-            if len(row): out.append(df_table(doc, row[keep].assign(**{fc: row[fc].map(lambda v: Path(str(v)).name)}), font=7))
-        facts = image_facts(run, stem)
-        if facts: out.append(df_table(doc, pd.DataFrame(list(facts.items()), columns=['stage', 'about this image']),
-                                      col_widths=[3.2 * cm, doc.width - 3.2 * cm], font=7.5))
-        pics = [('image', _thumb(doc, stem))]
-        qa = [('mask QA ' + c.name, c/'qa') for c in sorted(run.path('masks').glob('*/')) if (c/'qa').is_dir()] if run.exists('masks') else []
-        for label, folder in [('U-Net overlay', 'unet/overlays'), ('U-Net errors', 'unet/errors'), ('objects', 'objects/overlays'),
-                              ('classifier', 'classifier/thumbnails')] + qa + [('one-hot mask', 'dataset/masks'),
-                              ('normalization', 'normalized/figures')]:
-            p = run.picture(stem, str(folder.relative_to(run.dir)) if isinstance(folder, Path) else folder)
-            if p is not None: pics.append((label, p))
-        pics = [(l, p) for l, p in pics if p is not None][:5]
-        square = [(l, p) for l, p in pics if _aspect(p) < 1.6]
-        wide = [(l, p) for l, p in pics if _aspect(p) >= 1.6][:2]
-        block = []
-        if square:
-            w = doc.width / 2 - 6
-            cells = [[image_flowable(doc, p, max_w=w, max_h=7 * cm), _p(l, s['caption'])] for l, p in square[:2]]
-            rows = [cells[i:i + 2] + [''] * (2 - len(cells[i:i + 2])) for i in range(0, len(cells), 2)]
-            t = Table(rows, colWidths=[doc.width / 2] * 2, hAlign='LEFT'); t.setStyle([('VALIGN', (0, 0), (-1, -1), 'TOP')])
-            block.append(t)
-        for l, p in wide: block += [image_flowable(doc, p, max_h=4.8 * cm), _p(l, s['caption'])]
-        if block: out.append(KeepInFrame(doc.width, 14.5 * cm, block, mode='shrink'))     # one page per image
+        out += _flagged_text(doc, stem, rs) + _flagged_pictures(doc, stem)
     return out
 
 # %% ../nbs/07b_report_pdf.ipynb #78f3a2ac
@@ -889,20 +941,9 @@ def _categories(run:RunData, samples:list) -> dict:
         out[sm['sample']] = r
     return out
 
-# %% ../nbs/07b_report_pdf.ipynb #04dc9028
-def _risk_page(doc:_Doc) -> list:
-    "Page 1 for the risk assessor, from objects/risk.json: sizes with CIs, EU verdict, categories, QC; a CDF plot."
-    from reportlab.platypus import PageBreak, Paragraph, Spacer
-    from reportlab.lib.units import cm
-    s, run = doc.styles, doc.run
-    from reportlab.lib.styles import ParagraphStyle
-    out = [_p('Risk descriptors per sample', ParagraphStyle('rt', parent=s['title'], fontSize=18, leading=21, spaceAfter=4)),
-           _p('Particle size per ISO 21363:2020 and the EU nanomaterial test (Commission Recommendation 2022/C 229/01), from '
-              'the objects of stage 06. Machine-learning and quality-control details follow this page.', s['body'])]
-    h2 = ParagraphStyle('rh2', parent=s['h2'], fontSize=11.5, leading=14, spaceBefore=6, spaceAfter=3)   # one page: compact headings
-    rj = run.json('objects/risk.json')
-    if rj is None: return out + _not_run(doc, 'objects/risk.json (stage 06)') + [PageBreak()]
-    samples, rc = rj.get('samples', []), rj.get('config', {})
+# %% ../nbs/07b_report_pdf.ipynb #f179eda7
+def _risk_summary(samples:list, rc:dict) -> pd.DataFrame:
+    "The risk page's table: one row per sample of risk.json (`rc`: its `config`)."
     rows = []
     for sm in samples:
         u, z = sm.get('unit', ''), sm.get('sizes', {})
@@ -914,35 +955,43 @@ def _risk_page(doc:_Doc) -> list:
                      'Feret min D50 (95 % CI)': _ci_txt((sz.get('feret_min') or {}).get('D50'), u),
                      'in agglomerates (95 % CI)': _agg_txt(sm.get('agglomerates')),
                      'EU verdict': sm.get('eu', {}).get('verdict', ''), 'QC': sm.get('qc', {}).get('state', '')})
-    out += [df_table(doc, pd.DataFrame(rows), status_col='QC')]
-    out.append(_p('EU nanomaterial test', h2))
-    eu_style = ParagraphStyle('eu', parent=s['body'], fontSize=8.5, leading=11, spaceAfter=3)
-    for sm in samples:
-        eu = sm.get('eu', {}); pct = lambda v: '?' if v is None else f'{100 * v:.0f} %'
-        txt = f"<b>{escape(str(sm['sample']))}: {escape(eu.get('verdict', ''))}</b>"
-        if eu.get('why'): txt += f": {escape(eu['why'])}"
-        if eu.get('share_low') is not None and eu.get('n_measured'):
-            lo, hi = eu.get('share_low_ci') or [None, None], eu.get('share_high_ci') or [None, None]
-            ci = lambda v: '(CI ?)' if None in v else f"(CI&nbsp;{100 * v[0]:.0f}-{100 * v[1]:.0f}&nbsp;%)"
-            rng_ = (f"{pct(eu['share_low'])} {ci(lo)}" if eu['share_low'] == eu.get('share_high') else
-                    f"between {pct(eu['share_low'])} {ci(lo)} and {pct(eu.get('share_high'))} {ci(hi)}")
-            db = eu.get('decided_by') or {}
-            met = [(escape(_DECIDED.get(k, k)), v) for k, v in db.items() if k not in _NOT_MEETING]
-            dec = met[0][0] if len(met) == 1 else ', '.join(f'{k}: {v}' for k, v in met)
-            txt += (f". Of the {eu['n_measured']} measured particles {eu.get('n_meets', 0)} meet" + (f" ({dec})" if dec else '')
-                    + (f", {eu['n_unknown']} unknown (thickness not estimable)" if eu.get('n_unknown') else '')
-                    + (f", {eu['n_not']} do not meet" if eu.get('n_not') else '') + f"; share meeting: {rng_}")
-            if eu.get('n_below_limit'): txt += f"; {eu['n_below_limit']} particle(s) below the size limit not in the share"
-            txt += '.'
-        if eu.get('note'): txt += f" {escape(eu['note'])}."
-        out.append(Paragraph(txt, eu_style))
-    lay = [(sm['sample'], sm['layers']) for sm in samples if sm.get('layers')]
-    if lay: out += [_p('Thickness: layer count from the transmitted intensity', h2)] + [
-        _p(f"{a}: {l['n_estimated']} of {l['n_measured']} measured flakes estimated; layers D10 / D50 / D90: {_fmt(l['D10'])} / "
-           f"{_fmt(l['D50'])} / {_fmt(l['D90'])} ({_fmt(rc.get('layer_nm', 0.335))} nm per layer)"
-           + (f"; {l['n_heterogeneous']} marked heterogeneous (folds, wrinkles or overlaps over much of the flake: "
-              "their count is the least reliable)" if l.get('n_heterogeneous') else ''), s['body']) for a, l in lay]
-    cats = _categories(run, samples); cats = cats if any(cats.values()) else {}
+    return pd.DataFrame(rows)
+
+# %% ../nbs/07b_report_pdf.ipynb #4c901f4c
+def _eu_text(sm:dict) -> str:
+    "One sample's EU nanomaterial verdict as a paragraph (reportlab markup) from its `eu` entry in risk.json."
+    eu = sm.get('eu', {}); pct = lambda v: '?' if v is None else f'{100 * v:.0f} %'
+    txt = f"<b>{escape(str(sm['sample']))}: {escape(eu.get('verdict', ''))}</b>"
+    if eu.get('why'): txt += f": {escape(eu['why'])}"
+    if eu.get('share_low') is not None and eu.get('n_measured'):
+        lo, hi = eu.get('share_low_ci') or [None, None], eu.get('share_high_ci') or [None, None]
+        ci = lambda v: '(CI ?)' if None in v else f"(CI&nbsp;{100 * v[0]:.0f}-{100 * v[1]:.0f}&nbsp;%)"
+        rng_ = (f"{pct(eu['share_low'])} {ci(lo)}" if eu['share_low'] == eu.get('share_high') else
+                f"between {pct(eu['share_low'])} {ci(lo)} and {pct(eu.get('share_high'))} {ci(hi)}")
+        db = eu.get('decided_by') or {}
+        met = [(escape(_DECIDED.get(k, k)), v) for k, v in db.items() if k not in _NOT_MEETING]
+        dec = met[0][0] if len(met) == 1 else ', '.join(f'{k}: {v}' for k, v in met)
+        txt += (f". Of the {eu['n_measured']} measured particles {eu.get('n_meets', 0)} meet" + (f" ({dec})" if dec else '')
+                + (f", {eu['n_unknown']} unknown (thickness not estimable)" if eu.get('n_unknown') else '')
+                + (f", {eu['n_not']} do not meet" if eu.get('n_not') else '') + f"; share meeting: {rng_}")
+        if eu.get('n_below_limit'): txt += f"; {eu['n_below_limit']} particle(s) below the size limit not in the share"
+        txt += '.'
+    if eu.get('note'): txt += f" {escape(eu['note'])}."
+    return txt
+
+# %% ../nbs/07b_report_pdf.ipynb #8eccaf28
+def _layers_text(a:str, l:dict, rc:dict) -> str:
+    "Sample `a`'s layer-count line from its `layers` entry `l` in risk.json."
+    return (f"{a}: {l['n_estimated']} of {l['n_measured']} measured flakes estimated; layers D10 / D50 / D90: {_fmt(l['D10'])} / "
+            f"{_fmt(l['D50'])} / {_fmt(l['D90'])} ({_fmt(rc.get('layer_nm', 0.335))} nm per layer)"
+            + (f"; {l['n_heterogeneous']} marked heterogeneous (folds, wrinkles or overlaps over much of the flake: "
+               "their count is the least reliable)" if l.get('n_heterogeneous') else ''))
+
+# %% ../nbs/07b_report_pdf.ipynb #ee205aaa
+def _risk_sizes(doc:_Doc, samples:list, rc:dict, lay:list, h2) -> list:
+    "The lateral-size table and the cumulative-distribution figure of the risk page (`lay`: the samples' layer entries)."
+    from reportlab.lib.units import cm
+    out = []
     meas = rc.get('measures') or ['equivalent_diameter', 'feret_min', 'feret_max']
     lab = dict(equivalent_diameter='ECD', feret_min='Feret min', feret_max='Feret max')
     rows = [{'sample': sm['sample'], 'class': c, 'size': f"{lab.get(m, m)} ({sm.get('unit', '')})",
@@ -958,25 +1007,54 @@ def _risk_page(doc:_Doc) -> list:
                         caption='Cumulative number distributions with 95 % bootstrap bands; dotted: 100 nm' +
                                 (f' (not plotted, no pixel size: {", ".join(px_only)})' if px_only and nm_any else '') +
                                 ('; right: layer counts of the measured flakes' if lay else '') + '. ')
+    return out
+
+# %% ../nbs/07b_report_pdf.ipynb #4e4c2ab9
+def _risk_footnote(rc:dict, lay:list) -> str:
+    "The methods footnote of the risk page, from risk.json's `config`."
+    return (f"Particles: objects of class {', '.join(rc.get('classes') or ['GFM'])}. D10/D50/D90: number-weighted percentiles of the measured particles (edge-cut particles excluded"
+            f"{', Miles-Lantuéjoul weighted' if rc.get('edge_correction') else ''}; magnifications pooled: {rc.get('pool', '')}); "
+            f"intervals: percentile bootstrap over {'images (particles where a sample has one image)' if rc.get('resample') == 'images' else 'particles'} ({rc.get('n_boot', '')} resamples). A particle whose minimum Feret "
+            f"diameter spans fewer than {_fmt(rc.get('min_size_px'))} px is detected, not measured. EU share: Wilson interval. "
+            + (f"Thickness from the transmission relative to vacuum or film (mu {_fmt(rc.get('mu_per_layer'))} per layer, dark level "
+               f"{_fmt(rc.get('dark_level'))}); " if rc.get('thickness') else 'Layer counts as given in objects.csv; ' if lay
+               else 'Thickness not measured; ')
+            + 'EU criteria: (a) a dimension in 1-100 nm, (b) elongated, two dimensions below 1 nm, (c) plate-like, '
+              'thickness below 1 nm; '
+            + 'a particle with both lateral dimensions above 100 nm and no thickness counts as unknown. '
+            + f"In agglomerates: measured particles in contact with another particle (pixels at most "
+              f"{_fmt(rc.get('contact_px', 1))} px apart, directly or through others): their count, and their share weighted as "
+              "the size distribution is (pooling, edge correction; the EU share too), Wilson interval; "
+            + 'agglomerated particles count one by one in the sizes and the EU share, as the definition asks. '
+            + 'Tables: objects/risk.csv, risk.json.')
+
+# %% ../nbs/07b_report_pdf.ipynb #04dc9028
+def _risk_page(doc:_Doc) -> list:
+    "Page 1 for the risk assessor, from objects/risk.json: sizes with CIs, EU verdict, categories, QC; a CDF plot."
+    from reportlab.platypus import PageBreak, Paragraph, Spacer
+    s, run = doc.styles, doc.run
+    from reportlab.lib.styles import ParagraphStyle
+    out = [_p('Risk descriptors per sample', ParagraphStyle('rt', parent=s['title'], fontSize=18, leading=21, spaceAfter=4)),
+           _p('Particle size per ISO 21363:2020 and the EU nanomaterial test (Commission Recommendation 2022/C 229/01), from '
+              'the objects of stage 06. Machine-learning and quality-control details follow this page.', s['body'])]
+    h2 = ParagraphStyle('rh2', parent=s['h2'], fontSize=11.5, leading=14, spaceBefore=6, spaceAfter=3)   # one page: compact headings
+    rj = run.json('objects/risk.json')
+    if rj is None: return out + _not_run(doc, 'objects/risk.json (stage 06)') + [PageBreak()]
+    samples, rc = rj.get('samples', []), rj.get('config', {})
+    out += [df_table(doc, _risk_summary(samples, rc), status_col='QC')]
+    out.append(_p('EU nanomaterial test', h2))
+    eu_style = ParagraphStyle('eu', parent=s['body'], fontSize=8.5, leading=11, spaceAfter=3)
+    out += [Paragraph(_eu_text(sm), eu_style) for sm in samples]
+    lay = [(sm['sample'], sm['layers']) for sm in samples if sm.get('layers')]
+    if lay: out += [_p('Thickness: layer count from the transmitted intensity', h2)] + [
+        _p(_layers_text(a, l, rc), s['body']) for a, l in lay]
+    out += _risk_sizes(doc, samples, rc, lay, h2)
+    cats = _categories(run, samples); cats = cats if any(cats.values()) else {}
     if cats: out += [_p('Morphology and particle count (image classifier, stage 04)', h2),
                      df_table(doc, pd.DataFrame([{'sample': k, **v} for k, v in cats.items()]).fillna('no prediction'), font=7.5)]
     fails = [(sm['sample'], '; '.join(sm.get('qc', {}).get('failed', []))) for sm in samples if sm.get('qc', {}).get('failed')]
     if fails: out += [_p('QC checks that failed', h2)] + [_p(f'{a}: {b}', s['small']) for a, b in fails]
-    out.append(_p(f"Particles: objects of class {', '.join(rc.get('classes') or ['GFM'])}. D10/D50/D90: number-weighted percentiles of the measured particles (edge-cut particles excluded"
-                  f"{', Miles-Lantuéjoul weighted' if rc.get('edge_correction') else ''}; magnifications pooled: {rc.get('pool', '')}); "
-                  f"intervals: percentile bootstrap over {'images (particles where a sample has one image)' if rc.get('resample') == 'images' else 'particles'} ({rc.get('n_boot', '')} resamples). A particle whose minimum Feret "
-                  f"diameter spans fewer than {_fmt(rc.get('min_size_px'))} px is detected, not measured. EU share: Wilson interval. "
-                  + (f"Thickness from the transmission relative to vacuum or film (mu {_fmt(rc.get('mu_per_layer'))} per layer, dark level "
-                     f"{_fmt(rc.get('dark_level'))}); " if rc.get('thickness') else 'Layer counts as given in objects.csv; ' if lay
-                     else 'Thickness not measured; ')
-                  + 'EU criteria: (a) a dimension in 1-100 nm, (b) elongated, two dimensions below 1 nm, (c) plate-like, '
-                    'thickness below 1 nm; '
-                  + 'a particle with both lateral dimensions above 100 nm and no thickness counts as unknown. '
-                  + f"In agglomerates: measured particles in contact with another particle (pixels at most "
-                    f"{_fmt(rc.get('contact_px', 1))} px apart, directly or through others): their count, and their share weighted as "
-                    "the size distribution is (pooling, edge correction; the EU share too), Wilson interval; "
-                  + 'agglomerated particles count one by one in the sizes and the EU share, as the definition asks. '
-                  + 'Tables: objects/risk.csv, risk.json.', s['small']))
+    out.append(_p(_risk_footnote(rc, lay), s['small']))
     return out + [PageBreak()]
 
 # %% ../nbs/07b_report_pdf.ipynb #b1b4f42a

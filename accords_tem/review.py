@@ -12,7 +12,15 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from .core import (_Section, AccordsError, Config, FailureLog, atomic_path, config_path, load_config, run_batch, run_lock,
-                              save_csv, save_json, save_figure)
+                              save_csv, save_json, save_figure, prepare_run, save_npy, parse_overrides)
+from .qc import image_stem, classifier_probabilities
+from .unet import input_preparer, run_images, read_instances_with_classes, save_instances, run_unet
+from .imaging import minmax_uint8, overlay_masks, resize_labels
+from .seg_data import read_gray, read_instances, load_pairs
+from .io import read_tem, write_ilastik_h5, data_images
+from .instances import relabel_sequential
+from .postprocessing import read_labels, pair_labels, prepare_pair, write_pair, settings_hash
+from .import_masks import write_instances
 
 # %% auto #0
 __all__ = ['SIGNALS', 'QUEUE_COLUMNS', 'uncertainty_signal', 'near_threshold_fraction', 'weak_object_fraction', 'qc_flags',
@@ -59,7 +67,6 @@ def weak_object_fraction(labels:np.ndarray, # (H, W) instance labels, 0 = backgr
 # %% ../nbs/10_review.ipynb #964cfc20
 def qc_flags(run_dir:str|os.PathLike) -> dict[str, list[str]]:
     "image stem -> the stage-07 quality checks (RUN/qc.json) that warn or fail about it; {} without qc.json."
-    from accords_tem.qc import image_stem
     p = Path(run_dir)/'qc.json'
     if not p.exists(): return {}
     try: checks = json.loads(p.read_text()).get('checks', [])
@@ -72,7 +79,6 @@ def qc_flags(run_dir:str|os.PathLike) -> dict[str, list[str]]:
 
 def classifier_confidence(run_dir:str|os.PathLike) -> dict[str, float]:
     "image stem -> the lowest probability of its classifier answers (RUN/classifier/predictions.csv); {} when absent."
-    from accords_tem.qc import classifier_probabilities, image_stem
     p = Path(run_dir)/'classifier'/'predictions.csv'
     if not p.exists(): return {}
     df = pd.read_csv(p); probs = classifier_probabilities(df)
@@ -154,8 +160,6 @@ def _thresholds(pdir:Path) -> tuple[list[str], list[float]]:
 def _model_input(run_dir:Path, cfg:Config):
     "raw micrograph -> the 8-bit image the model sees (its recorded preprocessing, else min-max), data bars cut."
     from types import SimpleNamespace
-    from accords_tem.unet import input_preparer
-    from accords_tem.imaging import minmax_uint8
     j = run_dir/'unet'/'model'/'unet.json'
     prep = input_preparer(SimpleNamespace(info=json.loads(j.read_text()))) if j.exists() else None
     io = cfg.section('io')
@@ -166,8 +170,6 @@ def _model_input(run_dir:Path, cfg:Config):
 
 def training_histograms(run_dir:str|os.PathLike) -> np.ndarray:
     "Grey-level histograms of the training images (unet/split.csv 'train', else every dataset image)."
-    from accords_tem.seg_data import read_gray
-    from accords_tem.imaging import minmax_uint8
     run_dir = Path(run_dir); imgs = sorted((run_dir/'dataset'/'images').glob('*.png'))
     sp = run_dir/'unet'/'split.csv'
     if sp.exists():
@@ -182,8 +184,6 @@ def run_signals(run_dir:str|os.PathLike, # run folder after stage 05
                 novelty:bool=True, # read the micrographs for the distance from the training set
                ) -> pd.DataFrame:
     "One row per predicted image of the run with every signal the run has (NaN where an optional input is absent)."
-    from accords_tem.unet import run_images, read_instances_with_classes
-    from accords_tem.io import read_tem
     run_dir = Path(run_dir); cfg = cfg or load_config(run_dir/'config.yaml'); pdir = run_dir/'unet'/'predict'
     stems = sorted(p.stem for p in (pdir/'uncertainty').glob('*.npy'))
     if not stems: raise AccordsError('no predicted uncertainty maps (uncertainty/<stem>.npy): run stage 05 (train-unet) with '
@@ -220,9 +220,6 @@ def plot_queue(run_dir:str|os.PathLike, queue:pd.DataFrame, top:int=8, colors:di
     "Figure: the first `top` images of the queue, each with the model's masks overlaid and its uncertainty map."
     import matplotlib.pyplot as plt
     from PIL import Image
-    from accords_tem.imaging import overlay_masks
-    from accords_tem.imaging import minmax_uint8
-    from accords_tem.io import read_tem
     pdir = Path(run_dir)/'unet'/'predict'; classes, _ = _thresholds(pdir)
     q = queue.head(top); n = max(len(q), 1); rows = (n + 1) // 2
     fig, ax = plt.subplots(rows, 4, figsize=(13, 3.4 * rows), squeeze=False)
@@ -288,7 +285,6 @@ def export_ilastik(run_dir:str|os.PathLike, stems:list[str], cfg:Config,
                    out:str|os.PathLike|None=None, # default RUN/review/ilastik
                   ) -> pd.DataFrame:
     "The predictions of `stems` as ilastik label files `<stem>_Labels.h5`; the table of what was written (export.csv)."
-    from accords_tem.io import write_ilastik_h5
     run_dir = Path(run_dir); out = Path(out or run_dir/'review'/'ilastik')
     rows = []
     for s in stems:
@@ -307,8 +303,6 @@ def write_toy_review_run(root:str|os.PathLike, # folder to fill: data/ (microgra
     import tifffile
     from PIL import Image
     from skimage.draw import disk
-    from accords_tem.core import prepare_run, save_npy
-    from accords_tem.unet import save_instances
     root = Path(root); rng = np.random.default_rng(0); rows = []
     cfg = load_config(None, {'data.root': str(root/'data'), 'data.image_glob': '**/*.tif', 'data.ground_truth': None,
                              'postprocessing.opening_radius': 0, 'unet.instance_classes': ['GFM']})
@@ -335,7 +329,6 @@ def corrected_instances(clean:np.ndarray, # (h, w) corrected labels (ilastik lab
                        ) -> np.ndarray:
     "Objects after a correction: each previous object cut to the pixels still of its class, other pieces new objects."
     from skimage.measure import label as components
-    from accords_tem.instances import relabel_sequential
     clean = np.asarray(clean).astype(np.int64); cls = np.isin(clean, values)
     out = np.zeros(clean.shape, np.int64)
     if previous is not None and previous.max() > 0:
@@ -353,15 +346,11 @@ def corrected_instances(clean:np.ndarray, # (h, w) corrected labels (ilastik lab
 
 # %% ../nbs/10_review.ipynb #6334036f
 def _read_h5_labels(p:Path) -> np.ndarray|None:
-    from accords_tem.postprocessing import read_labels
     try: return read_labels(p)[0]
     except AccordsError: return None
 
 def _previous_objects(run_dir:Path, stem:str, res:dict, cfg:Config) -> tuple[np.ndarray|None, list[int]|None]:
     "The image's objects at the dataset size: drawn with the correction (`<stem>_objects.tif` beside the label file), else the dataset's, else the prediction's."
-    from accords_tem.imaging import resize_labels
-    from accords_tem.seg_data import read_instances
-    from accords_tem.unet import read_instances_with_classes
     shape = res['clean'].shape; f = run_dir/'dataset'/'instances'/f'{stem}.tif'
     drawn = Path(res['row']['label_file']).with_name(f'{stem}_objects.tif')   # at the micrograph's size, as label_studio writes it
     if drawn.exists(): f = drawn
@@ -398,9 +387,6 @@ def import_corrections(run_dir:str|os.PathLike, # the run folder (RUN/dataset is
                        round_dir:str|os.PathLike|None=None, # copy the files there (corrected/) and write corrected.csv
                       ) -> pd.DataFrame:
     "Corrected ilastik labels -> RUN/dataset (stage 03's reading, cleaning and writing; instances kept where present)."
-    from accords_tem.postprocessing import pair_labels, prepare_pair, write_pair, settings_hash
-    from accords_tem.io import data_images
-    from accords_tem.import_masks import write_instances
     run_dir, corrections = Path(run_dir), Path(corrections); cfg = cfg or load_config(run_dir/'config.yaml')
     files = [corrections] if corrections.is_file() else sorted(p for p in corrections.rglob('*.h5') if not p.name.startswith('.'))
     if not files: raise AccordsError('no ilastik label files (*.h5) here', corrections)
@@ -450,7 +436,6 @@ def snapshot_model(run_dir:str|os.PathLike, dest:str|os.PathLike) -> Path:
 
 def round_split(run_dir:str|os.PathLike) -> pd.DataFrame:
     "The last split kept (held-out images stay held out); dataset images it does not list are training images."
-    from accords_tem.seg_data import load_pairs
     run_dir = Path(run_dir); stems = [s for s, _, _ in load_pairs(run_dir/'dataset')]
     sp = run_dir/'unet'/'split.csv'
     old = pd.read_csv(sp)[['image', 'subset']] if sp.exists() else pd.DataFrame(columns=['image', 'subset'])
@@ -477,7 +462,6 @@ def run_round(run_dir:str|os.PathLike, # run folder with a trained U-Net (RUN/un
               train:bool=True, # False: import only (fine-tune later with train-unet --init)
               progress:bool=False) -> dict:
     "One round of the loop: import the corrections, fine-tune from the last round's model, record RUN/rounds/rN."
-    from accords_tem.unet import run_unet
     run_dir = Path(run_dir).resolve(); cfg = cfg or load_config(run_dir/'config.yaml'); t0 = time.time()
     if not rounds(run_dir):    # r0: the model before any correction
         _round_record(run_dir, snapshot_model(run_dir, run_dir/'rounds'/'r0'), 0, 0, 0.0, cfg.section('unet').init)
@@ -568,7 +552,6 @@ def review_main(argv:list[str]|None=None) -> int:
 # %% ../nbs/10_review.ipynb #f0eec3a9
 def round_main(argv:list[str]|None=None) -> int:
     "accords-tem round RUN --corrections DIR: import corrected ilastik labels, fine-tune, record RUN/rounds/rN."
-    from accords_tem.core import parse_overrides
     ap = argparse.ArgumentParser(prog='accords-tem round', description='One round of the correction loop.')
     ap.add_argument('run', help='run folder with a trained U-Net')
     ap.add_argument('--corrections', required=True, help='folder of corrected label files (*_Labels.h5): ilastik exports, or RUN/review/label-studio/corrected')

@@ -344,6 +344,59 @@ def _qc_summary(sz:pd.DataFrame, rc:RiskConfig) -> list[str]:
            for c, r in zip(sz['class'], sz.itertuples()) if 'D50 of ' in str(r.qc_reasons)]
     return out + ([f"D50 interval wider than ±{100 * rc.max_d50_ci_rel:g} %: " + ', '.join(bad)] if bad else [])
 
+# %% ../nbs/06c_risk.ipynb #e6d2d53f
+def _sample_cdfs(p:pd.DataFrame, rc:RiskConfig, seed:int=0) -> dict:
+    "class -> measure -> cumulative distribution band of the measured particles of one sample's particle table `p`."
+    cdf = {}
+    for c, g in p[p.status == 'measured'].groupby('class'):
+        cdf[c] = {m: cdf_band(g[f'{m}_u'], g['weight'], n_boot=min(rc.n_boot, 500), level=rc.ci_level, seed=seed,
+                              groups=g['image'] if rc.resample == 'images' else None)
+                  for m in rc.measures}
+    return cdf
+
+def _sample_layers(p:pd.DataFrame) -> dict|None:
+    "Layer counts of the measured particles of one sample's particle table `p` (None when they have none)."
+    lay = pd.to_numeric(p.loc[p.status == 'measured', 'layers'], errors='coerce').dropna() if 'layers' in p else pd.Series(dtype=float)
+    het = int(p.loc[p.status == 'measured', 'heterogeneous'].fillna(False).astype(bool).sum()) if 'heterogeneous' in p else None
+    layers = (dict(n_estimated=len(lay), n_measured=int((p.status == 'measured').sum()), n_heterogeneous=het,
+                   **{q: float(np.percentile(lay, int(q[1:]))) for q in ('D10', 'D50', 'D90')},
+                   histogram={str(k): int(v) for k, v in lay.round().clip(0, 30).astype(int).value_counts().sort_index().items()})
+              if len(lay) else None)
+    return layers
+
+# %% ../nbs/06c_risk.ipynb #0e8f52e5
+def _risk_sample(s, images:pd.DataFrame, parts:pd.DataFrame, sizes:pd.DataFrame, excluded:pd.DataFrame, rc:RiskConfig,
+                 nano_nm:float=100.0, seed:int=0) -> dict:
+    "The risk.json entry of sample `s`."
+    im, p, sz = images[images['sample'] == s], parts[parts['sample'] == s], sizes[sizes['sample'] == s]
+    pm = pd.to_numeric(im['nm_per_px'], errors='coerce')
+    cal = bool(len(im)) and bool(pm.notna().all())
+    eu = eu_test(p, rc, nano_nm) if len(im) else dict(verdict='undetermined', why='no image of this sample could be measured')
+    if len(im) and not len(p): eu.update(verdict='undetermined', why=f'no particles of {", ".join(rc.classes)} found')
+    fails = _qc_summary(sz, rc)
+    sizes_d = {c: {r.measure: {q: _ci(r[q], r[f'{q}_lo'], r[f'{q}_hi']) for q in ('D10', 'D50', 'D90')}
+                   for _, r in g.iterrows()} for c, g in sz.groupby('class')}
+    cdf = _sample_cdfs(p, rc, seed)
+    ex, ag = excluded[excluded['sample'] == s], agglomerate_stats(p, rc) if len(p) else None
+    layers = _sample_layers(p)
+    return dict(sample=s, unit='nm' if cal else 'px', calibrated=cal, classes=rc.classes,
+                pixel_sizes_nm=sorted({float(v) for v in pm.dropna()}), n_images=len(im), images=[str(v) for v in im['image']],
+                images_excluded=[dict(image=str(r.image), reason=str(r.reason)) for r in ex.itertuples()],
+                particles=dict(detected=len(p), edge_excluded=int((p.status == 'edge').sum()),
+                               below_limit=int((p.status == 'below_limit').sum()), measured=int((p.status == 'measured').sum())),
+                lower_limit=dict(px=rc.min_size_px, nm=sorted({round(float(v) * rc.min_size_px, 3) for v in pm.dropna()}) if cal else None),
+                sizes=sizes_d, qc=dict(state='fail' if (sz.qc == 'fail').any() else 'px' if (sz.qc == 'px').any() else
+                                       'pass' if len(sz) else 'fail', failed=fails or ([] if len(sz) else ['no particles measured'])),
+                eu=eu, layers=layers, agglomerates=ag, cdf=cdf)
+
+def _eu_columns(e:dict) -> dict:
+    "The EU and agglomerate columns of risk.csv for one sample's risk.json entry `e`."
+    s, eu, ag = e['sample'], e['eu'], e['agglomerates']
+    return dict(sample=s, eu_verdict=eu['verdict'], eu_share_low=eu.get('share_low', np.nan),
+                eu_share_high=eu.get('share_high', np.nan), eu_why=eu.get('why', ''),
+                agglomerated_share=ag['share'] if ag else np.nan, agglomerated_share_lo=ag['share_ci'][0] if ag else np.nan,
+                agglomerated_share_hi=ag['share_ci'][1] if ag else np.nan, n_agglomerates=ag['n_agglomerates'] if ag else np.nan)
+
 # %% ../nbs/06c_risk.ipynb #77041de7
 def risk_report(objects:pd.DataFrame, # objects.csv
                 images:pd.DataFrame, # image, sample, height, width, nm_per_px of the images measured
@@ -358,39 +411,8 @@ def risk_report(objects:pd.DataFrame, # objects.csv
     samples = sorted(set(images['sample']) | set(excluded['sample']))
     out, eu_cols = [], []
     for s in samples:
-        im, p, sz = images[images['sample'] == s], parts[parts['sample'] == s], sizes[sizes['sample'] == s]
-        pm = pd.to_numeric(im['nm_per_px'], errors='coerce')
-        cal = bool(len(im)) and bool(pm.notna().all())
-        eu = eu_test(p, rc, nano_nm) if len(im) else dict(verdict='undetermined', why='no image of this sample could be measured')
-        if len(im) and not len(p): eu.update(verdict='undetermined', why=f'no particles of {", ".join(rc.classes)} found')
-        fails = _qc_summary(sz, rc)
-        sizes_d = {c: {r.measure: {q: _ci(r[q], r[f'{q}_lo'], r[f'{q}_hi']) for q in ('D10', 'D50', 'D90')}
-                       for _, r in g.iterrows()} for c, g in sz.groupby('class')}
-        cdf = {}
-        for c, g in p[p.status == 'measured'].groupby('class'):
-            cdf[c] = {m: cdf_band(g[f'{m}_u'], g['weight'], n_boot=min(rc.n_boot, 500), level=rc.ci_level, seed=seed,
-                                  groups=g['image'] if rc.resample == 'images' else None)
-                      for m in rc.measures}
-        ex, ag = excluded[excluded['sample'] == s], agglomerate_stats(p, rc) if len(p) else None
-        lay = pd.to_numeric(p.loc[p.status == 'measured', 'layers'], errors='coerce').dropna() if 'layers' in p else pd.Series(dtype=float)
-        het = int(p.loc[p.status == 'measured', 'heterogeneous'].fillna(False).astype(bool).sum()) if 'heterogeneous' in p else None
-        layers = (dict(n_estimated=len(lay), n_measured=int((p.status == 'measured').sum()), n_heterogeneous=het,
-                       **{q: float(np.percentile(lay, int(q[1:]))) for q in ('D10', 'D50', 'D90')},
-                       histogram={str(k): int(v) for k, v in lay.round().clip(0, 30).astype(int).value_counts().sort_index().items()})
-                  if len(lay) else None)
-        out.append(dict(sample=s, unit='nm' if cal else 'px', calibrated=cal, classes=rc.classes,
-                        pixel_sizes_nm=sorted({float(v) for v in pm.dropna()}), n_images=len(im), images=[str(v) for v in im['image']],
-                        images_excluded=[dict(image=str(r.image), reason=str(r.reason)) for r in ex.itertuples()],
-                        particles=dict(detected=len(p), edge_excluded=int((p.status == 'edge').sum()),
-                                       below_limit=int((p.status == 'below_limit').sum()), measured=int((p.status == 'measured').sum())),
-                        lower_limit=dict(px=rc.min_size_px, nm=sorted({round(float(v) * rc.min_size_px, 3) for v in pm.dropna()}) if cal else None),
-                        sizes=sizes_d, qc=dict(state='fail' if (sz.qc == 'fail').any() else 'px' if (sz.qc == 'px').any() else
-                                               'pass' if len(sz) else 'fail', failed=fails or ([] if len(sz) else ['no particles measured'])),
-                        eu=eu, layers=layers, agglomerates=ag, cdf=cdf))
-        eu_cols.append(dict(sample=s, eu_verdict=eu['verdict'], eu_share_low=eu.get('share_low', np.nan),
-                            eu_share_high=eu.get('share_high', np.nan), eu_why=eu.get('why', ''),
-                            agglomerated_share=ag['share'] if ag else np.nan, agglomerated_share_lo=ag['share_ci'][0] if ag else np.nan,
-                            agglomerated_share_hi=ag['share_ci'][1] if ag else np.nan, n_agglomerates=ag['n_agglomerates'] if ag else np.nan))
+        e = _risk_sample(s, images, parts, sizes, excluded, rc, nano_nm=nano_nm, seed=seed)
+        out.append(e); eu_cols.append(_eu_columns(e))
     table = sizes.merge(pd.DataFrame(eu_cols, columns=['sample', 'eu_verdict', 'eu_share_low', 'eu_share_high', 'eu_why', 'agglomerated_share',
                                                        'agglomerated_share_lo', 'agglomerated_share_hi', 'n_agglomerates']), on='sample', how='left')
     meta = dict(standard='ISO 21363:2020 size statistics; EU Recommendation 2022/C 229/01 nanomaterial test',

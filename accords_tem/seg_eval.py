@@ -49,7 +49,66 @@ def _tta_forward(model:nn.Module, x:torch.Tensor, variants) -> torch.Tensor:
         out.append(torch.rot90(p, -k, (2, 3)))
     return torch.stack(out)
 
-# %% ../nbs/05c_seg_eval.ipynb #6c5ed8e0
+# %% ../nbs/05c_seg_eval.ipynb #57cd2822
+def _tta_probs(model:nn.Module, tiles:np.ndarray, # (N, t, t) uint8
+               variants, mean:float, std:float, device:torch.device, amp:bool) -> torch.Tensor:
+    "(V, N, K, t, t) float32 probabilities on the CPU: the tiles normalized, every TTA variant, under bf16 autocast where `amp`."
+    x = (torch.from_numpy(np.asarray(tiles).astype(np.float32))[:, None] / 255 - mean) / std
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp) and device.type in ('cpu', 'cuda')):
+        return _tta_forward(model, x.to(device), variants).float().cpu()
+
+# %% ../nbs/05c_seg_eval.ipynb #685a9fa6
+def _tile_padded(image:np.ndarray, tile:int) -> tuple[np.ndarray, int, int, int]:
+    "The image as uint8, padded (reflect) to at least one tile; its own height and width; the tile side."
+    img = minmax_uint8(np.asarray(image)) if np.asarray(image).dtype != np.uint8 else np.asarray(image)
+    H, W = img.shape
+    t = int(np.ceil(min(tile, max(H, W)) / 32) * 32)
+    th, tw = max(t, 32), max(t, 32)
+    if H < th or W < tw: img = np.pad(img, ((0, max(th - H, 0)), (0, max(tw - W, 0))), mode='reflect')
+    return img, H, W, t
+
+# %% ../nbs/05c_seg_eval.ipynb #63099da3
+def _zeros(shape, out_dir, name):
+    if out_dir is None: return np.zeros(shape, np.float32)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(Path(out_dir)/f'.{name}.npy', mode='w+', dtype=np.float32, shape=shape)
+
+# %% ../nbs/05c_seg_eval.ipynb #2ae9ab9a
+def _blend_tiles(model:nn.Module, img:np.ndarray, # padded uint8 image
+                 origins:list, t:int, # tile corners (y, x) and side
+                 variants, batch:int, mean:float, std:float, device:torch.device, amp:bool,
+                 out_dir, with_unc:bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Window-weighted sums over the tiles: of the TTA means (K, Hp, Wp), of the TTA variances (K, Hp, Wp), and of the weights (Hp, Wp)."
+    Hp, Wp = img.shape
+    win = torch.from_numpy(blend_window(t))
+    acc = acc2 = wsum = None
+    for i in range(0, len(origins), batch):
+        chunk = origins[i:i + batch]
+        pv = _tta_probs(model, np.stack([img[y:y + t, x:x + t] for y, x in chunk]), variants, mean, std, device, amp)   # (V, N, K, t, t)
+        pm, p2 = pv.mean(0), pv.var(0, unbiased=False)   # TTA mean and variance per tile
+        if acc is None:
+            K = pm.shape[1]
+            acc = _zeros((K, Hp, Wp), out_dir, 'acc')
+            acc2 = _zeros((K, Hp, Wp), out_dir, 'acc2') if with_unc else np.zeros((K, Hp, Wp), np.float32)
+            wsum = _zeros((Hp, Wp), out_dir, 'wsum')
+        for j, (y, x) in enumerate(chunk):
+            acc[:, y:y + t, x:x + t] += (pm[j] * win).numpy()
+            if with_unc: acc2[:, y:y + t, x:x + t] += (p2[j] * win).numpy()
+            wsum[y:y + t, x:x + t] += win.numpy()
+    return acc, acc2, wsum
+
+# %% ../nbs/05c_seg_eval.ipynb #0badc7be
+def _divide_weights(acc:np.ndarray, acc2:np.ndarray, wsum:np.ndarray, H:int, W:int, with_unc:bool):
+    "In place: acc /= wsum and, with TTA, acc2 = sqrt(acc2 / wsum), over the image's own H x W."
+    for k in range(acc.shape[0]):   # in place, row blocks: no image-sized temporaries
+        for y in range(0, H, 1024):
+            w_ = wsum[y:y + 1024, :W]
+            acc[k, y:y + 1024, :W] /= w_
+            if with_unc:
+                acc2[k, y:y + 1024, :W] /= w_
+                np.sqrt(acc2[k, y:y + 1024, :W], out=acc2[k, y:y + 1024, :W])
+
+# %% ../nbs/05c_seg_eval.ipynb #7db4f0c3
 @torch.no_grad()
 def predict_tiled(model:nn.Module, # outputs K logits per pixel
                   image:np.ndarray, # (H, W) uint8 (or any numeric type, scaled with min-max)
@@ -61,54 +120,19 @@ def predict_tiled(model:nn.Module, # outputs K logits per pixel
     model.eval(); device = torch.device(device or next(model.parameters()).device)
     if amp is None:
         amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_has_bf16())
-    img = minmax_uint8(np.asarray(image)) if np.asarray(image).dtype != np.uint8 else np.asarray(image)
-    H, W = img.shape
-    t = int(np.ceil(min(tile, max(H, W)) / 32) * 32)
-    th, tw = max(t, 32), max(t, 32)
-    if H < th or W < tw: img = np.pad(img, ((0, max(th - H, 0)), (0, max(tw - W, 0))), mode='reflect')
+    img, H, W, t = _tile_padded(image, tile)
     Hp, Wp = img.shape
     ov = min(overlap, t // 2)
-    win = torch.from_numpy(blend_window(t))
     variants = TTA[tta]
-    K = None; acc = acc2 = wsum = None
     origins = [(y, x) for y in tile_starts(Hp, t, ov) for x in tile_starts(Wp, t, ov)]
     if len(origins) == 1 and out_dir is None:   # one tile covers the image: no blending needed
-        x0 = (torch.from_numpy(img[None, None].astype(np.float32)) / 255 - mean) / std
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp) and device.type in ('cpu', 'cuda')):
-            pv = _tta_forward(model, x0.to(device), variants).float().cpu()[:, 0]
+        pv = _tta_probs(model, img[None], variants, mean, std, device, amp)[:, 0]
         p = pv.mean(0).numpy()[:, :H, :W]
         return p, (pv.std(0, unbiased=False).numpy()[:, :H, :W] if len(variants) > 1 else np.zeros_like(p))
     with_unc = len(variants) > 1   # without TTA the uncertainty is 0: no accumulator (np.zeros pages stay unallocated)
-    for i in range(0, len(origins), batch):
-        chunk = origins[i:i + batch]
-        xb = np.stack([img[y:y + t, x:x + t] for y, x in chunk]).astype(np.float32)
-        xb = (torch.from_numpy(xb)[:, None] / 255 - mean) / std
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp) and device.type in ('cpu', 'cuda')):
-            pv = _tta_forward(model, xb.to(device), variants).float().cpu()   # (V, N, K, t, t)
-        pm, p2 = pv.mean(0), pv.var(0, unbiased=False)   # TTA mean and variance per tile
-        if acc is None:
-            K = pm.shape[1]
-            acc = _zeros((K, Hp, Wp), out_dir, 'acc')
-            acc2 = _zeros((K, Hp, Wp), out_dir, 'acc2') if with_unc else np.zeros((K, Hp, Wp), np.float32)
-            wsum = _zeros((Hp, Wp), out_dir, 'wsum')
-        for j, (y, x) in enumerate(chunk):
-            acc[:, y:y + t, x:x + t] += (pm[j] * win).numpy()
-            if with_unc: acc2[:, y:y + t, x:x + t] += (p2[j] * win).numpy()
-            wsum[y:y + t, x:x + t] += win.numpy()
-    for k in range(K):   # in place, row blocks: no image-sized temporaries
-        for y in range(0, H, 1024):
-            w_ = wsum[y:y + 1024, :W]
-            acc[k, y:y + 1024, :W] /= w_
-            if with_unc:
-                acc2[k, y:y + 1024, :W] /= w_
-                np.sqrt(acc2[k, y:y + 1024, :W], out=acc2[k, y:y + 1024, :W])
+    acc, acc2, wsum = _blend_tiles(model, img, origins, t, variants, batch, mean, std, device, amp, out_dir, with_unc)
+    _divide_weights(acc, acc2, wsum, H, W, with_unc)
     return acc[:, :H, :W], acc2[:, :H, :W]
-
-# %% ../nbs/05c_seg_eval.ipynb #b9430ab1
-def _zeros(shape, out_dir, name):
-    if out_dir is None: return np.zeros(shape, np.float32)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return np.lib.format.open_memmap(Path(out_dir)/f'.{name}.npy', mode='w+', dtype=np.float32, shape=shape)
 
 # %% ../nbs/05c_seg_eval.ipynb #b105c33f
 @torch.no_grad()
@@ -148,9 +172,7 @@ def predict_tiled_rows(model:nn.Module, image:np.ndarray, # as `predict_tiled`
     with_unc, lo, acc = len(variants) > 1, 0, None   # the buffers hold rows lo.. of the image
     for i in range(0, len(origins), batch):
         chunk = origins[i:i + batch]
-        xb = (torch.from_numpy(np.stack([img[y:y + t, x:x + t] for y, x in chunk]).astype(np.float32))[:, None] / 255 - mean) / std
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp) and device.type in ('cpu', 'cuda')):
-            pv = _tta_forward(model, xb.to(device), variants).float().cpu()
+        pv = _tta_probs(model, np.stack([img[y:y + t, x:x + t] for y, x in chunk]), variants, mean, std, device, amp)
         pm, p2 = pv.mean(0), pv.var(0, unbiased=False)
         if acc is None: K = pm.shape[1]; acc, wsum = np.zeros((K, 0, Wp), np.float32), np.zeros((0, Wp), np.float32); acc2 = acc.copy() if with_unc else None
         grow = max(y for y, _ in chunk) + t - lo - wsum.shape[0]

@@ -8,6 +8,7 @@ import contextlib, io, json, os, shutil, tempfile, warnings
 from functools import partial
 from pathlib import Path
 
+from fastcore.basics import patch
 import numpy as np
 import pandas as pd
 import torch
@@ -179,7 +180,7 @@ def _iou(tp, fp, fn) -> float:
     "IoU from counts; 1 when there is nothing to find and nothing found."
     return 1.0 if tp + fp + fn == 0 else float(tp / (tp + fp + fn))
 
-# %% ../nbs/05b_seg_train.ipynb #f6ba6ed8
+# %% ../nbs/05b_seg_train.ipynb #5c6551ea
 class ThresholdSearch:
     "Accumulate per-class histograms of probabilities of positive and negative pixels; search the IoU-best threshold."
     bins = 1000
@@ -197,39 +198,45 @@ class ThresholdSearch:
             self.neg[k] += np.bincount(b[t == 0], minlength=self.bins + 1)
         return self
 
-    @classmethod
-    def merge(cls, searches:list) -> ThresholdSearch:
-        "One search holding the pixels of all `searches` (e.g. one per image)."
-        out = cls(searches[0].pos.shape[0], searches[0].ignore)
-        for s in searches: out.pos += s.pos; out.neg += s.neg
-        return out
+# %% ../nbs/05b_seg_train.ipynb #5ad7a97f
+@patch(cls_method=True)
+def merge(cls:ThresholdSearch, searches:list) -> ThresholdSearch:
+    "One search holding the pixels of all `searches` (e.g. one per image)."
+    out = cls(searches[0].pos.shape[0], searches[0].ignore)
+    for s in searches: out.pos += s.pos; out.neg += s.neg
+    return out
 
-    def counts(self, k:int, t:float) -> np.ndarray:
-        "TP, FP, FN of class `k` when pixels with probability >= t are called positive."
-        i = int(round(t * self.bins))
-        return np.array([self.pos[k, i:].sum(), self.neg[k, i:].sum(), self.pos[k, :i].sum()])
+@patch
+def counts(self:ThresholdSearch, k:int, t:float) -> np.ndarray:
+    "TP, FP, FN of class `k` when pixels with probability >= t are called positive."
+    i = int(round(t * self.bins))
+    return np.array([self.pos[k, i:].sum(), self.neg[k, i:].sum(), self.pos[k, :i].sum()])
 
-    def iou(self, k:int, t:float) -> float:
-        "IoU of class `k` when pixels with probability >= t are called positive."
-        return _iou(*self.counts(k, t))
+@patch
+def iou(self:ThresholdSearch, k:int, t:float) -> float:
+    "IoU of class `k` when pixels with probability >= t are called positive."
+    return _iou(*self.counts(k, t))
 
-    def search(self, k:int, coarse=None, refine:float=0.01) -> tuple[float, float]:
-        "(threshold, IoU) of class `k`: best of the coarse grid, then refined around it."
-        coarse = sorted(coarse or [round(0.05 * i, 2) for i in range(1, 20)])
-        best = max(coarse, key=lambda t: (self.iou(k, t), -abs(t - 0.5)))
-        step = min((abs(b - a) for a, b in zip(coarse, coarse[1:])), default=0.1)
-        fine = np.round(np.arange(best - step, best + step + refine / 2, refine), 4)
-        fine = [float(t) for t in fine if 0 < t < 1] + [best]
-        best = max(fine, key=lambda t: (self.iou(k, t), -abs(t - best)))
-        return float(best), float(self.iou(k, best))
+# %% ../nbs/05b_seg_train.ipynb #5ce1b996
+@patch
+def search(self:ThresholdSearch, k:int, coarse=None, refine:float=0.01) -> tuple[float, float]:
+    "(threshold, IoU) of class `k`: best of the coarse grid, then refined around it."
+    coarse = sorted(coarse or [round(0.05 * i, 2) for i in range(1, 20)])
+    best = max(coarse, key=lambda t: (self.iou(k, t), -abs(t - 0.5)))
+    step = min((abs(b - a) for a, b in zip(coarse, coarse[1:])), default=0.1)
+    fine = np.round(np.arange(best - step, best + step + refine / 2, refine), 4)
+    fine = [float(t) for t in fine if 0 < t < 1] + [best]
+    best = max(fine, key=lambda t: (self.iou(k, t), -abs(t - best)))
+    return float(best), float(self.iou(k, best))
 
-    def result(self, names:list[str], coarse=None, refine:float=0.01) -> dict:
-        "{class: {'threshold', 'iou', 'iou_at_0.5'}} for every class."
-        out = {}
-        for k, n in enumerate(names):
-            t, v = self.search(k, coarse, refine)
-            out[n] = dict(threshold=t, iou=v, iou_at_0_5=float(self.iou(k, 0.5)))
-        return out
+@patch
+def result(self:ThresholdSearch, names:list[str], coarse=None, refine:float=0.01) -> dict:
+    "{class: {'threshold', 'iou', 'iou_at_0.5'}} for every class."
+    out = {}
+    for k, n in enumerate(names):
+        t, v = self.search(k, coarse, refine)
+        out[n] = dict(threshold=t, iou=v, iou_at_0_5=float(self.iou(k, 0.5)))
+    return out
 
 # %% ../nbs/05b_seg_train.ipynb #50790bd4
 def leave_one_out(searches:list[ThresholdSearch], # one search per validation image

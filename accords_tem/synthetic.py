@@ -206,6 +206,77 @@ def _holes(rng, size, npx, diam_nm, hole_fraction, view_hole):
         out.append((x, y, r, np.c_[k, rng.normal(0, 0.025, len(k)) / np.sqrt(k - 1), rng.uniform(0, 2*np.pi, len(k))]))
     return out
 
+# %% ../nbs/09_synthetic.ipynb #003fb640
+def _flake_centres(rng:np.random.Generator, target:str, L:int, npx:float, st:dict) -> list:
+    "(x, y, radius) in px of the flakes for the situation `target`; fragments of an aggregate have a negative radius."
+    min_r = max(25/npx, 3.0)            # flakes of at least 50 nm and 6 px across
+    def radius(med):
+        return float(np.clip(rng.lognormal(np.log(med), 0.45), min_r, 3*L))
+    centres = []
+    if target == 'Many (>10)':
+        n = rng.integers(12, 36)
+        for _ in range(n): centres.append((rng.uniform(-0.05, 1.05)*L, rng.uniform(-0.05, 1.05)*L, radius(L/13*st['size_scale'])))
+    elif target == 'Few (2...10)':
+        n = rng.integers(2, 8)
+        for _ in range(n): centres.append((rng.uniform(0.1, 0.9)*L, rng.uniform(0.1, 0.9)*L, radius(L/8*st['size_scale'])))
+    elif target == 'One':
+        r = max(rng.uniform(0.12, 0.28)*L, min_r)
+        lo, hi = 1.4*r, L - 1.4*r
+        centres.append((rng.uniform(lo, hi), rng.uniform(lo, hi), r) if lo < hi else (L/2, L/2, r))
+    elif target == 'Part of one or more':
+        for _ in range(1 if rng.random() < 0.7 else 2):
+            r = rng.uniform(0.7, 2.5) * L; a = rng.uniform(0, 2*np.pi); dist = 0.65*r + rng.uniform(-0.3, 0.1)*L
+            centres.append((L/2 + dist*math.cos(a), L/2 + dist*math.sin(a), r))
+    aggregate = (target in ('Many (>10)', 'Few (2...10)')) and rng.random() < st['p_aggregate']
+    if aggregate:       # disorganised: a heap of small crumpled fragments
+        cx, cy = rng.uniform(0.25, 0.75, 2) * L
+        for _ in range(rng.integers(10, 22)):
+            centres.append((cx + rng.normal(0, L/10), cy + rng.normal(0, L/10), radius(L/20) * -1))
+    return centres
+
+# %% ../nbs/09_synthetic.ipynb #9d083648
+def _plan_flake(rng:np.random.Generator, x:float, y:float, r:float, st:dict) -> Flake:
+    "The sheet centred at (x, y) with radius r px (negative: part of an aggregate): kind, outline, layers, fold, wrinkles, terraces."
+    agg = r < 0; r = abs(r)
+    u = rng.random()
+    kind = 'thick' if u < st['p_thick'] and not agg else ('crumpled' if agg or rng.random() < st['p_crumple'] else 'thin')
+    straight = st['straight'] or (kind == 'thick' and rng.random() < 0.6)
+    verts = flake_polygon(rng, (x, y), r, straight=straight, ragged=st['ragged'], elong=rng.uniform(1.0, 1.8))
+    if kind == 'thick': layers = int(rng.integers(*st['thick_layers']))
+    else: layers = int(rng.integers(st['layers'][0], st['layers'][1] + 1))
+    f = Flake(verts=verts, layers=layers, kind=kind, aggregate=agg, radius=r)
+    if kind != 'thick' and rng.random() < (0.9 if kind == 'crumpled' else st['p_fold']):
+        a = rng.uniform(0, 2*np.pi); nrm = np.array([math.cos(a), math.sin(a)])
+        ctr = verts.mean(0)
+        f.fold = (nrm[0], nrm[1], float(nrm @ ctr + rng.uniform(0.25, 0.8) * r))
+    f.wrinkle_density = {'crumpled': rng.uniform(4, 9), 'thin': rng.uniform(0, 1.0), 'thick': rng.uniform(0, 0.3)}[kind]
+    if kind == 'thick':
+        for _ in range(rng.integers(1, 4)):
+            c2 = verts.mean(0) + rng.normal(0, 0.25*r, 2)
+            f.terraces.append((flake_polygon(rng, c2, r*rng.uniform(0.3, 0.7), straight=straight, ragged=0.02),
+                               int(rng.integers(2, max(3, layers//2)))))
+    return f
+
+# %% ../nbs/09_synthetic.ipynb #f159ffaf
+def _plan_particles(rng:np.random.Generator, L:int, npx:float) -> list:
+    "Contamination blobs and, sometimes, foreign nanoparticles anywhere in the L x L px field."
+    # contamination (amorphous hydrocarbon blobs) and, sometimes, a foreign material (dense round nanoparticles)
+    n_cont = rng.poisson(rng.choice([0.5, 2.0, 6.0], p=[0.4, 0.4, 0.2]))
+    n_np = rng.integers(1, 30) if rng.random() < 0.22 else 0
+    fov_nm = L * npx
+    particles = []
+    for kind, n in (('contamination', n_cont), ('nanoparticle', n_np)):
+        for _ in range(n):
+            if kind == 'contamination':
+                d_nm = math.exp(rng.uniform(math.log(max(8, 4*npx)), math.log(max(10, min(300, fov_nm/6), 4.5*npx))))
+                amp, e = rng.uniform(0.4, 1.3), rng.uniform(1.0, 1.8)
+            else:
+                d_nm = math.exp(rng.uniform(math.log(max(5, 2.5*npx)), math.log(max(25, 3*npx))))
+                amp, e = rng.uniform(1.8, 3.0), rng.uniform(1.0, 1.15)
+            r = d_nm/2/npx
+            particles.append(Particle(rng.uniform(0, L), rng.uniform(0, L), r*e, r/e, rng.uniform(0, np.pi), amp, kind))
+    return particles
+
 # %% ../nbs/09_synthetic.ipynb #4b5e633a
 def plan_scene(rng:np.random.Generator,
                size:int=768, # image side (px)
@@ -230,63 +301,9 @@ def plan_scene(rng:np.random.Generator,
         sc.holes = _holes(rng, size, npx, hole_diameter_nm, hole_fraction, view_hole)
     else:
         sc.lacey = dict(corr=rng.uniform(250, 450)/npx, width=rng.uniform(40, 110)/npx)
-    min_r = max(25/npx, 3.0)            # flakes of at least 50 nm and 6 px across
-    def radius(med):
-        return float(np.clip(rng.lognormal(np.log(med), 0.45), min_r, 3*L))
-    centres = []
-    if target == 'Many (>10)':
-        n = rng.integers(12, 36)
-        for _ in range(n): centres.append((rng.uniform(-0.05, 1.05)*L, rng.uniform(-0.05, 1.05)*L, radius(L/13*st['size_scale'])))
-    elif target == 'Few (2...10)':
-        n = rng.integers(2, 8)
-        for _ in range(n): centres.append((rng.uniform(0.1, 0.9)*L, rng.uniform(0.1, 0.9)*L, radius(L/8*st['size_scale'])))
-    elif target == 'One':
-        r = max(rng.uniform(0.12, 0.28)*L, min_r)
-        lo, hi = 1.4*r, L - 1.4*r
-        centres.append((rng.uniform(lo, hi), rng.uniform(lo, hi), r) if lo < hi else (L/2, L/2, r))
-    elif target == 'Part of one or more':
-        for _ in range(1 if rng.random() < 0.7 else 2):
-            r = rng.uniform(0.7, 2.5) * L; a = rng.uniform(0, 2*np.pi); dist = 0.65*r + rng.uniform(-0.3, 0.1)*L
-            centres.append((L/2 + dist*math.cos(a), L/2 + dist*math.sin(a), r))
-    aggregate = (target in ('Many (>10)', 'Few (2...10)')) and rng.random() < st['p_aggregate']
-    if aggregate:       # disorganised: a heap of small crumpled fragments
-        cx, cy = rng.uniform(0.25, 0.75, 2) * L
-        for _ in range(rng.integers(10, 22)):
-            centres.append((cx + rng.normal(0, L/10), cy + rng.normal(0, L/10), radius(L/20) * -1))
-    for x, y, r in centres:
-        agg = r < 0; r = abs(r)
-        u = rng.random()
-        kind = 'thick' if u < st['p_thick'] and not agg else ('crumpled' if agg or rng.random() < st['p_crumple'] else 'thin')
-        straight = st['straight'] or (kind == 'thick' and rng.random() < 0.6)
-        verts = flake_polygon(rng, (x, y), r, straight=straight, ragged=st['ragged'], elong=rng.uniform(1.0, 1.8))
-        if kind == 'thick': layers = int(rng.integers(*st['thick_layers']))
-        else: layers = int(rng.integers(st['layers'][0], st['layers'][1] + 1))
-        f = Flake(verts=verts, layers=layers, kind=kind, aggregate=agg, radius=r)
-        if kind != 'thick' and rng.random() < (0.9 if kind == 'crumpled' else st['p_fold']):
-            a = rng.uniform(0, 2*np.pi); nrm = np.array([math.cos(a), math.sin(a)])
-            ctr = verts.mean(0)
-            f.fold = (nrm[0], nrm[1], float(nrm @ ctr + rng.uniform(0.25, 0.8) * r))
-        f.wrinkle_density = {'crumpled': rng.uniform(4, 9), 'thin': rng.uniform(0, 1.0), 'thick': rng.uniform(0, 0.3)}[kind]
-        if kind == 'thick':
-            for _ in range(rng.integers(1, 4)):
-                c2 = verts.mean(0) + rng.normal(0, 0.25*r, 2)
-                f.terraces.append((flake_polygon(rng, c2, r*rng.uniform(0.3, 0.7), straight=straight, ragged=0.02),
-                                   int(rng.integers(2, max(3, layers//2)))))
-        sc.flakes.append(f)
-    # contamination (amorphous hydrocarbon blobs) and, sometimes, a foreign material (dense round nanoparticles)
-    n_cont = rng.poisson(rng.choice([0.5, 2.0, 6.0], p=[0.4, 0.4, 0.2]))
-    n_np = rng.integers(1, 30) if rng.random() < 0.22 else 0
-    fov_nm = L * npx
-    for kind, n in (('contamination', n_cont), ('nanoparticle', n_np)):
-        for _ in range(n):
-            if kind == 'contamination':
-                d_nm = math.exp(rng.uniform(math.log(max(8, 4*npx)), math.log(max(10, min(300, fov_nm/6), 4.5*npx))))
-                amp, e = rng.uniform(0.4, 1.3), rng.uniform(1.0, 1.8)
-            else:
-                d_nm = math.exp(rng.uniform(math.log(max(5, 2.5*npx)), math.log(max(25, 3*npx))))
-                amp, e = rng.uniform(1.8, 3.0), rng.uniform(1.0, 1.15)
-            r = d_nm/2/npx
-            sc.particles.append(Particle(rng.uniform(0, L), rng.uniform(0, L), r*e, r/e, rng.uniform(0, np.pi), amp, kind))
+    for x, y, r in _flake_centres(rng, target, L, npx, st):
+        sc.flakes.append(_plan_flake(rng, x, y, r, st))
+    sc.particles.extend(_plan_particles(rng, L, npx))
     return sc
 
 # %% ../nbs/09_synthetic.ipynb #50ebe4c4
@@ -342,15 +359,9 @@ def _wrinkle_lines(f:Flake, mask:np.ndarray, rng, canvas:np.ndarray):
     canvas += (lines.astype(np.float32) / 255) * mask * (f.layers * rng.uniform(1.5, 2.5))
     return tot
 
-# %% ../nbs/09_synthetic.ipynb #1f0ce360
-def render_scene(sc:Scene, rng:np.random.Generator) -> dict:
-    "Project the scene: attenuation exponent, layer map, flake instances (top-most wins), film mask, particles."
-    shape = (sc.size, sc.size)
-    yy, xx = np.mgrid[0:sc.size, 0:sc.size].astype(np.float32)
-    yy, xx = yy[:, :1], xx[:1, :]
-    film = _support_film(sc, rng, shape, yy, xx)
-    st = material_style(sc.material)
-    npx = sc.nm_per_px
+# %% ../nbs/09_synthetic.ipynb #49cde2ab
+def _render_flakes(sc:Scene, rng:np.random.Generator, shape:tuple, yy:np.ndarray, xx:np.ndarray) -> tuple:
+    "Layer map, ridge map (blurred to its physical width), flake instances (top-most wins) and per-flake ridge info."
     layers = np.zeros(shape, np.float32)
     ridges = np.zeros(shape, np.float32)           # wrinkles and fold bends (extra layers on a 1-px line)
     inst = np.zeros(shape, np.uint16)
@@ -375,9 +386,15 @@ def render_scene(sc:Scene, rng:np.random.Generator) -> dict:
         inst[m] = i + 1
         info.append(dict(wrinkle_px=wl + fold_len, n_folds=int(f.fold is not None)))
     # ridges: a ridge of physical width w carries w*k layers per unit length; narrower than a pixel it is diluted
-    w_px = rng.uniform(2.5, 6.0) / npx
+    w_px = rng.uniform(2.5, 6.0) / sc.nm_per_px
     ridges = _blur(ridges, max(0.5, w_px/2.35)) * w_px
-    # particles
+    return layers, ridges, inst, info
+
+# %% ../nbs/09_synthetic.ipynb #d71a70f6
+def _render_particles(sc:Scene, rng:np.random.Generator, film:np.ndarray, layers:np.ndarray,
+                      yy:np.ndarray, xx:np.ndarray) -> tuple:
+    "Attenuation of the particles that lie on film or flake, their mask (1..n) and the list of those kept."
+    shape = (sc.size, sc.size)
     part = np.zeros(shape, np.float32)
     pmask = np.zeros(shape, np.int32)
     kept = []
@@ -402,6 +419,19 @@ def render_scene(sc:Scene, rng:np.random.Generator) -> dict:
         part[y0:y1, x0:x1] += p.amp * prof
         pmask[y0:y1, x0:x1][rho2 < 1] = len(kept) + 1
         kept.append(p)
+    return part, pmask, kept
+
+# %% ../nbs/09_synthetic.ipynb #1f0ce360
+def render_scene(sc:Scene, rng:np.random.Generator) -> dict:
+    "Project the scene: attenuation exponent, layer map, flake instances (top-most wins), film mask, particles."
+    shape = (sc.size, sc.size)
+    yy, xx = np.mgrid[0:sc.size, 0:sc.size].astype(np.float32)
+    yy, xx = yy[:, :1], xx[:1, :]
+    film = _support_film(sc, rng, shape, yy, xx)
+    st = material_style(sc.material)
+    npx = sc.nm_per_px
+    layers, ridges, inst, info = _render_flakes(sc, rng, shape, yy, xx)
+    part, pmask, kept = _render_particles(sc, rng, film, layers, yy, xx)
     # film: thickness varies slowly; amorphous carbon gives a fine granular phase-contrast texture
     def tex(sig_nm, amp):
         sig = sig_nm / npx
@@ -472,6 +502,53 @@ def ground_truth(sc:Scene, r:dict) -> tuple:
     lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint16)
     return classes, bg, lut[inst], ids
 
+# %% ../nbs/09_synthetic.ipynb #d0006dc9
+def _flake_table(sc:Scene, r:dict, inst:np.ndarray, ids:np.ndarray) -> pd.DataFrame:
+    "One row per visible flake (instance ids 1..n of the renumbered map `inst`), sizes in px and nm."
+    npx = sc.nm_per_px
+    n = len(ids)
+    area = np.bincount(inst.ravel(), minlength=n + 1)[1:]
+    border = np.zeros(n + 1, bool)
+    for edge in (inst[0], inst[-1], inst[:, 0], inst[:, -1]): border[np.unique(edge)] = True
+    lay_sum = np.bincount(inst.ravel(), weights=r['layers'].ravel(), minlength=n + 1)[1:]
+    rows = []
+    for k, fid in enumerate(ids, start=1):
+        f, fi = sc.flakes[fid - 1], r['flake_info'][fid - 1]
+        rows.append(dict(instance=k, layers=f.layers, kind=f.kind, aggregate=f.aggregate, folded=f.fold is not None,
+                         area_px=int(area[k-1]), area_nm2=float(area[k-1] * npx**2),
+                         eqdiam_nm=float(2*np.sqrt(area[k-1]/np.pi) * npx),
+                         full_eqdiam_nm=float(2*np.sqrt(polygon_area(f.verts)/np.pi) * npx),
+                         mean_layers=float(lay_sum[k-1] / max(area[k-1], 1)),
+                         touches_border=bool(border[k]),
+                         ridge_length_nm=float(fi['wrinkle_px'] * npx)))
+    return pd.DataFrame(rows, columns=['instance', 'layers', 'kind', 'aggregate', 'folded', 'area_px', 'area_nm2',
+                                       'eqdiam_nm', 'full_eqdiam_nm', 'mean_layers', 'touches_border', 'ridge_length_nm'])
+
+# %% ../nbs/09_synthetic.ipynb #7dc38cf9
+def _scene_record(sc:Scene, r:dict, classes:np.ndarray, flakes:pd.DataFrame, *,
+                  dtype, quality:str, dose:float, psf_sigma:float) -> dict:
+    "The record of one rendered scene (one row of scenes.csv), sheet answers included."
+    size, npx = sc.size, sc.nm_per_px
+    counted = flakes[flakes.area_px >= MIN_FLAKE_PX]
+    kept = r['kept_particles']
+    inside = [p for p in kept if 0 <= p.x < size and 0 <= p.y < size]
+    flake_px = classes == GFM
+    rec = dict(magnification=sc.magnification, nm_per_px=npx, size_px=size, fov_nm=size*npx, material=sc.material,
+               style=material_style(sc.material)['label'], support=sc.support, target=sc.target,
+               dtype=np.dtype(dtype).name, quality=quality, dose_e_per_px=float(dose), psf_sigma_px=float(psf_sigma),
+               n_flakes=int(len(counted)), n_flakes_border=int(counted.touches_border.sum()),
+               n_flakes_all=int(len(flakes)),
+               mean_layers=float(r['layers'][flake_px].mean()) if flake_px.any() else 0.0,
+               coverage_gfm=float(flake_px.mean()), coverage_hole=float((classes == CARBONHOLE).mean()),
+               coverage_film=float((classes == UNDEFINED).mean()),
+               n_contamination=sum(p.kind == 'contamination' for p in inside),
+               n_nanoparticles=sum(p.kind == 'nanoparticle' for p in inside),
+               ridge_density=float(counted.ridge_length_nm.sum() / max(np.sqrt(counted.area_nm2.sum()), 1e-9))
+                              if len(counted) else 0.0,
+               flake_eqdiam_nm=';'.join(f'{v:.0f}' for v in counted.eqdiam_nm))
+    rec.update(describe(rec, counted))
+    return rec
+
 # %% ../nbs/09_synthetic.ipynb #491892ba
 def generate(seed:int|np.random.Generator=0, # seed (or generator) of this image
              size:int=768, # image side in px
@@ -500,43 +577,8 @@ def generate(seed:int|np.random.Generator=0, # seed (or generator) of this image
     if psf_sigma is None: psf_sigma = rng.uniform(3, 5) if quality == 'blurred' else rng.uniform(0.6, 1.1)
     img = acquire(I, rng, dose, psf_sigma, np.dtype(dtype))
     classes, bg, inst, ids = ground_truth(sc, r)
-    npx = sc.nm_per_px
-    # per visible flake
-    n = len(ids)
-    area = np.bincount(inst.ravel(), minlength=n + 1)[1:]
-    border = np.zeros(n + 1, bool)
-    for edge in (inst[0], inst[-1], inst[:, 0], inst[:, -1]): border[np.unique(edge)] = True
-    lay_sum = np.bincount(inst.ravel(), weights=r['layers'].ravel(), minlength=n + 1)[1:]
-    rows = []
-    for k, fid in enumerate(ids, start=1):
-        f, fi = sc.flakes[fid - 1], r['flake_info'][fid - 1]
-        rows.append(dict(instance=k, layers=f.layers, kind=f.kind, aggregate=f.aggregate, folded=f.fold is not None,
-                         area_px=int(area[k-1]), area_nm2=float(area[k-1] * npx**2),
-                         eqdiam_nm=float(2*np.sqrt(area[k-1]/np.pi) * npx),
-                         full_eqdiam_nm=float(2*np.sqrt(polygon_area(f.verts)/np.pi) * npx),
-                         mean_layers=float(lay_sum[k-1] / max(area[k-1], 1)),
-                         touches_border=bool(border[k]),
-                         ridge_length_nm=float(fi['wrinkle_px'] * npx)))
-    flakes = pd.DataFrame(rows, columns=['instance', 'layers', 'kind', 'aggregate', 'folded', 'area_px', 'area_nm2',
-                                         'eqdiam_nm', 'full_eqdiam_nm', 'mean_layers', 'touches_border', 'ridge_length_nm'])
-    counted = flakes[flakes.area_px >= MIN_FLAKE_PX]
-    kept = r['kept_particles']
-    inside = [p for p in kept if 0 <= p.x < size and 0 <= p.y < size]
-    flake_px = classes == GFM
-    rec = dict(magnification=sc.magnification, nm_per_px=npx, size_px=size, fov_nm=size*npx, material=sc.material,
-               style=material_style(material)['label'], support=sc.support, target=sc.target,
-               dtype=np.dtype(dtype).name, quality=quality, dose_e_per_px=float(dose), psf_sigma_px=float(psf_sigma),
-               n_flakes=int(len(counted)), n_flakes_border=int(counted.touches_border.sum()),
-               n_flakes_all=int(n),
-               mean_layers=float(r['layers'][flake_px].mean()) if flake_px.any() else 0.0,
-               coverage_gfm=float(flake_px.mean()), coverage_hole=float((classes == CARBONHOLE).mean()),
-               coverage_film=float((classes == UNDEFINED).mean()),
-               n_contamination=sum(p.kind == 'contamination' for p in inside),
-               n_nanoparticles=sum(p.kind == 'nanoparticle' for p in inside),
-               ridge_density=float(counted.ridge_length_nm.sum() / max(np.sqrt(counted.area_nm2.sum()), 1e-9))
-                              if len(counted) else 0.0,
-               flake_eqdiam_nm=';'.join(f'{v:.0f}' for v in counted.eqdiam_nm))
-    rec.update(describe(rec, counted))
+    flakes = _flake_table(sc, r, inst, ids)
+    rec = _scene_record(sc, r, classes, flakes, dtype=dtype, quality=quality, dose=dose, psf_sigma=psf_sigma)
     rec['render_s'] = time.perf_counter() - t0
     return Micrograph(img, classes, inst, bg, r['layers'], rec, flakes, sc)
 
@@ -875,10 +917,9 @@ def synthesize(out:str|Path, # output folder (data_sample/ layout)
 def _dir_mb(path:Path) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob('*') if p.is_file()) / 2**20
 
-# %% ../nbs/09_synthetic.ipynb #91c96ed5
-def sample_readme(scenes:pd.DataFrame, scfg:SyntheticConfig, seed:int, size_mb:float,
-                  camera_pixel_nm:float=CAMERA_PIXEL_NM) -> str:
-    "The README.md of a synthetic sample folder: what is in it and how to remake it."
+# %% ../nbs/09_synthetic.ipynb #8e4813cd
+def _readme_contents(scenes:pd.DataFrame, scfg:SyntheticConfig, camera_pixel_nm:float) -> str:
+    "The 'What is in it' section of a sample README, counted from its scenes table."
     mats = ', '.join(f'`{m}/` ({(scenes.material == m).sum()})' for m in scfg.materials)
     sheets = ', '.join(f'`{m}/{m}_labels.{"xlsm" if m == scfg.xlsm_material else "csv"}`'
                        + (" (';'-delimited)" if m == scfg.semicolon_material and m != scfg.xlsm_material else '')
@@ -887,13 +928,7 @@ def sample_readme(scenes:pd.DataFrame, scfg:SyntheticConfig, seed:int, size_mb:f
     other = ', '.join(f'`{s}_Probabilities.h5`' for s in scenes.loc[scenes.prob_axes != 'yxc', 'stem'])
     mags = sorted(scenes.magnification.unique())
     counts = lambda col: ', '.join(f'{k}: {v}' for k, v in scenes[col].value_counts().items())
-    return f"""# data_sample: synthetic TEM micrographs of graphene materials with exact ground truth
-
-Made by `accords_tem.synthetic` (notebook `nbs/09_synthetic.ipynb`) with seed {seed}: {len(scenes)} bright-field
-micrographs of {scfg.size}x{scfg.size} px, {size_mb:.1f} MB in all. Nothing here is a real measurement; every number
-below follows from the generated scenes, so each later stage can be checked against the truth.
-
-## What is in it
+    return f"""## What is in it
 - Micrographs, one folder per material: {mats}. Names like `AC_UT_GO_02_01_UO_2000X_0001.tif`; magnifications
   {', '.join(f'{m:,}x' for m in mags)} (pixel size = {camera_pixel_nm:g} nm / magnification,
   {camera_pixel_nm/mags[0]:.3g} nm/px at {mags[0]:,}x to {camera_pixel_nm/mags[-1]:.3g} nm/px at {mags[-1]:,}x). 8-bit (contrast-stretched export) and 16-bit (raw counts)
@@ -918,7 +953,19 @@ below follows from the generated scenes, so each later stage can be checked agai
   diameter, touches-border flag).
 
 Sheet answers in this sample: Num_particles {counts('Num_particles')}; Usability {counts('Usability')}.
+"""
 
+# %% ../nbs/09_synthetic.ipynb #91c96ed5
+def sample_readme(scenes:pd.DataFrame, scfg:SyntheticConfig, seed:int, size_mb:float,
+                  camera_pixel_nm:float=CAMERA_PIXEL_NM) -> str:
+    "The README.md of a synthetic sample folder: what is in it and how to remake it."
+    return f"""# data_sample: synthetic TEM micrographs of graphene materials with exact ground truth
+
+Made by `accords_tem.synthetic` (notebook `nbs/09_synthetic.ipynb`) with seed {seed}: {len(scenes)} bright-field
+micrographs of {scfg.size}x{scfg.size} px, {size_mb:.1f} MB in all. Nothing here is a real measurement; every number
+below follows from the generated scenes, so each later stage can be checked against the truth.
+
+{_readme_contents(scenes, scfg, camera_pixel_nm)}
 ## How to remake it
 ```
 accords-tem synthesize --config configs/default.yaml --out data_sample

@@ -68,6 +68,32 @@ def _support_under(lab:np.ndarray, cm:np.ndarray, hole:int, film:int, margin_px:
     u = np.where(dh + margin_px < df, hole, np.where(df + margin_px < dh, film, 0))
     return np.where(bg, cm, u)
 
+# %% ../nbs/06d_thickness.ipynb #cff9fd0c
+def _flake_pixels(i:int, sl:tuple, lab, ring, under, cm, img, inner, *, hole:int, film:int, ring_px:int, min_px:int):
+    "(interior pixels, reference pixels, 'vacuum' or 'film') of flake `i` (bounding box `sl`) over its main support; None when too few."
+    pad = tuple(slice(max(s.start - ring_px, 0), s.stop + ring_px) for s in sl)
+    L, R, U, C, I = lab[pad], ring[pad], under[pad], cm[pad], img[pad]
+    own = [(I[(L == i) & inner[pad] & (U == ref)], I[(R == i) & (C == ref)], name) for ref, name in ((hole, 'vacuum'), (film, 'film'))]
+    own = [o for o in own if len(o[0]) >= min_px and len(o[1]) >= min_px]
+    return max(own, key=lambda o: len(o[0])) if own else None          # the support under most of the flake
+
+# %% ../nbs/06d_thickness.ipynb #592e095e
+def _sheet_layers(px:np.ndarray, rp:np.ndarray, *, mu:float, bw_noise:float, min_bw:float, min_peak:float,
+                  smooth_px:float, max_spread:float) -> dict|str:
+    "Layers (sheet), standard error, spread, heterogeneous and sheet share from a flake's pixels `px` and reference `rp`; a flag (str) when none."
+    mr, sr = _med_se(rp)
+    if not (mr > 0) or np.median(px) >= mr:
+        return 'no attenuation measured (not darker than its reference, or reference <= dark)'
+    n = -np.log(np.clip(px, 1e-9 * mr, None) / mr) / mu                       # layers per pixel
+    noise = 1.4826 * float(np.median(np.abs(np.log(np.clip(rp, 1e-9 * mr, None) / mr)))) / mu
+    sheet, near = sheet_plateau(n, max(bw_noise * noise, min_bw), min_peak)
+    if sheet < 0.3: return 'no attenuation measured (its sheet reads below 0.3 layers)'
+    spread = float(np.median(n) - np.percentile(n, 10))
+    k_px = 1 + 4 * np.pi * smooth_px ** 2                                     # pixels per independent patch after smoothing
+    se = float(np.hypot((_med_se(near)[1] if len(near) > 5 else noise) * np.sqrt(k_px), sr / mr / mu))
+    return dict(layers=sheet, layers_se=se, layers_spread=spread, heterogeneous=bool(spread > max_spread),
+                sheet_share=float(np.mean(np.abs(n - sheet) <= 0.5)))
+
 # %% ../nbs/06d_thickness.ipynb #thk019
 def flake_layers(image:np.ndarray, # detector counts (or intensity with a known zero: `dark`)
                  labels:np.ndarray, # flake instance labels (0 = not a flake)
@@ -99,26 +125,14 @@ def flake_layers(image:np.ndarray, # detector counts (or intensity with a known 
         if sl is None: continue
         r = dict(label=i, layers=np.nan, layers_se=np.nan, thickness_nm=np.nan, layers_spread=np.nan, heterogeneous=False,
                  sheet_share=np.nan, reference='', n_px=0, flag='')
-        pad = tuple(slice(max(s.start - ring_px, 0), s.stop + ring_px) for s in sl)
-        L, R, U, C, I = lab[pad], ring[pad], under[pad], cm[pad], img[pad]
-        own = [(I[(L == i) & inner[pad] & (U == ref)], I[(R == i) & (C == ref)], name) for ref, name in ((hole, 'vacuum'), (film, 'film'))]
-        own = [o for o in own if len(o[0]) >= min_px and len(o[1]) >= min_px]
-        if not own:
+        own = _flake_pixels(i, sl, lab, ring, under, cm, img, inner, hole=hole, film=film, ring_px=ring_px, min_px=min_px)
+        if own is None:
             r['flag'] = 'too few interior pixels over a hole or film, or no reference around the flake'; rows.append(r); continue
-        px, rp, name = max(own, key=lambda o: len(o[0]))          # the support under most of the flake
-        mr, sr = _med_se(rp)
+        px, rp, name = own
         r.update(reference=name, n_px=len(px))
-        if not (mr > 0) or np.median(px) >= mr:
-            r['flag'] = 'no attenuation measured (not darker than its reference, or reference <= dark)'; rows.append(r); continue
-        n = -np.log(np.clip(px, 1e-9 * mr, None) / mr) / mu                       # layers per pixel
-        noise = 1.4826 * float(np.median(np.abs(np.log(np.clip(rp, 1e-9 * mr, None) / mr)))) / mu
-        sheet, near = sheet_plateau(n, max(bw_noise * noise, min_bw), min_peak)
-        if sheet < 0.3: r['flag'] = 'no attenuation measured (its sheet reads below 0.3 layers)'; rows.append(r); continue
-        spread = float(np.median(n) - np.percentile(n, 10))
-        k_px = 1 + 4 * np.pi * smooth_px ** 2                                     # pixels per independent patch after smoothing
-        se = float(np.hypot((_med_se(near)[1] if len(near) > 5 else noise) * np.sqrt(k_px), sr / mr / mu))
-        r.update(layers=sheet, layers_se=se, thickness_nm=sheet * layer_nm, layers_spread=spread,
-                 heterogeneous=bool(spread > max_spread), sheet_share=float(np.mean(np.abs(n - sheet) <= 0.5)))
+        m = _sheet_layers(px, rp, mu=mu, bw_noise=bw_noise, min_bw=min_bw, min_peak=min_peak, smooth_px=smooth_px, max_spread=max_spread)
+        if isinstance(m, str): r['flag'] = m
+        else: r.update(m, thickness_nm=m['layers'] * layer_nm)
         rows.append(r)
     return pd.DataFrame(rows, columns=['label', 'layers', 'layers_se', 'thickness_nm', 'layers_spread', 'heterogeneous',
                                        'sheet_share', 'reference', 'n_px', 'flag'])

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .core import (Config, config_path, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
-                              device_description, prepare_run, InputRecord, save_csv, save_json, save_npy, save_figure, atomic_path,
+                              device_description, prepare_run, StageRun, save_csv, save_json, save_npy, save_figure, atomic_path,
                               CheckpointMissingError, PerProcess, cluster_wanted, file_digests, map_images)
 from .io import IMAGE_SUFFIXES, check_not_blank, data_images, parse_magnification, read_tem
 from .imaging import minmax_uint8, overlay_masks, resize_image
@@ -50,13 +50,60 @@ def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray
 def hrtem_config(encoder:str='tu-tf_efficientnet_lite0', encoder_weights:str|None='imagenet', epochs:int=8,
                  batch_size:int=8, lr:float=2e-3, tta:str='flips', schedule:str='one_cycle') -> UnetConfig:
     "The unet settings of the HRTEM check: one target class (contamination), BCE + Dice, whole 256x256 images."
-    return UnetConfig(target_classes=['contamination'], encoder=encoder, encoder_weights=encoder_weights, epochs=epochs,
+    return UnetConfig(target_classes=['contamination'], instance_classes=[], encoder=encoder, encoder_weights=encoder_weights, epochs=epochs,
                       batch_size=batch_size, lr=lr, patch_size=256, stride=256, min_fg=0, tta=tta, tile_size=256, tile_overlap=0,
                       losses={'contamination': LossSpec(kind='bce_dice')},
                       augment=AugmentConfig(scale=0.1, brightness_contrast=0.15, noise_std=(0.01, 0.04), blur_sigma=(0.3, 0.8)),
                       patience=12, lr_patience=5, schedule=schedule)
 
-# %% ../nbs/05_unet.ipynb #f08485a0
+# %% ../nbs/05_unet.ipynb #0bc60466
+def _hrtem_train_fold(ims:list, tgs:list, tr:np.ndarray, # images, targets and the fold's training indices
+                      u:UnetConfig, seed:int, # the fold's seed
+                      dev, out:Path, progress:bool):
+    "Train on fold indices `tr` minus an inner 10% validation split; the model, its history, the validation indices and the encoder report."
+    rng = np.random.default_rng(seed); tr = rng.permutation(tr); n_val = max(1, int(round(0.1 * len(tr))))
+    va, tr = tr[:n_val], tr[n_val:]
+    mk = lambda idx, aug: make_patch_dataset([ims[i] for i in idx], [tgs[i] for i in idx], u.patch_size, u.stride, None,
+                                             make_augment(u.augment, seed) if aug else None, u.norm_mean, u.norm_std, u.ignore_value)
+    model, rep = build_model(u)
+    with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
+        learn = make_learner(model, mk(tr, True), mk(va, False), u, wd, device=dev, seed=seed)
+        hist = fit(learn, u.epochs, progress=progress)
+    return learn.model, hist, va, rep
+
+# %% ../nbs/05_unet.ipynb #4ec5d995
+def _predict_kw(u:UnetConfig, dev) -> dict:
+    "predict_tiled's settings from the unet section."
+    return dict(tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
+
+def _hrtem_score_fold(model, names:list, ims:list, tgs:list, va:np.ndarray, te:np.ndarray, u:UnetConfig, dev,
+                      f:int) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+    "The tuned threshold and the metrics tables of the held-out fold at it and at 0.5."
+    kw = _predict_kw(u, dev)
+    ts = ThresholdSearch(1, u.ignore_value)
+    for i in va: ts.add(predict_tiled(model, ims[i], **kw)[0], tgs[i])
+    thr = ts.search(0, u.threshold_coarse, u.threshold_refine)[0]
+    st = {}; st05 = {}
+    for i in te:
+        prob = predict_tiled(model, ims[i], **kw)[0]
+        st[names[i]] = image_stats(binarize(prob, [thr]), tgs[i]); st05[names[i]] = image_stats(binarize(prob, [0.5]), tgs[i])
+    m, _ = metric_tables(st, ['contamination'], f'fold{f}'); m05, _ = metric_tables(st05, ['contamination'], f'fold{f}')
+    return thr, m, m05
+
+# %% ../nbs/05_unet.ipynb #2e3c9924
+def _hrtem_record(res:dict, m:pd.DataFrame, m05:pd.DataFrame, thr:float, hist:pd.DataFrame, rep:dict,
+                  tf:float, t0:float): # start times of the fold and of the whole run
+    "Add one fold to `res` (in place)."
+    pooled = m.query("reduction == 'pooled' and cls == 'contamination'").iloc[0]
+    res['dice_per_fold'].append(round(float(pooled.dice), 4)); res['iou_per_fold'].append(round(float(pooled.iou), 4))
+    res['dice_per_image_mean_per_fold'].append(round(float(m.query("reduction == 'per_image' and cls == 'contamination'").dice.iloc[0]), 4))
+    res['dice_at_0_5_per_fold'].append(round(float(m05.query("reduction == 'pooled' and cls == 'contamination'").dice.iloc[0]), 4))
+    res['threshold_per_fold'].append(thr); res['epochs_run_per_fold'].append(len(hist))
+    res['seconds_per_fold'].append(round(time.time() - tf, 1))
+    res['dice_mean'] = round(float(np.mean(res['dice_per_fold'])), 4); res['iou_mean'] = round(float(np.mean(res['iou_per_fold'])), 4)
+    res['seconds'] = round(time.time() - t0, 1); res['encoder_report'] = {k: (v if not isinstance(v, list) else len(v)) for k, v in rep.items()}
+
+# %% ../nbs/05_unet.ipynb #973498d8
 def eval_hrtem(data:str|os.PathLike, # the graphene-hrtem folder (images/, masks/)
                out:str|os.PathLike, # writes hrtem_cv.json (after every fold) and fold histories here
                folds:int=4, seed:int=4, u:UnetConfig|None=None, device:str='auto', threads:int|None=None,
@@ -78,33 +125,10 @@ def eval_hrtem(data:str|os.PathLike, # the graphene-hrtem folder (images/, masks
     for f, (tr, te) in enumerate(kf.split(names)):
         if max_folds is not None and f >= max_folds: break
         tf = time.time(); set_seed(seed + f)
-        rng = np.random.default_rng(seed + f); tr = rng.permutation(tr); n_val = max(1, int(round(0.1 * len(tr))))
-        va, tr = tr[:n_val], tr[n_val:]
-        mk = lambda idx, aug: make_patch_dataset([ims[i] for i in idx], [tgs[i] for i in idx], u.patch_size, u.stride, None,
-                                                 make_augment(u.augment, seed + f) if aug else None, u.norm_mean, u.norm_std, u.ignore_value)
-        model, rep = build_model(u)
-        with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
-            learn = make_learner(model, mk(tr, True), mk(va, False), u, wd, device=dev, seed=seed + f)
-            hist = fit(learn, u.epochs, progress=progress)
+        model, hist, va, rep = _hrtem_train_fold(ims, tgs, tr, u, seed + f, dev, out, progress)
         save_csv(hist, out/f'fold{f}_history.csv')
-        model = learn.model.eval()
-        kw = dict(tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
-        ts = ThresholdSearch(1, u.ignore_value)
-        for i in va: ts.add(predict_tiled(model, ims[i], **kw)[0], tgs[i])
-        thr = ts.search(0, u.threshold_coarse, u.threshold_refine)[0]
-        st = {}; st05 = {}
-        for i in te:
-            prob = predict_tiled(model, ims[i], **kw)[0]
-            st[names[i]] = image_stats(binarize(prob, [thr]), tgs[i]); st05[names[i]] = image_stats(binarize(prob, [0.5]), tgs[i])
-        m, _ = metric_tables(st, ['contamination'], f'fold{f}'); m05, _ = metric_tables(st05, ['contamination'], f'fold{f}')
-        pooled = m.query("reduction == 'pooled' and cls == 'contamination'").iloc[0]
-        res['dice_per_fold'].append(round(float(pooled.dice), 4)); res['iou_per_fold'].append(round(float(pooled.iou), 4))
-        res['dice_per_image_mean_per_fold'].append(round(float(m.query("reduction == 'per_image' and cls == 'contamination'").dice.iloc[0]), 4))
-        res['dice_at_0_5_per_fold'].append(round(float(m05.query("reduction == 'pooled' and cls == 'contamination'").dice.iloc[0]), 4))
-        res['threshold_per_fold'].append(thr); res['epochs_run_per_fold'].append(len(hist))
-        res['seconds_per_fold'].append(round(time.time() - tf, 1))
-        res['dice_mean'] = round(float(np.mean(res['dice_per_fold'])), 4); res['iou_mean'] = round(float(np.mean(res['iou_per_fold'])), 4)
-        res['seconds'] = round(time.time() - t0, 1); res['encoder_report'] = {k: (v if not isinstance(v, list) else len(v)) for k, v in rep.items()}
+        thr, m, m05 = _hrtem_score_fold(model.eval(), names, ims, tgs, va, te, u, dev, f)
+        _hrtem_record(res, m, m05, thr, hist, rep, tf, t0)
         save_json(res, out/'hrtem_cv.json')
         print(f"fold {f}: dice {res['dice_per_fold'][-1]:.4f} iou {res['iou_per_fold'][-1]:.4f} thr {thr:.2f} "
               f"epochs {len(hist)} ({res['seconds_per_fold'][-1]:.0f} s)", flush=True)
@@ -501,36 +525,28 @@ def dataset_preprocessing(run_dir:Path, cfg:Config) -> dict|None:
     return dict(normalized=src == {'normalized'}, normalization=cfg.section('normalization').model_dump(mode='json'),
                 postprocessing=dict(size=list(sec.size) if sec.size else None, nm_per_px=sec.nm_per_px, image_interpolation=sec.image_interpolation))
 
-# %% ../nbs/05_unet.ipynb #60f243de
-def run_unet(cfg:Config, # run configuration (section `unet`)
-             run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet/
-             force:bool=False, # retrain even when unet/ is fresh
-             progress:bool=True,
-             split:pd.DataFrame|None=None, # a fixed image -> subset table (a cross-validation fold); default: unet.split_file or the seeded split
-             out:str|os.PathLike|None=None, # output folder (default RUN/unet)
-            ) -> dict:
-    "Stage 05: split, train, tune thresholds, evaluate and draw, predict the run's images; returns a short summary."
-    t0 = time.time(); split_given = split
-    u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
-    rank, _, world = distributed_rank(); shared = out   # under torchrun all train; rank 0 writes, the others into a scratch folder
-    if rank:   # its scratch folder goes when the process ends, also after a failure
-        out = Path(tempfile.mkdtemp(prefix=f'accords-tem-rank{rank}-')); atexit.register(shutil.rmtree, out, True)
-    names = cfg.class_names(); idx = target_indices(names, u.target_classes)
-    colors = {c.name: c.color for c in cfg.classes}
+# %% ../nbs/05_unet.ipynb #90b353e3
+def _unet_fingerprint(cfg:Config, run_dir:Path, names:list[str],
+                      split:pd.DataFrame|None) -> tuple[str, list[Path]]:
+    "The stage's configuration key and the files it reads (dataset, split file, the run's images when it predicts them)."
+    u = cfg.section('unet')
     h = config_hash(cfg, 'unet') + '-' + str(cfg.seed) + '-' + '|'.join(names) + (f"-{config_hash(cfg, 'synthetic')}" if u.synthetic_per_material else '')
     if split is not None: h += '-' + hashlib.sha1(split.sort_values('image').to_csv(index=False).encode()).hexdigest()[:12]
-    summary_path = out/'summary.json'
     inputs = (sorted((run_dir/'dataset'/'masks').glob('*.npy')) + sorted((run_dir/'dataset'/'images').glob('*'))
               + sorted((run_dir/'dataset'/'instances').glob('*.tif')) + ([cfg.resolve_path(u.split_file)] if u.split_file else [])
               + (run_images(cfg) if u.predict_run_images and split is None else []))   # the run's images are predicted too
-    rec, outputs = InputRecord(out/'inputs.jsonl', h, code='unet'), [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
-    if rec.fresh(outputs, inputs, force or world > 1): return {**json.loads(summary_path.read_text()), 'skipped': True}
-    summary_path.unlink(missing_ok=True)   # the completion record goes first and is written last: a kill leaves it not done
-    if u.threads: torch.set_num_threads(u.threads)
-    log = FailureLog(run_dir if not rank else out, 'unet'); log.clear_stage()
-    imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress)
-    stems = sorted(imgs)
-    # split and pixel counts
+    return h, inputs
+
+def _rank_scratch(rank:int) -> Path:
+    "The output folder of a process other than rank 0 under torchrun: a scratch folder that goes when the process ends, also after a failure."
+    out = Path(tempfile.mkdtemp(prefix=f'accords-tem-rank{rank}-')); atexit.register(shutil.rmtree, out, True)
+    return out
+
+# %% ../nbs/05_unet.ipynb #18928b72
+def _unet_split(cfg:Config, run_dir:Path, stems:list[str], masks:dict, split:pd.DataFrame|None, colors:dict,
+                out:Path) -> tuple[pd.DataFrame, dict, list, bool, dict]:
+    "The split table, the images of each subset, the under-represented (subset, class) pairs, whether val is train, the image counts."
+    u = cfg.section('unet'); names = cfg.class_names()
     split = (split.copy() if split is not None else read_split(u.split_file, stems) if u.split_file else
              split_images(stems, u.split, cfg.seed, *(split_strata(run_dir, stems) if u.stratify else (None, None))))
     split = split[split.image.isin(stems)].reset_index(drop=True); save_csv(split, out/'split.csv')
@@ -542,14 +558,23 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     if not by['train']: raise AccordsError('the split leaves no training image', out/'split.csv')
     val_is_train = not by['val']
     if val_is_train: by['val'] = by['train']   # too few images: validate on the training images (said in the summary)
-    n_images = {k: len(v) for k, v in by.items()}
+    return split, by, flags, val_is_train, {k: len(v) for k, v in by.items()}
+
+# %% ../nbs/05_unet.ipynb #68e9ad01
+def _unet_targets(cfg:Config, run_dir:Path, stems:list[str],
+                  imgs:dict, masks:dict, # the dataset (stem -> image, one-hot mask); synthetic images and scaled copies are added
+                  idx:list[int], # the target classes' indices among the classes
+                  by:dict, n_images:dict, # images per subset and their counts; the added training images are added to both
+                  out:Path) -> tuple[dict, dict]:
+    "Training targets (stem -> (K + J, H, W) int8) and instance labels (stem -> labels) of the images that have them."
+    u = cfg.section('unet')
     (out/'synthetic.csv').unlink(missing_ok=True)
     inst = {}   # instance labels: the dataset's (dataset/instances/<stem>.tif) and the synthetic images' exact ones
     if u.synthetic_per_material:   # extra training images with exact ground truth (05a); val and test stay real
         simgs, smasks, syn = synthetic_training_set(cfg, u.synthetic_per_material, u.synthetic_unusable_fraction, instances_out=inst)
         imgs.update(simgs); masks.update(smasks); by['train'] = by['train'] + list(simgs)
         save_csv(syn, out/'synthetic.csv'); n_images['synthetic_train'] = len(syn)
-    K, inst_idx = len(u.target_classes), [u.target_classes.index(c) for c in u.instance_classes]
+    inst_idx = [u.target_classes.index(c) for c in u.instance_classes]
     if inst_idx:
         for s in stems:
             f = run_dir/'dataset'/'instances'/f'{s}.tif'
@@ -558,43 +583,52 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     if u.train_scale_copies:   # resized copies of every training image (real and synthetic)
         cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
         imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)
-    # training
+    return tg, inst
+
+# %% ../nbs/05_unet.ipynb #9ef09362
+def _train_unet(cfg:Config, imgs:dict, tg:dict, by:dict, out:Path,
+                shared:Path, world:int, # the output folder of rank 0 and the number of processes
+                progress:bool) -> tuple:
+    "(learner, history, encoder report, device, training patches, validation windows, epochs planned)."
+    u = cfg.section('unet'); K = len(u.target_classes)
     set_seed(cfg.seed); dev = distributed_device(get_device(cfg.device))
-    ds = lambda ss, tr: make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
-                                           u.min_fg if tr else None, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value, K)
-    train_ds, valid_ds = ds(by['train'], True), ds(by['val'], False)
-    if len(train_ds) == 0: train_ds = make_patch_dataset([imgs[s] for s in by['train']], [tg[s] for s in by['train']], u.patch_size, u.stride,
-                                                         None, make_augment(u.augment, cfg.seed), u.norm_mean, u.norm_std, u.ignore_value, K)
+    def ds(ss, tr, min_fg=None): return make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
+                                                           min_fg, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value, K)
+    train_ds, valid_ds = ds(by['train'], True, u.min_fg), ds(by['val'], False)
+    if len(train_ds) == 0: train_ds = ds(by['train'], True)   # no patch has enough foreground: take them all
     model, rep = build_model(u, weights=not u.init)
     if u.init: rep = init_from(model, cfg.resolve_path(u.init))   # fine-tuning: continue from a saved model
     with tempfile.TemporaryDirectory(dir=out, prefix='.work') if world == 1 else distributed_work_dir(shared) as wd:
         learn = make_learner(model, train_ds, valid_ds, u, wd, device=dev, seed=cfg.seed)
         epochs = u.epochs_for(len(train_ds))   # small datasets: enough steps (unet.min_steps)
         hist = fit(learn, epochs, progress=progress)
-    if rank:   # the results are rank 0's to write
-        shutil.rmtree(out, ignore_errors=True)
-        return dict(stage='unet', rank=rank, world_size=world, trained=True)
-    save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
-    model = learn.model.eval()
-    kw = dict(tile=u.tile_size, overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std, device=dev)
-    # scales, thresholds and seed floor chosen on the validation images (each scale predicted once)
+    return learn, hist, rep, dev, len(train_ds), len(valid_ds), epochs
+
+# %% ../nbs/05_unet.ipynb #0c7f9ed9
+def _tune_on_validation(model, imgs:dict, tg:dict, inst:dict, val:list[str], u:UnetConfig, kw:dict) -> tuple[dict, dict]:
+    "tune_prediction's result and the validation images' predictions (probabilities, uncertainty) at the chosen scales."
     options = u.tta_scale_candidates or [u.tta_scales]
     factors = sorted({f for o in options for f in o})
-    val = {s: {f: predict_scales(model, imgs[s], [f], **kw) for f in factors} for s in by['val']}
-    tuned = tune_prediction({s: {f: pu[0] for f, pu in d.items()} for s, d in val.items()}, tg, inst, u, options)
-    thr, seed, scales = tuned['thresholds'], tuned['seed'], tuned['tta_scales']
-    thr_list = [thr[c]['threshold'] for c in u.target_classes]
-    preds = {s: combine_variants(*zip(*(d[f] for f in scales))) for s, d in val.items()}; del val   # = predict_scales at `scales`
-    def pred(s):
-        if s not in preds: preds[s] = predict_scales(model, imgs[s], scales, **kw)
-        return preds[s]
-    search = dict(metric=tuned['metric'], options=tuned['options'], seed=seed)
-    save_model(out/'model', model, u.model_copy(update=dict(seed_threshold=seed['seed_threshold'], tta_scales=scales)), thr,
-               dict(prediction_search=search, encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
-                                                trained_on=len(by['train']), device=device_description(dev), precision=learn.precision,
-                                                preprocessing=dataset_preprocessing(run_dir, cfg)))
-    # evaluation and figures
+    pv = {s: {f: predict_scales(model, imgs[s], [f], **kw) for f in factors} for s in val}
+    tuned = tune_prediction({s: {f: pu[0] for f, pu in d.items()} for s, d in pv.items()}, tg, inst, u, options)
+    return tuned, {s: combine_variants(*zip(*(d[f] for f in tuned['tta_scales']))) for s, d in pv.items()}   # = predict_scales at the scales
+
+# %% ../nbs/05_unet.ipynb #2c24a6e4
+def _save_unet(out:Path, model, u:UnetConfig, tuned:dict, rep:dict, names:list[str], n_train:int, dev, precision,
+               preprocessing:dict|None):
+    "Save the model to OUT/model with the tuned settings and the facts of its training."
+    search = dict(metric=tuned['metric'], options=tuned['options'], seed=tuned['seed'])
+    save_model(out/'model', model, u.model_copy(update=dict(seed_threshold=tuned['seed']['seed_threshold'], tta_scales=tuned['tta_scales'])),
+               tuned['thresholds'], dict(prediction_search=search, encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
+                                         trained_on=n_train, device=device_description(dev), precision=precision, preprocessing=preprocessing))
+
+# %% ../nbs/05_unet.ipynb #c9fb0ccb
+def _evaluate_unet(pred, # stem -> (probabilities, uncertainty) at the chosen settings; each stem is asked for once
+                   imgs:dict, tg:dict, by:dict, u:UnetConfig, thr_list:list[float], colors:dict, val_is_train:bool,
+                   out:Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Write metrics.csv, per_image.csv, the predicted masks and the figures of the validation and test images; the two tables."
     from PIL import Image
+    K = len(u.target_classes)
     mets, pis = [], []
     for subset in ('val', 'test'):
         st, extra = {}, []
@@ -607,31 +641,78 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
             if j < u.max_figures:
                 save_figure(plot_example(imgs[s], tgk, pm, u.target_classes, f'{subset}: {s}', colors, unc), out/'overlays'/f'{subset}_{s}.png')
                 save_figure(plot_errors(imgs[s], tgk, pm, u.target_classes, f'{subset}: {s}', u.ignore_value), out/'errors'/f'{subset}_{s}.png')
-            preds.pop(s, None)
         m, pi = metric_tables(st, u.target_classes, subset); mets.append(m)
         pis.append(pi.merge(pd.DataFrame(extra), on=['image', 'cls'], how='left') if len(pi) else pi)
     metrics = pd.concat(mets, ignore_index=True); per_image = pd.concat(pis, ignore_index=True)
     save_csv(metrics, out/'metrics.csv'); save_csv(per_image, out/'per_image.csv')
+    return metrics, per_image
+
+# %% ../nbs/05_unet.ipynb #75d60d5f
+def _best_validation(hist:pd.DataFrame, u:UnetConfig) -> dict:
+    "The best validation mean IoU at 0.5 and the best value of the monitored metric over the epochs."
+    best = hist.mean_iou.max(); best_monitor = hist[u.monitor].max() if u.monitor in hist else np.nan
+    return dict(best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
+                best_val_monitor={u.monitor: round(float(best_monitor), 4) if pd.notna(best_monitor) else None})
+
+def _subset_mean_ious(metrics:pd.DataFrame) -> dict:
+    "Pooled mean IoU of the validation and the test images (None for a subset without images)."
     def mean_iou(subset):
         r = metrics.query(f"subset == '{subset}' and reduction == 'pooled' and cls == 'mean'") if len(metrics) else metrics
         return round(float(r.iou.iloc[0]), 4) if len(r) else None
-    best = hist.mean_iou.max(); best_monitor = hist[u.monitor].max() if u.monitor in hist else np.nan
-    summary = dict(stage='unet', images=n_images, train_patches=len(train_ds), val_windows=len(valid_ds),
-                   epochs_run=len(hist), epochs_planned=epochs, best_val_mean_iou_at_0_5=round(float(best), 4) if pd.notna(best) else None,
-                   best_val_monitor={u.monitor: round(float(best_monitor), 4) if pd.notna(best_monitor) else None},
-                   thresholds={c: thr[c]['threshold'] for c in u.target_classes}, seed_threshold=seed['seed_threshold'], tta_scales=scales, val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'),
-                   metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
+    return dict(val_mean_iou=mean_iou('val'), test_mean_iou=mean_iou('test'))
+
+def _predict_run(cfg:Config, out:Path, dev) -> dict:
+    "Predict every image of the run with the saved model into OUT/predict (for stage 06); the count and time for the summary."
+    files = run_images(cfg)
+    if not files: return {}
+    t1 = time.time(); (out/'predict').mkdir(parents=True, exist_ok=True)
+    io = cfg.section('io')
+    pr = predict_images(out/'model', cfg.data.root, out/'predict', device=str(dev), figures=False, progress=False, files=files,
+                        data_bar=io.data_bar, crop=io.crop_rows, max_pixels=io.max_pixels_in_memory)
+    return dict(predicted_images=int(pr.image.nunique()) if len(pr) else 0, predict_seconds=round(time.time() - t1, 1))
+
+# %% ../nbs/05_unet.ipynb #24c3dd7b
+def run_unet(cfg:Config, # run configuration (section `unet`)
+             run_dir:str|os.PathLike, # run folder with dataset/ from stage 03; writes unet/
+             force:bool=False, # retrain even when unet/ is fresh
+             progress:bool=True,
+             split:pd.DataFrame|None=None, # a fixed image -> subset table (a cross-validation fold); default: unet.split_file or the seeded split
+             out:str|os.PathLike|None=None, # output folder (default RUN/unet)
+            ) -> dict:
+    "Stage 05: split, train, tune thresholds, evaluate and draw, predict the run's images; returns a short summary."
+    split_given = split
+    u = cfg.section('unet'); run_dir = Path(run_dir); out = Path(out) if out else run_dir/'unet'
+    rank, _, world = distributed_rank(); shared = out   # under torchrun all train; rank 0 writes, the others into a scratch folder
+    if rank: out = _rank_scratch(rank)
+    names, colors = cfg.class_names(), {c.name: c.color for c in cfg.classes}; idx = target_indices(names, u.target_classes)
+    h, inputs = _unet_fingerprint(cfg, run_dir, names, split)
+    summary_path = out/'summary.json'
+    st = StageRun(run_dir if not rank else out, 'unet', out, h, clear=False)   # other ranks: their failure rows in their scratch folder
+    rec, outputs = st.record, [summary_path, out/'model'/'model.safetensors', out/'metrics.csv']
+    if rec.fresh(outputs, inputs, force or world > 1): return {**json.loads(summary_path.read_text()), 'skipped': True}
+    summary_path.unlink(missing_ok=True)   # the completion record goes first and is written last: a kill leaves it not done
+    if u.threads: torch.set_num_threads(u.threads)
+    log = st.begin().log
+    imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress); stems = sorted(imgs)
+    split, by, flags, val_is_train, n_images = _unet_split(cfg, run_dir, stems, masks, split, colors, out)
+    tg, inst = _unet_targets(cfg, run_dir, stems, imgs, masks, idx, by, n_images, out)
+    learn, hist, rep, dev, n_patches, n_windows, epochs = _train_unet(cfg, imgs, tg, by, out, shared, world, progress)
+    if rank: shutil.rmtree(out, ignore_errors=True); return dict(stage='unet', rank=rank, world_size=world, trained=True)   # rank 0 writes
+    save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
+    model, kw = learn.model.eval(), _predict_kw(u, dev)
+    tuned, preds = _tune_on_validation(model, imgs, tg, inst, by['val'], u, kw)
+    _save_unet(out, model, u, tuned, rep, names, len(by['train']), dev, learn.precision, dataset_preprocessing(run_dir, cfg))
+    pred = lambda s: preds.pop(s) if s in preds else predict_scales(model, imgs[s], tuned['tta_scales'], **kw)
+    thr = {c: tuned['thresholds'][c]['threshold'] for c in u.target_classes}
+    metrics, _ = _evaluate_unet(pred, imgs, tg, by, u, list(thr.values()), colors, val_is_train, out)
+    summary = st.finish(stamp=False, images=n_images, train_patches=n_patches, val_windows=n_windows, epochs_run=len(hist), epochs_planned=epochs,
+                   **_best_validation(hist, u), thresholds=thr, seed_threshold=tuned['seed']['seed_threshold'], tta_scales=tuned['tta_scales'],
+                   **_subset_mean_ious(metrics), metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
-                   precision=learn.precision, val_is_train=val_is_train, seconds=round(time.time() - t0, 1), config_hash=h)
+                   precision=learn.precision, val_is_train=val_is_train, config_hash=h)   # summary.json: the stage's stamp
     write_model_card(out/'model', training_facts(run_dir, cfg, split, {s: imgs[s].shape for s in stems}, n_images), metrics, summary)
     if u.predict_run_images and split_given is None:   # every image of the run, for stage 06 (not for cross-validation folds)
-        files = run_images(cfg)
-        if files:
-            t1 = time.time(); (out/'predict').mkdir(parents=True, exist_ok=True)
-            io = cfg.section('io')
-            pr = predict_images(out/'model', cfg.data.root, out/'predict', device=str(dev), figures=False, progress=False, files=files,
-                                data_bar=io.data_bar, crop=io.crop_rows, max_pixels=io.max_pixels_in_memory)
-            summary.update(predicted_images=int(pr.image.nunique()) if len(pr) else 0, predict_seconds=round(time.time() - t1, 1))
+        summary.update(_predict_run(cfg, out, dev))
     save_json(summary, summary_path)
     rec.done(outputs, inputs)
     return summary

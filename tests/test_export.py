@@ -139,3 +139,11 @@ def test_fold_ensemble_predicts_mean_of_folds(tmp_path, monkeypatch):
     assert set(pd.read_csv(tmp_path/'ens'/'predictions.csv').threshold) == {0.4, 0.6}   # the folds' mean thresholds
     assert len(export.load_predictor(cv, runtime='onnx').members) == 3
     with pytest.raises(Exception, match='fold_'): export.fold_model_dirs(tmp_path/'imgs')
+
+
+@pytest.mark.parametrize('fmt,name', [('bioimageio', 'pkg.txt'), ('onnx', 'model.zip')])
+def test_export_model_refuses_a_wrong_suffix(tmp_path, fmt, name):
+    "An --out whose suffix is not the format's is refused before anything is read or written, naming the file and the suffix."
+    with pytest.raises(SystemExit, match=rf"{name}: --format {fmt} writes a \.(zip|onnx) file"):
+        export.export_model_main([str(tmp_path/'no-model'), '--format', fmt, '--out', str(tmp_path/name)])
+    assert not (tmp_path/name).exists()

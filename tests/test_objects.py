@@ -121,7 +121,11 @@ def test_missing_source_is_an_error(tmp_path):
     "No silent fallback: source unet without U-Net output names what to run and the sources that do have masks."
     _toy(tmp_path/'data', tmp_path/'run')
     cfg = load_config(None, {'data.root': str(tmp_path/'data'), 'objects.source': 'unet'})
+    pd.DataFrame([dict(stage='objects', file='old.tif', error='AccordsError', reason='an earlier run', time='t'),
+                  dict(stage='io', file='other.tif', error='ImageReadError', reason='kept', time='t')]).to_csv(tmp_path/'run'/'failures.csv', index=False)
     with pytest.raises(AccordsError, match=r"objects.source is 'unet' but no image has its masks.*'ilastik'"): run_objects(cfg, tmp_path/'run')
+    left = pd.read_csv(tmp_path/'run'/'failures.csv')   # the earlier run's objects rows are not this run's: gone; other stages' kept
+    assert left.stage.tolist() == ['io'], left
 
 def test_model_instances_are_used(tmp_path):
     "A U-Net with centre maps wrote instances/<stem>.tif: touching objects it separated stay separate, the mask is not re-cut."
