@@ -23,7 +23,10 @@ Scored on the held-out test images after every round, where users act (DESIGN.md
 
 Measured 2026-12-07 (3 seeds each on emps-train and a seed-7 synthetic sample; the settings above with --pool 40 and no
 centre maps; `--summarize ... --tag rounds`): worst-first did not need fewer corrections than random, nor did
-`--strategies mixed` (half from the top of the queue, half random) (bench/results/review_rounds.md).
+`--strategies mixed` (half from the top of the queue, half random), nor `oracle` / `oracle-pixels` (the images whose
+prediction is truly worst, by 1 - IoU or by wrong pixels: the bound of any queue); the queue's score ranks the pool by
+true error with Spearman's rho 0.20 (emps) and 0.12 (synthetic) (bench/results/review_rounds.md; `--queue` prints that table
+from the review_queue_*.csv files every ranking writes).
 
 `--dataset` is a RUN/dataset folder (images/<stem>.png, masks/<stem>.npy, instances/<stem>.tif), e.g. made by
 `accords-tem import-masks` from ../shared/data/emps-train or from a synthetic sample's micrographs and its
