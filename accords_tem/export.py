@@ -13,13 +13,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import AccordsError, ConfigError, CheckpointMissingError, atomic_path, atomic_write, save_json
-from .seg_train import SegModel, load_model
-from .core import load_config
+from .core import AccordsError, ConfigError, CheckpointMissingError, atomic_path, atomic_write, save_json, load_config
+from .seg_train import SegModel, load_model, toy_dataset
 from .imaging import minmax_uint8, overlay_masks
 from .io import parse_magnification, read_tem
 from .seg_eval import binarize, predict_scales
-from .seg_train import toy_dataset
 
 # %% auto #0
 __all__ = ['ONNX_OPSET', 'RUNTIMES', 'MEASURED', 'LIMITS', 'USE', 'PROJECT_URL', 'HALO', 'CITATIONS', 'weights_digest',

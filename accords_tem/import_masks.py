@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import (AccordsError, ConfigError, Config, FailureLog, adapt_classes, configs_dir, atomic_path, load_config, prepare_run,
-                              run_batch, save_csv, save_json, save_npy, save_figure)
-from .io import IMAGE_SUFFIXES, _EXT, file_format
-from .io import read_tem
+from .core import (AccordsError, ConfigError, Config, FailureLog, adapt_classes, configs_dir, atomic_path, load_config,
+                              prepare_run, run_batch, save_csv, save_json, save_npy, save_figure)
+from .io import IMAGE_SUFFIXES, _EXT, file_format, read_tem
 from .normalization import NormalizationConfig, normalize as normalize_image
 from .postprocessing import image_to_uint8, save_png
 

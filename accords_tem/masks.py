@@ -11,11 +11,10 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from .core import (AccordsError, ConfigError, IlastikFormatError, Config, FailureLog, _Section,
-                              StageRun, digest, load_config, save_csv, save_figure, save_npy)
+from .core import (AccordsError, ConfigError, IlastikFormatError, Config, FailureLog, _Section, StageRun, digest, load_config,
+                              save_csv, save_figure, save_npy)
 from .imaging import clip_uint8
-from .io import data_images, read_tem
-from .io import iter_ilastik_rows, read_ilastik_h5
+from .io import data_images, read_tem, iter_ilastik_rows, read_ilastik_h5
 from .normalization import _write_image, minmax, normalized_image_path
 
 # %% auto #0

@@ -16,20 +16,19 @@ from scipy import ndimage as ndi
 from pydantic import Field
 from fastcore.basics import patch
 
-from .core import (_Section, AccordsError, ConfigError, Config, collect_batches, load_config, positive, save_csv,
-                              save_json, save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device,
-                              device_description, StageRun, FailureLog, dask_client, digest, map_images)
-from .unet import read_instances_with_classes
+from .core import (_Section, AccordsError, ConfigError, Config, collect_batches, load_config, positive, save_csv, save_json,
+                              save_figure, atomic_write, atomic_path, config_hash, set_seed, get_device, device_description, StageRun,
+                              FailureLog, dask_client, digest, map_images)
+from .unet import read_instances_with_classes, TTA, image_files, predict_images
 from .instances import match_instances
 from .risk import RiskConfig, risk_report
-from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels, instances_from_mask,
-                             relabel, instances_from_classes)
+from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels,
+                             instances_from_mask, relabel, instances_from_classes, model_key)
 from .imaging import clip_uint8
 from . import io as tio
 from .io import read_tem
 from .normalization import minmax
 from .thickness import flake_layers
-from .unet import TTA, image_files, predict_images
 
 # %% auto #0
 __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'object_features_banded',
@@ -556,6 +555,10 @@ def _sam_objects(image:np.ndarray, oc:ObjectsConfig, generator) -> tuple[np.ndar
     return paint_labels(props, image.shape, oc.min_area_px)
 
 # %% ../nbs/06b_objects.ipynb #3d6884c8
+def _append_objects(lab:np.ndarray, mcls:np.ndarray, rest:np.ndarray, rcls:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Labels `rest` (classes `rcls`, [0] for background) added after those of `lab` (classes `mcls`), where `rest` has an object."
+    return np.where(rest > 0, rest + len(mcls) - 1, lab).astype(np.int32), np.concatenate([mcls, rcls[1:]])
+
 def _model_objects(model_labels:tuple, class_map:np.ndarray|None, oc:ObjectsConfig, cfg:Config, values:list[int],
                    kw:dict) -> tuple[np.ndarray, np.ndarray]:
     "Instance labels and mask class per label: the model's objects of the object classes, the other object classes cut from `class_map`."
@@ -565,8 +568,7 @@ def _model_objects(model_labels:tuple, class_map:np.ndarray|None, oc:ObjectsConf
                         np.array([0] + [cfg.class_by_name(n).label if n in oc.object_classes else 0 for n in mnames]), oc.min_area_px)
     rest_values = [v for v, n in zip(values, oc.object_classes) if n not in covered]
     if rest_values and class_map is not None:
-        rest, rcls = instances_from_classes(np.where(lab > 0, 0, class_map), rest_values, **kw)
-        lab = np.where(rest > 0, rest + len(mcls) - 1, lab).astype(np.int32); mcls = np.concatenate([mcls, rcls[1:]])
+        lab, mcls = _append_objects(lab, mcls, *instances_from_classes(np.where(lab > 0, 0, class_map), rest_values, **kw))
     return lab, mcls
 
 # %% ../nbs/06b_objects.ipynb #15f79b22
@@ -577,9 +579,7 @@ def _mask_objects(class_map:np.ndarray|None, instances:np.ndarray|None, oc:Objec
     if instances is not None and values:
         lab, mcls = relabel(np.where(class_map == values[0], instances, 0).astype(np.int32), None, oc.min_area_px)
         mcls[1:] = values[0]
-        rest, rcls = instances_from_classes(class_map, values[1:], **kw)
-        lab = np.where(rest > 0, rest + len(mcls) - 1, lab).astype(np.int32)
-        mcls = np.concatenate([mcls, rcls[1:]])
+        lab, mcls = _append_objects(lab, mcls, *instances_from_classes(class_map, values[1:], **kw))
     else: lab, mcls = instances_from_classes(class_map, values, **kw)
     return lab, mcls
 
@@ -867,7 +867,7 @@ def _objects_state(oc:ObjectsConfig, cfg:Config, source:str, sam_model) -> dict:
     return dict(config=digest(measured),   # risk statistics: no re-measuring
                 classes=[c.model_dump() for c in cfg.classes],
                 calibration=cfg.calibration.model_dump(mode='json'), source=source,
-                model=None if sam_model is None else __import__('accords_tem.sam', fromlist=['model_key']).model_key(sam_model))
+                model=None if sam_model is None else model_key(sam_model))
 
 def _sam_generator(oc:ObjectsConfig, cfg:Config, out:Path, sam_model):
     "The run's SAM mask generator: the given model, else the configured checkpoint; image embeddings cached on disk if asked."

@@ -12,12 +12,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatError, ImageReadError,
-                              FailureLog, atomic_write, save_json, save_csv, save_npy, save_figure,
-                              StageRun, digest, load_config, prepare_run)
+from .core import (_Section, AccordsError, Config, ConfigError, IlastikFormatError, ImageReadError, FailureLog, atomic_write,
+                              save_json, save_csv, save_npy, save_figure, StageRun, digest, load_config, prepare_run)
 from .imaging import clip_uint8, colorize, overlay_labels, resize_image, resize_labels
-from .io import data_images
-from .io import pixel_size, read_ilastik_h5, read_tem, read_working, write_ilastik_h5, write_tem_tiff
+from .io import data_images, pixel_size, read_ilastik_h5, read_tem, read_working, write_ilastik_h5, write_tem_tiff
 from .masks import pair_exports
 from .normalization import _thumb, minmax, normalize as normalize_image, normalized_image_path, normalized_path
 

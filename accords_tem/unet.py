@@ -11,21 +11,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import (Config, config_path, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device, set_seed, run_batch,
-                              device_description, prepare_run, StageRun, save_csv, save_json, save_npy, save_figure, atomic_path,
-                              CheckpointMissingError, PerProcess, cluster_wanted, file_digests, map_images)
-from .io import IMAGE_SUFFIXES, check_not_blank, data_images, parse_magnification, read_tem
+from .core import (Config, config_path, parse_overrides, AccordsError, ConfigError, FailureLog, load_config, get_device,
+                              set_seed, run_batch, device_description, prepare_run, StageRun, save_csv, save_json, save_npy, save_figure,
+                              atomic_path, CheckpointMissingError, PerProcess, cluster_wanted, file_digests, map_images, config_hash)
+from .io import (IMAGE_SUFFIXES, check_not_blank, data_images, parse_magnification, read_tem, content_rows, IOConfig,
+                            read_metadata)
 from .imaging import minmax_uint8, overlay_masks, resize_image
 from .seg_data import *
 from .seg_data import UnetConfig, AugmentConfig, LossSpec
 from .seg_train import *
 from .seg_eval import *
-from .instances import instances_from_prediction, class_instances, tune_seed_threshold
-from .io import content_rows
-from .core import config_hash
-from .export import Ensemble, fold_model_dirs, load_predictor, mean_and_spread, predict_members, training_facts, write_model_card
-from .instances import instances_from_centres, instances_tiled, npy_read, npy_write
-from .io import IOConfig, read_metadata
+from .instances import (instances_from_prediction, class_instances, tune_seed_threshold, instances_from_centres, instances_tiled,
+                                   npy_read, npy_write)
+from .export import (Ensemble, fold_model_dirs, load_predictor, mean_and_spread, predict_members, training_facts,
+                                write_model_card)
 from .normalization import NormalizationConfig, _lazy_if_big
 from .postprocessing import PostprocessingConfig, dataset_image, save_png_rows
 
