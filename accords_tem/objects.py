@@ -23,7 +23,7 @@ from .unet import read_instances_with_classes, TTA, image_files, predict_images
 from .instances import match_instances
 from .risk import RiskConfig, risk_report
 from .sam import (SamParams, Proposal, load_sam, make_generator, sam_proposals, clean_proposals, paint_labels,
-                             instances_from_mask, relabel, instances_from_classes, model_key)
+                             instances_from_mask, relabel, instances_from_classes, model_key, cut_options)
 from .imaging import clip_uint8
 from . import io as tio
 from .io import read_tem
@@ -34,9 +34,8 @@ from .thickness import flake_layers
 __all__ = ['FEATURE_COLUMNS', 'CLASSIFIER_FEATURES', 'SOURCE_FILES', 'ObjectsConfig', 'object_features', 'object_features_banded',
            'majority_class', 'classifier_matrix', 'ObjectClassifier', 'size_stats', 'summarize', 'rle_encode',
            'rle_decode', 'coco_annotations', 'thinned_rows', 'overlay_image', 'read_class_map', 'pick_source',
-           'model_instances', 'cut_options', 'image_objects', 'train_or_load_classifier', 'overlay_figure',
-           'size_histogram_figure', 'evaluate_image', 'predict_objects', 'other_outputs', 'predict_main',
-           'predict_summary', 'run_objects']
+           'model_instances', 'image_objects', 'train_or_load_classifier', 'overlay_figure', 'size_histogram_figure',
+           'evaluate_image', 'predict_objects', 'other_outputs', 'predict_main', 'predict_summary', 'run_objects']
 
 # %% ../nbs/06b_objects.ipynb #894369ce
 class ObjectsConfig(_Section):
@@ -538,12 +537,6 @@ def model_instances(run_dir:Path, stem:str) -> Path|None:
     "The instance labels a U-Net prediction wrote for this image (RUN/unet/**/instances/<stem>.tif), or None."
     hits = sorted((Path(run_dir)/'unet').glob(f'**/instances/{glob_escape(stem)}.tif'))
     return hits[0] if hits else None
-
-# %% ../nbs/06b_objects.ipynb #3f72eccf
-def cut_options(oc:ObjectsConfig) -> dict:
-    "The `sam.instances_from_mask` options of the objects section: how a class mask is cut into objects."
-    return dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
-                opening=oc.opening_px, neck_ratio=oc.neck_ratio)
 
 # %% ../nbs/06b_objects.ipynb #a56a7a1b
 def _sam_objects(image:np.ndarray, oc:ObjectsConfig, generator) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from .normalization import clahe, minmax
 __all__ = ['SAM_MODELS', 'SamModelType', 'SamParams', 'checkpoint_help', 'load_sam', 'tiny_sam', 'model_key',
            'CachedSamPredictor', 'make_generator', 'Proposal', 'clean_mask', 'union_proposals', 'merge_duplicates',
            'resolve_nested', 'clean_proposals', 'paint_labels', 'relabel', 'tile_windows', 'stitch_tiles', 'to_rgb8',
-           'sam_proposals', 'instances_from_mask', 'instances_from_classes']
+           'sam_proposals', 'instances_from_mask', 'instances_from_classes', 'cut_options']
 
 # %% ../nbs/06_sam.ipynb #0a737956
 _FAIR = 'https://dl.fbaipublicfiles.com'
@@ -446,3 +446,9 @@ def instances_from_classes(class_map:np.ndarray, # class values per pixel (0 = n
         lab[li > 0] = li[li > 0] + len(cls) - 1
         cls += [v] * k
     return lab, np.array(cls, np.int32)
+
+# %% ../nbs/06_sam.ipynb #e805482e
+def cut_options(oc) -> dict:
+    "The `instances_from_mask` options of an `objects:` section (`objects.ObjectsConfig`): how a class mask is cut into objects."
+    return dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
+                opening=oc.opening_px, neck_ratio=oc.neck_ratio)

@@ -10,17 +10,19 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 from pydantic import Field, field_validator, model_validator
 
 from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
 from .imaging import resize_image, resize_labels
 from .instances import CENTRE_SCALE, centre_target
+from .sam import instances_from_mask
 from .postprocessing import dataset_image, dataset_size, to_onehot
 from .synthetic import CAMERA_PIXEL_NM, CLASS_NAMES, render_plan
 
 # %% auto #0
-__all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'add_centre_targets', 'read_instances',
-           'read_gray', 'load_pairs', 'load_mask', 'split_images', 'read_split', 'synthetic_seed',
+__all__ = ['LossSpec', 'AugmentConfig', 'UnetConfig', 'target_indices', 'make_target', 'add_centre_targets', 'shape_instances',
+           'read_instances', 'read_gray', 'load_pairs', 'load_mask', 'split_images', 'read_split', 'synthetic_seed',
            'synthetic_training_set', 'pixel_counts', 'subset_counts', 'plot_pixel_counts', 'window_starts',
            'patch_origins', 'scaled_copies', 'make_augment', 'PatchDataset', 'make_patch_dataset']
 
@@ -49,6 +51,10 @@ class UnetConfig(_Section):
     target_classes: list[str] = Field(default_factory=lambda: ['GFM', 'carbonhole'])  # by name, from `classes`
     instance_classes: list[str] = Field(default_factory=lambda: ['GFM'])  # target classes whose objects the model separates: one centre-map
                                           # output each (05d_instances), instances by a seeded watershed
+    centre_fallback: Literal['shape', 'components', 'ignore'] = 'shape'  # centre-map target of a training image without instance
+                                          # labels: shape = its class mask cut into objects as stage 06 cuts masks (objects:
+                                          # section, no opening); components = its connected pieces (touching objects are one);
+                                          # ignore = out of the centre-map loss while other training images have instance labels
     centre_weight: float = Field(1.0, gt=0)  # weight of each centre map's loss (BCE on the 0..1 map)
     seed_threshold: float = Field(0.3, gt=0, lt=1)  # a piece of the class mask is an object only where its centre map reaches this
     seed_candidates: list[float] = Field(default_factory=list)  # e.g. [0.1, 0.2, 0.3, 0.4]: stage 05 keeps the floor among these with
@@ -185,6 +191,20 @@ def add_centre_targets(target:np.ndarray, # (K, H, W) int8 target of the target 
     "(K+J, H, W) int8: the class channels, then a centre map (x CENTRE_SCALE) per instance class."
     if not channels: return target
     return np.concatenate([target, np.stack([centre_target(target[k], instances, ignore_value) for k in channels])])
+
+def shape_instances(target:np.ndarray, # (K, H, W) int8 target of the target classes
+                   channels:list[int], # which of the K channels are instance classes
+                   cut:dict, # `sam.instances_from_mask` options (`sam.cut_options` of the objects section)
+                  ) -> np.ndarray:
+    "(H, W) instance labels of an image that has none: each instance class's mask cut into objects; pixels the cut drops are objects of their own."
+    lab = np.zeros(target.shape[1:], np.int64)
+    for k in channels:
+        cls = target[k] == 1
+        li = instances_from_mask(cls, **cut).astype(np.int64)
+        rest, _ = ndi.label(cls & (li == 0))   # specks and fringes the cut removed: every class pixel keeps an object
+        li = np.where(rest > 0, rest + li.max(), li)
+        lab = np.where(cls & (li > 0), li + lab.max(), lab)
+    return lab
 
 def read_instances(path:str|os.PathLike, shape:tuple) -> np.ndarray:
     "Instance labels of a dataset image (`dataset/instances/<stem>.tif`), checked against its image's shape."

@@ -26,6 +26,7 @@ from .instances import (instances_from_prediction, class_instances, tune_seed_th
 from .export import (Ensemble, fold_model_dirs, load_predictor, mean_and_spread, predict_members, training_facts,
                                 write_model_card)
 from .normalization import NormalizationConfig, _lazy_if_big
+from .sam import cut_options
 from .postprocessing import PostprocessingConfig, dataset_image, save_png_rows
 
 # %% auto #0
@@ -578,7 +579,15 @@ def _unet_targets(cfg:Config, run_dir:Path, stems:list[str],
         for s in stems:
             f = run_dir/'dataset'/'instances'/f'{s}.tif'
             if f.exists(): inst[s] = read_instances(f, imgs[s].shape)
-    tg = {s: add_centre_targets(make_target(masks[s], idx, u.ignore_value), inst_idx, inst.get(s), u.ignore_value) for s in imgs}
+    tg = {s: make_target(masks[s], idx, u.ignore_value) for s in imgs}
+    guessed = [s for s in imgs if s not in inst] if inst_idx else []   # images whose objects only their class masks show
+    fallback = 'shape' if u.centre_fallback == 'ignore' and not inst else u.centre_fallback
+    if fallback == 'shape':   # cut as stage 06 cuts masks; the opening stays off so that every class pixel keeps an object
+        cut = {**cut_options(cfg.section('objects')), 'opening': 0}
+        inst.update({s: shape_instances(tg[s], inst_idx, cut) for s in guessed})
+    tg = {s: add_centre_targets(t, inst_idx, inst.get(s), u.ignore_value) for s, t in tg.items()}
+    if fallback == 'ignore':
+        for s in guessed: tg[s][len(idx):] = u.ignore_value
     if u.train_scale_copies:   # resized copies of every training image (real and synthetic)
         cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
         imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)
