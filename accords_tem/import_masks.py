@@ -15,6 +15,7 @@ from .core import (AccordsError, ConfigError, Config, FailureLog, adapt_classes,
 from .io import IMAGE_SUFFIXES, _EXT, file_format, read_tem
 from .normalization import NormalizationConfig, normalize as normalize_image
 from .postprocessing import image_to_uint8, save_png
+from .sam import cut_keeping_pixels, cut_options
 
 # %% auto #0
 __all__ = ['MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files', 'mask_key', 'pair_files',
@@ -109,6 +110,7 @@ def read_mask(path:str|Path) -> tuple[np.ndarray, list[str]]:
 # %% ../nbs/03b_import_masks.ipynb #3d238f67
 def mask_instances(m:np.ndarray, # 2-D integer mask as read
                    path=None, # file named in errors
+                   cut:dict|None=None, # binary masks: `sam.instances_from_mask` options to cut touching objects (None: components)
                   ) -> tuple[np.ndarray, str]:
     "Instance labels (int32, 0 = background, 1..n) of a binary mask or instance map, and the format found."
     from scipy import ndimage
@@ -122,7 +124,7 @@ def mask_instances(m:np.ndarray, # 2-D integer mask as read
         return relabel_sequential(m.astype(np.int64))[0].astype(np.int32), 'instance'
     if len(vals) == 2 and vals[0] != 0:
         raise MaskError(f'two values {vals.tolist()} and no 0: which is background? Save background as 0', path)
-    lab, _ = ndimage.label(m > 0)
+    lab = cut_keeping_pixels(m > 0, **cut) if cut is not None else ndimage.label(m > 0)[0]
     return lab.astype(np.int32), 'binary'
 
 # %% ../nbs/03b_import_masks.ipynb #8018e74e
@@ -252,6 +254,7 @@ def prepare_pair(stem:str, image_file:Path, # the image
                  images_dir:Path, # the images folder (for the material)
                  *, ncfg=None, normalize:bool=False,
                  mask_file:Path|None=None, # the file named for a COCO entry
+                 cut:dict|None=None, # binary masks: how touching objects are cut (`mask_instances`)
                 ) -> dict:
     "Read one image and its mask: the dataset image, one-hot mask, instance labels and the `qc.csv` row."
     raw = np.squeeze(read_tem(image_file)); H, W = raw.shape
@@ -260,7 +263,7 @@ def prepare_pair(stem:str, image_file:Path, # the image
         inst, cls_of, unl = coco_instances(mask, classes, mask_file); fmt, flags = 'coco', ['crowd'] * bool(unl.any())
     else:
         mask_file = Path(mask); m, flags = read_mask(mask_file)
-        inst, fmt = mask_instances(m, mask_file); cls_of, unl = np.zeros(inst.max() + 1, np.int32), np.zeros(inst.shape, bool)
+        inst, fmt = mask_instances(m, mask_file, cut); cls_of, unl = np.zeros(inst.max() + 1, np.int32), np.zeros(inst.shape, bool)
     rows = mask_rows(inst.shape, raw, mask_file, image_file)
     inst, labelled = place(inst, rows, H), place(~unl, rows, H, False)
     onehot = labels_onehot(inst, cls_of, labelled, len(classes))
@@ -409,10 +412,12 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
         pairs, problems = pair_files(files, list_files(masks, MASK_SUFFIXES, exclude=images), mask_suffix)
     cfg = import_config(names, images, base=config, image_glob=image_glob_of(files), normalize=normalize, name=out.name)
     ncfg, ds = cfg.section('normalization'), out/'dataset'
+    cut = None if cfg.section('unet').centre_fallback == 'components' else {**cut_options(cfg.section('objects')), 'opening': 0}
     log = FailureLog(out, 'import-masks'); log.clear_stage()
     for f, why in problems: log.record(f, MaskError(why))
     def one(t):
-        res = prepare_pair(t[0], t[1], t[2], names, images, ncfg=ncfg, normalize=normalize, mask_file=masks if coco else None)
+        res = prepare_pair(t[0], t[1], t[2], names, images, ncfg=ncfg, normalize=normalize, mask_file=masks if coco else None,
+                           cut=cut)
         write_pair(res, ds)
         return res['row']
     name = lambda t: f"{masks} [{t[2]['file']}]" if coco else t[2]
@@ -435,7 +440,9 @@ def _finish(done, ds:Path, cfg:Config, out:Path, summary:dict, figures:bool, t0:
                    instance_format='instances/<stem>.tif: uint16 (uint32 above 65535) labels, 0 = background; class = channel under the object',
                    n_images=len(qc), n_instances=int(qc.n_instances.sum()), stems=qc.stem.tolist(), pixels=px,
                    pixel_fractions={c: px[c] / total for c in names}, image_sources=qc.image_source.value_counts().to_dict(),
-                   mask_formats=qc.mask_format.value_counts().to_dict(), source='import-masks'), ds/'dataset.json')
+                   mask_formats=qc.mask_format.value_counts().to_dict(), source='import-masks',
+                   binary_mask_objects=('connected components' if cfg.section('unet').centre_fallback == 'components' else
+                                        'connected components cut where two objects meet at a neck (objects: section)')), ds/'dataset.json')
     if figures:
         pick = qc.sort_values('n_instances', ascending=False).stem.head(3).tolist()
         save_figure(plot_examples(ds, pick, cfg.classes), ds/'examples.png')

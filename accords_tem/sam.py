@@ -22,7 +22,7 @@ from .normalization import clahe, minmax
 __all__ = ['SAM_MODELS', 'SamModelType', 'SamParams', 'checkpoint_help', 'load_sam', 'tiny_sam', 'model_key',
            'CachedSamPredictor', 'make_generator', 'Proposal', 'clean_mask', 'union_proposals', 'merge_duplicates',
            'resolve_nested', 'clean_proposals', 'paint_labels', 'relabel', 'tile_windows', 'stitch_tiles', 'to_rgb8',
-           'sam_proposals', 'instances_from_mask', 'instances_from_classes', 'cut_options']
+           'sam_proposals', 'instances_from_mask', 'instances_from_classes', 'cut_options', 'cut_keeping_pixels']
 
 # %% ../nbs/06_sam.ipynb #0a737956
 _FAIR = 'https://dl.fbaipublicfiles.com'
@@ -452,3 +452,11 @@ def cut_options(oc) -> dict:
     "The `instances_from_mask` options of an `objects:` section (`objects.ObjectsConfig`): how a class mask is cut into objects."
     return dict(split=oc.split_touching, h=oc.watershed_h, min_area=oc.min_area_px, speck_px=oc.speck_px, hole_px=oc.hole_px,
                 opening=oc.opening_px, neck_ratio=oc.neck_ratio)
+
+def cut_keeping_pixels(mask:np.ndarray, # binary mask of one class
+                       **cut) -> np.ndarray:
+    "`instances_from_mask(mask, **cut)` with every mask pixel in an object: the pieces the cut drops are objects of their own (int64)."
+    mask = np.asarray(mask).astype(bool)
+    li = instances_from_mask(mask, **cut).astype(np.int64)
+    rest, _ = ndi.label(mask & (li == 0))
+    return np.where(rest > 0, rest + li.max(), li)

@@ -10,13 +10,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 from pydantic import Field, field_validator, model_validator
 
 from .core import _Section, AccordsError, ImageReadError, ConfigError, save_csv
 from .imaging import resize_image, resize_labels
 from .instances import CENTRE_SCALE, centre_target
-from .sam import instances_from_mask
+from .sam import cut_keeping_pixels
 from .postprocessing import dataset_image, dataset_size, to_onehot
 from .synthetic import CAMERA_PIXEL_NM, CLASS_NAMES, render_plan
 
@@ -196,14 +195,11 @@ def shape_instances(target:np.ndarray, # (K, H, W) int8 target of the target cla
                    channels:list[int], # which of the K channels are instance classes
                    cut:dict, # `sam.instances_from_mask` options (`sam.cut_options` of the objects section)
                   ) -> np.ndarray:
-    "(H, W) instance labels of an image that has none: each instance class's mask cut into objects; pixels the cut drops are objects of their own."
+    "(H, W) instance labels of an image that has none: each instance class's mask cut into objects (`sam.cut_keeping_pixels`)."
     lab = np.zeros(target.shape[1:], np.int64)
     for k in channels:
-        cls = target[k] == 1
-        li = instances_from_mask(cls, **cut).astype(np.int64)
-        rest, _ = ndi.label(cls & (li == 0))   # specks and fringes the cut removed: every class pixel keeps an object
-        li = np.where(rest > 0, rest + li.max(), li)
-        lab = np.where(cls & (li > 0), li + lab.max(), lab)
+        li = cut_keeping_pixels(target[k] == 1, **cut)
+        lab = np.where(li > 0, li + lab.max(), lab)
     return lab
 
 def read_instances(path:str|os.PathLike, shape:tuple) -> np.ndarray:
