@@ -27,6 +27,9 @@ Methods:
                   diameter as Cellpose does. No weights are downloaded (HF_HUB_OFFLINE=1, pretrained_model=False).
   accords         the project's default path (README): import-masks -> train-unet (U-Net + centre maps, the run's own
                   config.yaml) -> predict; `--accords-epochs` overrides unet.epochs.
+  accords-binary  the same path, but the training masks given as BINARY masks (each instance map > 0: touching particles
+                  drawn without a gap, as a labeller's 0/255 mask often is); import-masks cuts their touching objects
+                  (the default) or, with `--binary-objects components`, keeps each connected component as one object.
 
 Metrics (every method the same way; the convention of `objects.evaluate_image`): predicted and true instances are
 matched one-to-one at IoU 0.5 (`objects.match_instances` with the threshold just above 0.5, so that a merge of two equal
@@ -50,7 +53,7 @@ from accords_tem.sam import instances_from_classes, relabel
 DATA = Path(__file__).resolve().parents[1].parent/'shared'/'data'/'emps-train'
 if not DATA.exists(): DATA = Path('/work/shared/data/emps-train')
 GT_METHODS = ['gt-instances', 'gt-binary', 'gt-binary-gaps']
-METHODS = GT_METHODS + ['cellpose', 'accords']
+METHODS = GT_METHODS + ['cellpose', 'accords', 'accords-binary']
 
 # ---------------------------------------------------------------- data, folds
 def list_ids(root:Path) -> list[str]:
@@ -195,7 +198,18 @@ def predict_cellpose(train_ids, test_ids, fold_dir:Path, args, root:Path) -> tup
                      test_diameters=per[:, 2].tolist())
 
 # ---------------------------------------------------------------- the project's own model (hook)
-def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args) -> tuple[dict, dict]:
+def link_inputs(links:Path, data:Path, train_ids:list[str], test_ids:list[str], binary:bool=False):
+    "links/train_images, train_masks, test_images: links to the data's files; `binary`: the masks as 0/255 PNGs of the instance maps."
+    import cv2
+    for name, ids, sub in (('train_images', train_ids, 'images'), ('train_masks', train_ids, 'segmaps'), ('test_images', test_ids, 'images')):
+        d = links/name; d.mkdir(parents=True, exist_ok=True)
+        for i in ids:
+            if (d/f'{i}.png').exists(): continue
+            if binary and sub == 'segmaps':   # touching particles become one piece, as in a labeller's binary mask
+                cv2.imwrite(str(d/f'{i}.png'), np.where(read_instances(data, i) > 0, 255, 0).astype(np.uint8))
+            else: os.symlink(Path(data).resolve()/sub/f'{i}.png', d/f'{i}.png')
+
+def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args, binary:bool=False) -> tuple[dict, dict]:
     """The project's README path on one fold, with its defaults: `import-masks` (the training images and their instance maps)
     -> `train-unet` on the run's config.yaml (U-Net with a centre map per object class; a seeded 1/6 of the training images
     validate) -> `predict` on the test images. A finished training in OUT/foldK/accords is resumed, not repeated."""
@@ -205,13 +219,11 @@ def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args
     from accords_tem.unet import run_unet, read_instances_with_classes
     from accords_tem.objects import predict_objects
     if args.threads: torch.set_num_threads(args.threads)
-    run = Path(fold_dir)/'accords'
-    for name, ids, sub in (('train_images', train_ids, 'images'), ('train_masks', train_ids, 'segmaps'), ('test_images', test_ids, 'images')):
-        d = run/'links'/name; d.mkdir(parents=True, exist_ok=True)
-        for i in ids:
-            if not (d/f'{i}.png').exists(): os.symlink(Path(args.data).resolve()/sub/f'{i}.png', d/f'{i}.png')
+    run = Path(fold_dir)/('accords' if not binary else f'accords-binary-{args.binary_objects}')
+    link_inputs(run/'links', args.data, train_ids, test_ids, binary)
     if not (run/'config.yaml').exists():   # imported once: a re-run keeps the dataset (and so the trained model) as it is
-        import_masks(run/'links'/'train_images', run/'links'/'train_masks', run, ['particle'], figures=False, progress=False)
+        base = load_config('default', {'unet.centre_fallback': 'components'} if binary and args.binary_objects == 'components' else None)
+        import_masks(run/'links'/'train_images', run/'links'/'train_masks', run, ['particle'], config=base, figures=False, progress=False)
     cfg = load_config(run/'config.yaml', {'unet.epochs': args.accords_epochs} if args.accords_epochs else None)
     val = set(np.random.default_rng(args.seed).permutation(sorted(train_ids))[:max(1, len(train_ids) // 6)].tolist())
     split = pd.DataFrame(dict(image=sorted(train_ids), subset=['val' if i in val else 'train' for i in sorted(train_ids)]))
@@ -252,6 +264,8 @@ def main(argv=None):
     ap.add_argument('--reuse', action='store_true', help='cellpose: rescore OUT/foldK/cellpose_predictions.npz when present (timings: see that run)')
     ap.add_argument('--min-area', type=int, help='override objects.min_area_px for the gt-* methods (default: the config default)')
     ap.add_argument('--accords-epochs', type=int, default=None, help="accords: unet.epochs (default: the config's)")
+    ap.add_argument('--binary-objects', choices=['cut', 'components'], default='cut',
+                    help="accords-binary: import-masks cuts touching objects (default) or keeps connected components")
     ap.add_argument('--out', type=Path, default=Path('/tmp/bench_instances'))
     a = ap.parse_args(argv)
     import torch
@@ -287,10 +301,11 @@ def main(argv=None):
                         p = dict(np.load(saved)); t = dict(train_cpu_s=np.nan, predict_cpu_s_per_image=np.nan, reused=str(saved))
                     elif meth == 'cellpose': p, t = predict_cellpose(trn, test, a.out/f'fold{k}', a, a.data)
                     else:
-                        p, t = predict_accords(trn, test, a.out/f'fold{k}', a)
+                        p, t = predict_accords(trn, test, a.out/f'fold{k}', a, binary=meth == 'accords-binary')
                 except NotImplementedError as e:
                     print(f'[{meth}] skipped: {e}', flush=True); continue
-                preds, tinfo = {meth: p}, {meth: t}
+                name = f'{meth}:{a.binary_objects}' if meth == 'accords-binary' else meth
+                preds, tinfo = {name: p}, {name: t}
             for name, pr in preds.items():
                 for i in test:
                     gt = gt_cache.setdefault(i, read_instances(a.data, i))

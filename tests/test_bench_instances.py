@@ -67,3 +67,17 @@ def test_reads_emps():
     assert len(ids) == 366
     im, lab = bi.read_image(bi.DATA, ids[0]), bi.read_instances(bi.DATA, ids[0])
     assert im.ndim == 2 and im.dtype == np.uint8 and lab.shape == im.shape and lab.max() > 0
+
+def test_binary_inputs(tmp_path):
+    import cv2
+    (tmp_path/'images').mkdir(); (tmp_path/'segmaps').mkdir()
+    for i in ('a', 'b'):
+        cv2.imwrite(str(tmp_path/'images'/f'{i}.png'), np.full((40, 60), 100, np.uint8))
+        cv2.imwrite(str(tmp_path/'segmaps'/f'{i}.png'), two_touching().astype(np.uint16))
+    bi.link_inputs(tmp_path/'links', tmp_path, ['a'], ['b'], binary=True)
+    m = cv2.imread(str(tmp_path/'links'/'train_masks'/'a.png'), cv2.IMREAD_UNCHANGED)
+    assert m.dtype == np.uint8 and set(np.unique(m)) == {0, 255} and ndi.label(m)[1] == 2   # the touching pair is one piece
+    assert (tmp_path/'links'/'train_images'/'a.png').is_symlink() and (tmp_path/'links'/'test_images'/'b.png').is_symlink()
+    assert not (tmp_path/'links'/'train_masks'/'b.png').exists()
+    bi.link_inputs(tmp_path/'links2', tmp_path, ['a'], ['b'])
+    assert (tmp_path/'links2'/'train_masks'/'a.png').is_symlink()                              # instance maps: linked as they are
