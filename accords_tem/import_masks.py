@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -390,6 +391,7 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
                  *, mask_suffix:str|None=None, # mask stem = image stem + this (None: exact, else common suffixes)
                  config:str|Path|Config|None=None, # base configuration (default: configs/default.yaml)
                  normalize:bool=False, # dataset images through stage 01's normalization (else min-max for non-8-bit)
+                 binary_objects:Literal['cut', 'components']='cut', # a binary mask's objects: components cut at necks, or as they are
                  figures:bool=True, progress:bool=True,
                 ) -> dict:
     "Images + your masks -> `RUN/dataset/` for stage 05 and `RUN/config.yaml` for those classes; a summary."
@@ -412,7 +414,8 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
         pairs, problems = pair_files(files, list_files(masks, MASK_SUFFIXES, exclude=images), mask_suffix)
     cfg = import_config(names, images, base=config, image_glob=image_glob_of(files), normalize=normalize, name=out.name)
     ncfg, ds = cfg.section('normalization'), out/'dataset'
-    cut = None if cfg.section('unet').centre_fallback == 'components' else {**cut_options(cfg.section('objects')), 'opening': 0}
+    if binary_objects not in ('cut', 'components'): raise ConfigError(f"binary_objects is 'cut' or 'components', not {binary_objects!r}")
+    cut = {**cut_options(cfg.section('objects')), 'opening': 0} if binary_objects == 'cut' else None
     log = FailureLog(out, 'import-masks'); log.clear_stage()
     for f, why in problems: log.record(f, MaskError(why))
     def one(t):
@@ -425,10 +428,10 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
     summary = dict(images=len(done), objects=0, classes=names, failed=len(log.rows('import-masks')), out=str(ds),
                    failures=str(log.path), config=None, seconds=None)
     if not done: return summary
-    return _finish(done, ds, cfg, out, summary, figures, t0)
+    return _finish(done, ds, cfg, out, summary, figures, t0, binary_objects)
 
 # %% ../nbs/03b_import_masks.ipynb #1ebc48a6
-def _finish(done, ds:Path, cfg:Config, out:Path, summary:dict, figures:bool, t0:float) -> dict:
+def _finish(done, ds:Path, cfg:Config, out:Path, summary:dict, figures:bool, t0:float, binary_objects:str='cut') -> dict:
     "Remove stale files; write qc.csv, dataset.json, the example figure and config.yaml; the summary."
     qc = pd.DataFrame([r for _, r in done]).sort_values('stem').reset_index(drop=True)
     removed = remove_stale(ds, set(qc.stem))
@@ -441,7 +444,7 @@ def _finish(done, ds:Path, cfg:Config, out:Path, summary:dict, figures:bool, t0:
                    n_images=len(qc), n_instances=int(qc.n_instances.sum()), stems=qc.stem.tolist(), pixels=px,
                    pixel_fractions={c: px[c] / total for c in names}, image_sources=qc.image_source.value_counts().to_dict(),
                    mask_formats=qc.mask_format.value_counts().to_dict(), source='import-masks',
-                   binary_mask_objects=('connected components' if cfg.section('unet').centre_fallback == 'components' else
+                   binary_mask_objects=('connected components' if binary_objects == 'components' else
                                         'connected components cut where two objects meet at a neck (objects: section)')), ds/'dataset.json')
     if figures:
         pick = qc.sort_values('n_instances', ascending=False).stem.head(3).tolist()
@@ -461,10 +464,12 @@ def import_masks_main(argv:list[str]|None=None) -> int:
     p.add_argument('--mask-suffix', default=None, help="mask file = image stem + this, e.g. _mask (default: same stem, or _mask, _label, ...)")
     p.add_argument('--config', default=None, help='base configuration (default: configs/default.yaml)')
     p.add_argument('--normalize', action='store_true', help="dataset images through stage 01's normalization (normalization.method)")
+    p.add_argument('--binary-objects', choices=['cut', 'components'], default='cut',
+                   help="a binary mask's objects: its connected components cut where two meet at a neck (default), or as they are")
     p.add_argument('--no-figures', action='store_true', help='no dataset/examples.png')
     a = p.parse_args(argv)
     try: s = import_masks(a.images, a.masks, a.out, a.classes, mask_suffix=a.mask_suffix, config=a.config,
-                          normalize=a.normalize, figures=not a.no_figures, progress=False)
+                          normalize=a.normalize, binary_objects=a.binary_objects, figures=not a.no_figures, progress=False)
     except AccordsError as e: print(f'accords-tem import-masks: {e}', file=sys.stderr); return 2
     if not s['images']:
         print(f"accords-tem import-masks: no image could be imported; {s['failed']} failure(s), see {s['failures']}", file=sys.stderr)

@@ -580,14 +580,10 @@ def _unet_targets(cfg:Config, run_dir:Path, stems:list[str],
             f = run_dir/'dataset'/'instances'/f'{s}.tif'
             if f.exists(): inst[s] = read_instances(f, imgs[s].shape)
     tg = {s: make_target(masks[s], idx, u.ignore_value) for s in imgs}
-    guessed = [s for s in imgs if s not in inst] if inst_idx else []   # images whose objects only their class masks show
-    taught = any(s in inst for s in by['train'])   # training images with true instances
-    if u.centre_fallback != 'components':   # cut as stage 06 cuts masks (no opening: every class pixel keeps an object)
+    if inst_idx and u.centre_fallback == 'shape':   # cut as stage 06 cuts masks (no opening: every class pixel keeps an object)
         cut = {**cut_options(cfg.section('objects')), 'opening': 0}
-        inst.update({s: shape_instances(tg[s], inst_idx, cut) for s in guessed})   # also the validation images' objects
+        inst.update({s: shape_instances(tg[s], inst_idx, cut) for s in imgs if s not in inst})   # validation objects too
     tg = {s: add_centre_targets(t, inst_idx, inst.get(s), u.ignore_value) for s, t in tg.items()}
-    if u.centre_fallback == 'ignore' and taught:
-        for s in guessed: tg[s][len(idx):] = u.ignore_value
     if u.train_scale_copies:   # resized copies of every training image (real and synthetic)
         cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
         imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)

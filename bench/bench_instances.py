@@ -29,7 +29,7 @@ Methods:
                   config.yaml) -> predict; `--accords-epochs` overrides unet.epochs.
   accords-binary  the same path, but the training masks given as BINARY masks (each instance map > 0: touching particles
                   drawn without a gap, as a labeller's 0/255 mask often is); import-masks cuts their touching objects
-                  (the default) or, with `--binary-objects components`, keeps each connected component as one object.
+                  (its default) or, with `--binary-objects components`, keeps each connected component as one object.
 
 Metrics (every method the same way; the convention of `objects.evaluate_image`): predicted and true instances are
 matched one-to-one at IoU 0.5 (`objects.match_instances` with the threshold just above 0.5, so that a merge of two equal
@@ -222,8 +222,8 @@ def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args
     run = Path(fold_dir)/('accords' if not binary else f'accords-binary-{args.binary_objects}')
     link_inputs(run/'links', args.data, train_ids, test_ids, binary)
     if not (run/'config.yaml').exists():   # imported once: a re-run keeps the dataset (and so the trained model) as it is
-        base = load_config('default', {'unet.centre_fallback': 'components'} if binary and args.binary_objects == 'components' else None)
-        import_masks(run/'links'/'train_images', run/'links'/'train_masks', run, ['particle'], config=base, figures=False, progress=False)
+        import_masks(run/'links'/'train_images', run/'links'/'train_masks', run, ['particle'], figures=False, progress=False,
+                     binary_objects=args.binary_objects if binary else 'cut')
     cfg = load_config(run/'config.yaml', {'unet.epochs': args.accords_epochs} if args.accords_epochs else None)
     val = set(np.random.default_rng(args.seed).permutation(sorted(train_ids))[:max(1, len(train_ids) // 6)].tolist())
     split = pd.DataFrame(dict(image=sorted(train_ids), subset=['val' if i in val else 'train' for i in sorted(train_ids)]))
