@@ -366,6 +366,7 @@ def run_masks(cfg:Config, # run configuration (sections `classes:`, `data:`, `ma
     import pandas as pd
     mcfg, run_dir, root = cfg.section('masks'), Path(run_dir), Path(cfg.data.root)
     names = [c.name for c in sorted(cfg.classes, key=lambda c: c.label)]
+    FailureLog(run_dir, 'masks').clear_stage()   # this run's failures only, also when it stops at its settings below
     targets = target_classes(cfg, mcfg)
     extra = _read_overrides_file(cfg.resolve_path(mcfg.overrides_file)) if mcfg.overrides_file else {}
     st = StageRun(run_dir, 'masks', run_dir/'masks', digest(dict(masks=mcfg.model_dump(mode='json'), extra=extra,

@@ -196,6 +196,11 @@ def test_size_mismatch_is_a_failure(tmp_path):
     s = run_masks(load_config(None, {'data.root': str(root), 'data.ground_truth': None}), tmp_path/'run', progress=False)
     assert s['failed'] == 1
     assert 'was the export made from another image' in FailureLog(tmp_path/'run', 'masks').rows()[0]['reason']
+    (tmp_path/'bad.csv').write_text('file,klass,threshold\na,GFM,0.3\n')   # the re-run stops at its settings: no stale rows
+    with pytest.raises(ConfigError, match='missing'):
+        run_masks(load_config(None, {'data.root': str(root), 'data.ground_truth': None, 'masks.overrides_file': str(tmp_path/'bad.csv')}),
+                  tmp_path/'run', progress=False)
+    assert FailureLog(tmp_path/'run', 'masks').rows('masks') == []
 
 
 def test_overrides_file(tmp_path):
