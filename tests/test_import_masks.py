@@ -167,3 +167,19 @@ def test_normalize_and_16bit(tmp_path):
     import_masks(tmp_path/'im', tmp_path/'m', tmp_path/'r2', progress=False, figures=False, normalize=True)
     assert pd.read_csv(tmp_path/'r2'/'dataset'/'qc.csv').image_source[0] == 'normalized'    # a_LABEL found without the suffix too
     assert load_config(tmp_path/'r2'/'config.yaml').section('postprocessing').use_normalized is True
+
+
+def test_binary_objects_flag(tmp_path):
+    "A binary mask of two disks drawn touching: the command cuts them (2 objects); --binary-objects components keeps one."
+    (tmp_path/'im').mkdir(); (tmp_path/'m').mkdir()
+    m = np.zeros((40, 70), np.uint8)
+    for ctr in [(20, 20), (20, 48)]: m[draw.disk(ctr, 15, shape=m.shape)] = 255
+    iio.imwrite(tmp_path/'im'/'a.png', np.full((40, 70), 90, np.uint8)); iio.imwrite(tmp_path/'m'/'a.png', m)
+    n = {}
+    for flag in ([], ['--binary-objects', 'components']):
+        out = tmp_path/('run' + ''.join(flag))
+        assert import_masks_main(['--images', str(tmp_path/'im'), '--masks', str(tmp_path/'m'), '--out', str(out), '--no-figures'] + flag) == 0
+        d = json.loads((out/'dataset'/'dataset.json').read_text())
+        n[d['binary_mask_objects']] = d['n_instances']
+        assert (tifffile.imread(out/'dataset'/'instances'/'a.tif') > 0).sum() == (m > 0).sum()   # every mask pixel, none added
+    assert sorted(n.values()) == [1, 2] and n['connected components'] == 1
