@@ -415,7 +415,7 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
     cfg = import_config(names, images, base=config, image_glob=image_glob_of(files), normalize=normalize, name=out.name)
     ncfg, ds = cfg.section('normalization'), out/'dataset'
     if binary_objects not in ('cut', 'components'): raise ConfigError(f"binary_objects is 'cut' or 'components', not {binary_objects!r}")
-    cut = {**cut_options(cfg.section('objects')), 'opening': 0} if binary_objects == 'cut' else None
+    cut = cut_options(cfg.section('objects')) if binary_objects == 'cut' else None
     log = FailureLog(out, 'import-masks'); log.clear_stage()
     for f, why in problems: log.record(f, MaskError(why))
     def one(t):

@@ -455,8 +455,8 @@ def cut_options(oc) -> dict:
 
 def cut_keeping_pixels(mask:np.ndarray, # binary mask of one class
                        **cut) -> np.ndarray:
-    "`instances_from_mask(mask, **cut)` on the mask's pixels only, each in an object: pieces the cut drops become objects (int64)."
-    mask = np.asarray(mask).astype(bool)
-    li = np.where(mask, instances_from_mask(mask, **cut), 0).astype(np.int64)   # holes the cut fills stay holes
+    "`instances_from_mask(mask, **cut)` with no opening, on the mask's pixels only, each in an object: dropped pieces become objects."
+    mask = np.asarray(mask).astype(bool)   # an opening would cut fringes off as objects of their own; holes the cut fills stay holes
+    li = np.where(mask, instances_from_mask(mask, **{**cut, 'opening': 0}), 0).astype(np.int64)
     rest, _ = ndi.label(mask & (li == 0))
     return np.where(rest > 0, rest + li.max(), li)

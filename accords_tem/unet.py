@@ -580,8 +580,8 @@ def _unet_targets(cfg:Config, run_dir:Path, stems:list[str],
             f = run_dir/'dataset'/'instances'/f'{s}.tif'
             if f.exists(): inst[s] = read_instances(f, imgs[s].shape)
     tg = {s: make_target(masks[s], idx, u.ignore_value) for s in imgs}
-    if inst_idx and u.centre_fallback == 'shape':   # cut as stage 06 cuts masks (no opening: every class pixel keeps an object)
-        cut = {**cut_options(cfg.section('objects')), 'opening': 0}
+    if inst_idx and u.centre_fallback == 'shape':   # cut as stage 06 cuts masks, every class pixel kept in an object
+        cut = cut_options(cfg.section('objects'))
         inst.update({s: shape_instances(tg[s], inst_idx, cut) for s in imgs if s not in inst})   # validation objects too
     tg = {s: add_centre_targets(t, inst_idx, inst.get(s), u.ignore_value) for s, t in tg.items()}
     if u.train_scale_copies:   # resized copies of every training image (real and synthetic)
