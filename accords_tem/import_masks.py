@@ -19,8 +19,8 @@ from .postprocessing import image_to_uint8, save_png
 from .sam import cut_keeping_pixels, cut_options
 
 # %% auto #0
-__all__ = ['MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files', 'mask_key', 'pair_files',
-           'read_mask', 'mask_instances', 'bar_score', 'mask_rows', 'read_coco', 'decode_segmentation',
+__all__ = ['MASK_SUFFIXES', 'MASK_KINDS', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files', 'mask_key',
+           'pair_files', 'read_mask', 'mask_instances', 'bar_score', 'mask_rows', 'read_coco', 'decode_segmentation',
            'coco_instances', 'place', 'labels_onehot', 'instance_classes', 'dataset_image8', 'material_of',
            'prepare_pair', 'write_instances', 'write_pair', 'remove_stale', 'default_config_path', 'check_class_names',
            'import_config', 'image_glob_of', 'coco_pairs', 'plot_examples', 'import_masks', 'import_masks_main',
@@ -28,6 +28,7 @@ __all__ = ['MASK_SUFFIXES', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'M
 
 # %% ../nbs/03b_import_masks.ipynb #7a0a7b8b
 MASK_SUFFIXES = ('.png', '.tif', '.tiff')       # lossless only: a JPEG mask has compression noise
+MASK_KINDS = ('auto', 'binary', 'instances')    # what mask files are (`mask_instances`)
 KNOWN_MASK_TAGS = ('_mask', '_masks', '_label', '_labels', '_seg', '_segmap', '_instances')
 
 class MaskError(AccordsError): "A mask cannot be read, does not fit its image, or is not a binary mask, instance map or COCO file."
@@ -112,16 +113,19 @@ def read_mask(path:str|Path) -> tuple[np.ndarray, list[str]]:
 def mask_instances(m:np.ndarray, # 2-D integer mask as read
                    path=None, # file named in errors
                    cut:dict|None=None, # binary masks: `sam.instances_from_mask` options to cut touching objects (None: components)
+                   kind:Literal['auto', 'binary', 'instances']='auto', # auto: more than two values make an instance map
                   ) -> tuple[np.ndarray, str]:
     "Instance labels (int32, 0 = background, 1..n) of a binary mask or instance map, and the format found."
     from scipy import ndimage
+    from skimage.segmentation import relabel_sequential
+    if kind not in MASK_KINDS: raise ConfigError(f'the mask kind is one of {MASK_KINDS}, not {kind!r}')
     vals = np.unique(m)
     if len(vals) > 2:
-        from skimage.segmentation import relabel_sequential
         changes = float((m[:, 1:] != m[:, :-1]).mean()) if m.shape[1] > 1 else 0.0
         if changes > 0.5:    # neighbours differ at an object's edge only; in a micrograph, almost everywhere
             raise MaskError(f'{len(vals)} values, {changes:.0%} of horizontal neighbours differ: this looks like an image, '
                             'not a mask (binary: 0 and one value; instance map: 0 and one value per object)', path)
+    if kind == 'instances' or (kind == 'auto' and len(vals) > 2):
         return relabel_sequential(m.astype(np.int64))[0].astype(np.int32), 'instance'
     if len(vals) == 2 and vals[0] != 0:
         raise MaskError(f'two values {vals.tolist()} and no 0: which is background? Save background as 0', path)
@@ -256,6 +260,7 @@ def prepare_pair(stem:str, image_file:Path, # the image
                  *, ncfg=None, normalize:bool=False,
                  mask_file:Path|None=None, # the file named for a COCO entry
                  cut:dict|None=None, # binary masks: how touching objects are cut (`mask_instances`)
+                 kind:str='auto', # what the mask files are (`mask_instances`)
                 ) -> dict:
     "Read one image and its mask: the dataset image, one-hot mask, instance labels and the `qc.csv` row."
     raw = np.squeeze(read_tem(image_file)); H, W = raw.shape
@@ -264,7 +269,7 @@ def prepare_pair(stem:str, image_file:Path, # the image
         inst, cls_of, unl = coco_instances(mask, classes, mask_file); fmt, flags = 'coco', ['crowd'] * bool(unl.any())
     else:
         mask_file = Path(mask); m, flags = read_mask(mask_file)
-        inst, fmt = mask_instances(m, mask_file, cut); cls_of, unl = np.zeros(inst.max() + 1, np.int32), np.zeros(inst.shape, bool)
+        inst, fmt = mask_instances(m, mask_file, cut, kind); cls_of, unl = np.zeros(inst.max() + 1, np.int32), np.zeros(inst.shape, bool)
     rows = mask_rows(inst.shape, raw, mask_file, image_file)
     inst, labelled = place(inst, rows, H), place(~unl, rows, H, False)
     onehot = labels_onehot(inst, cls_of, labelled, len(classes))
@@ -392,6 +397,7 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
                  config:str|Path|Config|None=None, # base configuration (default: configs/default.yaml)
                  normalize:bool=False, # dataset images through stage 01's normalization (else min-max for non-8-bit)
                  binary_objects:Literal['cut', 'components']='cut', # a binary mask's objects: components cut at necks, or as they are
+                 mask_kind:Literal['auto', 'binary', 'instances']='auto', # what the mask files are; auto: > 2 values = instance map
                  figures:bool=True, progress:bool=True,
                 ) -> dict:
     "Images + your masks -> `RUN/dataset/` for stage 05 and `RUN/config.yaml` for those classes; a summary."
@@ -415,12 +421,13 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
     cfg = import_config(names, images, base=config, image_glob=image_glob_of(files), normalize=normalize, name=out.name)
     ncfg, ds = cfg.section('normalization'), out/'dataset'
     if binary_objects not in ('cut', 'components'): raise ConfigError(f"binary_objects is 'cut' or 'components', not {binary_objects!r}")
+    if mask_kind not in MASK_KINDS: raise ConfigError(f'mask_kind is one of {MASK_KINDS}, not {mask_kind!r}')
     cut = cut_options(cfg.section('objects')) if binary_objects == 'cut' else None
     log = FailureLog(out, 'import-masks'); log.clear_stage()
     for f, why in problems: log.record(f, MaskError(why))
     def one(t):
         res = prepare_pair(t[0], t[1], t[2], names, images, ncfg=ncfg, normalize=normalize, mask_file=masks if coco else None,
-                           cut=cut)
+                           cut=cut, kind=mask_kind)
         write_pair(res, ds)
         return res['row']
     name = lambda t: f"{masks} [{t[2]['file']}]" if coco else t[2]
@@ -428,10 +435,11 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
     summary = dict(images=len(done), objects=0, classes=names, failed=len(log.rows('import-masks')), out=str(ds),
                    failures=str(log.path), config=None, seconds=None)
     if not done: return summary
-    return _finish(done, ds, cfg, out, summary, figures, t0, binary_objects)
+    return _finish(done, ds, cfg, out, summary, figures, t0, binary_objects, mask_kind)
 
 # %% ../nbs/03b_import_masks.ipynb #1ebc48a6
-def _finish(done, ds:Path, cfg:Config, out:Path, summary:dict, figures:bool, t0:float, binary_objects:str='cut') -> dict:
+def _finish(done, ds:Path, cfg:Config, out:Path, summary:dict, figures:bool, t0:float, binary_objects:str='cut',
+            mask_kind:str='auto') -> dict:
     "Remove stale files; write qc.csv, dataset.json, the example figure and config.yaml; the summary."
     qc = pd.DataFrame([r for _, r in done]).sort_values('stem').reset_index(drop=True)
     removed = remove_stale(ds, set(qc.stem))
@@ -443,7 +451,7 @@ def _finish(done, ds:Path, cfg:Config, out:Path, summary:dict, figures:bool, t0:
                    instance_format='instances/<stem>.tif: uint16 (uint32 above 65535) labels, 0 = background; class = channel under the object',
                    n_images=len(qc), n_instances=int(qc.n_instances.sum()), stems=qc.stem.tolist(), pixels=px,
                    pixel_fractions={c: px[c] / total for c in names}, image_sources=qc.image_source.value_counts().to_dict(),
-                   mask_formats=qc.mask_format.value_counts().to_dict(), source='import-masks',
+                   mask_formats=qc.mask_format.value_counts().to_dict(), mask_kind=mask_kind, source='import-masks',
                    binary_mask_objects=('connected components' if binary_objects == 'components' else
                                         'connected components cut where two objects meet at a neck (objects: section)')), ds/'dataset.json')
     if figures:
@@ -466,10 +474,13 @@ def import_masks_main(argv:list[str]|None=None) -> int:
     p.add_argument('--normalize', action='store_true', help="dataset images through stage 01's normalization (normalization.method)")
     p.add_argument('--binary-objects', choices=['cut', 'components'], default='cut',
                    help="a binary mask's objects: its connected components cut where two meet at a neck (default), or as they are")
+    p.add_argument('--mask-kind', choices=list(MASK_KINDS), default='auto',
+                   help='what the masks are: auto (more than two values make an instance map; the default), binary, or instances '
+                        '(an instance map of one object, values 0 and 1, then stays one object)')
     p.add_argument('--no-figures', action='store_true', help='no dataset/examples.png')
     a = p.parse_args(argv)
     try: s = import_masks(a.images, a.masks, a.out, a.classes, mask_suffix=a.mask_suffix, config=a.config,
-                          normalize=a.normalize, binary_objects=a.binary_objects, figures=not a.no_figures, progress=False)
+                          normalize=a.normalize, binary_objects=a.binary_objects, mask_kind=a.mask_kind, figures=not a.no_figures, progress=False)
     except AccordsError as e: print(f'accords-tem import-masks: {e}', file=sys.stderr); return 2
     if not s['images']:
         print(f"accords-tem import-masks: no image could be imported; {s['failed']} failure(s), see {s['failures']}", file=sys.stderr)

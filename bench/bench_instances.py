@@ -223,7 +223,7 @@ def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args
     link_inputs(run/'links', args.data, train_ids, test_ids, binary)
     if not (run/'config.yaml').exists():   # imported once: a re-run keeps the dataset (and so the trained model) as it is
         import_masks(run/'links'/'train_images', run/'links'/'train_masks', run, ['particle'], figures=False, progress=False,
-                     binary_objects=args.binary_objects if binary else 'cut')
+                     binary_objects=args.binary_objects if binary else 'cut', mask_kind='binary' if binary else 'instances')
     cfg = load_config(run/'config.yaml', {'unet.epochs': args.accords_epochs} if args.accords_epochs else None)
     val = set(np.random.default_rng(args.seed).permutation(sorted(train_ids))[:max(1, len(train_ids) // 6)].tolist())
     split = pd.DataFrame(dict(image=sorted(train_ids), subset=['val' if i in val else 'train' for i in sorted(train_ids)]))
