@@ -50,10 +50,9 @@ class UnetConfig(_Section):
     target_classes: list[str] = Field(default_factory=lambda: ['GFM', 'carbonhole'])  # by name, from `classes`
     instance_classes: list[str] = Field(default_factory=lambda: ['GFM'])  # target classes whose objects the model separates: one centre-map
                                           # output each (05d_instances), instances by a seeded watershed
-    centre_fallback: Literal['components', 'shape', 'ignore'] = 'components'  # centre-map target of a training image without
-                                          # instance labels (ilastik): its connected pieces, its class mask cut into objects as
-                                          # stage 06 cuts masks (objects: section, no opening), or none on the class (the maps
-                                          # learn objects from the images that have instance labels); docs/experiments.md
+    centre_fallback: Literal['components', 'shape'] = 'components'  # centre-map target of a training image without instance
+                                          # labels (ilastik): its connected pieces, or its class mask cut into objects as stage
+                                          # 06 cuts masks (objects: section, no opening); docs/experiments.md
     centre_weight: float = Field(1.0, gt=0)  # weight of each centre map's loss (BCE on the 0..1 map)
     seed_threshold: float = Field(0.3, gt=0, lt=1)  # a piece of the class mask is an object only where its centre map reaches this
     seed_candidates: list[float] = Field(default_factory=list)  # e.g. [0.1, 0.2, 0.3, 0.4]: stage 05 keeps the floor among these with

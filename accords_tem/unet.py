@@ -584,12 +584,6 @@ def _unet_targets(cfg:Config, run_dir:Path, stems:list[str],
         cut = cut_options(cfg.section('objects'))
         inst.update({s: shape_instances(tg[s], inst_idx, cut) for s in imgs if s not in inst})   # validation objects too
     tg = {s: add_centre_targets(t, inst_idx, inst.get(s), u.ignore_value) for s, t in tg.items()}
-    if inst_idx and u.centre_fallback == 'ignore':   # objects unknown: no centre target on the class
-        if not any(s in inst for s in by['train']):
-            raise AccordsError('unet.centre_fallback: ignore needs training images with instance labels (dataset/instances or synthetic images)', run_dir/'dataset')
-        for s, t in tg.items():
-            if s not in inst:
-                for j, k in enumerate(inst_idx): t[len(idx) + j][t[k] != 0] = u.ignore_value
     if u.train_scale_copies:   # resized copies of every training image (real and synthetic)
         cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
         imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)
