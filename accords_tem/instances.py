@@ -10,8 +10,8 @@ from scipy import ndimage as ndi
 # %% auto #0
 __all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'class_instances', 'centre_target', 'sequential_lut',
            'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'keep_orphans',
-           'instances_from_prediction', 'match_instances', 'tune_seed_threshold', 'fill_object_holes', 'npy_read',
-           'npy_write', 'instances_tiled']
+           'instances_from_prediction', 'diameters', 'enlargement', 'objects_d50', 'match_instances',
+           'tune_seed_threshold', 'fill_object_holes', 'npy_read', 'npy_write', 'instances_tiled']
 
 # %% ../nbs/05d_instances.ipynb #9e245766
 CENTRE_SCALE = 100   # centre maps travel as int8 0..100 in training targets (uint8 through augmentation)
@@ -183,6 +183,34 @@ def instances_from_prediction(prob:np.ndarray, # (K, H, W) class probabilities (
         li = relabel_sequential(np.where(free, li, 0), min_area)
         lab[li > 0] = li[li > 0] + len(names); names += [c] * int(li.max())
     return lab, names
+
+# %% ../nbs/05d_instances.ipynb #b4c2f9e1
+def diameters(labels:np.ndarray) -> np.ndarray:
+    "Equivalent-circle diameter (px) of each labelled object (labels > 0 present in the image)."
+    a = np.bincount(np.asarray(labels).ravel())[1:]
+    return np.sqrt(4 * a[a > 0] / np.pi)
+
+def enlargement(labels:np.ndarray, # (H, W) the first pass's instance labels (of the instance classes)
+                train_d50:float|None, # the training objects' median equivalent diameter (px); None: unknown
+                ratio:float, # enlarge when the objects' median is under train_d50 / ratio (0: never)
+                max_factor:float, # ... by train_d50 / their median, at most this
+                min_objects:int=3, # fewer objects than this say nothing about their size
+               ) -> float:
+    "The factor to predict the image again at so that its objects come out as large as the training objects' median; 1: as it is."
+    d = diameters(labels)
+    if not ratio or not train_d50 or max_factor <= 1 or len(d) < min_objects: return 1.0
+    f = train_d50 / float(np.median(d))
+    return round(min(f, max_factor), 3) if f >= ratio else 1.0
+
+def objects_d50(targets:dict, # name -> (K+J, H, W) int8 training targets
+                instances:dict, # name -> (H, W) instance labels, where known (else the class mask's components)
+                channels:list[int], # the instance classes' channels
+                names:list[str], # the images to measure (the training images, without resized copies)
+               ) -> float|None:
+    "Median equivalent-circle diameter (px) of the instance classes' objects of `names`; None without objects."
+    d = [diameters(class_instances(targets[s][k], instances.get(s))) for s in names for k in channels]
+    d = np.concatenate(d) if d else np.zeros(0)
+    return round(float(np.median(d)), 2) if len(d) else None
 
 # %% ../nbs/05d_instances.ipynb #98671b61
 def match_instances(pred:np.ndarray, # predicted instance labels

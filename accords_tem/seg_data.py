@@ -112,6 +112,9 @@ class UnetConfig(_Section):
                                           # used as set only when tta_scale_candidates is empty
     tta_scale_candidates: list[list[float]] = Field(default_factory=lambda: [[1.0], [0.5, 1.0]])  # stage 05 keeps the option with
                                           # the best validation score (05_unet.tune_prediction); []: tta_scales
+    small_object_ratio: float = Field(1.5, ge=0)  # predict an image again, enlarged, when its objects' median diameter is under
+                                          # the training objects' / this (05d_instances `enlargement`); 0: one pass
+    small_object_scale: float = Field(2.0, ge=1)  # ... by training D50 / their median, at most this
     tile_size: int = Field(512, ge=16)                  # prediction tile (memory is bounded by it)
     tile_overlap: int = Field(128, ge=0)
     pred_batch: int = Field(4, ge=1)

@@ -22,7 +22,7 @@ from .seg_data import UnetConfig, AugmentConfig, LossSpec
 from .seg_train import *
 from .seg_eval import *
 from .instances import (instances_from_prediction, class_instances, tune_seed_threshold, instances_from_centres, instances_tiled,
-                                   npy_read, npy_write)
+                                   npy_read, npy_write, objects_d50, enlargement)
 from .export import (Ensemble, fold_model_dirs, load_predictor, mean_and_spread, predict_members, training_facts,
                                 write_model_card)
 from .normalization import NormalizationConfig, _lazy_if_big
@@ -225,20 +225,26 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
         full = read_tem(p); r0, r1 = content_rows(full, data_bar=data_bar, crop=crop)   # the micrograph without its data bars
         raw = check_not_blank(full[r0:r1], p); img = minmax_uint8(raw)   # the model sees x; masks come back at the image's size
         x = prepare(raw, (pixel_size or _metadata_nm)(p) if resample else None) if prepare else img
-        prob, unc = predict_members(sm, x, scales or u.tta_scales, **kw)
-        if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
-        if (r0, r1) != (0, full.shape[0]):   # bar rows: no class, no object
-            pad = lambda a: np.pad(a, ((0, 0), (r0, full.shape[0] - r1), (0, 0)))
-            prob, unc, img = pad(prob), pad(unc), minmax_uint8(full)
-        prob, centres, unc = prob[:K], prob[K:], unc[:K]
-        masks = binarize(prob, sm.threshold_list())
-        lab, lab_cls = instance_labels(sm, prob, centres, masks, cut)
+        def decoded(factor):   # a pass at the scales x factor: probabilities, uncertainty, masks and objects at the image's size
+            prob, unc = predict_members(sm, x, [s * factor for s in scales or u.tta_scales], **kw)
+            if x.shape != img.shape: prob, unc = (np.stack([resize_image(a, img.shape, 'linear') for a in arr]) for arr in (prob, unc))
+            if (r0, r1) != (0, full.shape[0]):   # bar rows: no class, no object
+                pad = lambda a: np.pad(a, ((0, 0), (r0, full.shape[0] - r1), (0, 0)))
+                prob, unc = pad(prob), pad(unc)
+            prob, centres, unc = prob[:K], prob[K:], unc[:K]
+            masks = binarize(prob, sm.threshold_list())
+            return (prob, unc, masks, *instance_labels(sm, prob, centres, masks, cut))
+        prob, unc, masks, lab, lab_cls = decoded(1.0)
+        own = np.isin(lab, 1 + np.flatnonzero(np.isin(lab_cls, u.instance_classes)))   # objects of the instance classes
+        if (f := enlargement(np.where(own, lab, 0), sm.info.get('object_d50_px'), u.small_object_ratio, u.small_object_scale)) > 1:
+            prob, unc, masks, lab, lab_cls = decoded(f)   # its objects are small for the model: predicted again, enlarged
+        if (r0, r1) != (0, full.shape[0]): img = minmax_uint8(full)
         save_instances(lab, lab_cls, out/'instances'/f'{p.stem}.tif', sm.classes if cut else sm.u.instance_classes)
         for k, c in enumerate(sm.classes):
             with atomic_path(out/'masks'/f'{p.stem}_{c}.png') as tmp: Image.fromarray(masks[k].view(np.uint8) * np.uint8(255)).save(tmp, format='PNG')
             rows.append(dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(masks[k].sum()),
                              fraction=float(masks[k].mean()), mean_uncertainty=float(unc[k].mean()), model_input='x'.join(map(str, x.shape)),
-                             objects=lab_cls.count(c), content_rows=f'{r0}-{r1}'))
+                             objects=lab_cls.count(c), content_rows=f'{r0}-{r1}', enlarged=f))
         save_npy(prob.astype(np.float16), out/'probabilities'/f'{p.stem}.npy'); save_npy(unc.astype(np.float16), out/'uncertainty'/f'{p.stem}.npy')
         if figures:
             with atomic_path(out/'overlays'/f'{p.stem}.png') as tmp: Image.fromarray(overlay_masks(img, masks, sm.classes)).save(tmp, format='PNG')
@@ -460,7 +466,8 @@ def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar
             del img
     finally: shutil.rmtree(work, ignore_errors=True)
     return [dict(image=p.name, cls=c, threshold=sm.thresholds.get(c, 0.5), pixels=int(pix[k]), fraction=float(pix[k] / (Hf * W)),
-                 mean_uncertainty=float(usum[k] / (Hf * W)), model_input=f'{r1 - r0}x{W}', objects=names.count(c), content_rows=f'{r0}-{r1}')
+                 mean_uncertainty=float(usum[k] / (Hf * W)), model_input=f'{r1 - r0}x{W}', objects=names.count(c), content_rows=f'{r0}-{r1}',
+                 enlarged=1.0)   # one pass: above the pixel budget there is no second, enlarged one
             for k, c in enumerate(sm.classes)]
 
 # %% ../nbs/05_unet.ipynb #6211cb5d
@@ -566,7 +573,7 @@ def _unet_targets(cfg:Config, run_dir:Path, stems:list[str],
                   idx:list[int], # the target classes' indices among the classes
                   by:dict, n_images:dict, # images per subset and their counts; the added training images are added to both
                   out:Path) -> tuple[dict, dict]:
-    "Training targets (stem -> (K + J, H, W) int8) and instance labels (stem -> labels) of the images that have them."
+    "Training targets (stem -> (K + J, H, W) int8), instance labels (stem -> labels) of the images that have them, training objects' D50 (px)."
     u = cfg.section('unet')
     (out/'synthetic.csv').unlink(missing_ok=True)
     inst = {}   # instance labels: the dataset's (dataset/instances/<stem>.tif) and the synthetic images' exact ones
@@ -584,10 +591,11 @@ def _unet_targets(cfg:Config, run_dir:Path, stems:list[str],
         cut = cut_options(cfg.section('objects'))
         inst.update({s: shape_instances(tg[s], inst_idx, cut) for s in imgs if s not in inst})   # validation objects too
     tg = {s: add_centre_targets(t, inst_idx, inst.get(s), u.ignore_value) for s, t in tg.items()}
+    d50 = objects_d50(tg, inst, inst_idx, by['train'])   # the training objects' sizes, before the resized copies
     if u.train_scale_copies:   # resized copies of every training image (real and synthetic)
         cimgs, ctg = scaled_copies(imgs, tg, by['train'], u.train_scale_copies)
         imgs.update(cimgs); tg.update(ctg); by['train'] = by['train'] + list(cimgs); n_images['scaled_copies_train'] = len(cimgs)
-    return tg, inst
+    return tg, inst, d50
 
 # %% ../nbs/05_unet.ipynb #9ef09362
 def _train_unet(cfg:Config, imgs:dict, tg:dict, by:dict, out:Path,
@@ -619,12 +627,13 @@ def _tune_on_validation(model, imgs:dict, tg:dict, inst:dict, val:list[str], u:U
 
 # %% ../nbs/05_unet.ipynb #2c24a6e4
 def _save_unet(out:Path, model, u:UnetConfig, tuned:dict, rep:dict, names:list[str], n_train:int, dev, precision,
-               preprocessing:dict|None):
+               preprocessing:dict|None, object_d50_px:float|None=None):
     "Save the model to OUT/model with the tuned settings and the facts of its training."
     search = dict(metric=tuned['metric'], options=tuned['options'], seed=tuned['seed'])
     save_model(out/'model', model, u.model_copy(update=dict(seed_threshold=tuned['seed']['seed_threshold'], tta_scales=tuned['tta_scales'])),
                tuned['thresholds'], dict(prediction_search=search, encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
-                                         trained_on=n_train, device=device_description(dev), precision=precision, preprocessing=preprocessing))
+                                         trained_on=n_train, device=device_description(dev), precision=precision, preprocessing=preprocessing,
+                                         object_d50_px=object_d50_px))
 
 # %% ../nbs/05_unet.ipynb #c9fb0ccb
 def _evaluate_unet(pred, # stem -> (probabilities, uncertainty) at the chosen settings; each stem is asked for once
@@ -699,13 +708,13 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     log = st.begin().log
     imgs, masks, _ = _load_dataset(run_dir, cfg, log, progress); stems = sorted(imgs)
     split, by, flags, val_is_train, n_images = _unet_split(cfg, run_dir, stems, masks, split, colors, out)
-    tg, inst = _unet_targets(cfg, run_dir, stems, imgs, masks, idx, by, n_images, out)
+    tg, inst, d50 = _unet_targets(cfg, run_dir, stems, imgs, masks, idx, by, n_images, out)
     learn, hist, rep, dev, n_patches, n_windows, epochs = _train_unet(cfg, imgs, tg, by, out, shared, world, progress)
     if rank: shutil.rmtree(out, ignore_errors=True); return dict(stage='unet', rank=rank, world_size=world, trained=True)   # rank 0 writes
     save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
     model, kw = learn.model.eval(), _predict_kw(u, dev)
     tuned, preds = _tune_on_validation(model, imgs, tg, inst, by['val'], u, kw)
-    _save_unet(out, model, u, tuned, rep, names, len(by['train']), dev, learn.precision, dataset_preprocessing(run_dir, cfg))
+    _save_unet(out, model, u, tuned, rep, names, len(by['train']), dev, learn.precision, dataset_preprocessing(run_dir, cfg), d50)
     pred = lambda s: preds.pop(s) if s in preds else predict_scales(model, imgs[s], tuned['tta_scales'], **kw)
     thr = {c: tuned['thresholds'][c]['threshold'] for c in u.target_classes}
     metrics, _ = _evaluate_unet(pred, imgs, tg, by, u, list(thr.values()), colors, val_is_train, out)
