@@ -572,7 +572,7 @@ def _unet_targets(cfg:Config, run_dir:Path, stems:list[str],
                   imgs:dict, masks:dict, # the dataset (stem -> image, one-hot mask); synthetic images and scaled copies are added
                   idx:list[int], # the target classes' indices among the classes
                   by:dict, n_images:dict, # images per subset and their counts; the added training images are added to both
-                  out:Path) -> tuple[dict, dict]:
+                  out:Path) -> tuple[dict, dict, float|None]:
     "Training targets (stem -> (K + J, H, W) int8), instance labels (stem -> labels) of the images that have them, training objects' D50 (px)."
     u = cfg.section('unet')
     (out/'synthetic.csv').unlink(missing_ok=True)
