@@ -19,12 +19,12 @@ from .postprocessing import image_to_uint8, save_png
 from .sam import cut_keeping_pixels, cut_options
 
 # %% auto #0
-__all__ = ['MASK_SUFFIXES', 'MASK_KINDS', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'list_files', 'mask_key',
-           'pair_files', 'read_mask', 'mask_instances', 'bar_score', 'mask_rows', 'read_coco', 'decode_segmentation',
-           'coco_instances', 'place', 'labels_onehot', 'instance_classes', 'dataset_image8', 'material_of',
-           'prepare_pair', 'write_instances', 'write_pair', 'remove_stale', 'default_config_path', 'check_class_names',
-           'import_config', 'image_glob_of', 'coco_pairs', 'plot_examples', 'import_masks', 'import_masks_main',
-           'write_toy_inputs']
+__all__ = ['MASK_SUFFIXES', 'MASK_KINDS', 'KNOWN_MASK_TAGS', 'BACKGROUND', 'IMPORT_STAGES', 'MaskError', 'checked_mask_kind',
+           'list_files', 'mask_key', 'pair_files', 'read_mask', 'mask_instances', 'bar_score', 'mask_rows', 'read_coco',
+           'decode_segmentation', 'coco_instances', 'place', 'labels_onehot', 'instance_classes', 'dataset_image8',
+           'material_of', 'prepare_pair', 'write_instances', 'write_pair', 'remove_stale', 'default_config_path',
+           'check_class_names', 'import_config', 'image_glob_of', 'coco_pairs', 'plot_examples', 'import_masks',
+           'import_masks_main', 'write_toy_inputs']
 
 # %% ../nbs/03b_import_masks.ipynb #7a0a7b8b
 MASK_SUFFIXES = ('.png', '.tif', '.tiff')       # lossless only: a JPEG mask has compression noise
@@ -32,6 +32,11 @@ MASK_KINDS = ('auto', 'binary', 'instances')    # what mask files are (`mask_ins
 KNOWN_MASK_TAGS = ('_mask', '_masks', '_label', '_labels', '_seg', '_segmap', '_instances')
 
 class MaskError(AccordsError): "A mask cannot be read, does not fit its image, or is not a binary mask, instance map or COCO file."
+
+def checked_mask_kind(kind:str) -> str:
+    "`kind` when it is one of `MASK_KINDS`; else a `ConfigError` that lists them."
+    if kind not in MASK_KINDS: raise ConfigError(f'the mask kind is one of {MASK_KINDS}, not {kind!r}')
+    return kind
 
 def list_files(folder:str|Path, # searched recursively
                suffixes:tuple, # file suffixes wanted (lower case)
@@ -118,7 +123,7 @@ def mask_instances(m:np.ndarray, # 2-D integer mask as read
     "Instance labels (int32, 0 = background, 1..n) of a binary mask or instance map, and the format found."
     from scipy import ndimage
     from skimage.segmentation import relabel_sequential
-    if kind not in MASK_KINDS: raise ConfigError(f'the mask kind is one of {MASK_KINDS}, not {kind!r}')
+    checked_mask_kind(kind)
     vals = np.unique(m)
     if len(vals) > 2:
         changes = float((m[:, 1:] != m[:, :-1]).mean()) if m.shape[1] > 1 else 0.0
@@ -421,7 +426,7 @@ def import_masks(images:str|Path, # folder of micrographs (searched recursively)
     cfg = import_config(names, images, base=config, image_glob=image_glob_of(files), normalize=normalize, name=out.name)
     ncfg, ds = cfg.section('normalization'), out/'dataset'
     if binary_objects not in ('cut', 'components'): raise ConfigError(f"binary_objects is 'cut' or 'components', not {binary_objects!r}")
-    if mask_kind not in MASK_KINDS: raise ConfigError(f'mask_kind is one of {MASK_KINDS}, not {mask_kind!r}')
+    checked_mask_kind(mask_kind)   # before any file is read
     cut = cut_options(cfg.section('objects')) if binary_objects == 'cut' else None
     log = FailureLog(out, 'import-masks'); log.clear_stage()
     for f, why in problems: log.record(f, MaskError(why))

@@ -185,9 +185,13 @@ def instances_from_prediction(prob:np.ndarray, # (K, H, W) class probabilities (
     return lab, names
 
 # %% ../nbs/05d_instances.ipynb #b4c2f9e1
-def diameters(labels:np.ndarray) -> np.ndarray:
+def diameters(labels:np.ndarray, # (H, W) instance labels
+              ids=None, # only these labels (None: all)
+             ) -> np.ndarray:
     "Equivalent-circle diameter (px) of each labelled object (labels > 0 present in the image)."
-    a = np.bincount(np.asarray(labels).ravel())[1:]
+    a = np.bincount(np.asarray(labels).ravel())
+    if ids is None: a = a[1:]
+    else: ids = np.asarray(ids, int); a = a[ids[ids < len(a)]]   # a label past the largest present is absent
     return np.sqrt(4 * a[a > 0] / np.pi)
 
 def enlargement(labels:np.ndarray, # (H, W) the first pass's instance labels (of the instance classes)
@@ -195,10 +199,12 @@ def enlargement(labels:np.ndarray, # (H, W) the first pass's instance labels (of
                 ratio:float, # enlarge when the objects' median is under train_d50 / ratio (0: never)
                 max_factor:float, # ... by train_d50 / their median, at most this
                 min_objects:int=3, # fewer objects than this say nothing about their size
+                ids=None, # the labels of the instance classes (None: all)
                ) -> float:
     "The factor to predict the image again at so that its objects come out as large as the training objects' median; 1: as it is."
-    d = diameters(labels)
-    if not ratio or not train_d50 or max_factor <= 1 or len(d) < min_objects: return 1.0
+    if not ratio or not train_d50 or max_factor <= 1: return 1.0
+    d = diameters(labels, ids)
+    if len(d) < min_objects: return 1.0
     f = train_d50 / float(np.median(d))
     return round(min(f, max_factor), 3) if f >= ratio else 1.0
 

@@ -235,8 +235,8 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
             masks = binarize(prob, sm.threshold_list())
             return (prob, unc, masks, *instance_labels(sm, prob, centres, masks, cut))
         prob, unc, masks, lab, lab_cls = decoded(1.0)
-        own = np.isin(lab, 1 + np.flatnonzero(np.isin(lab_cls, u.instance_classes)))   # objects of the instance classes
-        if (f := enlargement(np.where(own, lab, 0), sm.info.get('object_d50_px'), u.small_object_ratio, u.small_object_scale)) > 1:
+        own = 1 + np.flatnonzero(np.isin(lab_cls, u.instance_classes))   # the labels of the instance classes' objects
+        if (f := enlargement(lab, sm.info.get('object_d50_px'), u.small_object_ratio, u.small_object_scale, ids=own)) > 1:
             prob, unc, masks, lab, lab_cls = decoded(f)   # its objects are small for the model: predicted again, enlarged
         if (r0, r1) != (0, full.shape[0]): img = minmax_uint8(full)
         save_instances(lab, lab_cls, out/'instances'/f'{p.stem}.tif', sm.classes if cut else sm.u.instance_classes)
