@@ -9,6 +9,7 @@ Cite it wherever these numbers are shown. Sizes are in pixels (the set has no pi
 
     python bench/bench_instances.py --methods gt-instances gt-binary gt-binary-gaps      # all 366 images, seconds
     python bench/bench_instances.py --methods cellpose --subset 150 --fold 0 --threads 1 # 120 train / 30 test
+    python bench/bench_instances.py --methods accords --subset 150 --reuse --out ALL    # pool folds run apart (ALL/foldK: links to their OUT/foldK)
 
 Methods:
   gt-instances    the true instance map through the project's measurement (stage 06 with exact instances: labels
@@ -209,6 +210,16 @@ def link_inputs(links:Path, data:Path, train_ids:list[str], test_ids:list[str], 
                 cv2.imwrite(str(d/f'{i}.png'), np.where(read_instances(data, i) > 0, 255, 0).astype(np.uint8))
             else: os.symlink(Path(data).resolve()/sub/f'{i}.png', d/f'{i}.png')
 
+def accords_run(fold_dir:Path, args, binary:bool=False) -> Path:
+    "The run folder of the accords method (binary: accords-binary) on one fold."
+    return Path(fold_dir)/('accords' if not binary else f'accords-binary-{args.binary_objects}')
+
+def saved_accords(fold_dir:Path, test_ids:list[str], args, binary:bool=False) -> dict|None:
+    "The test images' instance maps a finished `predict` of this fold left (RUN/predict/instances), or None when one is missing."
+    from accords_tem.unet import read_instances_with_classes
+    files = [accords_run(fold_dir, args, binary)/'predict'/'instances'/f'{i}.tif' for i in test_ids]
+    return {i: read_instances_with_classes(f)[0] for i, f in zip(test_ids, files)} if all(f.exists() for f in files) else None
+
 def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args, binary:bool=False) -> tuple[dict, dict]:
     """The project's README path on one fold, with its defaults: `import-masks` (the training images and their instance maps)
     -> `train-unet` on the run's config.yaml (U-Net with a centre map per object class; a seeded 1/6 of the training images
@@ -219,7 +230,7 @@ def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args
     from accords_tem.unet import run_unet, read_instances_with_classes
     from accords_tem.objects import predict_objects
     if args.threads: torch.set_num_threads(args.threads)
-    run = Path(fold_dir)/('accords' if not binary else f'accords-binary-{args.binary_objects}')
+    run = accords_run(fold_dir, args, binary)
     link_inputs(run/'links', args.data, train_ids, test_ids, binary)
     if not (run/'config.yaml').exists():   # imported once: a re-run keeps the dataset (and so the trained model) as it is
         import_masks(run/'links'/'train_images', run/'links'/'train_masks', run, ['particle'], figures=False, progress=False,
@@ -261,7 +272,8 @@ def main(argv=None):
     ap.add_argument('--cp-size-epochs', type=int, default=10, help='passes over the training images for the size model')
     ap.add_argument('--cp-min-masks', type=int, default=5, help="Cellpose min_train_masks (its default 5)")
     ap.add_argument('--cp-diameter', choices=['size-model', 'train-mean'], default='size-model')
-    ap.add_argument('--reuse', action='store_true', help='cellpose: rescore OUT/foldK/cellpose_predictions.npz when present (timings: see that run)')
+    ap.add_argument('--reuse', action='store_true', help='rescore the predictions a finished run left (cellpose: OUT/foldK/cellpose_predictions.npz; accords: '
+                    'OUT/foldK/accords*/predict/instances) when present, without training or predicting (timings: see that run)')
     ap.add_argument('--min-area', type=int, help='override objects.min_area_px for the gt-* methods (default: the config default)')
     ap.add_argument('--accords-epochs', type=int, default=None, help="accords: unet.epochs (default: the config's)")
     ap.add_argument('--binary-objects', choices=['cut', 'components'], default='cut',
@@ -299,6 +311,8 @@ def main(argv=None):
                     saved = a.out/f'fold{k}'/'cellpose_predictions.npz'
                     if meth == 'cellpose' and a.reuse and saved.exists():   # rescore a finished run without retraining
                         p = dict(np.load(saved)); t = dict(train_cpu_s=np.nan, predict_cpu_s_per_image=np.nan, reused=str(saved))
+                    elif meth != 'cellpose' and a.reuse and (p := saved_accords(a.out/f'fold{k}', test, a, meth == 'accords-binary')):
+                        t = dict(train_cpu_s=np.nan, predict_cpu_s_per_image=np.nan, reused=str(accords_run(a.out/f'fold{k}', a, meth == 'accords-binary')))
                     elif meth == 'cellpose': p, t = predict_cellpose(trn, test, a.out/f'fold{k}', a, a.data)
                     else:
                         p, t = predict_accords(trn, test, a.out/f'fold{k}', a, binary=meth == 'accords-binary')
@@ -331,6 +345,7 @@ def main(argv=None):
         for name, g in sm.groupby('method', sort=False): print(f'\n== {name}\n' + g[cols].to_string(index=False))
     print(f'\n{conv}\nData: emps-train, Yildirim & Cole, J. Chem. Inf. Model. 2021, doi:10.1021/acs.jcim.0c01455')
     tag = '_'.join(m.replace(':', '-') for m in a.methods) + (f'_minarea{a.min_area}' if a.min_area is not None else '')
+    if a.fold is not None: tag += '_fold' + '-'.join(map(str, run_folds))   # runs of other folds into the same --out keep theirs
     sm.to_csv(a.out/f'summary_{tag}.csv', index=False)
     df.drop(columns=['_ecd_pred', '_ecd_gt']).to_csv(a.out/f'per_image_{tag}.csv', index=False)
     meta = dict(data=str(a.data), n_images=len(ids), folds=a.folds, run_folds=run_folds, subset=a.subset, max_train=a.max_train,
