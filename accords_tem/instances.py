@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 # %% auto #0
 __all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'class_instances', 'centre_target', 'sequential_lut',
-           'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'keep_orphans',
+           'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'split_at_maxima', 'keep_orphans',
            'instances_from_prediction', 'diameters', 'enlargement', 'objects_d50', 'match_instances',
            'tune_seed_threshold', 'fill_object_holes', 'npy_read', 'npy_write', 'instances_tiled']
 
@@ -116,6 +116,7 @@ def instances_from_centres(fg:np.ndarray, # (H, W) bool class mask (probability 
                            join_ratio:float=0.7, # join pieces whose boundary value >= this x the lower peak (0: never)
                            sigma:float=1.0, # smoothing of the centre map (px)
                            min_seed:int=4, # seeds smaller than this (px) are dropped
+                           seed_dynamic:float=0.1, # a seed is split at maxima of the map at least this above their saddle (0: never)
                            min_area:int=1, # objects smaller than this (px) are dropped
                            prob:np.ndarray|None=None, # (H, W) the class probability, for `orphan_min_prob`
                            orphan_min_prob:float|None=None, # pieces of the mask no seed reaches, touching no object: one object each
@@ -124,11 +125,22 @@ def instances_from_centres(fg:np.ndarray, # (H, W) bool class mask (probability 
     "(H, W) int32 instance labels: seeded watershed of the centre map over the class mask, pieces of one object joined."
     fg = np.asarray(fg).astype(bool)
     if not fg.any(): return np.zeros(fg.shape, np.int32)
-    lab = _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_seed)
+    lab = _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_seed, seed_dynamic)
     if prob is not None and orphan_min_prob is not None: lab = keep_orphans(lab, fg, prob, orphan_min_prob, min_area)
     return relabel_sequential(lab, min_area)
 
-def _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_seed) -> np.ndarray:
+def split_at_maxima(seeds:np.ndarray, # (H, W) seed labels
+                    c:np.ndarray, # (H, W) the (smoothed) centre map
+                    h:float, # a maximum counts when it stands at least this above the saddle to a higher one
+                   ) -> np.ndarray:
+    "Markers for the watershed: each maximum of `c` deep at least `h` inside a seed, and each seed without one as it is."
+    from skimage.morphology import h_maxima
+    top = h_maxima(c, h).astype(bool) & (seeds > 0)
+    marks, m = ndi.label(top)
+    has = np.zeros(int(seeds.max()) + 1, bool); has[seeds[top]] = True
+    return np.where(marks > 0, marks, np.where((seeds > 0) & ~has[seeds], seeds + m, 0))
+
+def _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_seed, seed_dynamic=0.0) -> np.ndarray:
     "The seeded watershed of `instances_from_centres` (labels not yet sequential; pieces without a seed are 0)."
     from skimage.segmentation import watershed
     c = np.asarray(centre, np.float32)
@@ -141,6 +153,7 @@ def _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_se
         keep = size >= min_seed; keep[0] = False
         seeds = np.where(keep[seeds], seeds, 0)
     if not seeds.any(): return np.zeros(fg.shape, np.int32)
+    if seed_dynamic > 0: seeds = split_at_maxima(seeds, c, seed_dynamic)
     lab = watershed(-c, seeds, mask=fg)   # pieces of the mask without a seed stay 0
     return merge_wide_necks(lab, c, join_ratio) if join_ratio > 0 else lab
 

@@ -62,6 +62,8 @@ class UnetConfig(_Section):
     join_ratio: float = Field(0.7, ge=0)   # join two pieces whose shared boundary's centre value >= this x the lower peak (0: never)
     centre_sigma: float = Field(1.0, ge=0)  # smoothing of the predicted centre map before decoding (px)
     min_seed_px: int = Field(4, ge=1)     # smaller seeds are noise
+    seed_dynamic: float = Field(0.1, ge=0, lt=1)  # a seed is split at maxima of the centre map at least this above their saddle
+                                          # (h-maxima; close-packed particles whose map dips little between them; 0: never)
     min_object_px: int = Field(16, ge=1)  # smaller predicted objects are dropped
     orphan_min_prob: float|None = Field(0.7, ge=0, le=1)  # a piece of the class mask that no seed reaches and that touches no object
                                           # is one object when its mean probability >= this (null: such pieces are dropped)
@@ -160,7 +162,8 @@ class UnetConfig(_Section):
     def decode_kwargs(self) -> dict:
         "The settings of `instances.instances_from_centres` (the seed floor aside) and its minimum object size."
         return dict(seed_fraction=self.seed_fraction, join_ratio=self.join_ratio, sigma=self.centre_sigma,
-                    min_seed=self.min_seed_px, min_area=self.min_object_px, orphan_min_prob=self.orphan_min_prob)
+                    min_seed=self.min_seed_px, seed_dynamic=self.seed_dynamic, min_area=self.min_object_px,
+                    orphan_min_prob=self.orphan_min_prob)
 
     def epochs_for(self, n_patches:int) -> int:
         "Epochs to train with `n_patches` training patches: `epochs`, or more where that is fewer than `min_steps` optimizer steps."
