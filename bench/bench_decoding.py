@@ -1,0 +1,77 @@
+"""Replay of the centre-map decoding on saved maps (how `unet.seed_dynamic` was chosen, docs/experiments.md): each fold
+model of a `bench_instances.py --methods accords` run predicts its validation and test images once (first pass, the
+model's scales and flips; maps kept under OUT/maps), then `instances_from_centres` decodes them with the default settings
+but one setting varied; objects matched one to one at IoU > 0.5 against emps-train's instance maps, pooled per subset
+(count, D50 of the objects not touching the border) and per fold (F1). Choose on `val`; look at `test` once.
+
+    python bench/bench_decoding.py --runs /tmp/acc0 /tmp/acc1 ... --setting seed_dynamic --values 0 0.05 0.1 0.15 0.2
+"""
+import argparse, os, sys
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+from pathlib import Path
+import numpy as np, torch
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_instances import DATA, list_ids, subset_ids, kfold, read_instances
+
+from accords_tem.export import load_predictor, predict_members
+from accords_tem.io import read_tem
+from accords_tem.imaging import minmax_uint8
+from accords_tem.instances import instances_from_centres, match_instances
+from accords_tem.objects import object_features
+
+def fold_split(k:int, subset:int, folds:int, seed:int) -> dict:
+    "The validation and test ids of fold k, as bench_instances.py splits them."
+    fs = kfold(subset_ids(list_ids(DATA), subset, seed), folds, seed)
+    trn = sorted(i for j, f in enumerate(fs) if j != k for i in f)
+    return dict(val=np.random.default_rng(seed).permutation(trn)[:max(1, len(trn) // 6)].tolist(), test=fs[k])
+
+def saved_maps(model_dir:Path, ids:list[str], out:Path) -> dict:
+    "id -> (probability, centre map) of the model's first pass, predicted once and kept in `out`."
+    out.mkdir(parents=True, exist_ok=True); sm = None; maps = {}
+    for i in ids:
+        f = out/f'{i}.npz'
+        if not f.exists():
+            sm = sm or load_predictor(model_dir, 'cpu'); u = sm.u
+            prob, _ = predict_members(sm, minmax_uint8(read_tem(DATA/'images'/f'{i}.png')), u.tta_scales, tile=u.tile_size,
+                                      overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std,
+                                      device=torch.device('cpu'))
+            np.savez_compressed(f, prob=prob[0].astype(np.float16), centre=prob[1].astype(np.float16))
+        z = np.load(f); maps[i] = (z['prob'].astype(np.float32), z['centre'].astype(np.float32))
+    return maps
+
+def inner_diameters(lab:np.ndarray) -> list[float]:
+    "Equivalent diameters of the objects not touching the border."
+    df = object_features(lab)
+    return df.loc[~df.touches_border.astype(bool), 'equivalent_diameter'].tolist() if len(df) else []
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--runs', type=Path, nargs='+', required=True, help='bench_instances --out folders holding foldK/accords/unet/model')
+    ap.add_argument('--setting', default='seed_dynamic', help='an instances_from_centres setting')
+    ap.add_argument('--values', type=float, nargs='+', required=True)
+    ap.add_argument('--subset', type=int, default=150); ap.add_argument('--folds', type=int, default=5); ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--out', type=Path, default=Path('/tmp/bench_decoding'))
+    ap.add_argument('--threads', type=int, default=1)
+    a = ap.parse_args(argv); torch.set_num_threads(a.threads)
+    models = {int(d.name[4:]): d/'accords'/'unet'/'model' for r in a.runs for d in sorted(r.glob('fold*')) if (d/'accords'/'unet'/'model').exists()}
+    for sub in ('val', 'test'):
+        tot = {v: dict(n=np.zeros(3, int), ep=[], eg=[], fold={}) for v in a.values}
+        for k, model in sorted(models.items()):
+            ids = fold_split(k, a.subset, a.folds, a.seed)[sub]
+            maps = saved_maps(model, ids, a.out/'maps'/f'fold{k}')
+            u = load_predictor(model, 'cpu').u
+            for i, (prob, centre) in maps.items():
+                gt = read_instances(DATA, i); eg = inner_diameters(gt)
+                for v in a.values:
+                    kw = {**u.decode_kwargs(), a.setting: v}
+                    lab = instances_from_centres(prob >= 0.5, centre, seed_threshold=u.seed_threshold, prob=prob, **kw)
+                    r = match_instances(lab, gt, 0.5); t = tot[v]; n = np.array([r['tp'], r['n_pred'], r['n_gt']])
+                    t['n'] += n; t['fold'][k] = t['fold'].get(k, 0) + n; t['ep'] += inner_diameters(lab); t['eg'] += eg
+        print(f'{sub}: {sum(len(fold_split(k, a.subset, a.folds, a.seed)[sub]) for k in models)} images, folds {sorted(models)}')
+        for v, t in tot.items():
+            tp, npred, ngt = t['n']
+            print(f'  {a.setting} {v:g}: F1 {2 * tp / (npred + ngt):.3f}  count {npred / ngt - 1:+.1%}  '
+                  f'D50 {np.median(t["ep"]) / np.median(t["eg"]) - 1:+.1%}  per fold ' +
+                  ' / '.join(f'{2 * f[0] / (f[1] + f[2]):.3f}' for _, f in sorted(t['fold'].items())))
+
+if __name__ == '__main__': main()
