@@ -81,3 +81,14 @@ def test_binary_inputs(tmp_path):
     assert not (tmp_path/'links'/'train_masks'/'b.png').exists()
     bi.link_inputs(tmp_path/'links2', tmp_path, ['a'], ['b'])
     assert (tmp_path/'links2'/'train_masks'/'a.png').is_symlink()                              # instance maps: linked as they are
+
+def test_saved_accords_predictions_are_rescored(tmp_path):
+    from types import SimpleNamespace
+    from accords_tem.unet import save_instances
+    args = SimpleNamespace(binary_objects='cut')
+    lab = two_touching().astype(np.int32)
+    save_instances(lab, ['particle', 'particle'], tmp_path/'fold0'/'accords'/'predict'/'instances'/'a.tif')
+    assert bi.saved_accords(tmp_path/'fold0', ['a', 'b'], args) is None     # b was not predicted: train and predict instead
+    got = bi.saved_accords(tmp_path/'fold0', ['a'], args)
+    assert list(got) == ['a'] and np.array_equal(got['a'], lab)
+    assert bi.accords_run(tmp_path/'fold0', args, binary=True).name == 'accords-binary-cut'
