@@ -1,8 +1,8 @@
 """Replay of the centre-map decoding on saved maps (how `unet.seed_dynamic` was chosen, docs/experiments.md): each fold
 model of a `bench_instances.py --methods accords` run predicts its validation and test images once (first pass, the
 model's scales and flips; maps kept under OUT/maps), then `instances_from_centres` decodes them with the default settings
-but one setting varied; objects matched one to one at IoU > 0.5 against emps-train's instance maps, pooled per subset
-(count, D50 of the objects not touching the border) and per fold (F1). Choose on `val`; look at `test` once.
+but one setting varied; scored as bench_instances.py scores (`image_metrics`: one to one at IoU > 0.5; `pool`: count, D50
+of the objects not touching the border), pooled per subset and per fold (F1). Choose on `val`; look at `test` once.
 
     python bench/bench_decoding.py --runs /tmp/acc0 /tmp/acc1 ... --setting seed_dynamic --values 0 0.05 0.1 0.15 0.2
 """
@@ -11,19 +11,17 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_instances import DATA, list_ids, subset_ids, kfold, read_instances
+from bench_instances import DATA, list_ids, subset_ids, kfold, read_instances, validation_ids, image_metrics, pool
 
 from accords_tem.export import load_predictor, predict_members
 from accords_tem.io import read_tem
 from accords_tem.imaging import minmax_uint8
-from accords_tem.instances import instances_from_centres, match_instances
-from accords_tem.objects import object_features
+from accords_tem.instances import instances_from_centres
 
 def fold_split(k:int, subset:int, folds:int, seed:int) -> dict:
     "The validation and test ids of fold k, as bench_instances.py splits them."
     fs = kfold(subset_ids(list_ids(DATA), subset, seed), folds, seed)
-    trn = sorted(i for j, f in enumerate(fs) if j != k for i in f)
-    return dict(val=np.random.default_rng(seed).permutation(trn)[:max(1, len(trn) // 6)].tolist(), test=fs[k])
+    return dict(val=validation_ids([i for j, f in enumerate(fs) if j != k for i in f], seed), test=fs[k])
 
 def saved_maps(model_dir:Path, ids:list[str], out:Path) -> dict:
     "id -> (probability, centre map) of the model's first pass, predicted once and kept in `out`."
@@ -39,11 +37,6 @@ def saved_maps(model_dir:Path, ids:list[str], out:Path) -> dict:
         z = np.load(f); maps[i] = (z['prob'].astype(np.float32), z['centre'].astype(np.float32))
     return maps
 
-def inner_diameters(lab:np.ndarray) -> list[float]:
-    "Equivalent diameters of the objects not touching the border."
-    df = object_features(lab)
-    return df.loc[~df.touches_border.astype(bool), 'equivalent_diameter'].tolist() if len(df) else []
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--runs', type=Path, nargs='+', required=True, help='bench_instances --out folders holding foldK/accords/unet/model')
@@ -55,23 +48,20 @@ def main(argv=None):
     a = ap.parse_args(argv); torch.set_num_threads(a.threads)
     models = {int(d.name[4:]): d/'accords'/'unet'/'model' for r in a.runs for d in sorted(r.glob('fold*')) if (d/'accords'/'unet'/'model').exists()}
     for sub in ('val', 'test'):
-        tot = {v: dict(n=np.zeros(3, int), ep=[], eg=[], fold={}) for v in a.values}
+        rows = {v: {} for v in a.values}   # value -> fold -> per-image scores
         for k, model in sorted(models.items()):
-            ids = fold_split(k, a.subset, a.folds, a.seed)[sub]
-            maps = saved_maps(model, ids, a.out/'maps'/f'fold{k}')
+            maps = saved_maps(model, fold_split(k, a.subset, a.folds, a.seed)[sub], a.out/'maps'/f'fold{k}')
             u = load_predictor(model, 'cpu').u
             for i, (prob, centre) in maps.items():
-                gt = read_instances(DATA, i); eg = inner_diameters(gt)
+                gt = read_instances(DATA, i)
                 for v in a.values:
-                    kw = {**u.decode_kwargs(), a.setting: v}
-                    lab = instances_from_centres(prob >= 0.5, centre, seed_threshold=u.seed_threshold, prob=prob, **kw)
-                    r = match_instances(lab, gt, 0.5); t = tot[v]; n = np.array([r['tp'], r['n_pred'], r['n_gt']])
-                    t['n'] += n; t['fold'][k] = t['fold'].get(k, 0) + n; t['ep'] += inner_diameters(lab); t['eg'] += eg
-        print(f'{sub}: {sum(len(fold_split(k, a.subset, a.folds, a.seed)[sub]) for k in models)} images, folds {sorted(models)}')
-        for v, t in tot.items():
-            tp, npred, ngt = t['n']
-            print(f'  {a.setting} {v:g}: F1 {2 * tp / (npred + ngt):.3f}  count {npred / ngt - 1:+.1%}  '
-                  f'D50 {np.median(t["ep"]) / np.median(t["eg"]) - 1:+.1%}  per fold ' +
-                  ' / '.join(f'{2 * f[0] / (f[1] + f[2]):.3f}' for _, f in sorted(t['fold'].items())))
+                    lab = instances_from_centres(prob >= 0.5, centre, seed_threshold=u.seed_threshold, prob=prob,
+                                                 **{**u.decode_kwargs(), a.setting: v})
+                    rows[v].setdefault(k, []).append(image_metrics(lab, gt))
+        print(f'{sub}: {sum(len(r) for r in rows[a.values[0]].values())} images, folds {sorted(models)}')
+        for v, by_fold in rows.items():
+            p = pool([r for rs in by_fold.values() for r in rs])
+            print(f'  {a.setting} {v:g}: F1 {p["f1"]:.3f}  count {p["count_err_pooled"]:+.1%}  D50 {p["D50_err"]:+.1%}  per fold ' +
+                  ' / '.join(f'{pool(rs)["f1"]:.3f}' for _, rs in sorted(by_fold.items())))
 
 if __name__ == '__main__': main()

@@ -71,6 +71,10 @@ def kfold(ids:list[str], k:int, seed:int) -> list[list[str]]:
     perm = np.random.default_rng(seed).permutation(sorted(ids))
     return [sorted(a.tolist()) for a in np.array_split(perm, k)]
 
+def validation_ids(train_ids:list[str], seed:int) -> list[str]:
+    "The seeded sixth (at least one) of a fold's training images that validate (the accords methods' split)."
+    return np.random.default_rng(seed).permutation(sorted(train_ids))[:max(1, len(train_ids) // 6)].tolist()
+
 def read_image(root:Path, i:str) -> np.ndarray:
     "The grey image (uint8): the PNGs are grey saved as RGB, the first channel is kept."
     import cv2
@@ -227,7 +231,7 @@ def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args
     import torch
     from accords_tem.core import load_config
     from accords_tem.import_masks import import_masks
-    from accords_tem.unet import run_unet, read_instances_with_classes
+    from accords_tem.unet import run_unet
     from accords_tem.objects import predict_objects
     if args.threads: torch.set_num_threads(args.threads)
     run = accords_run(fold_dir, args, binary)
@@ -236,14 +240,14 @@ def predict_accords(train_ids:list[str], test_ids:list[str], fold_dir:Path, args
         import_masks(run/'links'/'train_images', run/'links'/'train_masks', run, ['particle'], figures=False, progress=False,
                      binary_objects=args.binary_objects if binary else 'cut', mask_kind='binary' if binary else 'instances')
     cfg = load_config(run/'config.yaml', {'unet.epochs': args.accords_epochs} if args.accords_epochs else None)
-    val = set(np.random.default_rng(args.seed).permutation(sorted(train_ids))[:max(1, len(train_ids) // 6)].tolist())
+    val = set(validation_ids(train_ids, args.seed))
     split = pd.DataFrame(dict(image=sorted(train_ids), subset=['val' if i in val else 'train' for i in sorted(train_ids)]))
     c0 = time.process_time()
     s = run_unet(cfg, run, progress=False, split=split)
     c1 = time.process_time()
     predict_objects(run/'unet'/'model', run/'links'/'test_images', run/'predict', cfg=cfg, figures=False, progress=False)
     c2 = time.process_time()
-    out = {i: read_instances_with_classes(run/'predict'/'instances'/f'{i}.tif')[0] for i in test_ids}
+    out = saved_accords(fold_dir, test_ids, args, binary)
     return out, dict(train_cpu_s=np.nan if s.get('skipped') else c1 - c0, train_wall_s=s.get('seconds'), epochs=s.get('epochs_run'),
                      val_mean_iou=s.get('val_mean_iou'), predict_cpu_s_per_image=(c2 - c1) / len(test_ids), device=s.get('device'))
 
