@@ -36,7 +36,7 @@ def main(argv=None):
         cm = np.asarray(Image.open(str(f).replace('_instances.png', '_classes.png')))
         cm = np.where((cm == gfm) & (ins == 0), 0, cm)   # the slivers' pixels are no flake for the cut either
         for w, fn in ways.items():
-            r = match_instances(fn(ins, cm), ins, 0.5); tot[w] += (r['tp'], r['n_pred'], r['n_gt'])
+            r = match_instances(fn(ins, cm), ins, float(np.nextafter(0.5, 1))); tot[w] += (r['tp'], r['n_pred'], r['n_gt'])
     print(f'{len(files)} images of {a.truth}, {tot[next(iter(ways))][2]} flakes of at least {oc.min_area_px} px; matched at IoU > 0.5, pooled')
     for w, (tp, n_pred, n_gt) in tot.items():
         print(f'  {w:30s} {n_pred:4d} objects  precision {tp / max(n_pred, 1):.3f}  recall {tp / max(n_gt, 1):.3f}  F1 {2 * tp / max(n_pred + n_gt, 1):.3f}')
