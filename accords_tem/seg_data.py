@@ -41,6 +41,8 @@ class AugmentConfig(_Section):
     brightness_contrast: float = Field(0.2, ge=0, lt=1)      # +- limit of RandomBrightnessContrast; 0 turns it off
     noise_std: tuple[float, float] = (0.01, 0.05)  # GaussNoise std range (fraction of the range); (0, 0) off
     scale: float = Field(0.15, ge=0)                   # scale jitter: zoom by 1/(1+s) .. 1+s, as often in as out (magnification); 0 off
+    shift: float = Field(0.5, ge=0, le=1)              # each training window moved by up to this x its size, at random each time it
+                                                       # is drawn (random crops around the grid: few images give many windows); 0 off
     blur_sigma: tuple[float, float] = (0.3, 1.2)   # GaussianBlur sigma range
     p: float = Field(0.3, ge=0, le=1)                        # probability of each photometric / geometric jitter
 
@@ -455,14 +457,18 @@ class PatchDataset(Dataset):
                  targets:list[np.ndarray], # int8 (K+J, H, W) targets: K classes, then J centre maps (x CENTRE_SCALE)
                  origins:list[tuple[int, int, int]], # (image index, y, x) of each window
                  size:int=256, augment=None, mean:float=0.5, std:float=0.5, ignore:int=-1,
-                 n_classes:int|None=None): # K (None: every channel is a class)
+                 n_classes:int|None=None, # K (None: every channel is a class)
+                 shift:int=0): # each window moved by up to this many px at random when drawn (inside the image)
         self.images, self.targets, self.origins, self.size, self.augment = images, targets, origins, size, augment
-        self.mean, self.std, self.ignore, self.n_classes = mean, std, ignore, n_classes
+        self.mean, self.std, self.ignore, self.n_classes, self.shift = mean, std, ignore, n_classes, shift
 
     def __len__(self): return len(self.origins)
 
     def __getitem__(self, i):
         k, y, x = self.origins[i]; s = self.size
+        if self.shift > 0:   # torch's generator: seeded per DataLoader worker, unlike numpy's global one
+            (H, W), (dy, dx) = self.images[k].shape, torch.randint(-self.shift, self.shift + 1, (2,)).tolist()
+            y, x = min(max(y + dy, 0), max(H - s, 0)), min(max(x + dx, 0), max(W - s, 0))
         img, tgt = _pad_to(self.images[k][y:y + s, x:x + s], s), _pad_to(self.targets[k][:, y:y + s, x:x + s], s, self.ignore)
         if self.augment is not None:   # cv2 wants uint8 masks: ignore (< 0) travels as 255
             r = self.augment(image=img, mask=np.ascontiguousarray(tgt.transpose(1, 2, 0).astype(np.uint8)))
@@ -483,7 +489,8 @@ def _pad_to(a:np.ndarray, s:int, value=None) -> np.ndarray:
 
 def make_patch_dataset(images:list[np.ndarray], targets:list[np.ndarray], size:int, stride:int,
                        min_fg:int|None, augment=None, mean:float=0.5, std:float=0.5, ignore:int=-1,
-                       n_classes:int|None=None) -> PatchDataset:
-    "Windows of every image (only those with more than `min_fg` target pixels unless None); channels past `n_classes` are centre maps."
+                       n_classes:int|None=None, shift:int=0) -> PatchDataset:
+    """Windows of every image (only those with more than `min_fg` target pixels unless None); channels past `n_classes` are
+    centre maps; `shift` > 0 moves each window by up to that many px at random each time it is drawn."""
     origins = [(k, y, x) for k, t in enumerate(targets) for y, x in patch_origins(t, size, stride, min_fg, n_classes)]
-    return PatchDataset(images, targets, origins, size, augment, mean, std, ignore, n_classes)
+    return PatchDataset(images, targets, origins, size, augment, mean, std, ignore, n_classes, shift)

@@ -53,7 +53,7 @@ def hrtem_config(encoder:str='tu-tf_efficientnet_lite0', encoder_weights:str|Non
     return UnetConfig(target_classes=['contamination'], instance_classes=[], encoder=encoder, encoder_weights=encoder_weights, epochs=epochs,
                       batch_size=batch_size, lr=lr, patch_size=256, stride=256, min_fg=0, tta=tta, tile_size=256, tile_overlap=0,
                       losses={'contamination': LossSpec(kind='bce_dice')},
-                      augment=AugmentConfig(scale=0.1, brightness_contrast=0.15, noise_std=(0.01, 0.04), blur_sigma=(0.3, 0.8)),
+                      augment=AugmentConfig(scale=0.1, brightness_contrast=0.15, noise_std=(0.01, 0.04), blur_sigma=(0.3, 0.8), shift=0),
                       patience=12, lr_patience=5, schedule=schedule)
 
 # %% ../nbs/05_unet.ipynb #0bc60466
@@ -64,7 +64,8 @@ def _hrtem_train_fold(ims:list, tgs:list, tr:np.ndarray, # images, targets and t
     rng = np.random.default_rng(seed); tr = rng.permutation(tr); n_val = max(1, int(round(0.1 * len(tr))))
     va, tr = tr[:n_val], tr[n_val:]
     mk = lambda idx, aug: make_patch_dataset([ims[i] for i in idx], [tgs[i] for i in idx], u.patch_size, u.stride, None,
-                                             make_augment(u.augment, seed) if aug else None, u.norm_mean, u.norm_std, u.ignore_value)
+                                             make_augment(u.augment, seed) if aug else None, u.norm_mean, u.norm_std, u.ignore_value,
+                                             shift=int(u.augment.shift * u.patch_size) if aug else 0)
     model, rep = build_model(u)
     with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
         learn = make_learner(model, mk(tr, True), mk(va, False), u, wd, device=dev, seed=seed)
@@ -605,7 +606,8 @@ def _train_unet(cfg:Config, imgs:dict, tg:dict, by:dict, out:Path,
     u = cfg.section('unet'); K = len(u.target_classes)
     set_seed(cfg.seed); dev = distributed_device(get_device(cfg.device))
     def ds(ss, tr, min_fg=None): return make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
-                                                           min_fg, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value, K)
+                                                           min_fg, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value, K,
+                                                           shift=int(u.augment.shift * u.patch_size) if tr else 0)
     train_ds, valid_ds = ds(by['train'], True, u.min_fg), ds(by['val'], False)
     if len(train_ds) == 0: train_ds = ds(by['train'], True)   # no patch has enough foreground: take them all
     model, rep = build_model(u, weights=not u.init)
