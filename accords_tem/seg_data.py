@@ -41,8 +41,8 @@ class AugmentConfig(_Section):
     brightness_contrast: float = Field(0.2, ge=0, lt=1)      # +- limit of RandomBrightnessContrast; 0 turns it off
     noise_std: tuple[float, float] = (0.01, 0.05)  # GaussNoise std range (fraction of the range); (0, 0) off
     scale: float = Field(0.15, ge=0)                   # scale jitter: zoom by 1/(1+s) .. 1+s, as often in as out (magnification); 0 off
-    shift: float = Field(0.5, ge=0, le=1)              # each training window moved by up to this x its size, at random each time it
-                                                       # is drawn (random crops around the grid: few images give many windows); 0 off
+    shift: float = Field(0.0, ge=0, le=1)              # each training window moved by up to this x its size, at random each time it
+                                                       # is drawn (random crops around the grid); 0: the fixed grid (docs/experiments.md)
     blur_sigma: tuple[float, float] = (0.3, 1.2)   # GaussianBlur sigma range
     p: float = Field(0.3, ge=0, le=1)                        # probability of each photometric / geometric jitter
 
