@@ -140,7 +140,7 @@ def split_at_maxima(seeds:np.ndarray, # (H, W) seed labels
     has = np.zeros(int(seeds.max()) + 1, bool); has[seeds[top]] = True
     return np.where(marks > 0, marks, np.where((seeds > 0) & ~has[seeds], seeds + m, 0))
 
-def _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_seed, seed_dynamic=0.0) -> np.ndarray:
+def _seeded(fg, centre, seed_threshold, seed_fraction, join_ratio, sigma, min_seed, seed_dynamic) -> np.ndarray:
     "The seeded watershed of `instances_from_centres` (labels not yet sequential; pieces without a seed are 0)."
     from skimage.segmentation import watershed
     c = np.asarray(centre, np.float32)
