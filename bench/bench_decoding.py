@@ -14,25 +14,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_instances import DATA, list_ids, subset_ids, kfold, read_instances, validation_ids, image_metrics, pool
 
 from accords_tem.export import load_predictor, predict_members
+from accords_tem.unet import _predict_kw
 from accords_tem.io import read_tem
 from accords_tem.imaging import minmax_uint8
 from accords_tem.instances import instances_from_centres
 
-def fold_split(k:int, subset:int, folds:int, seed:int) -> dict:
-    "The validation and test ids of fold k, as bench_instances.py splits them."
-    fs = kfold(subset_ids(list_ids(DATA), subset, seed), folds, seed)
+def fold_split(fs:list[list[str]], k:int, seed:int) -> dict:
+    "The validation and test ids of fold k of the folds `fs`, as bench_instances.py splits them."
     return dict(val=validation_ids([i for j, f in enumerate(fs) if j != k for i in f], seed), test=fs[k])
 
-def saved_maps(model_dir:Path, ids:list[str], out:Path) -> dict:
-    "id -> (probability, centre map) of the model's first pass, predicted once and kept in `out`."
-    out.mkdir(parents=True, exist_ok=True); sm = None; maps = {}
+def saved_maps(sm, ids:list[str], out:Path) -> dict:
+    "id -> (probability, centre map) of the predictor's first pass, predicted once and kept in `out`."
+    out.mkdir(parents=True, exist_ok=True); maps = {}
     for i in ids:
         f = out/f'{i}.npz'
         if not f.exists():
-            sm = sm or load_predictor(model_dir, 'cpu'); u = sm.u
-            prob, _ = predict_members(sm, minmax_uint8(read_tem(DATA/'images'/f'{i}.png')), u.tta_scales, tile=u.tile_size,
-                                      overlap=u.tile_overlap, batch=u.pred_batch, tta=u.tta, mean=u.norm_mean, std=u.norm_std,
-                                      device=torch.device('cpu'))
+            prob, _ = predict_members(sm, minmax_uint8(read_tem(DATA/'images'/f'{i}.png')), sm.u.tta_scales, **_predict_kw(sm.u, torch.device('cpu')))
             np.savez_compressed(f, prob=prob[0].astype(np.float16), centre=prob[1].astype(np.float16))
         z = np.load(f); maps[i] = (z['prob'].astype(np.float32), z['centre'].astype(np.float32))
     return maps
@@ -47,11 +44,12 @@ def main(argv=None):
     ap.add_argument('--threads', type=int, default=1)
     a = ap.parse_args(argv); torch.set_num_threads(a.threads)
     models = {int(d.name[4:]): d/'accords'/'unet'/'model' for r in a.runs for d in sorted(r.glob('fold*')) if (d/'accords'/'unet'/'model').exists()}
+    predictors = {k: load_predictor(m, 'cpu') for k, m in models.items()}
+    fs = kfold(subset_ids(list_ids(DATA), a.subset, a.seed), a.folds, a.seed)
     for sub in ('val', 'test'):
         rows = {v: {} for v in a.values}   # value -> fold -> per-image scores
-        for k, model in sorted(models.items()):
-            maps = saved_maps(model, fold_split(k, a.subset, a.folds, a.seed)[sub], a.out/'maps'/f'fold{k}')
-            u = load_predictor(model, 'cpu').u
+        for k, sm in sorted(predictors.items()):
+            maps = saved_maps(sm, fold_split(fs, k, a.seed)[sub], a.out/'maps'/f'fold{k}'); u = sm.u
             for i, (prob, centre) in maps.items():
                 gt = read_instances(DATA, i)
                 for v in a.values:
