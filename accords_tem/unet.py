@@ -57,15 +57,20 @@ def hrtem_config(encoder:str='tu-tf_efficientnet_lite0', encoder_weights:str|Non
                       patience=12, lr_patience=5, schedule=schedule)
 
 # %% ../nbs/05_unet.ipynb #0bc60466
+def _windows(images:list, targets:list, u:UnetConfig, train:bool, seed:int, stride:int, min_fg:int|None=None,
+             n_classes:int|None=None):
+    "The unet section's patch dataset: training windows augmented and shifted at random (`augment.shift`), validation fixed."
+    return make_patch_dataset(images, targets, u.patch_size, stride, min_fg, make_augment(u.augment, seed) if train else None,
+                              u.norm_mean, u.norm_std, u.ignore_value, n_classes,
+                              shift=int(u.augment.shift * u.patch_size) if train else 0)
+
 def _hrtem_train_fold(ims:list, tgs:list, tr:np.ndarray, # images, targets and the fold's training indices
                       u:UnetConfig, seed:int, # the fold's seed
                       dev, out:Path, progress:bool):
     "Train on fold indices `tr` minus an inner 10% validation split; the model, its history, the validation indices and the encoder report."
     rng = np.random.default_rng(seed); tr = rng.permutation(tr); n_val = max(1, int(round(0.1 * len(tr))))
     va, tr = tr[:n_val], tr[n_val:]
-    mk = lambda idx, aug: make_patch_dataset([ims[i] for i in idx], [tgs[i] for i in idx], u.patch_size, u.stride, None,
-                                             make_augment(u.augment, seed) if aug else None, u.norm_mean, u.norm_std, u.ignore_value,
-                                             shift=int(u.augment.shift * u.patch_size) if aug else 0)
+    mk = lambda idx, train: _windows([ims[i] for i in idx], [tgs[i] for i in idx], u, train, seed, u.stride)
     model, rep = build_model(u)
     with tempfile.TemporaryDirectory(dir=out, prefix='.work') as wd:
         learn = make_learner(model, mk(tr, True), mk(va, False), u, wd, device=dev, seed=seed)
@@ -605,9 +610,8 @@ def _train_unet(cfg:Config, imgs:dict, tg:dict, by:dict, out:Path,
     "(learner, history, encoder report, device, training patches, validation windows, epochs planned)."
     u = cfg.section('unet'); K = len(u.target_classes)
     set_seed(cfg.seed); dev = distributed_device(get_device(cfg.device))
-    def ds(ss, tr, min_fg=None): return make_patch_dataset([imgs[s] for s in ss], [tg[s] for s in ss], u.patch_size, u.stride if tr else u.patch_size,
-                                                           min_fg, make_augment(u.augment, cfg.seed) if tr else None, u.norm_mean, u.norm_std, u.ignore_value, K,
-                                                           shift=int(u.augment.shift * u.patch_size) if tr else 0)
+    def ds(ss, tr, min_fg=None): return _windows([imgs[s] for s in ss], [tg[s] for s in ss], u, tr, cfg.seed,
+                                                 u.stride if tr else u.patch_size, min_fg, K)
     train_ds, valid_ds = ds(by['train'], True, u.min_fg), ds(by['val'], False)
     if len(train_ds) == 0: train_ds = ds(by['train'], True)   # no patch has enough foreground: take them all
     model, rep = build_model(u, weights=not u.init)
