@@ -10,8 +10,9 @@ from scipy import ndimage as ndi
 # %% auto #0
 __all__ = ['CENTRE_SCALE', 'inner_boundaries', 'centre_map', 'components', 'class_instances', 'centre_target', 'sequential_lut',
            'relabel_sequential', 'merge_wide_necks', 'instances_from_centres', 'split_at_maxima', 'keep_orphans',
-           'instances_from_prediction', 'diameters', 'enlargement', 'objects_d50', 'match_instances',
-           'tune_seed_threshold', 'fill_object_holes', 'npy_read', 'npy_write', 'instances_tiled']
+           'instances_from_prediction', 'diameters', 'enlargement', 'objects_d50', 'iou_matrix', 'match_instances',
+           'tune_seed_threshold', 'matched_labels', 'object_uncertainty', 'uncertainty_level', 'drop_objects',
+           'fill_object_holes', 'npy_read', 'npy_write', 'instances_tiled']
 
 # %% ../nbs/05d_instances.ipynb #9e245766
 CENTRE_SCALE = 100   # centre maps travel as int8 0..100 in training targets (uint8 through augmentation)
@@ -232,21 +233,29 @@ def objects_d50(targets:dict, # name -> (K+J, H, W) int8 training targets
     return round(float(np.median(d)), 2) if len(d) else None
 
 # %% ../nbs/05d_instances.ipynb #98671b61
+def iou_matrix(pred:np.ndarray, # predicted instance labels
+               gt:np.ndarray, # true instance labels
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "The labels present in `pred` and in `gt` and the (n_pred, n_gt) IoU of every pair."
+    pred, gt = np.asarray(pred).astype(np.int64), np.asarray(gt).astype(np.int64)
+    pi, gi = np.unique(pred[pred > 0]), np.unique(gt[gt > 0])
+    n_p, n_g = len(pi), len(gi)
+    if not (n_p and n_g): return pi, gi, np.zeros((n_p, n_g))
+    pm = np.zeros(pred.max() + 1, np.int64); pm[pi] = np.arange(n_p)
+    gm = np.zeros(gt.max() + 1, np.int64); gm[gi] = np.arange(n_g)
+    both = (pred > 0) & (gt > 0)
+    inter = np.bincount(pm[pred[both]] * n_g + gm[gt[both]], minlength=n_p * n_g).reshape(n_p, n_g).astype(float)
+    ap = np.bincount(pm[pred[pred > 0]], minlength=n_p); ag = np.bincount(gm[gt[gt > 0]], minlength=n_g)
+    return pi, gi, inter / (ap[:, None] + ag[None] - inter)
+
 def match_instances(pred:np.ndarray, # predicted instance labels
                     gt:np.ndarray, # true instance labels
                     iou:float=0.5) -> dict:
     "Object-level precision, recall, F1 and mean matched IoU at the IoU threshold `iou`."
-    pred, gt = np.asarray(pred).astype(np.int64), np.asarray(gt).astype(np.int64)
-    pi, gi = np.unique(pred[pred > 0]), np.unique(gt[gt > 0])
+    pi, gi, m = iou_matrix(pred, gt)
     n_p, n_g = len(pi), len(gi)
     tp, ious = 0, []
     if n_p and n_g:
-        pm = np.zeros(pred.max() + 1, np.int64); pm[pi] = np.arange(n_p)
-        gm = np.zeros(gt.max() + 1, np.int64); gm[gi] = np.arange(n_g)
-        both = (pred > 0) & (gt > 0)
-        inter = np.bincount(pm[pred[both]] * n_g + gm[gt[both]], minlength=n_p * n_g).reshape(n_p, n_g).astype(float)
-        ap = np.bincount(pm[pred[pred > 0]], minlength=n_p); ag = np.bincount(gm[gt[gt > 0]], minlength=n_g)
-        m = inter / (ap[:, None] + ag[None] - inter)
         if iou >= 0.5:   # above 0.5 a pair is unique; at exactly 0.5 one object could pair with two halves, so strictly above
             r, c = np.nonzero(m > iou if iou == 0.5 else m >= iou)
         else:
@@ -279,6 +288,41 @@ def tune_seed_threshold(maps, # iterable, per image and instance class: (class m
     best = max(cand, key=lambda s: (f1[s], -abs(s - default)))
     if default in f1 and f1[best] - f1[default] <= min_gain: best = default
     return dict(seed_threshold=best, f1=f1, n_true=n_true, rule=f'best pooled object F1 @ IoU 0.5 over {n_maps} validation maps')
+
+# %% ../nbs/05d_instances.ipynb #c3a1f0e3
+def matched_labels(pred:np.ndarray, # predicted instance labels
+                   gt:np.ndarray, # true instance labels
+                  ) -> np.ndarray:
+    "The predicted labels that match a true object at IoU > 0.5 (such a match is unique)."
+    pi, _, m = iou_matrix(pred, gt)
+    return pi[(m > 0.5).any(axis=1)] if m.size else pi[:0]
+
+def object_uncertainty(labels:np.ndarray, # (H, W) instance labels 1..n
+                       names:list[str], # the class of each label
+                       unc:np.ndarray, # (K, H, W) uncertainty of each class
+                       classes:list[str], # the K classes, in the order of `unc`
+                      ) -> np.ndarray:
+    "Mean uncertainty of each object 1..n over its pixels, in its class's channel (NaN for a label without pixels)."
+    out = np.full(len(names), np.nan); ids = np.arange(1, len(names) + 1); nm = np.array(names)
+    for k, c in enumerate(classes):
+        if (sel := nm == c).any(): out[sel] = ndi.mean(unc[k], labels, ids[sel])
+    return out
+
+def uncertainty_level(items, # iterable of (predicted labels, (H, W) uncertainty of their class, true labels)
+                      q:float=0.9, min_objects:int=20) -> float|None:
+    "The q-quantile of the mean uncertainty of the predicted objects that match a true one; None with fewer than `min_objects`."
+    u = [np.atleast_1d(ndi.mean(unc, pred, ids)) for pred, unc, gt in items if len(ids := matched_labels(pred, gt))]
+    u = np.concatenate(u) if u else np.zeros(0)
+    return round(float(np.quantile(u, q)), 5) if len(u) >= min_objects else None
+
+def drop_objects(labels:np.ndarray, names:list[str], # instance labels 1..n and the class of each
+                 drop:np.ndarray, # (n,) bool: the objects to drop
+                ) -> tuple[np.ndarray, list[str]]:
+    "The other objects, renumbered 1..m in order, and their classes."
+    keep = ~np.asarray(drop, bool)
+    if keep.all(): return labels, names
+    lut = np.zeros(len(names) + 1, np.int32); lut[1:][keep] = np.arange(1, keep.sum() + 1)
+    return lut[labels], [c for c, k in zip(names, keep) if k]
 
 # %% ../nbs/05d_instances.ipynb #55c39d20
 def fill_object_holes(labels:np.ndarray, # (H, W) instance labels

@@ -119,6 +119,8 @@ class UnetConfig(_Section):
     small_object_ratio: float = Field(1.5, ge=0)  # predict an image again, enlarged, when its objects' median diameter is under
                                           # the training objects' / this (05d_instances `enlargement`); 0: one pass
     small_object_scale: float = Field(2.0, ge=1)  # ... by training D50 / their median, at most this
+    uncertain_object_ratio: float = Field(4.0, ge=0)  # predicted objects whose mean uncertainty exceeds this x the model's level
+                                                      # (its validation objects' 90th percentile, object_uncertainty_q90) are dropped; 0: none
     tile_size: int = Field(512, ge=16)                  # prediction tile (memory is bounded by it)
     tile_overlap: int = Field(128, ge=0)
     pred_batch: int = Field(4, ge=1)

@@ -22,7 +22,7 @@ from .seg_data import UnetConfig, AugmentConfig, LossSpec
 from .seg_train import *
 from .seg_eval import *
 from .instances import (instances_from_prediction, class_instances, tune_seed_threshold, instances_from_centres, instances_tiled,
-                                   npy_read, npy_write, objects_d50, enlargement)
+                                   npy_read, npy_write, objects_d50, enlargement, uncertainty_level, object_uncertainty, drop_objects)
 from .export import (Ensemble, fold_model_dirs, load_predictor, mean_and_spread, predict_members, training_facts,
                                 write_model_card)
 from .normalization import NormalizationConfig, _lazy_if_big
@@ -30,11 +30,12 @@ from .sam import cut_options
 from .postprocessing import PostprocessingConfig, dataset_image, save_png_rows
 
 # %% auto #0
-__all__ = ['hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'instance_labels', 'save_instances',
-           'read_instances_with_classes', 'input_preparer', 'image_predictor', 'prediction_key', 'prediction_outputs',
-           'PredictedImage', 'predict_images', 'NpyRows', 'tune_prediction', 'run_images', 'split_strata',
-           'dataset_preprocessing', 'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image',
-           'cross_validate_unet', 'cv_unet_main', 'write_toy_dataset']
+__all__ = ['hrtem_config', 'eval_hrtem', 'eval_hrtem_main', 'image_files', 'uncertainty_limit', 'uncertain_objects',
+           'drop_uncertain_objects', 'instance_labels', 'save_instances', 'read_instances_with_classes',
+           'input_preparer', 'image_predictor', 'prediction_key', 'prediction_outputs', 'PredictedImage',
+           'predict_images', 'NpyRows', 'tune_prediction', 'run_images', 'split_strata', 'dataset_preprocessing',
+           'run_unet', 'cv_folds', 'fold_split', 'summarize_cv', 'plot_cv_per_image', 'cross_validate_unet',
+           'cv_unet_main', 'write_toy_dataset']
 
 # %% ../nbs/05_unet.ipynb #76fd191f
 def _read_hrtem(data:Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -170,6 +171,29 @@ def _metadata_nm(path:Path) -> float|None:
     return read_metadata(path)['nm_per_px']
 
 # %% ../nbs/05_unet.ipynb #9f3142e6
+def uncertainty_limit(sm:SegModel) -> float|None:
+    "Objects with a higher mean uncertainty are dropped: `uncertain_object_ratio` x the model's validation level; None: keep all."
+    level = sm.info.get('object_uncertainty_q90')
+    if isinstance(sm, Ensemble) or not level or not sm.u.uncertain_object_ratio: return None   # an ensemble's spread is not one model's
+    return sm.u.uncertain_object_ratio * level
+
+def uncertain_objects(sm:SegModel, obj_unc:np.ndarray, # mean uncertainty of each object (NaN: not an instance class's)
+                      area_px:np.ndarray, # size of each object
+                     ) -> np.ndarray:
+    "Which objects go: above the model's uncertainty limit, and at most twice the training objects' median diameter across."
+    if not (limit := uncertainty_limit(sm)): return np.zeros(len(obj_unc), bool)
+    d50 = sm.info.get('object_d50_px')   # far larger objects than the model learnt: its variants may disagree for the size alone
+    small = np.sqrt(4 * np.asarray(area_px) / np.pi) <= 2 * d50 if d50 else True
+    return (np.asarray(obj_unc) > limit) & small
+
+def drop_uncertain_objects(sm:SegModel, lab:np.ndarray, names:list[str], # instance labels and the class of each (instance_labels)
+                           unc:np.ndarray, # (K, H, W) uncertainty
+                          ) -> tuple[np.ndarray, list[str]]:
+    "The instance classes' `uncertain_objects` dropped (their pixels to background), the rest renumbered."
+    if not uncertainty_limit(sm) or not names: return lab, names
+    ou = object_uncertainty(lab, names, unc, sm.classes); ou[~np.isin(names, sm.u.instance_classes)] = np.nan   # NaN: kept
+    return drop_objects(lab, names, uncertain_objects(sm, ou, np.bincount(lab.ravel(), minlength=len(names) + 1)[1:]))
+
 def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilities
                     centres:np.ndarray, # (J, H, W) centre maps of the model's instance classes
                     masks:np.ndarray, # (K, H, W) binary masks at the model's thresholds
@@ -244,6 +268,7 @@ def image_predictor(model_dir:str|os.PathLike, out:str|os.PathLike, tta:str|None
         own = 1 + np.flatnonzero(np.isin(lab_cls, u.instance_classes))   # the labels of the instance classes' objects
         if (f := enlargement(lab, sm.info.get('object_d50_px'), u.small_object_ratio, u.small_object_scale, ids=own)) > 1:
             prob, unc, masks, lab, lab_cls = decoded(f)   # its objects are small for the model: predicted again, enlarged
+        lab, lab_cls = drop_uncertain_objects(sm, lab, lab_cls, unc)   # after the choice of pass: that counts every first-pass object
         if (r0, r1) != (0, full.shape[0]): img = minmax_uint8(full)
         save_instances(lab, lab_cls, out/'instances'/f'{p.stem}.tif', sm.classes if cut else sm.u.instance_classes)
         for k, c in enumerate(sm.classes):
@@ -409,7 +434,7 @@ def _save_instances_rows(store:Path, n:int, classes:list[str], path:Path, covere
     with atomic_path(path) as tmp: tifffile.imwrite(tmp, strips, shape=(H, W), dtype=dt, compression='zlib', rowsperstrip=rps)
     save_json(dict(classes=list(classes), covered=list(covered)), Path(path).with_suffix('.json'))
 
-def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, probs:Path, shape, cut, work:Path, budget:int) -> tuple[Path, list[str]]:
+def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, probs:Path, uncs:Path, shape, cut, work:Path, budget:int) -> tuple[Path, list[str]]:
     "`instance_labels` window by window from the mask, centre-map and probability files: (int32 label .npy, class of each label)."
     u, H, W = sm.u, *shape; side = max(32, int(np.sqrt(budget / 8))); core, margin = side - 2 * (side // 5), side // 5
     lab, li, names = work/'labels.npy', work/'class_labels.npy', []
@@ -435,6 +460,15 @@ def _instance_labels_tiled(sm:SegModel, masks:Path, centres:Path, probs:Path, sh
         for a, b in bands: t = npy_read(li, np.s_[a:b]); npy_write(lab, np.s_[a:b], np.where(t > 0, t + len(names), npy_read(lab, np.s_[a:b])))
         names += [c] * n
     li.unlink(missing_ok=True)
+    if uncertainty_limit(sm) and names:   # drop_uncertain_objects, from sums over the bands
+        n = len(names); s, px = np.zeros(n + 1), np.zeros(n + 1)
+        ch = np.array([-1] + [sm.classes.index(c) if c in u.instance_classes else -1 for c in names])   # -1: not the level's class
+        for a, b in bands:
+            l = npy_read(lab, np.s_[a:b]).ravel(); px += np.bincount(l, minlength=n + 1)
+            for k in set(ch[ch >= 0]): s += np.where(ch == k, np.bincount(l, npy_read(uncs, np.s_[k, a:b]).ravel().astype(np.float64), n + 1), 0)
+        drop = uncertain_objects(sm, np.where(ch[1:] >= 0, s[1:] / np.maximum(px[1:], 1), np.nan), px[1:])
+        for a, b in bands: npy_write(lab, np.s_[a:b], drop_objects(npy_read(lab, np.s_[a:b]), names, drop)[0])
+        names = drop_objects(np.zeros(0, np.int32), names, drop)[1]
     return lab, names
 
 # %% ../nbs/05_unet.ipynb #5ebddbeb
@@ -460,7 +494,8 @@ def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar
                 for k in range(K):
                     if b > a and 0 >= thr[k]: npy_write(masks, np.s_[k, a:b], True); pix[k] += (b - a) * W
         del x
-        lab, names = _instance_labels_tiled(sm, masks, centres, out/'probabilities'/f'{p.stem}.npy', (Hf, W), cut, work, budget)
+        lab, names = _instance_labels_tiled(sm, masks, centres, out/'probabilities'/f'{p.stem}.npy', out/'uncertainty'/f'{p.stem}.npy',
+                                            (Hf, W), cut, work, budget)
         _save_instances_rows(lab, len(names), names, out/'instances'/f'{p.stem}.tif', sm.classes if cut else u.instance_classes)
         bands = range(0, Hf, rows)   # mask and overlay PNGs written band by band (the same pixels as PIL's whole-image files)
         for k, c in enumerate(sm.classes):
@@ -631,15 +666,27 @@ def _tune_on_validation(model, imgs:dict, tg:dict, inst:dict, val:list[str], u:U
     tuned = tune_prediction({s: {f: pu[0] for f, pu in d.items()} for s, d in pv.items()}, tg, inst, u, options)
     return tuned, {s: combine_variants(*zip(*(d[f] for f in tuned['tta_scales']))) for s, d in pv.items()}   # = predict_scales at the scales
 
+def _validation_uncertainty(preds:dict, tg:dict, inst:dict, val:list[str], u:UnetConfig, tuned:dict) -> float|None:
+    "The model's uncertainty level (`instances.uncertainty_level`) over the validation images, decoded at the tuned settings."
+    K, thr, seed = len(u.target_classes), tuned['thresholds'], tuned['seed']['seed_threshold']
+    def items():
+        for s in val:
+            prob, unc = preds[s]
+            for j, c in enumerate(u.instance_classes):
+                k = u.target_classes.index(c)
+                pred = instances_from_centres(prob[k] >= thr[c]['threshold'], prob[K + j], prob=prob[k], seed_threshold=seed, **u.decode_kwargs())
+                yield pred, unc[k], class_instances(tg[s][k], inst.get(s))
+    return uncertainty_level(items()) if u.instance_classes else None
+
 # %% ../nbs/05_unet.ipynb #2c24a6e4
 def _save_unet(out:Path, model, u:UnetConfig, tuned:dict, rep:dict, names:list[str], n_train:int, dev, precision,
-               preprocessing:dict|None, object_d50_px:float|None=None):
+               preprocessing:dict|None, object_d50_px:float|None=None, object_uncertainty_q90:float|None=None):
     "Save the model to OUT/model with the tuned settings and the facts of its training."
     search = dict(metric=tuned['metric'], options=tuned['options'], seed=tuned['seed'])
     save_model(out/'model', model, u.model_copy(update=dict(seed_threshold=tuned['seed']['seed_threshold'], tta_scales=tuned['tta_scales'])),
                tuned['thresholds'], dict(prediction_search=search, encoder_weights_report={k: v for k, v in rep.items()}, classes_config=names,
                                          trained_on=n_train, device=device_description(dev), precision=precision, preprocessing=preprocessing,
-                                         object_d50_px=object_d50_px))
+                                         object_d50_px=object_d50_px, object_uncertainty_q90=object_uncertainty_q90))
 
 # %% ../nbs/05_unet.ipynb #c9fb0ccb
 def _evaluate_unet(pred, # stem -> (probabilities, uncertainty) at the chosen settings; each stem is asked for once
@@ -720,12 +767,14 @@ def run_unet(cfg:Config, # run configuration (section `unet`)
     save_csv(hist, out/'history.csv'); save_figure(plot_history(hist, u.target_classes), out/'curves.png')
     model, kw = learn.model.eval(), _predict_kw(u, dev)
     tuned, preds = _tune_on_validation(model, imgs, tg, inst, by['val'], u, kw)
-    _save_unet(out, model, u, tuned, rep, names, len(by['train']), dev, learn.precision, dataset_preprocessing(run_dir, cfg), d50)
+    level = None if val_is_train else _validation_uncertainty(preds, tg, inst, by['val'], u, tuned)   # training images are no measure
+    _save_unet(out, model, u, tuned, rep, names, len(by['train']), dev, learn.precision, dataset_preprocessing(run_dir, cfg), d50, level)
     pred = lambda s: preds.pop(s) if s in preds else predict_scales(model, imgs[s], tuned['tta_scales'], **kw)
     thr = {c: tuned['thresholds'][c]['threshold'] for c in u.target_classes}
     metrics, _ = _evaluate_unet(pred, imgs, tg, by, u, list(thr.values()), colors, val_is_train, out)
     summary = st.finish(stamp=False, images=n_images, train_patches=n_patches, val_windows=n_windows, epochs_run=len(hist), epochs_planned=epochs,
                    **_best_validation(hist, u), thresholds=thr, seed_threshold=tuned['seed']['seed_threshold'], tta_scales=tuned['tta_scales'],
+                   object_uncertainty_q90=level,
                    **_subset_mean_ious(metrics), metrics_reduction='pooled over the pixels of the subset (per-image means in metrics.csv too)',
                    underrepresented=flags, encoder=u.encoder, encoder_weights=rep.get('source'), device=device_description(dev),
                    precision=learn.precision, val_is_train=val_is_train, config_hash=h)   # summary.json: the stage's stamp

@@ -263,6 +263,20 @@ def test_predict_big_image_in_bands_and_windows(tmp_path, monkeypatch):
     assert sum(len(np.unique(lw[y - 1:y + 1][lw[y - 1:y + 1] > 0])) for y in seams) > 10     # objects across the windows' seams
     np.testing.assert_allclose(big.pop('mean_uncertainty'), whole.pop('mean_uncertainty'), rtol=1e-5, atol=1e-9)
     assert big.equals(whole)
+    # a model with an uncertainty level: both paths drop the same objects (the limit set at the median object's uncertainty)
+    from accords_tem.instances import object_uncertainty
+    import torch
+    with torch.no_grad(): sm.model[2].weight[0, 0, 4, 4], sm.model[2].weight[0, 0, 4, 7] = 12, 8   # GFM leans right: flips disagree at edges
+    predict_images('m', tmp_path, tmp_path/'lean', **kw); lw, cw, _ = read_instances_with_classes(tmp_path/'lean'/'instances'/'a.tif')
+    ou = object_uncertainty(lw, cw, np.load(tmp_path/'lean'/'uncertainty'/'a.npy').astype(np.float32), sm.classes)
+    ou = ou[np.array(cw) == 'GFM']; assert np.ptp(ou) > 0
+    sm.info['object_uncertainty_q90'] = float(np.median(ou)) / sm.u.uncertain_object_ratio
+    predict_images('m', tmp_path, tmp_path/'whole_u', **kw); predict_images('m', tmp_path, tmp_path/'big_u', max_pixels=51200, **kw)
+    lwu, cwu, _ = read_instances_with_classes(tmp_path/'whole_u'/'instances'/'a.tif')
+    lbu, cbu, _ = read_instances_with_classes(tmp_path/'big_u'/'instances'/'a.tif')
+    n_gfm = lambda c: c.count('GFM')
+    assert 0 < n_gfm(cwu) < n_gfm(cw) and n_gfm(cwu) == n_gfm(cbu) and _same_up_to_relabelling(lbu, lwu)
+    assert cwu.count('carbonhole') == cw.count('carbonhole')   # other classes' objects are not the level's
 
 
 def test_object_features_banded_from_tiff(tmp_path):
