@@ -191,7 +191,8 @@ def drop_uncertain_objects(sm:SegModel, lab:np.ndarray, names:list[str], # insta
                           ) -> tuple[np.ndarray, list[str]]:
     "The instance classes' `uncertain_objects` dropped (their pixels to background), the rest renumbered."
     if not uncertainty_limit(sm) or not names: return lab, names
-    ou = object_uncertainty(lab, names, unc, sm.classes); ou[~np.isin(names, sm.u.instance_classes)] = np.nan   # NaN: kept
+    inst = sm.u.instance_classes   # the other classes' objects get no mean (NaN: kept)
+    ou = object_uncertainty(lab, names, unc[[sm.classes.index(c) for c in inst]], inst)
     return drop_objects(lab, names, uncertain_objects(sm, ou, np.bincount(lab.ravel(), minlength=len(names) + 1)[1:]))
 
 def instance_labels(sm:SegModel, prob:np.ndarray, # (K, H, W) class probabilities
@@ -512,6 +513,14 @@ def _predict_big(sm:SegModel, p:Path, lazy, out:Path, kw:dict, prepare, data_bar
             for k, c in enumerate(sm.classes)]
 
 # %% ../nbs/05_unet.ipynb #6211cb5d
+def _instance_maps(probs:dict, targets:dict, instances:dict, u:UnetConfig, thresholds:list[float]):
+    "(image, class channel k, (class mask, centre map, true instance labels, class probability)) per image and instance class."
+    K = len(u.target_classes)
+    for s, p in probs.items():
+        for j, c in enumerate(u.instance_classes):
+            k = u.target_classes.index(c)
+            yield s, k, (p[k] >= thresholds[k], p[K + j], class_instances(targets[s][k], instances.get(s)), p[k])
+
 def tune_prediction(probs:dict, # validation image -> {scale factor: (K+J, H, W) probabilities predicted at that one scale}
                     targets:dict, # image -> (K+J, H, W) int8 targets (class channels, then centre maps)
                     instances:dict, # image -> (H, W) true instance labels, where the dataset has them
@@ -520,14 +529,14 @@ def tune_prediction(probs:dict, # validation image -> {scale factor: (K+J, H, W)
                     min_gain:float=0.01, # a later option must beat the best earlier one by more than this (validation noise)
                    ) -> dict:
     "The best option: {tta_scales, thresholds, seed, score, metric, options (the score of each)}."
-    K, inst_idx = len(u.target_classes), [u.target_classes.index(c) for c in u.instance_classes]
+    K = len(u.target_classes)
     best, rows = None, []
     for scales in options:
         p = {s: sum(d[f] for f in scales) / len(scales) for s, d in probs.items()}   # as predict_scales averages them
         thr = tune_thresholds([ThresholdSearch(K, u.ignore_value).add(p[s][:K], targets[s][:K]) for s in p], u.target_classes,
                               u.threshold_coarse, u.threshold_refine, u.threshold_fallback, u.threshold_min_images)
         tl = [thr[c]['threshold'] for c in u.target_classes]
-        maps = ((p[s][k] >= tl[k], p[s][K + j], class_instances(targets[s][k], instances.get(s)), p[s][k]) for s in p for j, k in enumerate(inst_idx))
+        maps = (m for _, _, m in _instance_maps(p, targets, instances, u, tl))
         seed = tune_seed_threshold(maps, u.seed_candidates, u.seed_threshold, u.seed_min_objects, min_gain, **u.decode_kwargs())
         metric = 'object F1' if seed['f1'] else 'mean IoU'
         score = (seed['f1'][seed['seed_threshold']] if seed['f1'] else
@@ -668,15 +677,10 @@ def _tune_on_validation(model, imgs:dict, tg:dict, inst:dict, val:list[str], u:U
 
 def _validation_uncertainty(preds:dict, tg:dict, inst:dict, val:list[str], u:UnetConfig, tuned:dict) -> float|None:
     "The model's uncertainty level (`instances.uncertainty_level`) over the validation images, decoded at the tuned settings."
-    K, thr, seed = len(u.target_classes), tuned['thresholds'], tuned['seed']['seed_threshold']
-    def items():
-        for s in val:
-            prob, unc = preds[s]
-            for j, c in enumerate(u.instance_classes):
-                k = u.target_classes.index(c)
-                pred = instances_from_centres(prob[k] >= thr[c]['threshold'], prob[K + j], prob=prob[k], seed_threshold=seed, **u.decode_kwargs())
-                yield pred, unc[k], class_instances(tg[s][k], inst.get(s))
-    return uncertainty_level(items()) if u.instance_classes else None
+    thr, seed = [tuned['thresholds'][c]['threshold'] for c in u.target_classes], tuned['seed']['seed_threshold']
+    items = ((instances_from_centres(fg, cm, prob=pk, seed_threshold=seed, **u.decode_kwargs()), preds[s][1][k], truth)
+             for s, k, (fg, cm, truth, pk) in _instance_maps({s: preds[s][0] for s in val}, tg, inst, u, thr))
+    return uncertainty_level(items) if u.instance_classes else None
 
 # %% ../nbs/05_unet.ipynb #2c24a6e4
 def _save_unet(out:Path, model, u:UnetConfig, tuned:dict, rep:dict, names:list[str], n_train:int, dev, precision,

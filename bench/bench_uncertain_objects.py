@@ -2,7 +2,7 @@
 a `bench_instances.py --methods accords` run predicts its validation images with `predict` (every default; kept under
 OUT/foldK/val), its level is taken from them as stage 05 takes it (`instances.uncertainty_level`), then the validation
 and the test predictions (the run's RUN/predict, made with the drop off: `uncertain_object_ratio: 0` or a model without
-a level) lose the objects `unet.uncertain_objects` picks at each ratio; scored as bench_instances.py scores
+a level) lose the objects `unet.drop_uncertain_objects` drops at each ratio; scored as bench_instances.py scores
 (`image_metrics`, `pool`). Choose on `val`; look at `test` once.
 
     python bench/bench_uncertain_objects.py --runs ALL --ratios 0 3 4 5 --out /tmp/bench_uncertain
@@ -16,9 +16,9 @@ from bench_instances import DATA, list_ids, subset_ids, kfold, read_instances, v
 
 from accords_tem.core import load_config
 from accords_tem.export import load_predictor
-from accords_tem.instances import object_uncertainty, uncertainty_level, drop_objects
+from accords_tem.instances import uncertainty_level
 from accords_tem.objects import predict_objects
-from accords_tem.unet import read_instances_with_classes, uncertain_objects
+from accords_tem.unet import read_instances_with_classes, drop_uncertain_objects
 
 def predictions(pred_dir:Path, ids:list[str]) -> list[tuple]:
     "(id, labels, their classes, uncertainty, true labels) of the images `predict` wrote into `pred_dir`."
@@ -59,9 +59,7 @@ def main(argv=None):
             sm.u = sm.u.model_copy(update=dict(uncertain_object_ratio=r)); sm.info['object_uncertainty_q90'] = level
             for s, items in sub.items():
                 for i, lab, names, unc, gt in items:
-                    ou = object_uncertainty(lab, names, unc, sm.classes); ou[~np.isin(names, inst)] = np.nan
-                    drop = uncertain_objects(sm, ou, np.bincount(lab.ravel(), minlength=len(names) + 1)[1:])
-                    m = image_metrics(drop_objects(lab, names, drop)[0], gt)
+                    m = image_metrics(drop_uncertain_objects(sm, lab, names, unc)[0], gt)
                     rows.append(dict(m, fold=k, subset=s, ratio=r, image=i, level=level))
     df = pd.DataFrame(rows)
     for s in ('val', 'test'):
